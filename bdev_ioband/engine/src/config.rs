@@ -1,0 +1,1 @@
+//! The text language of blkio `devices` and `settings` files (placeholder until written).

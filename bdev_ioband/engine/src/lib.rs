@@ -1,0 +1,31 @@
+//! The QoS engine of bdev_ioband: dm-ioband's shares, groups and policies as a pure,
+//! deterministic library.
+//!
+//! No threads, no clock reads, no unsafe code: every call that depends on time takes `now`
+//! in ticks. A host (the embedded polled-mode host or the SPDK module) owns each [`Share`]
+//! on one thread, offers I/O with [`Share::submit`], receives what may go through a
+//! dispatch sink, and returns completions with [`Share::complete`]. The control plane talks
+//! to the [`Engine`] registry by name, directly or through the text language of
+//! [`config`].
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+mod engine;
+mod error;
+mod group;
+mod heap;
+mod params;
+mod share;
+pub mod sim;
+
+pub use engine::{validate_name, DeviceRef, Engine, MAX_NAME_LEN};
+pub use error::EngineError;
+pub use group::{GroupId, GroupKey, GroupStats, GroupType, Op, Ticket, MAX_INITIATOR_LEN};
+pub use params::{
+    GroupParams, GroupValue, Policy, ShareParams, DEFAULT_IO_THROTTLE, DEFAULT_NR_REQUESTS,
+    DEFAULT_TOKENPOOL, DEFAULT_WEIGHT, RANGE_BW_MAX_KIB_PER_SEC, SECTOR_BYTES, SHORT_MAX,
+    TOKEN_MAX,
+};
+pub use share::{Admit, DeviceIdx, Share};

@@ -1,0 +1,761 @@
+//! A share: the scheduler that divides one device's bandwidth among the groups of every
+//! ioband device in it.
+//!
+//! Owned by one thread (the host funnels a share's I/O to its owner core); no locks, no
+//! clock reads: every call takes `now` in ticks. Nothing allocates on the I/O path once a
+//! group's queue has grown to its working depth.
+//!
+//! # How it schedules
+//! - **Weight** (`weight`, `weight-iosize`): start-time fair queuing. Each group keeps a
+//!   virtual time that grows by `cost / weight` per dispatched I/O; the backlogged group
+//!   with the smallest one goes next (an indexed heap, O(log n)). At most `io_limit` I/Os
+//!   are in flight for the share. While at least `io_throttle` are in flight, a group more
+//!   than one epoch (`token` tokens of the share's work) ahead of the slowest *active*
+//!   group (queued or in flight) is held, so that a tenant waiting on its completions keeps
+//!   its share: dm-ioband's epoch refusal, expressed in virtual time. An idle group that
+//!   wakes up re-enters at most `carryover` epochs behind the leader, which caps its banked
+//!   credit at `carryover × initial` tokens, as dm-ioband's epoch credit does.
+//! - **range-bw**: the same weighted order for spare bandwidth, plus per-group tags in
+//!   ticks: a reservation tag that runs at `min` (a group behind it is served first), and a
+//!   limit tag that runs at `max` (a group ahead of it waits in a timed heap). A group may
+//!   pass its max by at most one I/O in any window, and banks no reservation while idle.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::group::{GroupId, GroupKey, GroupStats, Op, Ticket};
+use crate::heap::IndexedHeap;
+use crate::params::{GroupParams, GroupValue, Policy, ShareParams, RANGE_BW_MAX_KIB_PER_SEC};
+use crate::EngineError;
+
+/// Fixed-point scale of virtual time: one token at weight 1 advances it by this much.
+const VT_SCALE: u128 = 1 << 20;
+/// Tags are kept in ticks shifted left by this many bits.
+const SUBTICK_SHIFT: u32 = 16;
+
+/// Index of an ioband device within its share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DeviceIdx(pub(crate) u32);
+
+/// Result of offering an I/O to the share.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admit<T> {
+    /// The engine owns the I/O now; it comes back through a dispatch sink exactly once.
+    Accepted,
+    /// The device is gone: the I/O is handed back untouched for the host to fail.
+    NoDevice(T),
+}
+
+#[derive(Debug)]
+struct Pending<T> {
+    io: T,
+    op: Op,
+    bytes: u64,
+    enqueued_ticks: u64,
+    seq: u64,
+}
+
+#[derive(Debug)]
+struct Group<T> {
+    key: GroupKey,
+    device: u32,
+    params: GroupParams,
+    queue: VecDeque<Pending<T>>,
+    vtime: u128,
+    vtime_rem: u128,
+    reserve_tag: u128,
+    limit_tag: u128,
+    in_flight: u32,
+    stats: GroupStats,
+}
+
+#[derive(Debug)]
+struct Slot<T> {
+    generation: u32,
+    group: Option<Group<T>>,
+}
+
+#[derive(Debug)]
+struct Device {
+    name: String,
+    default_slot: u32,
+    groups: HashMap<GroupKey, u32>,
+}
+
+/// One share and its scheduler.
+#[derive(Debug)]
+pub struct Share<T> {
+    name: String,
+    params: ShareParams,
+    ticks_per_sec: u64,
+    devices: Vec<Option<Device>>,
+    slots: Vec<Slot<T>>,
+    free_slots: Vec<u32>,
+    ready: IndexedHeap<u128>,
+    reserve: IndexedHeap<u128>,
+    limited: IndexedHeap<u128>,
+    active: IndexedHeap<u128>,
+    in_flight: u32,
+    vclock: u128,
+    weight_total: u64,
+    min_total_kib_per_sec: u64,
+    next_seq: u64,
+    last_now_subticks: u128,
+    io_limit: u32,
+    io_throttle: u32,
+    epoch_vt: u128,
+    credit_vt: u128,
+}
+
+impl<T> Share<T> {
+    /// Creates an empty share; `ticks_per_sec` is the rate of the host's tick counter.
+    pub fn new(name: &str, params: ShareParams, ticks_per_sec: u64) -> Result<Self, EngineError> {
+        crate::engine::validate_name(name)?;
+        params.validate()?;
+        if ticks_per_sec == 0 {
+            return Err(EngineError::OutOfRange {
+                param: "ticks_per_sec",
+                value: 0,
+                min: 1,
+                max: i64::MAX,
+            });
+        }
+        let mut share = Share {
+            name: name.to_owned(),
+            params,
+            ticks_per_sec,
+            devices: Vec::new(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            ready: IndexedHeap::default(),
+            reserve: IndexedHeap::default(),
+            limited: IndexedHeap::default(),
+            active: IndexedHeap::default(),
+            in_flight: 0,
+            vclock: 0,
+            weight_total: 0,
+            min_total_kib_per_sec: 0,
+            next_seq: 0,
+            last_now_subticks: 0,
+            io_limit: 0,
+            io_throttle: 0,
+            epoch_vt: 0,
+            credit_vt: 0,
+        };
+        share.refresh_derived();
+        Ok(share)
+    }
+
+    /// The share's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The knobs as set.
+    pub fn params(&self) -> &ShareParams {
+        &self.params
+    }
+
+    /// The tick rate this share was built with.
+    pub fn ticks_per_sec(&self) -> u64 {
+        self.ticks_per_sec
+    }
+
+    /// I/Os in flight for the whole share.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight
+    }
+
+    /// I/Os queued in the whole share.
+    pub fn queued(&self) -> u64 {
+        self.groups().map(|g| g.queue.len() as u64).sum()
+    }
+
+    /// Sum of the weights of every attached group.
+    pub fn weight_total(&self) -> u64 {
+        self.weight_total
+    }
+
+    fn groups(&self) -> impl Iterator<Item = &Group<T>> {
+        self.slots.iter().filter_map(|s| s.group.as_ref())
+    }
+
+    fn refresh_derived(&mut self) {
+        self.io_limit = self.params.effective_io_limit();
+        self.io_throttle = self.params.effective_io_throttle();
+        let total = u128::from(self.weight_total.max(1));
+        self.epoch_vt = u128::from(self.params.effective_token()) * VT_SCALE / total;
+        self.credit_vt = self.epoch_vt * u128::from(self.params.effective_carryover());
+    }
+
+    // ----- control plane -------------------------------------------------------------
+
+    /// Changes the share's knobs. A policy change keeps every group's weight and range and
+    /// restarts virtual time, since costs change unit.
+    pub fn set_params(&mut self, params: ShareParams) -> Result<(), EngineError> {
+        params.validate()?;
+        self.check_min_sum(self.min_total_kib_per_sec, params.capacity_kib_per_sec)?;
+        let policy_changed = params.policy != self.params.policy;
+        self.params = params;
+        if policy_changed {
+            let vclock = self.vclock;
+            for slot in 0..self.slots.len() {
+                if let Some(g) = self.slots[slot].group.as_mut() {
+                    g.vtime = vclock;
+                    g.vtime_rem = 0;
+                    let (queued, in_flight) = (!g.queue.is_empty(), g.in_flight > 0);
+                    if queued {
+                        self.ready.set(slot as u32, vclock);
+                    }
+                    if queued || in_flight {
+                        self.active.set(slot as u32, vclock);
+                    }
+                }
+            }
+        }
+        self.refresh_derived();
+        Ok(())
+    }
+
+    fn check_min_sum(&self, sum_kib_per_sec: u64, capacity: u32) -> Result<(), EngineError> {
+        let cap = if capacity == 0 { RANGE_BW_MAX_KIB_PER_SEC } else { capacity };
+        if sum_kib_per_sec > u64::from(cap) {
+            return Err(EngineError::MinSumExceeded {
+                share: self.name.clone(),
+                sum_kib_per_sec,
+                capacity_kib_per_sec: u64::from(cap),
+            });
+        }
+        Ok(())
+    }
+
+    /// Adds an ioband device with its default group (control path).
+    pub fn add_device(&mut self, name: &str) -> Result<DeviceIdx, EngineError> {
+        crate::engine::validate_name(name)?;
+        if self.device_by_name(name).is_some() {
+            return Err(EngineError::DeviceExists(name.to_owned()));
+        }
+        let index = match self.devices.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                self.devices.push(None);
+                self.devices.len() - 1
+            }
+        };
+        let slot = self.alloc_slot(GroupKey::None, index as u32, GroupParams::default());
+        self.devices[index] =
+            Some(Device { name: name.to_owned(), default_slot: slot, groups: HashMap::new() });
+        Ok(DeviceIdx(index as u32))
+    }
+
+    /// Finds a device of this share by name.
+    pub fn device_by_name(&self, name: &str) -> Option<DeviceIdx> {
+        self.devices
+            .iter()
+            .position(|d| d.as_ref().is_some_and(|d| d.name == name))
+            .map(|i| DeviceIdx(i as u32))
+    }
+
+    /// Names of the devices in the share, in creation-slot order.
+    pub fn device_names(&self) -> impl Iterator<Item = (DeviceIdx, &str)> {
+        self.devices
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| d.as_ref().map(|d| (DeviceIdx(i as u32), d.name.as_str())))
+    }
+
+    /// How many devices the share has.
+    pub fn device_count(&self) -> usize {
+        self.devices.iter().flatten().count()
+    }
+
+    /// Removes a device and every group on it. Queued I/O is handed back, in order, for the
+    /// host to complete; I/O in flight completes later through its ticket as usual.
+    pub fn remove_device(&mut self, dev: DeviceIdx) -> Result<Vec<T>, EngineError> {
+        let device = self
+            .devices
+            .get_mut(dev.0 as usize)
+            .and_then(Option::take)
+            .ok_or_else(|| EngineError::NoSuchDevice(format!("#{}", dev.0)))?;
+        let mut drained = Vec::new();
+        let mut slots: Vec<u32> = device.groups.values().copied().collect();
+        slots.push(device.default_slot);
+        slots.sort_unstable();
+        for slot in slots {
+            if let Some(group) = self.free_slot(slot) {
+                drained.extend(group.queue.into_iter().map(|p| p.io));
+            }
+        }
+        Ok(drained)
+    }
+
+    fn device(&self, dev: DeviceIdx) -> Result<&Device, EngineError> {
+        self.devices
+            .get(dev.0 as usize)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| EngineError::NoSuchDevice(format!("#{}", dev.0)))
+    }
+
+    /// The device's name.
+    pub fn device_name(&self, dev: DeviceIdx) -> Result<&str, EngineError> {
+        Ok(&self.device(dev)?.name)
+    }
+
+    fn slot_of(&self, dev: DeviceIdx, key: &GroupKey) -> Result<u32, EngineError> {
+        let device = self.device(dev)?;
+        if *key == GroupKey::None {
+            return Ok(device.default_slot);
+        }
+        device.groups.get(key).copied().ok_or_else(|| EngineError::NoSuchGroup {
+            device: device.name.clone(),
+            group: key.to_string(),
+        })
+    }
+
+    /// Attaches a group to a device with the given value (or the defaults).
+    pub fn attach(
+        &mut self,
+        dev: DeviceIdx,
+        key: GroupKey,
+        value: Option<GroupValue>,
+    ) -> Result<GroupId, EngineError> {
+        let device = self.device(dev)?;
+        if key == GroupKey::None {
+            return Err(EngineError::DefaultGroup(device.name.clone()));
+        }
+        if device.groups.contains_key(&key) {
+            return Err(EngineError::GroupExists {
+                device: device.name.clone(),
+                group: key.to_string(),
+            });
+        }
+        let params = match value {
+            Some(v) => v.apply(self.params.policy, GroupParams::default())?,
+            None => GroupParams::default(),
+        };
+        self.check_min_sum(
+            self.min_total_kib_per_sec + u64::from(params.min_kib_per_sec),
+            self.params.capacity_kib_per_sec,
+        )?;
+        let slot = self.alloc_slot(key.clone(), dev.0, params);
+        if let Some(Some(device)) = self.devices.get_mut(dev.0 as usize) {
+            device.groups.insert(key, slot);
+        }
+        Ok(self.id_of(slot))
+    }
+
+    /// Detaches a group. Its queued I/O moves, in order, to the device's default group.
+    pub fn detach(&mut self, dev: DeviceIdx, key: &GroupKey) -> Result<(), EngineError> {
+        if *key == GroupKey::None {
+            return Err(EngineError::DefaultGroup(self.device(dev)?.name.clone()));
+        }
+        let slot = self.slot_of(dev, key)?;
+        let default_slot = self.device(dev)?.default_slot;
+        if let Some(Some(device)) = self.devices.get_mut(dev.0 as usize) {
+            device.groups.remove(key);
+        }
+        let Some(group) = self.free_slot(slot) else { return Ok(()) };
+        if !group.queue.is_empty() {
+            let now_sub = self.last_now_subticks;
+            self.wake(default_slot, now_sub);
+            if let Some(g) = self.slots[default_slot as usize].group.as_mut() {
+                g.queue.extend(group.queue);
+                g.stats.queue_depth = g.queue.len() as u64;
+            }
+            self.reposition(default_slot, now_sub);
+        }
+        Ok(())
+    }
+
+    /// Sets a group's value (weight or min:max by policy), or the default group's.
+    pub fn set_value(
+        &mut self,
+        dev: DeviceIdx,
+        key: &GroupKey,
+        value: GroupValue,
+    ) -> Result<(), EngineError> {
+        let slot = self.slot_of(dev, key)?;
+        let old = self.group(slot).params;
+        let new = value.apply(self.params.policy, old)?;
+        self.set_group_params(slot, old, new)
+    }
+
+    /// Sets a group's weight and range together (both apply under every policy: the
+    /// weight shares spare bandwidth, the range reserves and caps).
+    pub fn set_group(
+        &mut self,
+        dev: DeviceIdx,
+        key: &GroupKey,
+        params: GroupParams,
+    ) -> Result<(), EngineError> {
+        params.validate()?;
+        let slot = self.slot_of(dev, key)?;
+        let old = self.group(slot).params;
+        self.set_group_params(slot, old, params)
+    }
+
+    fn set_group_params(
+        &mut self,
+        slot: u32,
+        old: GroupParams,
+        new: GroupParams,
+    ) -> Result<(), EngineError> {
+        let min_total = self.min_total_kib_per_sec - u64::from(old.min_kib_per_sec)
+            + u64::from(new.min_kib_per_sec);
+        self.check_min_sum(min_total, self.params.capacity_kib_per_sec)?;
+        self.min_total_kib_per_sec = min_total;
+        self.weight_total = self.weight_total - u64::from(old.weight) + u64::from(new.weight);
+        self.refresh_derived();
+        let now_sub = self.last_now_subticks;
+        if let Some(g) = self.slots[slot as usize].group.as_mut() {
+            g.params = new;
+            if new.min_kib_per_sec > 0 && old.min_kib_per_sec == 0 {
+                g.reserve_tag = g.reserve_tag.max(now_sub);
+            }
+            if new.max_kib_per_sec == 0 {
+                g.limit_tag = 0;
+            }
+        }
+        self.reposition(slot, now_sub);
+        Ok(())
+    }
+
+    /// The handle of the group `key` on `dev`, or of the default group when none is
+    /// attached under that key (what the I/O path classifies with).
+    pub fn group_id(&self, dev: DeviceIdx, key: &GroupKey) -> Result<GroupId, EngineError> {
+        let device = self.device(dev)?;
+        let slot = device.groups.get(key).copied().unwrap_or(device.default_slot);
+        Ok(self.id_of(slot))
+    }
+
+    /// The groups of a device, default group first, then by key.
+    pub fn groups_of(
+        &self,
+        dev: DeviceIdx,
+    ) -> Result<Vec<(GroupKey, GroupParams, GroupStats)>, EngineError> {
+        let device = self.device(dev)?;
+        let mut slots: Vec<(&GroupKey, u32)> = device.groups.iter().map(|(k, &s)| (k, s)).collect();
+        slots.sort();
+        let mut out = Vec::with_capacity(slots.len() + 1);
+        for slot in std::iter::once(device.default_slot).chain(slots.into_iter().map(|(_, s)| s)) {
+            let g = self.group(slot);
+            out.push((g.key.clone(), g.params, g.stats));
+        }
+        Ok(out)
+    }
+
+    /// One group's parameters and counters.
+    pub fn group_info(
+        &self,
+        dev: DeviceIdx,
+        key: &GroupKey,
+    ) -> Result<(GroupParams, GroupStats), EngineError> {
+        let g = self.group(self.slot_of(dev, key)?);
+        Ok((g.params, g.stats))
+    }
+
+    /// Zeroes the counters of every group of a device (queue depth and in-flight stay).
+    pub fn reset_stats(&mut self, dev: DeviceIdx) -> Result<(), EngineError> {
+        let device = self.device(dev)?;
+        let slots: Vec<u32> =
+            device.groups.values().copied().chain([device.default_slot]).collect();
+        for slot in slots {
+            if let Some(g) = self.slots[slot as usize].group.as_mut() {
+                g.stats = GroupStats {
+                    queue_depth: g.stats.queue_depth,
+                    in_flight: g.stats.in_flight,
+                    ..GroupStats::default()
+                };
+            }
+        }
+        Ok(())
+    }
+
+    fn id_of(&self, slot: u32) -> GroupId {
+        GroupId { slot, generation: self.slots[slot as usize].generation }
+    }
+
+    fn group(&self, slot: u32) -> &Group<T> {
+        // Slots named by a device's table are always occupied.
+        self.slots[slot as usize].group.as_ref().expect("device table names a live slot")
+    }
+
+    fn alloc_slot(&mut self, key: GroupKey, device: u32, params: GroupParams) -> u32 {
+        let group = Group {
+            key,
+            device,
+            params,
+            queue: VecDeque::new(),
+            vtime: self.vclock,
+            vtime_rem: 0,
+            reserve_tag: self.last_now_subticks,
+            limit_tag: 0,
+            in_flight: 0,
+            stats: GroupStats::default(),
+        };
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.slots[slot as usize].group = Some(group);
+                slot
+            }
+            None => {
+                self.slots.push(Slot { generation: 0, group: Some(group) });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let n = self.slots.len();
+        for heap in [&mut self.ready, &mut self.reserve, &mut self.limited, &mut self.active] {
+            heap.reserve_slots(n);
+        }
+        self.weight_total += u64::from(params.weight);
+        self.min_total_kib_per_sec += u64::from(params.min_kib_per_sec);
+        self.refresh_derived();
+        slot
+    }
+
+    fn free_slot(&mut self, slot: u32) -> Option<Group<T>> {
+        let entry = self.slots.get_mut(slot as usize)?;
+        let group = entry.group.take()?;
+        entry.generation = entry.generation.wrapping_add(1);
+        for heap in [&mut self.ready, &mut self.reserve, &mut self.limited, &mut self.active] {
+            heap.remove(slot);
+        }
+        self.free_slots.push(slot);
+        self.weight_total -= u64::from(group.params.weight);
+        self.min_total_kib_per_sec -= u64::from(group.params.min_kib_per_sec);
+        self.refresh_derived();
+        Some(group)
+    }
+
+    // ----- I/O path ------------------------------------------------------------------
+
+    /// Offers an I/O of `group` on `dev`. Whatever can go now (this I/O or others that
+    /// were waiting) is handed to `sink` with its ticket before this returns.
+    ///
+    /// A stale `group` (detached since it was looked up) falls back to the device's
+    /// default group.
+    pub fn submit<F: FnMut(T, Ticket)>(
+        &mut self,
+        dev: DeviceIdx,
+        group: GroupId,
+        io: T,
+        op: Op,
+        bytes: u64,
+        now_ticks: u64,
+        sink: &mut F,
+    ) -> Admit<T> {
+        let Some(Some(device)) = self.devices.get(dev.0 as usize) else {
+            return Admit::NoDevice(io);
+        };
+        let slot = match self.slots.get(group.slot as usize) {
+            Some(s) if s.generation == group.generation => match &s.group {
+                Some(g) if g.device == dev.0 => group.slot,
+                _ => device.default_slot,
+            },
+            _ => device.default_slot,
+        };
+        let now_sub = self.now_subticks(now_ticks);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.wake(slot, now_sub);
+        let Some(g) = self.slots[slot as usize].group.as_mut() else {
+            return Admit::NoDevice(io);
+        };
+        match op {
+            Op::Read => {
+                g.stats.read_ios += 1;
+                g.stats.read_bytes += bytes;
+            }
+            Op::Write => {
+                g.stats.write_ios += 1;
+                g.stats.write_bytes += bytes;
+            }
+            Op::Other => g.stats.other_ios += 1,
+        }
+        g.queue.push_back(Pending { io, op, bytes, enqueued_ticks: now_ticks, seq });
+        g.stats.queue_depth = g.queue.len() as u64;
+        self.reposition(slot, now_sub);
+        self.run(now_ticks, now_sub, seq, sink);
+        Admit::Accepted
+    }
+
+    /// Takes back a dispatched I/O, then dispatches whatever that made room for.
+    pub fn complete<F: FnMut(T, Ticket)>(&mut self, ticket: Ticket, now_ticks: u64, sink: &mut F) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let slot = ticket.group.slot;
+        if let Some(entry) = self.slots.get_mut(slot as usize) {
+            if entry.generation == ticket.group.generation {
+                if let Some(g) = entry.group.as_mut() {
+                    g.in_flight = g.in_flight.saturating_sub(1);
+                    g.stats.in_flight = u64::from(g.in_flight);
+                    g.stats.completed_ios += 1;
+                    if g.in_flight == 0 && g.queue.is_empty() {
+                        self.active.remove(slot);
+                    }
+                }
+            }
+        }
+        let now_sub = self.now_subticks(now_ticks);
+        self.run(now_ticks, now_sub, self.next_seq, sink);
+    }
+
+    /// Dispatches whatever has become eligible by `now_ticks` (a max that has refilled, a
+    /// reservation that has come due). Hosts call this from their poller.
+    pub fn poll<F: FnMut(T, Ticket)>(&mut self, now_ticks: u64, sink: &mut F) {
+        let now_sub = self.now_subticks(now_ticks);
+        self.run(now_ticks, now_sub, self.next_seq, sink);
+    }
+
+    /// The earliest tick at which a timed limit lifts for a waiting group, if any; a host
+    /// poller may sleep until then when nothing else is pending.
+    pub fn next_wakeup_ticks(&self) -> Option<u64> {
+        let (tag, _) = self.limited.peek()?;
+        let ticks = tag.div_ceil(1 << SUBTICK_SHIFT);
+        Some(u64::try_from(ticks).unwrap_or(u64::MAX))
+    }
+
+    fn now_subticks(&mut self, now_ticks: u64) -> u128 {
+        let now = u128::from(now_ticks) << SUBTICK_SHIFT;
+        // Time never runs backwards for the scheduler, whatever the host passes.
+        self.last_now_subticks = self.last_now_subticks.max(now);
+        self.last_now_subticks
+    }
+
+    /// Marks a group active if it was idle, limiting the credit it brings back.
+    fn wake(&mut self, slot: u32, now_sub: u128) {
+        let Some(g) = self.slots[slot as usize].group.as_mut() else { return };
+        if g.queue.is_empty() && g.in_flight == 0 {
+            g.vtime = g.vtime.max(self.vclock.saturating_sub(self.credit_vt));
+            g.reserve_tag = g.reserve_tag.max(now_sub);
+        }
+    }
+
+    /// Puts a group in the heaps its state calls for.
+    fn reposition(&mut self, slot: u32, now_sub: u128) {
+        let Some(g) = self.slots[slot as usize].group.as_ref() else { return };
+        if g.queue.is_empty() {
+            self.ready.remove(slot);
+            self.reserve.remove(slot);
+            self.limited.remove(slot);
+        } else if g.params.max_kib_per_sec > 0 && g.limit_tag > now_sub {
+            self.ready.remove(slot);
+            self.reserve.remove(slot);
+            self.limited.set(slot, g.limit_tag);
+        } else {
+            self.limited.remove(slot);
+            self.ready.set(slot, g.vtime);
+            if g.params.min_kib_per_sec > 0 {
+                self.reserve.set(slot, g.reserve_tag);
+            } else {
+                self.reserve.remove(slot);
+            }
+        }
+        // A capped group is slow on purpose: it never holds the others back.
+        if (!g.queue.is_empty() || g.in_flight > 0) && g.params.max_kib_per_sec == 0 {
+            self.active.set(slot, g.vtime);
+        } else {
+            self.active.remove(slot);
+        }
+    }
+
+    fn run<F: FnMut(T, Ticket)>(
+        &mut self,
+        now_ticks: u64,
+        now_sub: u128,
+        run_start_seq: u64,
+        sink: &mut F,
+    ) {
+        while let Some((tag, slot)) = self.limited.peek() {
+            if tag > now_sub {
+                break;
+            }
+            self.limited.remove(slot);
+            self.reposition(slot, now_sub);
+        }
+        let weight_policy = self.params.policy.is_weight();
+        while self.in_flight < self.io_limit {
+            let slot = match (self.reserve.peek(), self.ready.peek()) {
+                (Some((tag, slot)), _) if tag <= now_sub => slot,
+                (_, Some((vt, slot))) => {
+                    if weight_policy && self.in_flight >= self.io_throttle && self.held(vt) {
+                        break;
+                    }
+                    slot
+                }
+                _ => break,
+            };
+            self.dispatch_one(slot, now_ticks, now_sub, run_start_seq, sink);
+        }
+    }
+
+    /// Whether a group at virtual time `vt` runs more than an epoch ahead of the slowest
+    /// active group.
+    fn held(&self, vt: u128) -> bool {
+        match self.active.peek() {
+            Some((slowest, _)) => vt > slowest + self.epoch_vt,
+            None => false,
+        }
+    }
+
+    fn dispatch_one<F: FnMut(T, Ticket)>(
+        &mut self,
+        slot: u32,
+        now_ticks: u64,
+        now_sub: u128,
+        run_start_seq: u64,
+        sink: &mut F,
+    ) {
+        let policy = self.params.policy;
+        let ticks_per_sec = u128::from(self.ticks_per_sec);
+        let generation = self.slots[slot as usize].generation;
+        let Some(g) = self.slots[slot as usize].group.as_mut() else { return };
+        let Some(p) = g.queue.pop_front() else { return };
+        let cost = policy.cost(p.bytes);
+
+        // Weighted order: advance virtual time by cost / weight, carrying the remainder.
+        let weight = u128::from(g.params.weight.max(1));
+        let scaled = u128::from(cost) * VT_SCALE + g.vtime_rem;
+        let start_vt = g.vtime;
+        g.vtime += scaled / weight;
+        g.vtime_rem = scaled % weight;
+        self.vclock = self.vclock.max(start_vt);
+
+        // Range tags, in subticks: bytes at the configured KiB/s.
+        let bytes = u128::from(p.bytes.max(1));
+        if g.params.min_kib_per_sec > 0 {
+            g.reserve_tag += rate_subticks(bytes, g.params.min_kib_per_sec, ticks_per_sec);
+        }
+        if g.params.max_kib_per_sec > 0 {
+            g.limit_tag = g.limit_tag.max(now_sub)
+                + rate_subticks(bytes, g.params.max_kib_per_sec, ticks_per_sec);
+        }
+
+        g.in_flight += 1;
+        self.in_flight += 1;
+        let s = &mut g.stats;
+        s.dispatched_ios += 1;
+        s.dispatched_bytes += p.bytes;
+        s.dispatched_cost += cost;
+        s.in_flight = u64::from(g.in_flight);
+        s.queue_depth = g.queue.len() as u64;
+        if p.seq < run_start_seq {
+            s.throttled_ios += 1;
+            s.throttled_ticks += now_ticks.saturating_sub(p.enqueued_ticks);
+        }
+        let ticket = Ticket { group: GroupId { slot, generation }, op: p.op, bytes: p.bytes };
+        self.reposition(slot, now_sub);
+        sink(p.io, ticket);
+    }
+}
+
+/// Subticks that `bytes` take at `kib_per_sec`.
+fn rate_subticks(bytes: u128, kib_per_sec: u32, ticks_per_sec: u128) -> u128 {
+    (bytes * ticks_per_sec << SUBTICK_SHIFT) / (u128::from(kib_per_sec) * 1024)
+}
+
+/// Read access for renderers: the policy in force.
+impl<T> Share<T> {
+    /// The share's policy.
+    pub fn policy(&self) -> Policy {
+        self.params.policy
+    }
+}

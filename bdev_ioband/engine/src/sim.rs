@@ -1,0 +1,1 @@
+//! Simulation harness (placeholder until written).
