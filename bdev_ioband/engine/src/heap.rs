@@ -23,6 +23,7 @@ impl<K: Ord + Copy> IndexedHeap<K> {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.heap.len()
     }
@@ -31,6 +32,7 @@ impl<K: Ord + Copy> IndexedHeap<K> {
         self.heap.first().copied()
     }
 
+    #[cfg(test)]
     pub(crate) fn contains(&self, slot: u32) -> bool {
         self.pos.get(slot as usize).is_some_and(|&p| p != ABSENT)
     }

@@ -579,6 +579,10 @@ impl<T> Share<T> {
     }
 
     /// Takes back a dispatched I/O, then dispatches whatever that made room for.
+    ///
+    /// Hosts should hand the completion to the submitter first and return the ticket
+    /// after: a closed-loop submitter that sends its next I/O from the completion callback
+    /// then stays active, and keeps its place under `io_throttle`.
     pub fn complete<F: FnMut(T, Ticket)>(&mut self, ticket: Ticket, now_ticks: u64, sink: &mut F) {
         self.in_flight = self.in_flight.saturating_sub(1);
         let slot = ticket.group.slot;
@@ -759,3 +763,7 @@ impl<T> Share<T> {
         self.params.policy
     }
 }
+
+#[cfg(test)]
+#[path = "share_tests.rs"]
+mod tests;
