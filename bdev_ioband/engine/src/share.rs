@@ -17,8 +17,10 @@
 //!   credit at `carryover × initial` tokens, as dm-ioband's epoch credit does.
 //! - **range-bw**: the same weighted order for spare bandwidth, plus per-group tags in
 //!   ticks: a reservation tag that runs at `min` (a group behind it is served first), and a
-//!   limit tag that runs at `max` (a group ahead of it waits in a timed heap). A group may
-//!   pass its max by at most one I/O in any window, and banks no reservation while idle.
+//!   limit tag that runs at `max` (a group ahead of it waits in a timed heap). A group that
+//!   waited for a free slot may catch up by one I/O, so in any window of `w` seconds it
+//!   moves at most `max·w` plus two I/Os (the fence post and that catch-up); it banks no
+//!   reservation and no limit credit while idle.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -729,8 +731,11 @@ impl<T> Share<T> {
             g.reserve_tag += rate_subticks(bytes, g.params.min_kib_per_sec, ticks_per_sec);
         }
         if g.params.max_kib_per_sec > 0 {
-            g.limit_tag = g.limit_tag.max(now_sub)
-                + rate_subticks(bytes, g.params.max_kib_per_sec, ticks_per_sec);
+            // A group that was late for its slot (the share was full) may catch up by one
+            // I/O, no more: without that, every wait for a free slot would be lost and a
+            // max set at the min could never deliver the min.
+            let interval = rate_subticks(bytes, g.params.max_kib_per_sec, ticks_per_sec);
+            g.limit_tag = g.limit_tag.max(now_sub.saturating_sub(interval)) + interval;
         }
 
         g.in_flight += 1;

@@ -304,15 +304,29 @@ pub fn run(config: &SimConfig) -> Result<SimReport, EngineError> {
         }
         share.poll(now, &mut |id, tk| w.on_dispatch(id, tk, now));
 
-        // Arrivals: closed loop up to each tenant's demand.
+        // Arrivals: closed loop up to each tenant's demand. Tenants that want I/O at the
+        // same instant take turns, one I/O each, as simultaneous arrivals would.
         let mut next_change: Option<u64> = None;
         if now < config.duration_ticks {
-            for (t, tenant) in config.tenants.iter().enumerate() {
-                let (want, change) = tenant.arrival.demand(now);
-                if let Some(c) = change {
-                    next_change = Some(next_change.map_or(c, |x: u64| x.min(c)));
-                }
-                while w.outstanding[t] < want {
+            let wants: Vec<u32> = config
+                .tenants
+                .iter()
+                .map(|tenant| {
+                    let (want, change) = tenant.arrival.demand(now);
+                    if let Some(c) = change {
+                        next_change = Some(next_change.map_or(c, |x: u64| x.min(c)));
+                    }
+                    want
+                })
+                .collect();
+            let mut pending = true;
+            while pending {
+                pending = false;
+                for (t, tenant) in config.tenants.iter().enumerate() {
+                    if w.outstanding[t] >= wants[t] {
+                        continue;
+                    }
+                    pending = true;
                     let id = w.owner.len() as u64;
                     w.owner.push(t as u32);
                     w.dispatched.push(false);
