@@ -26,7 +26,10 @@ pub fn validate_name(name: &str) -> Result<(), EngineError> {
     } else {
         return Ok(());
     };
-    Err(EngineError::InvalidName { name: name.to_owned(), reason })
+    Err(EngineError::InvalidName {
+        name: name.to_owned(),
+        reason,
+    })
 }
 
 /// Where a device lives: its share's name and its index there.
@@ -49,7 +52,11 @@ pub struct Engine<T> {
 impl<T> Engine<T> {
     /// An empty engine whose shares count time in ticks of `ticks_per_sec`.
     pub fn new(ticks_per_sec: u64) -> Self {
-        Engine { ticks_per_sec, shares: BTreeMap::new(), devices: BTreeMap::new() }
+        Engine {
+            ticks_per_sec,
+            shares: BTreeMap::new(),
+            devices: BTreeMap::new(),
+        }
     }
 
     /// Creates an ioband device in `share`, creating the share with `params` if it does not
@@ -69,6 +76,11 @@ impl<T> Engine<T> {
         let idx = match self.shares.get_mut(share) {
             Some(existing) => {
                 if let Some(p) = params {
+                    // The base's queue depth is the host's business, not a knob to agree on.
+                    let p = ShareParams {
+                        nr_requests: existing.params().nr_requests,
+                        ..p
+                    };
                     if p != *existing.params() {
                         return Err(EngineError::Parse(format!(
                             "share '{share}' exists with other parameters; \
@@ -86,14 +98,20 @@ impl<T> Engine<T> {
             }
         };
         self.devices.insert(device.to_owned(), share.to_owned());
-        Ok(DeviceRef { share: share.to_owned(), device: idx })
+        Ok(DeviceRef {
+            share: share.to_owned(),
+            device: idx,
+        })
     }
 
     /// Deletes a device; the share goes with its last device. Returns the I/O that was
     /// queued on it, for the host to complete.
     pub fn delete_device(&mut self, device: &str) -> Result<Vec<T>, EngineError> {
         let r = self.device(device)?;
-        let share = self.shares.get_mut(&r.share).ok_or_else(|| no_device(device))?;
+        let share = self
+            .shares
+            .get_mut(&r.share)
+            .ok_or_else(|| no_device(device))?;
         let drained = share.remove_device(r.device)?;
         if share.device_count() == 0 {
             self.shares.remove(&r.share);
@@ -102,30 +120,51 @@ impl<T> Engine<T> {
         Ok(drained)
     }
 
+    /// The tick rate every share of this engine counts in.
+    pub fn ticks_per_sec(&self) -> u64 {
+        self.ticks_per_sec
+    }
+
     /// Finds a device by name.
     pub fn device(&self, device: &str) -> Result<DeviceRef, EngineError> {
         let share_name = self.devices.get(device).ok_or_else(|| no_device(device))?;
-        let share = self.shares.get(share_name).ok_or_else(|| no_device(device))?;
-        let idx = share.device_by_name(device).ok_or_else(|| no_device(device))?;
-        Ok(DeviceRef { share: share_name.clone(), device: idx })
+        let share = self
+            .shares
+            .get(share_name)
+            .ok_or_else(|| no_device(device))?;
+        let idx = share
+            .device_by_name(device)
+            .ok_or_else(|| no_device(device))?;
+        Ok(DeviceRef {
+            share: share_name.clone(),
+            device: idx,
+        })
     }
 
     /// A share by name.
     pub fn share(&self, share: &str) -> Result<&Share<T>, EngineError> {
-        self.shares.get(share).ok_or_else(|| EngineError::NoSuchShare(share.to_owned()))
+        self.shares
+            .get(share)
+            .ok_or_else(|| EngineError::NoSuchShare(share.to_owned()))
     }
 
     /// A share by name, to change or to drive.
     pub fn share_mut(&mut self, share: &str) -> Result<&mut Share<T>, EngineError> {
-        self.shares.get_mut(share).ok_or_else(|| EngineError::NoSuchShare(share.to_owned()))
+        self.shares
+            .get_mut(share)
+            .ok_or_else(|| EngineError::NoSuchShare(share.to_owned()))
     }
 
-    /// The share a device or share name refers to (as `devices` writes address them).
+    /// The share a share or device name refers to (as `devices` writes address them): a
+    /// share of that name first, else the share of the device of that name.
     pub fn share_of(&mut self, share_or_device: &str) -> Result<&mut Share<T>, EngineError> {
-        let name = match self.devices.get(share_or_device) {
-            Some(share) => share.clone(),
-            None if self.shares.contains_key(share_or_device) => share_or_device.to_owned(),
-            None => return Err(EngineError::NoSuchDevice(share_or_device.to_owned())),
+        let name = if self.shares.contains_key(share_or_device) {
+            share_or_device.to_owned()
+        } else {
+            match self.devices.get(share_or_device) {
+                Some(share) => share.clone(),
+                None => return Err(EngineError::NoSuchDevice(share_or_device.to_owned())),
+            }
         };
         self.share_mut(&name)
     }

@@ -68,19 +68,21 @@ impl GroupKey {
         };
         match group_type {
             GroupType::None if id.is_empty() => Ok(GroupKey::None),
-            GroupType::None => {
-                Err(EngineError::Parse(format!("group type none takes no id (got '{id}')")))
-            }
+            GroupType::None => Err(EngineError::Parse(format!(
+                "group type none takes no id (got '{id}')"
+            ))),
             GroupType::Initiator => {
                 validate_initiator(id)?;
                 Ok(GroupKey::Initiator(id.to_owned()))
             }
-            GroupType::Cgroup => {
-                id.parse().map(GroupKey::Cgroup).map_err(|_| number_err("an unsigned 64-bit number"))
-            }
-            GroupType::Tag => {
-                id.parse().map(GroupKey::Tag).map_err(|_| number_err("an unsigned 32-bit number"))
-            }
+            GroupType::Cgroup => id
+                .parse()
+                .map(GroupKey::Cgroup)
+                .map_err(|_| number_err("an unsigned 64-bit number")),
+            GroupType::Tag => id
+                .parse()
+                .map(GroupKey::Tag)
+                .map_err(|_| number_err("an unsigned 32-bit number")),
         }
     }
 
@@ -154,7 +156,10 @@ fn validate_initiator(id: &str) -> Result<(), EngineError> {
     } else {
         return Ok(());
     };
-    Err(EngineError::InvalidName { name: id.to_owned(), reason })
+    Err(EngineError::InvalidName {
+        name: id.to_owned(),
+        reason,
+    })
 }
 
 /// Handle of an attached group, valid until the group is detached.

@@ -7,6 +7,14 @@
 
 const ABSENT: u32 = u32::MAX;
 
+/// A slot number or heap position as u32. Shares refuse to grow past
+/// [`crate::share::MAX_GROUPS`] groups, far below `u32::MAX`, so this never truncates.
+#[allow(clippy::cast_possible_truncation)]
+pub(crate) fn index_u32(index: usize) -> u32 {
+    debug_assert!(index < ABSENT as usize);
+    index as u32
+}
+
 /// Min-heap of `(key, slot)`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct IndexedHeap<K> {
@@ -28,6 +36,10 @@ impl<K: Ord + Copy> IndexedHeap<K> {
         self.heap.len()
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
     pub(crate) fn peek(&self) -> Option<(K, u32)> {
         self.heap.first().copied()
     }
@@ -47,7 +59,7 @@ impl<K: Ord + Copy> IndexedHeap<K> {
         if p == ABSENT {
             let at = self.heap.len();
             self.heap.push((key, slot));
-            self.pos[s] = at as u32;
+            self.pos[s] = index_u32(at);
             self.sift_up(at);
         } else {
             let at = p as usize;
@@ -63,7 +75,9 @@ impl<K: Ord + Copy> IndexedHeap<K> {
 
     /// Removes `slot` if present.
     pub(crate) fn remove(&mut self, slot: u32) {
-        let Some(&p) = self.pos.get(slot as usize) else { return };
+        let Some(&p) = self.pos.get(slot as usize) else {
+            return;
+        };
         if p == ABSENT {
             return;
         }
@@ -86,8 +100,8 @@ impl<K: Ord + Copy> IndexedHeap<K> {
 
     fn swap(&mut self, a: usize, b: usize) {
         self.heap.swap(a, b);
-        self.pos[self.heap[a].1 as usize] = a as u32;
-        self.pos[self.heap[b].1 as usize] = b as u32;
+        self.pos[self.heap[a].1 as usize] = index_u32(a);
+        self.pos[self.heap[b].1 as usize] = index_u32(b);
     }
 
     fn sift_up(&mut self, mut at: usize) {

@@ -199,7 +199,11 @@ pub struct GroupParams {
 
 impl Default for GroupParams {
     fn default() -> Self {
-        GroupParams { weight: DEFAULT_WEIGHT, min_kib_per_sec: 0, max_kib_per_sec: 0 }
+        GroupParams {
+            weight: DEFAULT_WEIGHT,
+            min_kib_per_sec: 0,
+            max_kib_per_sec: 0,
+        }
     }
 }
 
@@ -207,8 +211,18 @@ impl GroupParams {
     /// Checks ranges and min ≤ max (max 0 means no cap); changes nothing.
     pub fn validate(&self) -> Result<(), EngineError> {
         check_range("weight", self.weight, 1, SHORT_MAX)?;
-        check_range("range-bw min", self.min_kib_per_sec, 0, RANGE_BW_MAX_KIB_PER_SEC)?;
-        check_range("range-bw max", self.max_kib_per_sec, 0, RANGE_BW_MAX_KIB_PER_SEC)?;
+        check_range(
+            "range-bw min",
+            self.min_kib_per_sec,
+            0,
+            RANGE_BW_MAX_KIB_PER_SEC,
+        )?;
+        check_range(
+            "range-bw max",
+            self.max_kib_per_sec,
+            0,
+            RANGE_BW_MAX_KIB_PER_SEC,
+        )?;
         if self.max_kib_per_sec != 0 && self.min_kib_per_sec > self.max_kib_per_sec {
             return Err(EngineError::MinAboveMax {
                 min_kib_per_sec: self.min_kib_per_sec,
@@ -239,11 +253,22 @@ impl GroupValue {
     pub fn apply(self, policy: Policy, params: GroupParams) -> Result<GroupParams, EngineError> {
         let next = match (self, policy.is_weight()) {
             (GroupValue::Weight(weight), true) => GroupParams { weight, ..params },
-            (GroupValue::RangeBw { min_kib_per_sec, max_kib_per_sec }, false) => {
-                GroupParams { min_kib_per_sec, max_kib_per_sec, ..params }
-            }
+            (
+                GroupValue::RangeBw {
+                    min_kib_per_sec,
+                    max_kib_per_sec,
+                },
+                false,
+            ) => GroupParams {
+                min_kib_per_sec,
+                max_kib_per_sec,
+                ..params
+            },
             (GroupValue::Weight(_), false) => {
-                return Err(EngineError::WrongPolicy { what: "a weight", policy: policy.as_str() })
+                return Err(EngineError::WrongPolicy {
+                    what: "a weight",
+                    policy: policy.as_str(),
+                })
             }
             (GroupValue::RangeBw { .. }, true) => {
                 return Err(EngineError::WrongPolicy {
@@ -273,7 +298,10 @@ impl std::fmt::Display for GroupValue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             GroupValue::Weight(w) => write!(f, "{w}"),
-            GroupValue::RangeBw { min_kib_per_sec, max_kib_per_sec } => {
+            GroupValue::RangeBw {
+                min_kib_per_sec,
+                max_kib_per_sec,
+            } => {
                 write!(f, "{min_kib_per_sec}:{max_kib_per_sec}")
             }
         }
@@ -308,23 +336,56 @@ mod tests {
         assert_eq!(p.effective_io_limit(), 192);
         assert_eq!(p.effective_token(), 768);
         assert_eq!(p.effective_carryover(), 2);
-        let iosize = ShareParams { policy: Policy::WeightIosize, ..p };
+        let iosize = ShareParams {
+            policy: Policy::WeightIosize,
+            ..p
+        };
         assert_eq!(iosize.effective_token(), 6144);
         assert_eq!(iosize.effective_carryover(), 2);
     }
 
     #[test]
     fn ranges_are_checked() {
-        let bad = GroupParams { weight: 0, ..GroupParams::default() };
-        assert!(matches!(bad.validate(), Err(EngineError::OutOfRange { param: "weight", .. })));
-        let bad = GroupParams { weight: 40000, ..GroupParams::default() };
+        let bad = GroupParams {
+            weight: 0,
+            ..GroupParams::default()
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(EngineError::OutOfRange {
+                param: "weight",
+                ..
+            })
+        ));
+        let bad = GroupParams {
+            weight: 40000,
+            ..GroupParams::default()
+        };
         assert!(bad.validate().is_err());
-        let bad = GroupParams { min_kib_per_sec: 10, max_kib_per_sec: 5, weight: 1 };
-        assert!(matches!(bad.validate(), Err(EngineError::MinAboveMax { .. })));
-        let ok = GroupParams { min_kib_per_sec: 10, max_kib_per_sec: 0, weight: 1 };
+        let bad = GroupParams {
+            min_kib_per_sec: 10,
+            max_kib_per_sec: 5,
+            weight: 1,
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(EngineError::MinAboveMax { .. })
+        ));
+        let ok = GroupParams {
+            min_kib_per_sec: 10,
+            max_kib_per_sec: 0,
+            weight: 1,
+        };
         assert!(ok.validate().is_ok());
-        let bad = ShareParams { io_throttle: 10, io_limit: 5, ..ShareParams::default() };
-        assert!(matches!(bad.validate(), Err(EngineError::ThrottleAboveLimit { .. })));
+        let bad = ShareParams {
+            io_throttle: 10,
+            io_limit: 5,
+            ..ShareParams::default()
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(EngineError::ThrottleAboveLimit { .. })
+        ));
     }
 
     #[test]

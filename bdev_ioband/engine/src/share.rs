@@ -25,12 +25,15 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::group::{GroupId, GroupKey, GroupStats, Op, Ticket};
-use crate::heap::IndexedHeap;
+use crate::heap::{index_u32, IndexedHeap};
 use crate::params::{GroupParams, GroupValue, Policy, ShareParams, RANGE_BW_MAX_KIB_PER_SEC};
 use crate::EngineError;
 
 /// Fixed-point scale of virtual time: one token at weight 1 advances it by this much.
 const VT_SCALE: u128 = 1 << 20;
+const VT_SCALE_U64: u64 = 1 << 20;
+/// Most groups (default groups included) one share holds.
+pub const MAX_GROUPS: usize = 1 << 20;
 /// Tags are kept in ticks shifted left by this many bits.
 const SUBTICK_SHIFT: u32 = 16;
 
@@ -63,7 +66,7 @@ struct Group<T> {
     params: GroupParams,
     queue: VecDeque<Pending<T>>,
     vtime: u128,
-    vtime_rem: u128,
+    vtime_rem: u64,
     reserve_tag: u128,
     limit_tag: u128,
     in_flight: u32,
@@ -206,10 +209,10 @@ impl<T> Share<T> {
                     g.vtime_rem = 0;
                     let (queued, in_flight) = (!g.queue.is_empty(), g.in_flight > 0);
                     if queued {
-                        self.ready.set(slot as u32, vclock);
+                        self.ready.set(index_u32(slot), vclock);
                     }
                     if queued || in_flight {
-                        self.active.set(slot as u32, vclock);
+                        self.active.set(index_u32(slot), vclock);
                     }
                 }
             }
@@ -219,7 +222,11 @@ impl<T> Share<T> {
     }
 
     fn check_min_sum(&self, sum_kib_per_sec: u64, capacity: u32) -> Result<(), EngineError> {
-        let cap = if capacity == 0 { RANGE_BW_MAX_KIB_PER_SEC } else { capacity };
+        let cap = if capacity == 0 {
+            RANGE_BW_MAX_KIB_PER_SEC
+        } else {
+            capacity
+        };
         if sum_kib_per_sec > u64::from(cap) {
             return Err(EngineError::MinSumExceeded {
                 share: self.name.clone(),
@@ -243,10 +250,14 @@ impl<T> Share<T> {
                 self.devices.len() - 1
             }
         };
-        let slot = self.alloc_slot(GroupKey::None, index as u32, GroupParams::default());
-        self.devices[index] =
-            Some(Device { name: name.to_owned(), default_slot: slot, groups: HashMap::new() });
-        Ok(DeviceIdx(index as u32))
+        self.check_room()?;
+        let slot = self.alloc_slot(GroupKey::None, index_u32(index), GroupParams::default());
+        self.devices[index] = Some(Device {
+            name: name.to_owned(),
+            default_slot: slot,
+            groups: HashMap::new(),
+        });
+        Ok(DeviceIdx(index_u32(index)))
     }
 
     /// Finds a device of this share by name.
@@ -254,15 +265,15 @@ impl<T> Share<T> {
         self.devices
             .iter()
             .position(|d| d.as_ref().is_some_and(|d| d.name == name))
-            .map(|i| DeviceIdx(i as u32))
+            .map(|i| DeviceIdx(index_u32(i)))
     }
 
     /// Names of the devices in the share, in creation-slot order.
     pub fn device_names(&self) -> impl Iterator<Item = (DeviceIdx, &str)> {
-        self.devices
-            .iter()
-            .enumerate()
-            .filter_map(|(i, d)| d.as_ref().map(|d| (DeviceIdx(i as u32), d.name.as_str())))
+        self.devices.iter().enumerate().filter_map(|(i, d)| {
+            d.as_ref()
+                .map(|d| (DeviceIdx(index_u32(i)), d.name.as_str()))
+        })
     }
 
     /// How many devices the share has.
@@ -307,10 +318,14 @@ impl<T> Share<T> {
         if *key == GroupKey::None {
             return Ok(device.default_slot);
         }
-        device.groups.get(key).copied().ok_or_else(|| EngineError::NoSuchGroup {
-            device: device.name.clone(),
-            group: key.to_string(),
-        })
+        device
+            .groups
+            .get(key)
+            .copied()
+            .ok_or_else(|| EngineError::NoSuchGroup {
+                device: device.name.clone(),
+                group: key.to_string(),
+            })
     }
 
     /// Attaches a group to a device with the given value (or the defaults).
@@ -338,6 +353,7 @@ impl<T> Share<T> {
             self.min_total_kib_per_sec + u64::from(params.min_kib_per_sec),
             self.params.capacity_kib_per_sec,
         )?;
+        self.check_room()?;
         let slot = self.alloc_slot(key.clone(), dev.0, params);
         if let Some(Some(device)) = self.devices.get_mut(dev.0 as usize) {
             device.groups.insert(key, slot);
@@ -355,7 +371,9 @@ impl<T> Share<T> {
         if let Some(Some(device)) = self.devices.get_mut(dev.0 as usize) {
             device.groups.remove(key);
         }
-        let Some(group) = self.free_slot(slot) else { return Ok(()) };
+        let Some(group) = self.free_slot(slot) else {
+            return Ok(());
+        };
         if !group.queue.is_empty() {
             let now_sub = self.last_now_subticks;
             self.wake(default_slot, now_sub);
@@ -425,7 +443,11 @@ impl<T> Share<T> {
     /// attached under that key (what the I/O path classifies with).
     pub fn group_id(&self, dev: DeviceIdx, key: &GroupKey) -> Result<GroupId, EngineError> {
         let device = self.device(dev)?;
-        let slot = device.groups.get(key).copied().unwrap_or(device.default_slot);
+        let slot = device
+            .groups
+            .get(key)
+            .copied()
+            .unwrap_or(device.default_slot);
         Ok(self.id_of(slot))
     }
 
@@ -458,8 +480,12 @@ impl<T> Share<T> {
     /// Zeroes the counters of every group of a device (queue depth and in-flight stay).
     pub fn reset_stats(&mut self, dev: DeviceIdx) -> Result<(), EngineError> {
         let device = self.device(dev)?;
-        let slots: Vec<u32> =
-            device.groups.values().copied().chain([device.default_slot]).collect();
+        let slots: Vec<u32> = device
+            .groups
+            .values()
+            .copied()
+            .chain([device.default_slot])
+            .collect();
         for slot in slots {
             if let Some(g) = self.slots[slot as usize].group.as_mut() {
                 g.stats = GroupStats {
@@ -472,13 +498,32 @@ impl<T> Share<T> {
         Ok(())
     }
 
+    fn check_room(&self) -> Result<(), EngineError> {
+        let used = self.slots.len() - self.free_slots.len();
+        if used >= MAX_GROUPS {
+            return Err(EngineError::OutOfRange {
+                param: "groups in a share",
+                value: i64::try_from(used + 1).unwrap_or(i64::MAX),
+                min: 1,
+                max: MAX_GROUPS as i64,
+            });
+        }
+        Ok(())
+    }
+
     fn id_of(&self, slot: u32) -> GroupId {
-        GroupId { slot, generation: self.slots[slot as usize].generation }
+        GroupId {
+            slot,
+            generation: self.slots[slot as usize].generation,
+        }
     }
 
     fn group(&self, slot: u32) -> &Group<T> {
         // Slots named by a device's table are always occupied.
-        self.slots[slot as usize].group.as_ref().expect("device table names a live slot")
+        self.slots[slot as usize]
+            .group
+            .as_ref()
+            .expect("device table names a live slot")
     }
 
     fn alloc_slot(&mut self, key: GroupKey, device: u32, params: GroupParams) -> u32 {
@@ -500,12 +545,20 @@ impl<T> Share<T> {
                 slot
             }
             None => {
-                self.slots.push(Slot { generation: 0, group: Some(group) });
-                (self.slots.len() - 1) as u32
+                self.slots.push(Slot {
+                    generation: 0,
+                    group: Some(group),
+                });
+                index_u32(self.slots.len() - 1)
             }
         };
         let n = self.slots.len();
-        for heap in [&mut self.ready, &mut self.reserve, &mut self.limited, &mut self.active] {
+        for heap in [
+            &mut self.ready,
+            &mut self.reserve,
+            &mut self.limited,
+            &mut self.active,
+        ] {
             heap.reserve_slots(n);
         }
         self.weight_total += u64::from(params.weight);
@@ -518,7 +571,12 @@ impl<T> Share<T> {
         let entry = self.slots.get_mut(slot as usize)?;
         let group = entry.group.take()?;
         entry.generation = entry.generation.wrapping_add(1);
-        for heap in [&mut self.ready, &mut self.reserve, &mut self.limited, &mut self.active] {
+        for heap in [
+            &mut self.ready,
+            &mut self.reserve,
+            &mut self.limited,
+            &mut self.active,
+        ] {
             heap.remove(slot);
         }
         self.free_slots.push(slot);
@@ -573,7 +631,38 @@ impl<T> Share<T> {
             }
             Op::Other => g.stats.other_ios += 1,
         }
-        g.queue.push_back(Pending { io, op, bytes, enqueued_ticks: now_ticks, seq });
+        // Fast path: nothing of this group waits, there is room, no timed limit is in play
+        // anywhere in the share and the group is not held. Whatever else waits is held
+        // (the last run left it so), so this I/O overtakes nobody it should not.
+        let (idle_queue, vtime) = (g.queue.is_empty(), g.vtime);
+        let untimed = g.params.max_kib_per_sec == 0 && g.params.min_kib_per_sec == 0;
+        let direct = idle_queue
+            && untimed
+            && self.in_flight < self.io_limit
+            && self.reserve.is_empty()
+            && self.limited.is_empty()
+            && !(self.params.policy.is_weight()
+                && self.in_flight >= self.io_throttle
+                && self.held(vtime));
+        if direct {
+            let ticket = self.charge(slot, op, bytes, now_sub);
+            self.reposition(slot, now_sub);
+            sink(io, ticket);
+            if !self.ready.is_empty() {
+                self.run(now_ticks, now_sub, seq, sink);
+            }
+            return Admit::Accepted;
+        }
+        let Some(g) = self.slots[slot as usize].group.as_mut() else {
+            return Admit::NoDevice(io);
+        };
+        g.queue.push_back(Pending {
+            io,
+            op,
+            bytes,
+            enqueued_ticks: now_ticks,
+            seq,
+        });
         g.stats.queue_depth = g.queue.len() as u64;
         self.reposition(slot, now_sub);
         self.run(now_ticks, now_sub, seq, sink);
@@ -628,7 +717,9 @@ impl<T> Share<T> {
 
     /// Marks a group active if it was idle, limiting the credit it brings back.
     fn wake(&mut self, slot: u32, now_sub: u128) {
-        let Some(g) = self.slots[slot as usize].group.as_mut() else { return };
+        let Some(g) = self.slots[slot as usize].group.as_mut() else {
+            return;
+        };
         if g.queue.is_empty() && g.in_flight == 0 {
             g.vtime = g.vtime.max(self.vclock.saturating_sub(self.credit_vt));
             g.reserve_tag = g.reserve_tag.max(now_sub);
@@ -637,7 +728,9 @@ impl<T> Share<T> {
 
     /// Puts a group in the heaps its state calls for.
     fn reposition(&mut self, slot: u32, now_sub: u128) {
-        let Some(g) = self.slots[slot as usize].group.as_ref() else { return };
+        let Some(g) = self.slots[slot as usize].group.as_ref() else {
+            return;
+        };
         if g.queue.is_empty() {
             self.ready.remove(slot);
             self.reserve.remove(slot);
@@ -710,31 +803,64 @@ impl<T> Share<T> {
         run_start_seq: u64,
         sink: &mut F,
     ) {
-        let policy = self.params.policy;
-        let ticks_per_sec = u128::from(self.ticks_per_sec);
-        let generation = self.slots[slot as usize].generation;
-        let Some(g) = self.slots[slot as usize].group.as_mut() else { return };
+        let Some(g) = self.slots[slot as usize].group.as_mut() else {
+            return;
+        };
         let Some(p) = g.queue.pop_front() else { return };
-        let cost = policy.cost(p.bytes);
+        g.stats.queue_depth = g.queue.len() as u64;
+        if p.seq < run_start_seq {
+            g.stats.throttled_ios += 1;
+            g.stats.throttled_ticks += now_ticks.saturating_sub(p.enqueued_ticks);
+        }
+        let ticket = self.charge(slot, p.op, p.bytes, now_sub);
+        self.reposition(slot, now_sub);
+        sink(p.io, ticket);
+    }
 
-        // Weighted order: advance virtual time by cost / weight, carrying the remainder.
-        let weight = u128::from(g.params.weight.max(1));
-        let scaled = u128::from(cost) * VT_SCALE + g.vtime_rem;
+    /// Accounts one I/O of `slot` as dispatched: virtual time, range tags, in-flight
+    /// counts and counters. Returns its ticket.
+    fn charge(&mut self, slot: u32, op: Op, bytes: u64, now_sub: u128) -> Ticket {
+        let cost = self.params.policy.cost(bytes);
+        let ticks_per_sec = u128::from(self.ticks_per_sec);
+        let entry = &mut self.slots[slot as usize];
+        let group = GroupId {
+            slot,
+            generation: entry.generation,
+        };
+        let Some(g) = entry.group.as_mut() else {
+            return Ticket { group, op, bytes };
+        };
+
+        // Weighted order: advance virtual time by cost / weight, carrying the remainder
+        // (u64 arithmetic unless an absurd cost would overflow it).
+        let weight = u64::from(g.params.weight.max(1));
         let start_vt = g.vtime;
-        g.vtime += scaled / weight;
-        g.vtime_rem = scaled % weight;
+        match cost
+            .checked_mul(VT_SCALE_U64)
+            .and_then(|c| c.checked_add(g.vtime_rem))
+        {
+            Some(scaled) => {
+                g.vtime += u128::from(scaled / weight);
+                g.vtime_rem = scaled % weight;
+            }
+            None => {
+                let scaled = u128::from(cost) * VT_SCALE + u128::from(g.vtime_rem);
+                g.vtime += scaled / u128::from(weight);
+                g.vtime_rem = 0;
+            }
+        }
         self.vclock = self.vclock.max(start_vt);
 
         // Range tags, in subticks: bytes at the configured KiB/s.
-        let bytes = u128::from(p.bytes.max(1));
+        let tag_bytes = u128::from(bytes.max(1));
         if g.params.min_kib_per_sec > 0 {
-            g.reserve_tag += rate_subticks(bytes, g.params.min_kib_per_sec, ticks_per_sec);
+            g.reserve_tag += rate_subticks(tag_bytes, g.params.min_kib_per_sec, ticks_per_sec);
         }
         if g.params.max_kib_per_sec > 0 {
             // A group that was late for its slot (the share was full) may catch up by one
             // I/O, no more: without that, every wait for a free slot would be lost and a
             // max set at the min could never deliver the min.
-            let interval = rate_subticks(bytes, g.params.max_kib_per_sec, ticks_per_sec);
+            let interval = rate_subticks(tag_bytes, g.params.max_kib_per_sec, ticks_per_sec);
             g.limit_tag = g.limit_tag.max(now_sub.saturating_sub(interval)) + interval;
         }
 
@@ -742,23 +868,16 @@ impl<T> Share<T> {
         self.in_flight += 1;
         let s = &mut g.stats;
         s.dispatched_ios += 1;
-        s.dispatched_bytes += p.bytes;
+        s.dispatched_bytes += bytes;
         s.dispatched_cost += cost;
         s.in_flight = u64::from(g.in_flight);
-        s.queue_depth = g.queue.len() as u64;
-        if p.seq < run_start_seq {
-            s.throttled_ios += 1;
-            s.throttled_ticks += now_ticks.saturating_sub(p.enqueued_ticks);
-        }
-        let ticket = Ticket { group: GroupId { slot, generation }, op: p.op, bytes: p.bytes };
-        self.reposition(slot, now_sub);
-        sink(p.io, ticket);
+        Ticket { group, op, bytes }
     }
 }
 
 /// Subticks that `bytes` take at `kib_per_sec`.
 fn rate_subticks(bytes: u128, kib_per_sec: u32, ticks_per_sec: u128) -> u128 {
-    (bytes * ticks_per_sec << SUBTICK_SHIFT) / (u128::from(kib_per_sec) * 1024)
+    ((bytes * ticks_per_sec) << SUBTICK_SHIFT) / (u128::from(kib_per_sec) * 1024)
 }
 
 /// Read access for renderers: the policy in force.

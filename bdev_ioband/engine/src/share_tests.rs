@@ -17,7 +17,9 @@ fn weight(w: u32) -> Option<GroupValue> {
 
 fn submit(s: &mut Share<u32>, d: DeviceIdx, g: GroupId, io: u32, bytes: u64, now: u64) -> Out {
     let mut out = Vec::new();
-    let admit = s.submit(d, g, io, Op::Read, bytes, now, &mut |io, t| out.push((io, t)));
+    let admit = s.submit(d, g, io, Op::Read, bytes, now, &mut |io, t| {
+        out.push((io, t))
+    });
     assert_eq!(admit, Admit::Accepted);
     out
 }
@@ -34,7 +36,11 @@ fn ids(out: &Out) -> Vec<u32> {
 
 #[test]
 fn weight_dispatches_in_virtual_time_order() {
-    let params = ShareParams { io_limit: 2, io_throttle: 2, ..Default::default() };
+    let params = ShareParams {
+        io_limit: 2,
+        io_throttle: 2,
+        ..Default::default()
+    };
     let (mut s, d) = share(params, 1000);
     let a = s.attach(d, GroupKey::Tag(1), weight(200)).unwrap();
     let b = s.attach(d, GroupKey::Tag(2), weight(100)).unwrap();
@@ -60,15 +66,26 @@ fn weight_dispatches_in_virtual_time_order() {
     }
     assert_eq!(order, [20, 12, 21, 13, 14, 22, 15, 23, 24, 25]);
     let (_, stats) = s.group_info(d, &GroupKey::Tag(1)).unwrap();
-    assert_eq!((stats.dispatched_ios, stats.completed_ios, stats.throttled_ios), (6, 6, 4));
+    assert_eq!(
+        (
+            stats.dispatched_ios,
+            stats.completed_ios,
+            stats.throttled_ios
+        ),
+        (6, 6, 4)
+    );
     assert_eq!(stats.throttled_ticks, 4);
     assert_eq!(s.in_flight(), 0);
 }
 
 #[test]
 fn weight_iosize_charges_sectors() {
-    let params =
-        ShareParams { policy: Policy::WeightIosize, io_limit: 1, io_throttle: 1, ..Default::default() };
+    let params = ShareParams {
+        policy: Policy::WeightIosize,
+        io_limit: 1,
+        io_throttle: 1,
+        ..Default::default()
+    };
     let (mut s, d) = share(params, 1000);
     let small = s.attach(d, GroupKey::Tag(1), weight(100)).unwrap();
     let big = s.attach(d, GroupKey::Tag(2), weight(100)).unwrap();
@@ -87,8 +104,12 @@ fn weight_iosize_charges_sectors() {
     // A 64 KiB I/O costs 128 sectors, a 4 KiB one 8: sixteen small per big one. The big
     // one went first, so the small group starts level with it after 16, and wins that tie
     // (older slot): 17 small I/Os before the second big one, then 16 between each.
-    let bigs: Vec<usize> =
-        order.iter().enumerate().filter(|(_, io)| **io >= 1000).map(|(i, _)| i).collect();
+    let bigs: Vec<usize> = order
+        .iter()
+        .enumerate()
+        .filter(|(_, io)| **io >= 1000)
+        .map(|(i, _)| i)
+        .collect();
     assert_eq!(bigs, [0, 18, 35, 52]);
     assert_eq!(order.len(), 68);
 }
@@ -97,11 +118,17 @@ fn weight_iosize_charges_sectors() {
 fn io_throttle_holds_a_group_an_epoch_ahead_of_an_active_one() {
     // Three groups of weight 128 (with the default group): Wtot 384. token 6 makes an
     // epoch exactly two I/Os of a weight-128 group.
-    let params = ShareParams { io_limit: 8, io_throttle: 2, token: 6, ..Default::default() };
+    let params = ShareParams {
+        io_limit: 8,
+        io_throttle: 2,
+        token: 6,
+        ..Default::default()
+    };
     let (mut s, d) = share(params, 1000);
     let a = s.attach(d, GroupKey::Tag(1), weight(128)).unwrap();
     let b = s.attach(d, GroupKey::Tag(2), weight(128)).unwrap();
-    s.set_value(d, &GroupKey::None, GroupValue::Weight(128)).unwrap();
+    s.set_value(d, &GroupKey::None, GroupValue::Weight(128))
+        .unwrap();
     let a1 = submit(&mut s, d, a, 1, 4096, 0);
     assert_eq!(ids(&a1), [1]);
     let mut b_out = Vec::new();
@@ -124,21 +151,34 @@ fn io_throttle_holds_a_group_an_epoch_ahead_of_an_active_one() {
 
 #[test]
 fn io_throttle_at_io_limit_is_plain_fair_queuing() {
-    let params = ShareParams { io_limit: 8, io_throttle: 8, token: 6, ..Default::default() };
+    let params = ShareParams {
+        io_limit: 8,
+        io_throttle: 8,
+        token: 6,
+        ..Default::default()
+    };
     let (mut s, d) = share(params, 1000);
     let a = s.attach(d, GroupKey::Tag(1), weight(100)).unwrap();
     let b = s.attach(d, GroupKey::Tag(2), weight(100)).unwrap();
     assert_eq!(submit(&mut s, d, a, 1, 4096, 0).len(), 1);
-    let n: usize = (100..110).map(|io| submit(&mut s, d, b, io, 4096, 0).len()).sum();
+    let n: usize = (100..110)
+        .map(|io| submit(&mut s, d, b, io, 4096, 0).len())
+        .sum();
     assert_eq!(n, 7);
 }
 
 #[test]
 fn range_bw_max_spaces_dispatches_exactly() {
     // 1000 ticks a second; 4 KiB/s with 1 KiB I/O is one I/O every 250 ticks.
-    let params = ShareParams { policy: Policy::RangeBw, ..Default::default() };
+    let params = ShareParams {
+        policy: Policy::RangeBw,
+        ..Default::default()
+    };
     let (mut s, d) = share(params, 1000);
-    let range = GroupValue::RangeBw { min_kib_per_sec: 0, max_kib_per_sec: 4 };
+    let range = GroupValue::RangeBw {
+        min_kib_per_sec: 0,
+        max_kib_per_sec: 4,
+    };
     let a = s.attach(d, GroupKey::Cgroup(7), Some(range)).unwrap();
     let mut out = Vec::new();
     for io in 0..6 {
@@ -157,14 +197,33 @@ fn range_bw_max_spaces_dispatches_exactly() {
 
 #[test]
 fn range_bw_min_is_reserved_against_a_heavier_weight() {
-    let params = ShareParams { policy: Policy::RangeBw, io_limit: 1, ..Default::default() };
+    let params = ShareParams {
+        policy: Policy::RangeBw,
+        io_limit: 1,
+        ..Default::default()
+    };
     let (mut s, d) = share(params, 1000);
     let a = s.attach(d, GroupKey::Tag(1), None).unwrap();
     let b = s.attach(d, GroupKey::Tag(2), None).unwrap();
-    s.set_group(d, &GroupKey::Tag(1), GroupParams { weight: 1, min_kib_per_sec: 4, max_kib_per_sec: 0 })
-        .unwrap();
-    s.set_group(d, &GroupKey::Tag(2), GroupParams { weight: 32767, ..Default::default() })
-        .unwrap();
+    s.set_group(
+        d,
+        &GroupKey::Tag(1),
+        GroupParams {
+            weight: 1,
+            min_kib_per_sec: 4,
+            max_kib_per_sec: 0,
+        },
+    )
+    .unwrap();
+    s.set_group(
+        d,
+        &GroupKey::Tag(2),
+        GroupParams {
+            weight: 32767,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let mut pending = Vec::new();
     for io in 0..20 {
         pending.extend(submit(&mut s, d, a, io, 1024, 0));
@@ -188,15 +247,25 @@ fn range_bw_min_is_reserved_against_a_heavier_weight() {
 
 #[test]
 fn detach_moves_queued_io_to_the_default_group() {
-    let params = ShareParams { io_limit: 1, io_throttle: 1, ..Default::default() };
+    let params = ShareParams {
+        io_limit: 1,
+        io_throttle: 1,
+        ..Default::default()
+    };
     let (mut s, d) = share(params, 1000);
-    let a = s.attach(d, GroupKey::Initiator("nqn.2014-08.org.example:h1".into()), weight(10))
+    let a = s
+        .attach(
+            d,
+            GroupKey::Initiator("nqn.2014-08.org.example:h1".into()),
+            weight(10),
+        )
         .unwrap();
     let first = submit(&mut s, d, a, 0, 512, 0);
     for io in 1..5 {
         assert!(submit(&mut s, d, a, io, 512, 0).is_empty());
     }
-    s.detach(d, &GroupKey::Initiator("nqn.2014-08.org.example:h1".into())).unwrap();
+    s.detach(d, &GroupKey::Initiator("nqn.2014-08.org.example:h1".into()))
+        .unwrap();
     // The stale handle now lands in the default group.
     assert!(submit(&mut s, d, a, 5, 512, 0).is_empty());
     let (_, stats) = s.group_info(d, &GroupKey::None).unwrap();
@@ -213,7 +282,11 @@ fn detach_moves_queued_io_to_the_default_group() {
 
 #[test]
 fn remove_device_hands_back_queued_io_in_order() {
-    let params = ShareParams { io_limit: 1, io_throttle: 1, ..Default::default() };
+    let params = ShareParams {
+        io_limit: 1,
+        io_throttle: 1,
+        ..Default::default()
+    };
     let (mut s, d) = share(params, 1000);
     let a = s.attach(d, GroupKey::Tag(3), None).unwrap();
     let dflt = s.group_id(d, &GroupKey::None).unwrap();
@@ -223,7 +296,10 @@ fn remove_device_hands_back_queued_io_in_order() {
     let drained = s.remove_device(d).unwrap();
     assert_eq!(drained, [2, 1]);
     let mut out = Vec::new();
-    assert_eq!(s.submit(d, a, 9, Op::Write, 512, 1, &mut |io, _| out.push(io)), Admit::NoDevice(9));
+    assert_eq!(
+        s.submit(d, a, 9, Op::Write, 512, 1, &mut |io, _| out.push(io)),
+        Admit::NoDevice(9)
+    );
     // The one in flight still completes, once.
     s.complete(first[0].1, 1, &mut |io, _| out.push(io));
     assert!(out.is_empty());
@@ -232,28 +308,85 @@ fn remove_device_hands_back_queued_io_in_order() {
 
 #[test]
 fn bad_values_are_refused_and_change_nothing() {
-    let params = ShareParams { capacity_kib_per_sec: 1000, policy: Policy::RangeBw, ..Default::default() };
+    let params = ShareParams {
+        capacity_kib_per_sec: 1000,
+        policy: Policy::RangeBw,
+        ..Default::default()
+    };
     let (mut s, d) = share(params, 1000);
-    let range = |min, max| Some(GroupValue::RangeBw { min_kib_per_sec: min, max_kib_per_sec: max });
+    let range = |min, max| {
+        Some(GroupValue::RangeBw {
+            min_kib_per_sec: min,
+            max_kib_per_sec: max,
+        })
+    };
     s.attach(d, GroupKey::Tag(1), range(600, 800)).unwrap();
     let before = s.groups_of(d).unwrap();
     let key = GroupKey::Tag(2);
-    assert!(matches!(s.attach(d, key.clone(), range(500, 0)), Err(EngineError::MinSumExceeded { .. })));
-    assert!(matches!(s.attach(d, key.clone(), range(10, 5)), Err(EngineError::MinAboveMax { .. })));
-    assert!(matches!(s.attach(d, key.clone(), weight(5)), Err(EngineError::WrongPolicy { .. })));
     assert!(matches!(
-        s.set_value(d, &GroupKey::Tag(1), GroupValue::RangeBw { min_kib_per_sec: 1001, max_kib_per_sec: 2000 }),
+        s.attach(d, key.clone(), range(500, 0)),
         Err(EngineError::MinSumExceeded { .. })
     ));
-    assert!(matches!(s.attach(d, GroupKey::Tag(1), None), Err(EngineError::GroupExists { .. })));
-    assert!(matches!(s.attach(d, GroupKey::None, None), Err(EngineError::DefaultGroup(_))));
-    assert!(matches!(s.detach(d, &key), Err(EngineError::NoSuchGroup { .. })));
-    let bad = GroupParams { weight: 40000, ..GroupParams::default() };
-    assert!(matches!(s.set_group(d, &GroupKey::Tag(1), bad), Err(EngineError::OutOfRange { .. })));
-    let bad = GroupParams { weight: 0, ..GroupParams::default() };
-    assert!(matches!(s.set_group(d, &GroupKey::Tag(1), bad), Err(EngineError::OutOfRange { .. })));
-    assert!(s.set_params(ShareParams { io_throttle: 9, io_limit: 8, ..params }).is_err());
-    assert!(s.set_params(ShareParams { capacity_kib_per_sec: 100, ..params }).is_err());
+    assert!(matches!(
+        s.attach(d, key.clone(), range(10, 5)),
+        Err(EngineError::MinAboveMax { .. })
+    ));
+    assert!(matches!(
+        s.attach(d, key.clone(), weight(5)),
+        Err(EngineError::WrongPolicy { .. })
+    ));
+    assert!(matches!(
+        s.set_value(
+            d,
+            &GroupKey::Tag(1),
+            GroupValue::RangeBw {
+                min_kib_per_sec: 1001,
+                max_kib_per_sec: 2000
+            }
+        ),
+        Err(EngineError::MinSumExceeded { .. })
+    ));
+    assert!(matches!(
+        s.attach(d, GroupKey::Tag(1), None),
+        Err(EngineError::GroupExists { .. })
+    ));
+    assert!(matches!(
+        s.attach(d, GroupKey::None, None),
+        Err(EngineError::DefaultGroup(_))
+    ));
+    assert!(matches!(
+        s.detach(d, &key),
+        Err(EngineError::NoSuchGroup { .. })
+    ));
+    let bad = GroupParams {
+        weight: 40000,
+        ..GroupParams::default()
+    };
+    assert!(matches!(
+        s.set_group(d, &GroupKey::Tag(1), bad),
+        Err(EngineError::OutOfRange { .. })
+    ));
+    let bad = GroupParams {
+        weight: 0,
+        ..GroupParams::default()
+    };
+    assert!(matches!(
+        s.set_group(d, &GroupKey::Tag(1), bad),
+        Err(EngineError::OutOfRange { .. })
+    ));
+    assert!(s
+        .set_params(ShareParams {
+            io_throttle: 9,
+            io_limit: 8,
+            ..params
+        })
+        .is_err());
+    assert!(s
+        .set_params(ShareParams {
+            capacity_kib_per_sec: 100,
+            ..params
+        })
+        .is_err());
     assert_eq!(s.groups_of(d).unwrap(), before);
     assert_eq!(*s.params(), params);
     assert_eq!(s.weight_total(), 2 * u64::from(DEFAULT_WEIGHT));

@@ -59,14 +59,21 @@ impl Arrival {
     fn demand(&self, now: u64) -> (u32, Option<u64>) {
         match *self {
             Arrival::Saturating { queue_depth } => (queue_depth, None),
-            Arrival::IdleThenBusy { queue_depth, start_ticks } => {
+            Arrival::IdleThenBusy {
+                queue_depth,
+                start_ticks,
+            } => {
                 if now >= start_ticks {
                     (queue_depth, None)
                 } else {
                     (0, Some(start_ticks))
                 }
             }
-            Arrival::Bursty { queue_depth, on_ticks, off_ticks } => {
+            Arrival::Bursty {
+                queue_depth,
+                on_ticks,
+                off_ticks,
+            } => {
                 let period = (on_ticks + off_ticks).max(1);
                 let phase = now % period;
                 if phase < on_ticks {
@@ -162,13 +169,18 @@ impl SimReport {
     /// Each tenant's fraction of the dispatched cost in window `w`.
     pub fn cost_shares(&self, w: usize) -> Vec<f64> {
         let total: u64 = self.windows[w].iter().map(|s| s.cost).sum();
-        self.windows[w].iter().map(|s| s.cost as f64 / total.max(1) as f64).collect()
+        self.windows[w]
+            .iter()
+            .map(|s| s.cost as f64 / total.max(1) as f64)
+            .collect()
     }
 
     /// Total bytes per tenant over windows `from..to`.
     pub fn bytes_between(&self, from: usize, to: usize) -> Vec<u64> {
         let n = self.submitted.len();
-        (0..n).map(|t| self.windows[from..to].iter().map(|w| w[t].bytes).sum()).collect()
+        (0..n)
+            .map(|t| self.windows[from..to].iter().map(|w| w[t].bytes).sum())
+            .collect()
     }
 }
 
@@ -184,7 +196,7 @@ pub fn weight_shares(tenants: &[Tenant]) -> Vec<f64> {
 
 struct InDevice {
     done_ticks: u64,
-    id: u64,
+    id: usize,
     ticket: Ticket,
 }
 
@@ -192,7 +204,7 @@ struct InDevice {
 struct World<'a> {
     config: &'a SimConfig,
     report: SimReport,
-    owner: Vec<u32>,
+    owner: Vec<usize>,
     dispatched: Vec<bool>,
     outstanding: Vec<u32>,
     device_fifo: VecDeque<InDevice>,
@@ -209,14 +221,14 @@ impl World<'_> {
     }
 
     /// The dispatch sink: the engine let `id` go at `now`; the device takes it.
-    fn on_dispatch(&mut self, id: u64, ticket: Ticket, now: u64) {
-        let t = self.owner[id as usize] as usize;
-        if self.dispatched[id as usize] {
+    fn on_dispatch(&mut self, id: usize, ticket: Ticket, now: u64) {
+        let t = self.owner[id];
+        if self.dispatched[id] {
             self.report.dispatched_twice += 1;
         }
-        self.dispatched[id as usize] = true;
+        self.dispatched[id] = true;
         let window = self.config.window_ticks.max(1);
-        let w = (now / window) as usize;
+        let w = usize::try_from(now / window).unwrap_or(usize::MAX);
         let s = if now >= self.config.duration_ticks || w >= self.report.windows.len() {
             &mut self.report.drain[t]
         } else {
@@ -228,17 +240,25 @@ impl World<'_> {
         let start = now.max(self.busy_until);
         self.busy_until = start + self.service_ticks(ticket.bytes());
         let done_ticks = self.busy_until + self.config.device.latency_ticks;
-        self.device_fifo.push_back(InDevice { done_ticks, id, ticket });
+        self.device_fifo.push_back(InDevice {
+            done_ticks,
+            id,
+            ticket,
+        });
     }
 }
 
 /// Runs a simulation to the end, draining all I/O.
 pub fn run(config: &SimConfig) -> Result<SimReport, EngineError> {
-    let mut engine: Engine<u64> = Engine::new(config.ticks_per_sec);
+    let mut engine: Engine<usize> = Engine::new(config.ticks_per_sec);
     let ndev = config.ioband_devices.max(1);
     let mut dev_idx: Vec<DeviceIdx> = Vec::with_capacity(ndev);
     for d in 0..ndev {
-        dev_idx.push(engine.create_device(&format!("sim{d}"), "sim", Some(config.params))?.device);
+        dev_idx.push(
+            engine
+                .create_device(&format!("sim{d}"), "sim", Some(config.params))?
+                .device,
+        );
     }
     let mut group_ids: Vec<GroupId> = Vec::with_capacity(config.tenants.len());
     for t in &config.tenants {
@@ -250,7 +270,8 @@ pub fn run(config: &SimConfig) -> Result<SimReport, EngineError> {
     }
 
     let n = config.tenants.len();
-    let nwin = config.duration_ticks.div_ceil(config.window_ticks.max(1)) as usize;
+    let nwin = usize::try_from(config.duration_ticks.div_ceil(config.window_ticks.max(1)))
+        .map_err(|_| EngineError::Parse("too many windows".into()))?;
     let mut world = World {
         config,
         report: SimReport {
@@ -277,7 +298,9 @@ pub fn run(config: &SimConfig) -> Result<SimReport, EngineError> {
         let w = &mut world;
         // Control actions due now.
         while actions.front().is_some_and(|(at, _)| *at <= now) {
-            let Some((_, action)) = actions.pop_front() else { break };
+            let Some((_, action)) = actions.pop_front() else {
+                break;
+            };
             let share = engine.share_mut("sim")?;
             match action {
                 Action::Detach(t) => {
@@ -296,8 +319,10 @@ pub fn run(config: &SimConfig) -> Result<SimReport, EngineError> {
         // Completions due now.
         let share = engine.share_mut("sim")?;
         while w.device_fifo.front().is_some_and(|d| d.done_ticks <= now) {
-            let Some(done) = w.device_fifo.pop_front() else { break };
-            let t = w.owner[done.id as usize] as usize;
+            let Some(done) = w.device_fifo.pop_front() else {
+                break;
+            };
+            let t = w.owner[done.id];
             w.outstanding[t] -= 1;
             w.report.completed[t] += 1;
             share.complete(done.ticket, now, &mut |id, tk| w.on_dispatch(id, tk, now));
@@ -327,8 +352,8 @@ pub fn run(config: &SimConfig) -> Result<SimReport, EngineError> {
                         continue;
                     }
                     pending = true;
-                    let id = w.owner.len() as u64;
-                    w.owner.push(t as u32);
+                    let id = w.owner.len();
+                    w.owner.push(t);
                     w.dispatched.push(false);
                     w.outstanding[t] += 1;
                     w.report.submitted[t] += 1;

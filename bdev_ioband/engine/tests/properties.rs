@@ -1,6 +1,9 @@
 //! Property tests of the engine's guarantees, over random configurations driven through the
 //! simulation harness (simulated time, model device, closed-loop tenants).
 
+// Test arithmetic on small, bounded values (group counts, drawn weights, rates).
+#![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+
 use bdev_ioband_engine::sim::{self, Action, Arrival, ModelDevice, SimConfig, SimReport, Tenant};
 use bdev_ioband_engine::{GroupKey, GroupValue, Op, Policy, ShareParams, DEFAULT_WEIGHT};
 use proptest::prelude::*;
@@ -41,7 +44,10 @@ fn assert_exactly_once(r: &SimReport) -> Result<(), TestCaseError> {
 
 /// Weights spread log-uniformly over 1..=1000.
 fn weights(max_groups: usize) -> impl Strategy<Value = Vec<u32>> {
-    prop::collection::vec((0.0f64..3.0).prop_map(|e| 10f64.powf(e).round() as u32), 2..=max_groups)
+    prop::collection::vec(
+        (0.0f64..3.0).prop_map(|e| 10f64.powf(e).round() as u32),
+        2..=max_groups,
+    )
 }
 
 proptest! {
@@ -82,7 +88,8 @@ proptest! {
         assert_exactly_once(&report)?;
     }
 
-    /// range-bw: a group's min is met within 2% in every window while it has demand, its max
+    /// range-bw: a group's min is met within 2% (give or take the one I/O that straddles a
+    /// window's edge) in every window while it has demand, its max
     /// is never passed by more than the fence post and one catch-up I/O per window, and
     /// what the mins leave is used.
     #[test]
@@ -127,7 +134,9 @@ proptest! {
                 let got = report.windows[w][t].bytes;
                 total += got;
                 let min_bytes = u64::from(min) * 1024;
-                prop_assert!(got * 100 >= min_bytes * 98,
+                // Whole I/Os fall in a window: a slow group may find one of them just
+                // past the window's edge.
+                prop_assert!((got + io_bytes) * 100 >= min_bytes * 98,
                     "window {} group {}: {} B/s under min {} B/s", w, t, got, min_bytes);
                 if max > 0 {
                     let max_bytes = u64::from(max) * 1024;

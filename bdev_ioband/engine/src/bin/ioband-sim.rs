@@ -49,13 +49,19 @@ fn parse_args() -> Result<Option<Args>, String> {
         }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let num = |what: &str| -> Result<u64, String> {
-            value.parse::<u64>().map_err(|_| format!("{what} must be a whole number, not '{value}'"))
+            value
+                .parse::<u64>()
+                .map_err(|_| format!("{what} must be a whole number, not '{value}'"))
         };
         match flag.as_str() {
             "-w" | "--weights" => {
                 args.weights = value
                     .split(',')
-                    .map(|w| w.trim().parse::<u32>().map_err(|_| format!("bad weight '{w}'")))
+                    .map(|w| {
+                        w.trim()
+                            .parse::<u32>()
+                            .map_err(|_| format!("bad weight '{w}'"))
+                    })
                     .collect::<Result<_, _>>()?;
             }
             "-p" | "--policy" => {
@@ -100,19 +106,30 @@ fn main() -> ExitCode {
         .weights
         .iter()
         .enumerate()
-        .map(|(i, &w)| Tenant {
-            key: GroupKey::Tag(i as u32 + 1),
+        .zip(1u32..)
+        .map(|((_, &w), tag)| Tenant {
+            key: GroupKey::Tag(tag),
             value: GroupValue::Weight(w),
             device: 0,
             op: Op::Read,
             io_bytes: args.io_bytes,
-            arrival: Arrival::Saturating { queue_depth: args.queue_depth },
+            arrival: Arrival::Saturating {
+                queue_depth: args.queue_depth,
+            },
         })
         .collect();
     let config = SimConfig {
-        params: ShareParams { policy: args.policy, io_limit: args.io_limit, ..Default::default() },
+        params: ShareParams {
+            policy: args.policy,
+            io_limit: args.io_limit,
+            ..Default::default()
+        },
         ticks_per_sec,
-        device: ModelDevice { iops: args.iops, bytes_per_sec: u64::MAX, latency_ticks: 20_000 },
+        device: ModelDevice {
+            iops: args.iops,
+            bytes_per_sec: u64::MAX,
+            latency_ticks: 20_000,
+        },
         ioband_devices: 1,
         tenants: tenants.clone(),
         duration_ticks: args.seconds * ticks_per_sec,
@@ -136,7 +153,10 @@ fn main() -> ExitCode {
         args.io_bytes,
         args.queue_depth
     );
-    println!("{:<8} {:>7} {:>10} {:>12} {:>12} {:>10}", "tenant", "weight", "configured", "achieved", "IOPS", "max err");
+    println!(
+        "{:<8} {:>7} {:>10} {:>12} {:>12} {:>10}",
+        "tenant", "weight", "configured", "achieved", "IOPS", "max err"
+    );
     let windows = report.windows.len();
     let mut totals = vec![0u64; tenants.len()];
     let mut max_err = vec![0f64; tenants.len()];
@@ -159,7 +179,9 @@ fn main() -> ExitCode {
             max_err[t] * 100.0
         );
     }
-    println!("(achieved = share of dispatched cost over the run; max err = worst 1 s window, absolute)");
+    println!(
+        "(achieved = share of dispatched cost over the run; max err = worst 1 s window, absolute)"
+    );
     if report.dispatched_twice != 0 || report.never_dispatched != 0 {
         eprintln!(
             "ioband-sim: BUG: {} I/Os dispatched twice, {} never dispatched",

@@ -1,1 +1,0 @@
-//! The text language of blkio `devices` and `settings` files (placeholder until written).

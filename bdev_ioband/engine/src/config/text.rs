@@ -1,0 +1,998 @@
+//! Typed values of the `devices` and `settings` write languages, their parsers and their
+//! canonical text; and the read-side listings of those files, parsed back into values.
+//!
+//! Plain values, made and consumed on the control thread. Parsing checks syntax and the
+//! ranges that need no state (a weight is 1..=32767 whatever the device), and touches no
+//! engine state; the checks that need state (io_throttle against io_limit, Σmin against
+//! capacity, whether a group is attached) happen when a write is applied.
+
+use std::fmt;
+use std::num::IntErrorKind;
+use std::str::FromStr;
+
+use crate::{
+    validate_name, EngineError, GroupKey, GroupValue, Policy, RANGE_BW_MAX_KIB_PER_SEC, SHORT_MAX,
+    TOKEN_MAX,
+};
+
+const DEVICES_USAGE: &str = "expected '<share-or-device> <param> <value>' with <param> one of \
+    policy, io_throttle, io_limit, token, carryover, capacity, attach, detach, weight, \
+    range-bw; or '<share-or-device> reset'";
+
+const SETTINGS_USAGE: &str =
+    "expected '<device>' (detach), '<device> <weight>' or '<device> <min>:<max>' (KiB/s)";
+
+/// One write to the `devices` file: a share or device name and what to change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevicesWrite {
+    /// Share or device name (see the module documentation for how it is looked up).
+    pub target: String,
+    /// What to change.
+    pub command: DeviceCommand,
+}
+
+/// What a `devices` write changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceCommand {
+    /// `policy <name>`: the share's policy.
+    Policy(Policy),
+    /// `io_throttle <n>` (0 = default).
+    IoThrottle(u32),
+    /// `io_limit <n>` (0 = default).
+    IoLimit(u32),
+    /// `token <n>`: tokens per epoch (0 = default).
+    Token(u32),
+    /// `carryover <n>`: epochs of credit (0 = default).
+    Carryover(u32),
+    /// `capacity <kib/s>`: what the share's device delivers (0 = unknown).
+    Capacity(u32),
+    /// `attach <group>`: attach with the default weight and range.
+    Attach(GroupKey),
+    /// `detach <group>`.
+    Detach(GroupKey),
+    /// `weight [<group>:]<w>`.
+    Weight {
+        /// The group ([`GroupKey::None`] for the default group).
+        group: GroupKey,
+        /// The new weight.
+        weight: u32,
+    },
+    /// `range-bw [<group>:]<min>:<max>`.
+    RangeBw {
+        /// The group ([`GroupKey::None`] for the default group).
+        group: GroupKey,
+        /// Reserved KiB/s.
+        min_kib_per_sec: u32,
+        /// Cap in KiB/s (0 = none).
+        max_kib_per_sec: u32,
+    },
+    /// `reset`: zero the counters of the device's groups.
+    Reset,
+}
+
+impl DeviceCommand {
+    /// The parameter word of this command.
+    pub fn param(&self) -> &'static str {
+        match self {
+            DeviceCommand::Policy(_) => "policy",
+            DeviceCommand::IoThrottle(_) => "io_throttle",
+            DeviceCommand::IoLimit(_) => "io_limit",
+            DeviceCommand::Token(_) => "token",
+            DeviceCommand::Carryover(_) => "carryover",
+            DeviceCommand::Capacity(_) => "capacity",
+            DeviceCommand::Attach(_) => "attach",
+            DeviceCommand::Detach(_) => "detach",
+            DeviceCommand::Weight { .. } => "weight",
+            DeviceCommand::RangeBw { .. } => "range-bw",
+            DeviceCommand::Reset => "reset",
+        }
+    }
+
+    /// Whether this command changes the share's knobs (as opposed to one device's groups).
+    pub fn is_share_knob(&self) -> bool {
+        matches!(
+            self,
+            DeviceCommand::Policy(_)
+                | DeviceCommand::IoThrottle(_)
+                | DeviceCommand::IoLimit(_)
+                | DeviceCommand::Token(_)
+                | DeviceCommand::Carryover(_)
+                | DeviceCommand::Capacity(_)
+        )
+    }
+
+    /// Parses the words after the target: `<param> <value>`, or `reset` alone.
+    pub fn parse_words(param: &str, value: Option<&str>) -> Result<DeviceCommand, EngineError> {
+        let Some(value) = value else {
+            return match param {
+                "reset" => Ok(DeviceCommand::Reset),
+                p if is_known_param(p) => Err(EngineError::Parse(format!(
+                    "'{p}' needs a value; {DEVICES_USAGE}"
+                ))),
+                p => Err(unknown_param(p)),
+            };
+        };
+        Ok(match param {
+            "policy" => DeviceCommand::Policy(Policy::parse(value)?),
+            "io_throttle" => {
+                DeviceCommand::IoThrottle(parse_u32("io_throttle", value, 0, SHORT_MAX)?)
+            }
+            "io_limit" => DeviceCommand::IoLimit(parse_u32("io_limit", value, 0, SHORT_MAX)?),
+            "token" => DeviceCommand::Token(parse_u32("token", value, 0, TOKEN_MAX)?),
+            "carryover" => DeviceCommand::Carryover(parse_u32("carryover", value, 0, TOKEN_MAX)?),
+            "capacity" => DeviceCommand::Capacity(parse_u32("capacity", value, 0, TOKEN_MAX)?),
+            "attach" => DeviceCommand::Attach(parse_message_group(value)?),
+            "detach" => DeviceCommand::Detach(parse_message_group(value)?),
+            "weight" => {
+                let (group, weight) = match value.rsplit_once(':') {
+                    Some((group, weight)) => (parse_message_group(group)?, weight),
+                    None => (GroupKey::None, value),
+                };
+                DeviceCommand::Weight {
+                    group,
+                    weight: parse_u32("weight", weight, 1, SHORT_MAX)?,
+                }
+            }
+            "range-bw" => {
+                let Some((rest, max)) = value.rsplit_once(':') else {
+                    return Err(EngineError::Parse(format!(
+                        "range-bw '{value}' is not of the form [<group>:]<min>:<max> (KiB/s)"
+                    )));
+                };
+                let (group, min) = match rest.rsplit_once(':') {
+                    Some((group, min)) => (parse_message_group(group)?, min),
+                    None => (GroupKey::None, rest),
+                };
+                let (min_kib_per_sec, max_kib_per_sec) = parse_range(min, max)?;
+                DeviceCommand::RangeBw {
+                    group,
+                    min_kib_per_sec,
+                    max_kib_per_sec,
+                }
+            }
+            "reset" => {
+                return Err(EngineError::Parse(format!(
+                    "'reset' takes no value (got '{value}')"
+                )))
+            }
+            other => return Err(unknown_param(other)),
+        })
+    }
+}
+
+impl fmt::Display for DeviceCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let param = self.param();
+        match self {
+            DeviceCommand::Policy(p) => write!(f, "{param} {p}"),
+            DeviceCommand::IoThrottle(n)
+            | DeviceCommand::IoLimit(n)
+            | DeviceCommand::Token(n)
+            | DeviceCommand::Carryover(n)
+            | DeviceCommand::Capacity(n) => write!(f, "{param} {n}"),
+            DeviceCommand::Attach(g) | DeviceCommand::Detach(g) => write!(f, "{param} {g}"),
+            DeviceCommand::Weight {
+                group: GroupKey::None,
+                weight,
+            } => {
+                write!(f, "{param} {weight}")
+            }
+            DeviceCommand::Weight { group, weight } => write!(f, "{param} {group}:{weight}"),
+            DeviceCommand::RangeBw {
+                group,
+                min_kib_per_sec,
+                max_kib_per_sec,
+            } => {
+                write!(f, "{param} {group}:{min_kib_per_sec}:{max_kib_per_sec}")
+            }
+            DeviceCommand::Reset => f.write_str(param),
+        }
+    }
+}
+
+impl DevicesWrite {
+    /// Parses one write: `<share-or-device> <param> <value>` or `<share-or-device> reset`.
+    pub fn parse(line: &str) -> Result<DevicesWrite, EngineError> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let (target, param, value) = match words.as_slice() {
+            [] => {
+                return Err(EngineError::Parse(format!(
+                    "empty devices write; {DEVICES_USAGE}"
+                )))
+            }
+            [target] => {
+                return Err(EngineError::Parse(format!(
+                    "'{target}' alone says nothing to change; {DEVICES_USAGE}"
+                )))
+            }
+            [target, param] => (*target, *param, None),
+            [target, param, value] => (*target, *param, Some(*value)),
+            [_, _, _, extra, ..] => {
+                return Err(EngineError::Parse(format!(
+                    "too many words in devices write (unexpected '{extra}'); {DEVICES_USAGE}"
+                )))
+            }
+        };
+        validate_name(target)?;
+        let command = DeviceCommand::parse_words(param, value)?;
+        Ok(DevicesWrite {
+            target: target.to_owned(),
+            command,
+        })
+    }
+}
+
+impl FromStr for DevicesWrite {
+    type Err = EngineError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DevicesWrite::parse(s)
+    }
+}
+
+impl fmt::Display for DevicesWrite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.target, self.command)
+    }
+}
+
+/// One write to the `settings` file, for a group that the caller names apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsWrite {
+    /// The ioband device.
+    pub device: String,
+    /// The group's new value; `None` detaches the group.
+    pub value: Option<GroupValue>,
+}
+
+impl SettingsWrite {
+    /// Parses `<device>`, `<device> <weight>` or `<device> <min>:<max>`.
+    pub fn parse(line: &str) -> Result<SettingsWrite, EngineError> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let (device, value) = match words.as_slice() {
+            [] => {
+                return Err(EngineError::Parse(format!(
+                    "empty settings write; {SETTINGS_USAGE}"
+                )))
+            }
+            [device] => (*device, None),
+            [device, value] => (*device, Some(parse_group_value(value)?)),
+            [_, _, extra, ..] => {
+                return Err(EngineError::Parse(format!(
+                    "too many words in settings write (unexpected '{extra}'); {SETTINGS_USAGE}"
+                )))
+            }
+        };
+        validate_name(device)?;
+        Ok(SettingsWrite {
+            device: device.to_owned(),
+            value,
+        })
+    }
+}
+
+impl FromStr for SettingsWrite {
+    type Err = EngineError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        SettingsWrite::parse(s)
+    }
+}
+
+impl fmt::Display for SettingsWrite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.value {
+            Some(value) => write!(f, "{} {value}", self.device),
+            None => f.write_str(&self.device),
+        }
+    }
+}
+
+/// Parses a group value as `settings` writes it: a weight `W` (1..=32767) or a range
+/// `MIN:MAX` in KiB/s (each 0..=1073741823; min ≤ max unless max is 0, which means no cap).
+pub fn parse_group_value(text: &str) -> Result<GroupValue, EngineError> {
+    match text.split_once(':') {
+        None => Ok(GroupValue::Weight(parse_u32("weight", text, 1, SHORT_MAX)?)),
+        Some((min, max)) => {
+            let (min_kib_per_sec, max_kib_per_sec) = parse_range(min, max)?;
+            Ok(GroupValue::RangeBw {
+                min_kib_per_sec,
+                max_kib_per_sec,
+            })
+        }
+    }
+}
+
+/// One share's block of the `devices` listing (the read side).
+///
+/// Its text is `<share> policy=<p> io_throttle=<n> io_limit=<n>`, then ` token=<B>
+/// carryover=<C>` for the weight policies, then ` capacity=<kib/s>` when one is set, then one
+/// line `  <device>` per member device; every line ends with a newline. The numbers are the
+/// values in force (defaults resolved), as dm-ioband showed them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareListing {
+    /// Share name.
+    pub share: String,
+    /// Policy.
+    pub policy: Policy,
+    /// io_throttle in force.
+    pub io_throttle: u32,
+    /// io_limit in force.
+    pub io_limit: u32,
+    /// Tokens per epoch in force (weight policies only).
+    pub token: Option<u32>,
+    /// Carryover in force (weight policies only).
+    pub carryover: Option<u32>,
+    /// Capacity in KiB/s (0 = unknown, and not shown).
+    pub capacity_kib_per_sec: u32,
+    /// Member devices, in the share's order.
+    pub devices: Vec<String>,
+}
+
+impl ShareListing {
+    /// The `devices` writes that give a fresh share with these devices the same listing.
+    ///
+    /// Values in force become explicit settings (an io_limit that was derived from the
+    /// base's queue depth is written as a number), so the listing is reproduced but the
+    /// "0 = default" of the original is not: use [`dump_writes`](super::dump_writes) for
+    /// that. Writes are ordered for a fresh share (io_throttle before io_limit).
+    pub fn writes(&self) -> Vec<DevicesWrite> {
+        let mut commands = vec![
+            DeviceCommand::Policy(self.policy),
+            DeviceCommand::IoThrottle(self.io_throttle),
+            DeviceCommand::IoLimit(self.io_limit),
+        ];
+        commands.extend(self.token.map(DeviceCommand::Token));
+        commands.extend(self.carryover.map(DeviceCommand::Carryover));
+        commands.push(DeviceCommand::Capacity(self.capacity_kib_per_sec));
+        commands
+            .into_iter()
+            .map(|command| DevicesWrite {
+                target: self.share.clone(),
+                command,
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for ShareListing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} policy={} io_throttle={} io_limit={}",
+            self.share, self.policy, self.io_throttle, self.io_limit
+        )?;
+        if let Some(token) = self.token {
+            write!(f, " token={token}")?;
+        }
+        if let Some(carryover) = self.carryover {
+            write!(f, " carryover={carryover}")?;
+        }
+        if self.capacity_kib_per_sec != 0 {
+            write!(f, " capacity={}", self.capacity_kib_per_sec)?;
+        }
+        writeln!(f)?;
+        for device in &self.devices {
+            writeln!(f, "  {device}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses a `devices` listing (what [`render_devices`](super::render_devices) prints) back
+/// into values. Blank lines are ignored.
+pub fn parse_devices_listing(text: &str) -> Result<Vec<ShareListing>, EngineError> {
+    let mut out: Vec<ShareListing> = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let number = index + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        if line.starts_with(char::is_whitespace) {
+            let device = line.trim();
+            validate_name(device)?;
+            let Some(share) = out.last_mut() else {
+                return Err(EngineError::Parse(format!(
+                    "line {number}: device '{device}' comes before any share line"
+                )));
+            };
+            share.devices.push(device.to_owned());
+        } else {
+            out.push(parse_share_line(line).map_err(|e| at_line(number, e))?);
+        }
+    }
+    Ok(out)
+}
+
+fn parse_share_line(line: &str) -> Result<ShareListing, EngineError> {
+    let mut words = line.split_whitespace();
+    let share = words.next().unwrap_or_default();
+    validate_name(share)?;
+    let (mut policy, mut io_throttle, mut io_limit) = (None, None, None);
+    let (mut token, mut carryover, mut capacity) = (None, None, None);
+    for word in words {
+        let Some((key, value)) = word.split_once('=') else {
+            return Err(EngineError::Parse(format!(
+                "'{word}' is not of the form <key>=<value>"
+            )));
+        };
+        let slot_is_free = match key {
+            "policy" => policy.replace(Policy::parse(value)?).is_none(),
+            "io_throttle" => io_throttle
+                .replace(parse_u32("io_throttle", value, 0, SHORT_MAX)?)
+                .is_none(),
+            "io_limit" => io_limit
+                .replace(parse_u32("io_limit", value, 0, SHORT_MAX)?)
+                .is_none(),
+            "token" => token
+                .replace(parse_u32("token", value, 0, TOKEN_MAX)?)
+                .is_none(),
+            "carryover" => carryover
+                .replace(parse_u32("carryover", value, 0, TOKEN_MAX)?)
+                .is_none(),
+            "capacity" => capacity
+                .replace(parse_u32("capacity", value, 0, TOKEN_MAX)?)
+                .is_none(),
+            other => {
+                return Err(EngineError::Parse(format!(
+                    "unknown key '{other}' (expected policy, io_throttle, io_limit, token, \
+                     carryover or capacity)"
+                )))
+            }
+        };
+        if !slot_is_free {
+            return Err(EngineError::Parse(format!("'{key}' appears twice")));
+        }
+    }
+    let missing = |key: &str| EngineError::Parse(format!("share '{share}' has no {key}="));
+    Ok(ShareListing {
+        share: share.to_owned(),
+        policy: policy.ok_or_else(|| missing("policy"))?,
+        io_throttle: io_throttle.ok_or_else(|| missing("io_throttle"))?,
+        io_limit: io_limit.ok_or_else(|| missing("io_limit"))?,
+        token,
+        carryover,
+        capacity_kib_per_sec: capacity.unwrap_or(0),
+        devices: Vec::new(),
+    })
+}
+
+/// One line of the `settings` listing: `<device> weight=<w>` or `<device>
+/// range-bw=<min>:<max>` (no newline in the value's text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsLine {
+    /// The ioband device.
+    pub device: String,
+    /// The group's value under the device's policy.
+    pub value: GroupValue,
+}
+
+impl SettingsLine {
+    /// The `settings` write that sets this value.
+    pub fn to_write(&self) -> SettingsWrite {
+        SettingsWrite {
+            device: self.device.clone(),
+            value: Some(self.value),
+        }
+    }
+}
+
+impl fmt::Display for SettingsLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.value {
+            GroupValue::Weight(weight) => write!(f, "{} weight={weight}", self.device),
+            GroupValue::RangeBw {
+                min_kib_per_sec,
+                max_kib_per_sec,
+            } => {
+                write!(
+                    f,
+                    "{} range-bw={min_kib_per_sec}:{max_kib_per_sec}",
+                    self.device
+                )
+            }
+        }
+    }
+}
+
+/// Parses a `settings` listing (what [`render_settings`](super::render_settings) prints)
+/// back into values. Blank lines are ignored.
+pub fn parse_settings_listing(text: &str) -> Result<Vec<SettingsLine>, EngineError> {
+    let mut out = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(parse_settings_line(line).map_err(|e| at_line(index + 1, e))?);
+    }
+    Ok(out)
+}
+
+fn parse_settings_line(line: &str) -> Result<SettingsLine, EngineError> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let [device, setting] = words.as_slice() else {
+        return Err(EngineError::Parse(format!(
+            "'{line}' is not '<device> weight=<w>' or '<device> range-bw=<min>:<max>'"
+        )));
+    };
+    validate_name(device)?;
+    let value = match setting.split_once('=') {
+        Some(("weight", w)) => GroupValue::Weight(parse_u32("weight", w, 1, SHORT_MAX)?),
+        Some(("range-bw", range)) => {
+            let Some((min, max)) = range.split_once(':') else {
+                return Err(EngineError::Parse(format!(
+                    "range-bw '{range}' is not of the form <min>:<max>"
+                )));
+            };
+            let (min_kib_per_sec, max_kib_per_sec) = parse_range(min, max)?;
+            GroupValue::RangeBw {
+                min_kib_per_sec,
+                max_kib_per_sec,
+            }
+        }
+        _ => {
+            return Err(EngineError::Parse(format!(
+                "'{setting}' is not weight=<w> or range-bw=<min>:<max>"
+            )))
+        }
+    };
+    Ok(SettingsLine {
+        device: (*device).to_owned(),
+        value,
+    })
+}
+
+/// Parses a decimal number for `param` and checks it against `min..=max`.
+///
+/// Not a number (or too long to be one) is [`EngineError::Parse`]; a number outside the
+/// range, negative ones included, is [`EngineError::OutOfRange`].
+pub(crate) fn parse_u32(
+    param: &'static str,
+    text: &str,
+    min: u32,
+    max: u32,
+) -> Result<u32, EngineError> {
+    let value = match text.parse::<i64>() {
+        Ok(value) => value,
+        Err(e) => {
+            let why = match e.kind() {
+                IntErrorKind::PosOverflow | IntErrorKind::NegOverflow => "is far out of range",
+                IntErrorKind::Empty => "is empty",
+                _ => "is not a decimal number",
+            };
+            return Err(EngineError::Parse(format!(
+                "{param} '{text}' {why} (expected {min}..={max})"
+            )));
+        }
+    };
+    let out_of_range = || EngineError::OutOfRange {
+        param,
+        value,
+        min: i64::from(min),
+        max: i64::from(max),
+    };
+    let value = u32::try_from(value).map_err(|_| out_of_range())?;
+    if value < min || value > max {
+        return Err(out_of_range());
+    }
+    Ok(value)
+}
+
+/// Parses `min` and `max` KiB/s and checks min ≤ max (max 0 = no cap).
+fn parse_range(min: &str, max: &str) -> Result<(u32, u32), EngineError> {
+    if max.contains(':') {
+        return Err(EngineError::Parse(format!(
+            "range '{min}:{max}' has too many ':' (expected <min>:<max>)"
+        )));
+    }
+    let min_kib_per_sec = parse_u32("range-bw min", min, 0, RANGE_BW_MAX_KIB_PER_SEC)?;
+    let max_kib_per_sec = parse_u32("range-bw max", max, 0, RANGE_BW_MAX_KIB_PER_SEC)?;
+    if max_kib_per_sec != 0 && min_kib_per_sec > max_kib_per_sec {
+        return Err(EngineError::MinAboveMax {
+            min_kib_per_sec,
+            max_kib_per_sec,
+        });
+    }
+    Ok((min_kib_per_sec, max_kib_per_sec))
+}
+
+/// A group as `devices` messages write it: [`GroupKey`] text, or `-1` (dm-ioband's id of the
+/// default group) or nothing for the default group.
+fn parse_message_group(text: &str) -> Result<GroupKey, EngineError> {
+    match text {
+        "" | "-1" => Ok(GroupKey::None),
+        _ => GroupKey::parse(text),
+    }
+}
+
+fn is_known_param(param: &str) -> bool {
+    matches!(
+        param,
+        "policy"
+            | "io_throttle"
+            | "io_limit"
+            | "token"
+            | "carryover"
+            | "capacity"
+            | "attach"
+            | "detach"
+            | "weight"
+            | "range-bw"
+    )
+}
+
+fn unknown_param(param: &str) -> EngineError {
+    EngineError::Parse(format!("unknown parameter '{param}'; {DEVICES_USAGE}"))
+}
+
+fn at_line(number: usize, error: EngineError) -> EngineError {
+    match error {
+        EngineError::Parse(message) => EngineError::Parse(format!("line {number}: {message}")),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cmd(line: &str) -> DeviceCommand {
+        match DevicesWrite::parse(line) {
+            Ok(w) => w.command,
+            Err(e) => panic!("'{line}' should parse: {e}"),
+        }
+    }
+
+    fn nqn(name: &str) -> GroupKey {
+        GroupKey::Initiator(name.to_owned())
+    }
+
+    #[test]
+    fn devices_writes_parse() {
+        assert_eq!(
+            DevicesWrite::parse("share1 io_limit 256"),
+            Ok(DevicesWrite {
+                target: "share1".into(),
+                command: DeviceCommand::IoLimit(256)
+            })
+        );
+        assert_eq!(
+            cmd("s policy default"),
+            DeviceCommand::Policy(Policy::Weight)
+        );
+        assert_eq!(
+            cmd("s policy weight-iosize"),
+            DeviceCommand::Policy(Policy::WeightIosize)
+        );
+        assert_eq!(
+            cmd(" s\tpolicy  range-bw \n"),
+            DeviceCommand::Policy(Policy::RangeBw)
+        );
+        assert_eq!(cmd("s io_throttle 0"), DeviceCommand::IoThrottle(0));
+        assert_eq!(cmd("s io_throttle 32767"), DeviceCommand::IoThrottle(32767));
+        assert_eq!(cmd("s token 2147483647"), DeviceCommand::Token(2147483647));
+        assert_eq!(cmd("s carryover 3"), DeviceCommand::Carryover(3));
+        assert_eq!(
+            cmd("s capacity 1000000"),
+            DeviceCommand::Capacity(1_000_000)
+        );
+        assert_eq!(
+            cmd("d attach cgroup:42"),
+            DeviceCommand::Attach(GroupKey::Cgroup(42))
+        );
+        assert_eq!(
+            cmd("d detach tag:7"),
+            DeviceCommand::Detach(GroupKey::Tag(7))
+        );
+        assert_eq!(cmd("d attach -1"), DeviceCommand::Attach(GroupKey::None));
+        assert_eq!(cmd("d reset"), DeviceCommand::Reset);
+        assert_eq!(
+            cmd("d weight 300"),
+            DeviceCommand::Weight {
+                group: GroupKey::None,
+                weight: 300
+            }
+        );
+        for default in ["none", "default", "-1", ""] {
+            assert_eq!(
+                cmd(&format!("d weight {default}:5")),
+                DeviceCommand::Weight {
+                    group: GroupKey::None,
+                    weight: 5
+                }
+            );
+        }
+        assert_eq!(
+            cmd("d range-bw 100:200"),
+            DeviceCommand::RangeBw {
+                group: GroupKey::None,
+                min_kib_per_sec: 100,
+                max_kib_per_sec: 200
+            }
+        );
+        assert_eq!(
+            cmd("d range-bw -1:0:0"),
+            DeviceCommand::RangeBw {
+                group: GroupKey::None,
+                min_kib_per_sec: 0,
+                max_kib_per_sec: 0
+            }
+        );
+        assert_eq!(
+            cmd("d range-bw tag:3:500:0"),
+            DeviceCommand::RangeBw {
+                group: GroupKey::Tag(3),
+                min_kib_per_sec: 500,
+                max_kib_per_sec: 0
+            }
+        );
+    }
+
+    #[test]
+    fn initiator_names_keep_their_colons() {
+        assert_eq!(
+            cmd("d weight initiator:nqn.2014-08.org:host1:300"),
+            DeviceCommand::Weight {
+                group: nqn("nqn.2014-08.org:host1"),
+                weight: 300
+            }
+        );
+        assert_eq!(
+            cmd("d range-bw initiator:nqn.2014-08.org.nvmexpress:uuid:1234:10:20"),
+            DeviceCommand::RangeBw {
+                group: nqn("nqn.2014-08.org.nvmexpress:uuid:1234"),
+                min_kib_per_sec: 10,
+                max_kib_per_sec: 20
+            }
+        );
+        assert_eq!(
+            cmd("d attach initiator:nqn.2014-08.org:host1"),
+            DeviceCommand::Attach(nqn("nqn.2014-08.org:host1"))
+        );
+    }
+
+    #[test]
+    fn devices_writes_are_refused_with_typed_errors() {
+        let parse = |line: &str| DevicesWrite::parse(line).expect_err(line);
+        let is_parse = |line: &str| assert!(matches!(parse(line), EngineError::Parse(_)), "{line}");
+        for line in [
+            "",
+            "   ",
+            "share",
+            "share io_limit",
+            "share io_limit 1 2",
+            "share reset now",
+            "share frobnicate 1",
+            "share type cgroup",
+            "share io_limit ten",
+            "share io_limit 0x10",
+            "share io_limit 1.5",
+            "share io_limit 99999999999999999999",
+            "share policy fifo",
+            "d weight initiator:x:",
+            "d weight 10:",
+            "d range-bw 10",
+            "d range-bw 1:2:3:4:5",
+            "d attach user:1",
+            "d attach cgroup:-1",
+            "d weight tag:4294967296:10",
+            "d attach 42",
+        ] {
+            is_parse(line);
+        }
+        let out_of_range = |line: &str, want: &str, value: i64| match parse(line) {
+            EngineError::OutOfRange {
+                param, value: v, ..
+            } => {
+                assert_eq!((param, v), (want, value), "{line}")
+            }
+            other => panic!("{line}: {other:?}"),
+        };
+        out_of_range("s io_throttle 32768", "io_throttle", 32768);
+        out_of_range("s io_limit -1", "io_limit", -1);
+        out_of_range("s token -5", "token", -5);
+        out_of_range("s token 2147483648", "token", 2147483648);
+        out_of_range("s capacity 4294967296", "capacity", 4294967296);
+        out_of_range("d weight 0", "weight", 0);
+        out_of_range("d weight tag:1:-3", "weight", -3);
+        out_of_range("d weight 32768", "weight", 32768);
+        out_of_range("d range-bw none:1073741824:0", "range-bw min", 1073741824);
+        out_of_range("d range-bw none:0:-1", "range-bw max", -1);
+        assert_eq!(
+            parse("d range-bw tag:1:20:10"),
+            EngineError::MinAboveMax {
+                min_kib_per_sec: 20,
+                max_kib_per_sec: 10
+            }
+        );
+        assert!(matches!(
+            parse("d weight initiator::5"),
+            EngineError::InvalidName { .. }
+        ));
+        let long = "x".repeat(300);
+        assert!(matches!(
+            parse(&format!("{long} reset")),
+            EngineError::InvalidName { .. }
+        ));
+    }
+
+    #[test]
+    fn errors_say_what_to_do() {
+        let msg = DevicesWrite::parse("s frob 1")
+            .expect_err("unknown")
+            .to_string();
+        assert!(
+            msg.contains("unknown parameter 'frob'") && msg.contains("io_throttle"),
+            "{msg}"
+        );
+        let msg = DevicesWrite::parse("s io_limit")
+            .expect_err("no value")
+            .to_string();
+        assert!(msg.contains("'io_limit' needs a value"), "{msg}");
+        let msg = DevicesWrite::parse("s io_limit x")
+            .expect_err("nan")
+            .to_string();
+        assert_eq!(
+            msg,
+            "parse error: io_limit 'x' is not a decimal number (expected 0..=32767)"
+        );
+        let msg = DevicesWrite::parse("s io_limit 40000")
+            .expect_err("range")
+            .to_string();
+        assert_eq!(msg, "io_limit = 40000 is out of range (0..=32767)");
+    }
+
+    #[test]
+    fn settings_writes_parse_and_refuse() {
+        assert_eq!(
+            SettingsWrite::parse("dev0 300"),
+            Ok(SettingsWrite {
+                device: "dev0".into(),
+                value: Some(GroupValue::Weight(300))
+            })
+        );
+        assert_eq!(
+            SettingsWrite::parse("dev0 10:0\n"),
+            Ok(SettingsWrite {
+                device: "dev0".into(),
+                value: Some(GroupValue::RangeBw {
+                    min_kib_per_sec: 10,
+                    max_kib_per_sec: 0
+                })
+            })
+        );
+        assert_eq!(
+            SettingsWrite::parse("dev0"),
+            Ok(SettingsWrite {
+                device: "dev0".into(),
+                value: None
+            })
+        );
+        for bad in ["", "dev0 1 2", "dev0 w", "dev0 1:2:3", "dev0 :5", "dev0 5:"] {
+            assert!(
+                matches!(SettingsWrite::parse(bad), Err(EngineError::Parse(_))),
+                "{bad}"
+            );
+        }
+        for bad in ["dev0 0", "dev0 -1", "dev0 40000", "dev0 1:2147483647"] {
+            assert!(
+                matches!(
+                    SettingsWrite::parse(bad),
+                    Err(EngineError::OutOfRange { .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            SettingsWrite::parse("dev0 9:8"),
+            Err(EngineError::MinAboveMax { .. })
+        ));
+    }
+
+    #[test]
+    fn listings_parse_back() {
+        let text = "s1 policy=weight io_throttle=4 io_limit=192 token=768 carryover=2\n  a\n  b\n\
+                    s2 policy=range-bw io_throttle=4 io_limit=10 capacity=5000\n  c\n";
+        let listings = parse_devices_listing(text).expect("listing parses");
+        assert_eq!(listings.len(), 2);
+        assert_eq!(listings[0].devices, ["a", "b"]);
+        assert_eq!(
+            (listings[0].token, listings[0].carryover),
+            (Some(768), Some(2))
+        );
+        assert_eq!(listings[1].capacity_kib_per_sec, 5000);
+        assert_eq!(
+            listings.iter().map(|l| l.to_string()).collect::<String>(),
+            text
+        );
+
+        for bad in [
+            "  a\n",
+            "s policy=weight io_limit=1\n",
+            "s policy=weight io_throttle=1 io_limit=1 io_limit=2\n",
+            "s policy=weight io_throttle=1 io_limit=1 colour=red\n",
+            "s policy=weight io_throttle=1 io_limit=1 token\n",
+        ] {
+            assert!(
+                matches!(parse_devices_listing(bad), Err(EngineError::Parse(_))),
+                "{bad}"
+            );
+        }
+
+        let text = "a weight=100\nb range-bw=10:20\n";
+        let lines = parse_settings_listing(text).expect("settings listing parses");
+        assert_eq!(lines[1].to_write().to_string(), "b 10:20");
+        assert_eq!(
+            lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+            text
+        );
+        for bad in [
+            "a\n",
+            "a weight=0\n",
+            "a colour=red\n",
+            "a range-bw=5\n",
+            "a b c\n",
+        ] {
+            assert!(parse_settings_listing(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn arb_group() -> impl Strategy<Value = GroupKey> {
+        prop_oneof![
+            Just(GroupKey::None),
+            "[a-z0-9.:-]{1,40}".prop_map(GroupKey::Initiator),
+            any::<u64>().prop_map(GroupKey::Cgroup),
+            any::<u32>().prop_map(GroupKey::Tag),
+        ]
+    }
+
+    fn arb_command() -> impl Strategy<Value = DeviceCommand> {
+        let range = (0..=RANGE_BW_MAX_KIB_PER_SEC, 0..=RANGE_BW_MAX_KIB_PER_SEC)
+            .prop_map(|(a, b)| if b == 0 { (a, 0) } else { (a.min(b), a.max(b)) });
+        prop_oneof![
+            prop_oneof![
+                Just(Policy::Weight),
+                Just(Policy::WeightIosize),
+                Just(Policy::RangeBw)
+            ]
+            .prop_map(DeviceCommand::Policy),
+            (0..=SHORT_MAX).prop_map(DeviceCommand::IoThrottle),
+            (0..=SHORT_MAX).prop_map(DeviceCommand::IoLimit),
+            (0..=TOKEN_MAX).prop_map(DeviceCommand::Token),
+            (0..=TOKEN_MAX).prop_map(DeviceCommand::Carryover),
+            (0..=TOKEN_MAX).prop_map(DeviceCommand::Capacity),
+            arb_group().prop_map(DeviceCommand::Attach),
+            arb_group().prop_map(DeviceCommand::Detach),
+            (arb_group(), 1..=SHORT_MAX)
+                .prop_map(|(group, weight)| DeviceCommand::Weight { group, weight }),
+            (arb_group(), range).prop_map(|(group, (min_kib_per_sec, max_kib_per_sec))| {
+                DeviceCommand::RangeBw {
+                    group,
+                    min_kib_per_sec,
+                    max_kib_per_sec,
+                }
+            }),
+            Just(DeviceCommand::Reset),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn display_then_parse_is_identity(
+            target in "[a-zA-Z0-9_.:-]{1,20}",
+            command in arb_command(),
+        ) {
+            let write = DevicesWrite { target, command };
+            prop_assert_eq!(DevicesWrite::parse(&write.to_string()), Ok(write));
+        }
+
+        #[test]
+        fn parsing_never_panics(line in "\\PC{0,60}") {
+            let _ = DevicesWrite::parse(&line);
+            let _ = SettingsWrite::parse(&line);
+            let _ = parse_devices_listing(&line);
+            let _ = parse_settings_listing(&line);
+        }
+    }
+}
