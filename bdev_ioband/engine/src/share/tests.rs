@@ -1,7 +1,7 @@
 //! Exact admissions of each policy against a hand-advanced clock.
 
 use super::*;
-use crate::{GroupType, DEFAULT_WEIGHT};
+use crate::{GroupType, Ticket, DEFAULT_WEIGHT};
 
 type Out = Vec<(u32, Ticket)>;
 

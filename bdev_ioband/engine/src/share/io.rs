@@ -1,0 +1,298 @@
+//! The I/O path of a share: submit, complete, poll, and the dispatch loop behind them.
+//!
+//! Runs on the share's owner thread only. No locks, no clock reads, no allocation once a
+//! group's queue has grown to its working depth; every choice is a heap peek (O(log n) to
+//! update), never a scan over groups.
+
+use super::{
+    rate_subticks, Admit, DeviceIdx, Pending, Share, SUBTICK_SHIFT, VT_SCALE, VT_SCALE_U64,
+};
+use crate::group::{GroupId, Op, Ticket};
+
+impl<T> Share<T> {
+    /// Offers an I/O of `group` on `dev`. Whatever can go now (this I/O or others that
+    /// were waiting) is handed to `sink` with its ticket before this returns.
+    ///
+    /// A stale `group` (detached since it was looked up) falls back to the device's
+    /// default group.
+    pub fn submit<F: FnMut(T, Ticket)>(
+        &mut self,
+        dev: DeviceIdx,
+        group: GroupId,
+        io: T,
+        op: Op,
+        bytes: u64,
+        now_ticks: u64,
+        sink: &mut F,
+    ) -> Admit<T> {
+        let Some(Some(device)) = self.devices.get(dev.0 as usize) else {
+            return Admit::NoDevice(io);
+        };
+        let slot = match self.slots.get(group.slot as usize) {
+            Some(s) if s.generation == group.generation => match &s.group {
+                Some(g) if g.device == dev.0 => group.slot,
+                _ => device.default_slot,
+            },
+            _ => device.default_slot,
+        };
+        let now_sub = self.now_subticks(now_ticks);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.wake(slot, now_sub);
+        let Some(g) = self.slots[slot as usize].group.as_mut() else {
+            return Admit::NoDevice(io);
+        };
+        match op {
+            Op::Read => {
+                g.stats.read_ios += 1;
+                g.stats.read_bytes += bytes;
+            }
+            Op::Write => {
+                g.stats.write_ios += 1;
+                g.stats.write_bytes += bytes;
+            }
+            Op::Other => g.stats.other_ios += 1,
+        }
+        // Fast path: nothing of this group waits, there is room, no timed limit is in play
+        // anywhere in the share and the group is not held. Whatever else waits is held
+        // (the last run left it so), so this I/O overtakes nobody it should not.
+        let (idle_queue, vtime) = (g.queue.is_empty(), g.vtime);
+        let untimed = g.params.max_kib_per_sec == 0 && g.params.min_kib_per_sec == 0;
+        let direct = idle_queue
+            && untimed
+            && self.in_flight < self.io_limit
+            && self.reserve.is_empty()
+            && self.limited.is_empty()
+            && !(self.params.policy.is_weight()
+                && self.in_flight >= self.io_throttle
+                && self.held(vtime));
+        if direct {
+            let ticket = self.charge(slot, op, bytes, now_sub);
+            self.reposition(slot, now_sub);
+            sink(io, ticket);
+            if !self.ready.is_empty() {
+                self.run(now_ticks, now_sub, seq, sink);
+            }
+            return Admit::Accepted;
+        }
+        let Some(g) = self.slots[slot as usize].group.as_mut() else {
+            return Admit::NoDevice(io);
+        };
+        g.queue.push_back(Pending {
+            io,
+            op,
+            bytes,
+            enqueued_ticks: now_ticks,
+            seq,
+        });
+        g.stats.queue_depth = g.queue.len() as u64;
+        self.reposition(slot, now_sub);
+        self.run(now_ticks, now_sub, seq, sink);
+        Admit::Accepted
+    }
+
+    /// Takes back a dispatched I/O, then dispatches whatever that made room for.
+    ///
+    /// Hosts should hand the completion to the submitter first and return the ticket
+    /// after: a closed-loop submitter that sends its next I/O from the completion callback
+    /// then stays active, and keeps its place under `io_throttle`.
+    pub fn complete<F: FnMut(T, Ticket)>(&mut self, ticket: Ticket, now_ticks: u64, sink: &mut F) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let slot = ticket.group.slot;
+        if let Some(entry) = self.slots.get_mut(slot as usize) {
+            if entry.generation == ticket.group.generation {
+                if let Some(g) = entry.group.as_mut() {
+                    g.in_flight = g.in_flight.saturating_sub(1);
+                    g.stats.in_flight = u64::from(g.in_flight);
+                    g.stats.completed_ios += 1;
+                    if g.in_flight == 0 && g.queue.is_empty() {
+                        self.active.remove(slot);
+                    }
+                }
+            }
+        }
+        let now_sub = self.now_subticks(now_ticks);
+        self.run(now_ticks, now_sub, self.next_seq, sink);
+    }
+
+    /// Dispatches whatever has become eligible by `now_ticks` (a max that has refilled, a
+    /// reservation that has come due). Hosts call this from their poller.
+    pub fn poll<F: FnMut(T, Ticket)>(&mut self, now_ticks: u64, sink: &mut F) {
+        let now_sub = self.now_subticks(now_ticks);
+        self.run(now_ticks, now_sub, self.next_seq, sink);
+    }
+
+    /// The earliest tick at which a timed limit lifts for a waiting group, if any; a host
+    /// poller may sleep until then when nothing else is pending.
+    pub fn next_wakeup_ticks(&self) -> Option<u64> {
+        let (tag, _) = self.limited.peek()?;
+        let ticks = tag.div_ceil(1 << SUBTICK_SHIFT);
+        Some(u64::try_from(ticks).unwrap_or(u64::MAX))
+    }
+
+    fn now_subticks(&mut self, now_ticks: u64) -> u128 {
+        let now = u128::from(now_ticks) << SUBTICK_SHIFT;
+        // Time never runs backwards for the scheduler, whatever the host passes.
+        self.last_now_subticks = self.last_now_subticks.max(now);
+        self.last_now_subticks
+    }
+
+    /// Marks a group active if it was idle, limiting the credit it brings back.
+    pub(super) fn wake(&mut self, slot: u32, now_sub: u128) {
+        let Some(g) = self.slots[slot as usize].group.as_mut() else {
+            return;
+        };
+        if g.queue.is_empty() && g.in_flight == 0 {
+            g.vtime = g.vtime.max(self.vclock.saturating_sub(self.credit_vt));
+            g.reserve_tag = g.reserve_tag.max(now_sub);
+        }
+    }
+
+    /// Puts a group in the heaps its state calls for.
+    pub(super) fn reposition(&mut self, slot: u32, now_sub: u128) {
+        let Some(g) = self.slots[slot as usize].group.as_ref() else {
+            return;
+        };
+        if g.queue.is_empty() {
+            self.ready.remove(slot);
+            self.reserve.remove(slot);
+            self.limited.remove(slot);
+        } else if g.params.max_kib_per_sec > 0 && g.limit_tag > now_sub {
+            self.ready.remove(slot);
+            self.reserve.remove(slot);
+            self.limited.set(slot, g.limit_tag);
+        } else {
+            self.limited.remove(slot);
+            self.ready.set(slot, g.vtime);
+            if g.params.min_kib_per_sec > 0 {
+                self.reserve.set(slot, g.reserve_tag);
+            } else {
+                self.reserve.remove(slot);
+            }
+        }
+        // A capped group is slow on purpose: it never holds the others back.
+        if (!g.queue.is_empty() || g.in_flight > 0) && g.params.max_kib_per_sec == 0 {
+            self.active.set(slot, g.vtime);
+        } else {
+            self.active.remove(slot);
+        }
+    }
+
+    fn run<F: FnMut(T, Ticket)>(
+        &mut self,
+        now_ticks: u64,
+        now_sub: u128,
+        run_start_seq: u64,
+        sink: &mut F,
+    ) {
+        while let Some((tag, slot)) = self.limited.peek() {
+            if tag > now_sub {
+                break;
+            }
+            self.limited.remove(slot);
+            self.reposition(slot, now_sub);
+        }
+        let weight_policy = self.params.policy.is_weight();
+        while self.in_flight < self.io_limit {
+            let slot = match (self.reserve.peek(), self.ready.peek()) {
+                (Some((tag, slot)), _) if tag <= now_sub => slot,
+                (_, Some((vt, slot))) => {
+                    if weight_policy && self.in_flight >= self.io_throttle && self.held(vt) {
+                        break;
+                    }
+                    slot
+                }
+                _ => break,
+            };
+            self.dispatch_one(slot, now_ticks, now_sub, run_start_seq, sink);
+        }
+    }
+
+    /// Whether a group at virtual time `vt` runs more than an epoch ahead of the slowest
+    /// active group.
+    fn held(&self, vt: u128) -> bool {
+        match self.active.peek() {
+            Some((slowest, _)) => vt > slowest + self.epoch_vt,
+            None => false,
+        }
+    }
+
+    fn dispatch_one<F: FnMut(T, Ticket)>(
+        &mut self,
+        slot: u32,
+        now_ticks: u64,
+        now_sub: u128,
+        run_start_seq: u64,
+        sink: &mut F,
+    ) {
+        let Some(g) = self.slots[slot as usize].group.as_mut() else {
+            return;
+        };
+        let Some(p) = g.queue.pop_front() else { return };
+        g.stats.queue_depth = g.queue.len() as u64;
+        if p.seq < run_start_seq {
+            g.stats.throttled_ios += 1;
+            g.stats.throttled_ticks += now_ticks.saturating_sub(p.enqueued_ticks);
+        }
+        let ticket = self.charge(slot, p.op, p.bytes, now_sub);
+        self.reposition(slot, now_sub);
+        sink(p.io, ticket);
+    }
+
+    /// Accounts one I/O of `slot` as dispatched: virtual time, range tags, in-flight
+    /// counts and counters. Returns its ticket.
+    fn charge(&mut self, slot: u32, op: Op, bytes: u64, now_sub: u128) -> Ticket {
+        let cost = self.params.policy.cost(bytes);
+        let ticks_per_sec = u128::from(self.ticks_per_sec);
+        let entry = &mut self.slots[slot as usize];
+        let group = GroupId {
+            slot,
+            generation: entry.generation,
+        };
+        let Some(g) = entry.group.as_mut() else {
+            return Ticket { group, op, bytes };
+        };
+
+        // Weighted order: advance virtual time by cost / weight, carrying the remainder
+        // (u64 arithmetic unless an absurd cost would overflow it).
+        let weight = u64::from(g.params.weight.max(1));
+        let start_vt = g.vtime;
+        match cost
+            .checked_mul(VT_SCALE_U64)
+            .and_then(|c| c.checked_add(g.vtime_rem))
+        {
+            Some(scaled) => {
+                g.vtime += u128::from(scaled / weight);
+                g.vtime_rem = scaled % weight;
+            }
+            None => {
+                let scaled = u128::from(cost) * VT_SCALE + u128::from(g.vtime_rem);
+                g.vtime += scaled / u128::from(weight);
+                g.vtime_rem = 0;
+            }
+        }
+        self.vclock = self.vclock.max(start_vt);
+
+        // Range tags, in subticks: bytes at the configured KiB/s.
+        let tag_bytes = u128::from(bytes.max(1));
+        if g.params.min_kib_per_sec > 0 {
+            g.reserve_tag += rate_subticks(tag_bytes, g.params.min_kib_per_sec, ticks_per_sec);
+        }
+        if g.params.max_kib_per_sec > 0 {
+            // A group that was late for its slot (the share was full) may catch up by one
+            // I/O, no more: without that, every wait for a free slot would be lost and a
+            // max set at the min could never deliver the min.
+            let interval = rate_subticks(tag_bytes, g.params.max_kib_per_sec, ticks_per_sec);
+            g.limit_tag = g.limit_tag.max(now_sub.saturating_sub(interval)) + interval;
+        }
+
+        g.in_flight += 1;
+        self.in_flight += 1;
+        let s = &mut g.stats;
+        s.dispatched_ios += 1;
+        s.dispatched_bytes += bytes;
+        s.dispatched_cost += cost;
+        s.in_flight = u64::from(g.in_flight);
+        Ticket { group, op, bytes }
+    }
+}
