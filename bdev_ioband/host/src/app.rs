@@ -1,0 +1,128 @@
+//! The host's control plane: the bdev registry and the ioband module, with the operations
+//! that touch both (create a base or an ioband bdev, delete a base and the ioband bdevs
+//! over it).
+//!
+//! Owned by the main reactor; RPC handlers and the JSON config loader call it there.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use bdev_ioband_engine::ShareParams;
+
+use crate::bdev::malloc::MallocBdev;
+use crate::bdev::model::{ModelBdev, ModelParams};
+use crate::bdev::null::NullBdev;
+use crate::bdev::{BdevError, BdevRef, BdevRegistry};
+use crate::ioband::{IobandBdev, IobandError, IobandHandle, IobandModule};
+
+/// The control plane of one host.
+#[derive(Debug)]
+pub struct App {
+    /// Every bdev by name.
+    pub bdevs: RefCell<BdevRegistry>,
+    /// The ioband vbdev module (owner of the engine).
+    pub ioband: IobandHandle,
+}
+
+impl App {
+    /// Builds the control plane on the current reactor (the main one).
+    pub fn new() -> Result<App, BdevError> {
+        Ok(App {
+            bdevs: RefCell::new(BdevRegistry::default()),
+            ioband: IobandModule::new()?,
+        })
+    }
+
+    fn add(&self, bdev: BdevRef) -> Result<BdevRef, BdevError> {
+        self.bdevs.borrow_mut().register(bdev.clone())?;
+        Ok(bdev)
+    }
+
+    /// Creates and registers a null bdev.
+    pub fn create_null(
+        &self,
+        name: &str,
+        block_size: u32,
+        num_blocks: u64,
+        uuid: Option<String>,
+    ) -> Result<BdevRef, BdevError> {
+        self.check_new_name(name)?;
+        self.add(Arc::new(NullBdev::new(name, block_size, num_blocks, uuid)?))
+    }
+
+    /// Creates and registers a malloc bdev.
+    pub fn create_malloc(
+        &self,
+        name: &str,
+        block_size: u32,
+        num_blocks: u64,
+        uuid: Option<String>,
+    ) -> Result<BdevRef, BdevError> {
+        self.check_new_name(name)?;
+        self.add(Arc::new(MallocBdev::new(
+            name, block_size, num_blocks, uuid,
+        )?))
+    }
+
+    /// Creates and registers a model bdev.
+    pub fn create_model(
+        &self,
+        name: &str,
+        params: ModelParams,
+        uuid: Option<String>,
+    ) -> Result<BdevRef, BdevError> {
+        self.check_new_name(name)?;
+        self.add(Arc::new(ModelBdev::new(name, params, uuid)?))
+    }
+
+    fn check_new_name(&self, name: &str) -> Result<(), BdevError> {
+        bdev_ioband_engine::validate_name(name).map_err(|e| BdevError::Invalid {
+            param: "name",
+            reason: e.to_string(),
+        })?;
+        if self.bdevs.borrow().get(name).is_ok() {
+            return Err(BdevError::Exists(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Deletes a base bdev of the given product (`None`: any), first deleting every ioband
+    /// bdev over it (a hot-remove, as far as they are concerned).
+    pub fn delete_base(&self, name: &str, product: Option<&str>) -> Result<(), IobandError> {
+        let bdev = self.bdevs.borrow().get(name)?;
+        if product.is_some_and(|p| p != bdev.product_name()) {
+            return Err(BdevError::NotFound(name.to_owned()).into());
+        }
+        let over = self.ioband.borrow().devices_on(name);
+        for vbdev in over {
+            self.delete_ioband(&vbdev)?;
+        }
+        self.bdevs.borrow_mut().unregister(name)?;
+        Ok(())
+    }
+
+    /// Creates an ioband bdev.
+    pub fn create_ioband(
+        &self,
+        name: &str,
+        base: &str,
+        share: &str,
+        params: Option<ShareParams>,
+    ) -> Result<IobandBdev, IobandError> {
+        let mut registry = self.bdevs.borrow_mut();
+        self.ioband
+            .borrow_mut()
+            .create(&mut registry, name, base, share, params)
+    }
+
+    /// Deletes an ioband bdev.
+    pub fn delete_ioband(&self, name: &str) -> Result<(), IobandError> {
+        let mut registry = self.bdevs.borrow_mut();
+        self.ioband.borrow_mut().delete(&mut registry, name)
+    }
+
+    /// A bdev by name.
+    pub fn bdev(&self, name: &str) -> Result<BdevRef, BdevError> {
+        self.bdevs.borrow().get(name)
+    }
+}

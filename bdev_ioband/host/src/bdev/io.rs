@@ -1,0 +1,157 @@
+//! The I/O descriptor, its completion callback and a per-channel descriptor pool.
+//!
+//! A descriptor is owned by whoever holds the `Box` (submitter, then each layer in turn,
+//! then the submitter again in its callback); it is `Send` so that a vbdev can carry it to
+//! another reactor. Descriptors are recycled through [`IoPool`]s, so the steady-state I/O
+//! path allocates nothing.
+
+use std::rc::Rc;
+
+use bdev_ioband_engine::{GroupKey, Op, Ticket};
+
+use crate::reactor::EndpointId;
+
+/// The kind of an I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IoType {
+    /// Read `num_blocks` into `buf`.
+    #[default]
+    Read,
+    /// Write `buf` to `num_blocks`.
+    Write,
+    /// Flush the device's cache.
+    Flush,
+}
+
+impl IoType {
+    /// The engine's view of the direction.
+    pub fn op(self) -> Op {
+        match self {
+            IoType::Read => Op::Read,
+            IoType::Write => Op::Write,
+            IoType::Flush => Op::Other,
+        }
+    }
+}
+
+/// Outcome of an I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IoStatus {
+    /// Not completed yet.
+    #[default]
+    Pending,
+    /// Done.
+    Success,
+    /// The device failed it (or it was out of range).
+    Failed,
+    /// Dropped unexecuted because its device went away.
+    Aborted,
+}
+
+/// Called with the descriptor when the I/O completes, on the submitting reactor.
+pub type IoCallback = Rc<dyn Fn(Box<BdevIo>)>;
+
+/// The ioband vbdev's private context in a descriptor it created (SPDK's `driver_ctx`).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BandCtx {
+    /// Reactor of the submitting channel.
+    pub(crate) reply_core: u32,
+    /// Endpoint of the submitting channel there.
+    pub(crate) reply_endpoint: Option<EndpointId>,
+    /// Slot of the parent I/O in that channel.
+    pub(crate) slot: u32,
+    /// Which ioband device (module-wide id).
+    pub(crate) device_id: u64,
+    /// Set while the engine counts the I/O as in flight.
+    pub(crate) ticket: Option<Ticket>,
+}
+
+/// One I/O.
+#[derive(Debug, Default)]
+pub struct BdevIo {
+    /// What to do.
+    pub io_type: IoType,
+    /// First block.
+    pub offset_blocks: u64,
+    /// Blocks.
+    pub num_blocks: u64,
+    /// Data: exactly `num_blocks × block_size` bytes for reads and writes.
+    pub buf: Vec<u8>,
+    /// The group that issued it; `None` goes to the default group of an ioband bdev.
+    pub group: Option<GroupKey>,
+    /// Set by the device before the callback.
+    pub status: IoStatus,
+    /// The submitter's own cookie; no layer touches it.
+    pub user_ctx: u64,
+    pub(crate) band: BandCtx,
+}
+
+impl BdevIo {
+    /// Bytes the I/O moves.
+    pub fn len_bytes(&self, block_size: u32) -> u64 {
+        match self.io_type {
+            IoType::Read | IoType::Write => self.num_blocks.saturating_mul(u64::from(block_size)),
+            IoType::Flush => 0,
+        }
+    }
+
+    /// Whether the I/O fits a device of this geometry and its buffer has the right length.
+    pub fn fits(&self, block_size: u32, num_blocks: u64) -> bool {
+        let in_range = self
+            .offset_blocks
+            .checked_add(self.num_blocks)
+            .is_some_and(|end| end <= num_blocks);
+        match self.io_type {
+            IoType::Flush => in_range || self.num_blocks == 0,
+            IoType::Read | IoType::Write => {
+                in_range
+                    && self.num_blocks > 0
+                    && self.buf.len() as u64 == self.len_bytes(block_size)
+            }
+        }
+    }
+
+    /// Clears everything but the buffer's capacity, for reuse.
+    pub fn reset(&mut self) {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        *self = BdevIo {
+            buf,
+            ..BdevIo::default()
+        };
+    }
+}
+
+/// A free list of descriptors, grown only when the outstanding count passes its previous
+/// high-water mark.
+#[derive(Debug, Default)]
+pub struct IoPool {
+    // Boxes on purpose: descriptors are handed out as `Box`es without reallocating.
+    #[allow(clippy::vec_box)]
+    free: Vec<Box<BdevIo>>,
+}
+
+impl IoPool {
+    /// A pool with `n` descriptors ready.
+    pub fn with_capacity(n: usize) -> IoPool {
+        IoPool {
+            free: (0..n).map(|_| Box::default()).collect(),
+        }
+    }
+
+    /// A clean descriptor.
+    pub fn get(&mut self) -> Box<BdevIo> {
+        self.free.pop().unwrap_or_default()
+    }
+
+    /// Returns a descriptor.
+    pub fn put(&mut self, mut io: Box<BdevIo>) {
+        io.reset();
+        self.free.push(io);
+    }
+
+    /// Descriptors ready.
+    pub fn available(&self) -> usize {
+        self.free.len()
+    }
+}

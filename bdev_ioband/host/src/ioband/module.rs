@@ -1,0 +1,436 @@
+//! The owner side of the ioband vbdev: the engine, each device's channel to its base, the
+//! I/O parked on ENOMEM, and the poller that re-drives them.
+//!
+//! Owned by the owner reactor (the main reactor) behind an `Rc<RefCell<…>>`; its endpoints
+//! and poller are registered there. Control calls (create, delete, settings) run on that
+//! reactor too, so they see the engine between two I/O events, never during one.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bdev_ioband_engine::{Admit, DeviceRef, Engine, GroupKey, ShareParams, Ticket};
+
+use super::{DeviceShared, IobandBdev, IobandError};
+use crate::bdev::{
+    BdevError, BdevIo, BdevRegistry, IoCallback, IoChannel, IoStats, IoStatus, SubmitError,
+};
+use crate::reactor::{self, EndpointId, PollerStatus};
+use crate::ticks::TICKS_PER_SEC;
+
+/// The default group's key, for untagged I/O.
+const DEFAULT_GROUP: GroupKey = GroupKey::None;
+/// Room for I/O dispatched by one engine call, preallocated.
+const DISPATCH_BATCH: usize = 256;
+
+struct OwnerDevice {
+    shared: Arc<DeviceShared>,
+    dref: DeviceRef,
+    base_ch: Rc<dyn IoChannel>,
+    in_flight: u64,
+    deleted: bool,
+}
+
+/// The owner-side state; see the module doc.
+pub struct IobandModule {
+    engine: Engine<Box<BdevIo>>,
+    devices: HashMap<u64, OwnerDevice>,
+    next_device_id: u64,
+    scratch: Vec<(Box<BdevIo>, Ticket)>,
+    parked: VecDeque<Box<BdevIo>>,
+    share_names: Vec<String>,
+    core: u32,
+    submit_endpoint: EndpointId,
+    base_done: Option<IoCallback>,
+}
+
+impl std::fmt::Debug for IobandModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IobandModule")
+            .field("devices", &self.devices.len())
+            .field("parked", &self.parked.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Shared handle to the module, on its reactor.
+pub type IobandHandle = Rc<RefCell<IobandModule>>;
+
+impl IobandModule {
+    /// Creates the module on the current reactor, which becomes the owner of every share.
+    pub fn new() -> Result<IobandHandle, BdevError> {
+        let core = reactor::current_core()?;
+        let module = Rc::new_cyclic(|weak: &Weak<RefCell<IobandModule>>| {
+            let eps = Rc::new(Endpoints::default());
+            let (w1, w2, e1, e2) = (weak.clone(), weak.clone(), eps.clone(), eps.clone());
+            let submit: IoCallback = Rc::new(move |io| on_submit(&w1, &e1, io));
+            let done: IoCallback = Rc::new(move |io| on_base_done(&w2, &e2, io));
+            // Registration only fails off a reactor, checked above.
+            let submit_endpoint = reactor::register_endpoint(submit).unwrap_or(EndpointId(0));
+            let done_endpoint = reactor::register_endpoint(done.clone()).unwrap_or(EndpointId(0));
+            eps.submit.set(Some(submit_endpoint));
+            eps.done.set(Some(done_endpoint));
+            RefCell::new(IobandModule {
+                engine: Engine::new(TICKS_PER_SEC),
+                devices: HashMap::new(),
+                next_device_id: 1,
+                scratch: Vec::with_capacity(DISPATCH_BATCH),
+                parked: VecDeque::with_capacity(DISPATCH_BATCH),
+                share_names: Vec::new(),
+                core,
+                submit_endpoint,
+                base_done: Some(done),
+            })
+        });
+        let weak = Rc::downgrade(&module);
+        reactor::register_poller("ioband_owner", 0, move |now| {
+            let Some(m) = weak.upgrade() else {
+                return PollerStatus::Done;
+            };
+            let Ok(mut m) = m.try_borrow_mut() else {
+                return PollerStatus::Idle;
+            };
+            m.poll(now)
+        })?;
+        Ok(module)
+    }
+
+    /// The engine, for the control plane (settings, counters, rendering).
+    pub fn engine(&self) -> &Engine<Box<BdevIo>> {
+        &self.engine
+    }
+
+    /// The engine, to change settings. Share knobs and group values take effect at the
+    /// next I/O event.
+    pub fn engine_mut(&mut self) -> &mut Engine<Box<BdevIo>> {
+        &mut self.engine
+    }
+
+    /// I/O waiting for the base to take it (ENOMEM).
+    pub fn parked(&self) -> usize {
+        self.parked.len()
+    }
+
+    /// Creates ioband bdev `name` over `base` in `share` (created with `params`, or with
+    /// the defaults and the base's queue depth, if it does not exist) and registers it.
+    pub fn create(
+        &mut self,
+        registry: &mut BdevRegistry,
+        name: &str,
+        base: &str,
+        share: &str,
+        params: Option<ShareParams>,
+    ) -> Result<IobandBdev, IobandError> {
+        if registry.get(name).is_ok() {
+            return Err(BdevError::Exists(name.to_owned()).into());
+        }
+        let base = registry.get(base)?;
+        let params = match (params, self.engine.share(share).is_ok()) {
+            (Some(p), _) => Some(p),
+            (None, true) => None,
+            (None, false) => Some(ShareParams {
+                nr_requests: base.queue_depth().clamp(1, bdev_ioband_engine::SHORT_MAX),
+                ..ShareParams::default()
+            }),
+        };
+        let base_ch = base.get_io_channel()?;
+        let dref = self.engine.create_device(name, share, params)?;
+        let device_id = self.next_device_id;
+        self.next_device_id += 1;
+        let shared = Arc::new(DeviceShared {
+            name: name.to_owned(),
+            uuid: crate::bdev::make_uuid(name),
+            base: base.clone(),
+            share: share.to_owned(),
+            device_id,
+            owner_core: self.core,
+            submit_endpoint: self.submit_endpoint,
+            removed: AtomicBool::new(false),
+            stats: IoStats::default(),
+        });
+        let bdev = IobandBdev {
+            shared: shared.clone(),
+        };
+        if let Err(e) = registry.register(Arc::new(bdev.clone())) {
+            // Cannot happen (checked above); undo the engine side.
+            let _ = self.engine.delete_device(name);
+            return Err(e.into());
+        }
+        registry.claim(base.name(), name);
+        self.devices.insert(
+            device_id,
+            OwnerDevice {
+                shared,
+                dref,
+                base_ch,
+                in_flight: 0,
+                deleted: false,
+            },
+        );
+        self.refresh_share_names();
+        Ok(bdev)
+    }
+
+    /// Deletes ioband bdev `name`; see the module doc for what happens to its I/O.
+    pub fn delete(&mut self, registry: &mut BdevRegistry, name: &str) -> Result<(), IobandError> {
+        let id = self
+            .devices
+            .iter()
+            .find(|(_, d)| !d.deleted && d.shared.name == name)
+            .map(|(id, _)| *id)
+            .ok_or_else(|| BdevError::NotFound(name.to_owned()))?;
+        let queued = self.engine.delete_device(name)?;
+        let base = match self.devices.get_mut(&id) {
+            Some(d) => {
+                d.deleted = true;
+                d.shared.removed.store(true, Ordering::Release);
+                d.shared.base.name().to_owned()
+            }
+            None => String::new(),
+        };
+        for mut io in queued {
+            io.status = IoStatus::Aborted;
+            send_reply(io);
+        }
+        let now = reactor::now_ticks();
+        let parked = std::mem::take(&mut self.parked);
+        for mut io in parked {
+            if io.band.device_id == id {
+                self.complete_ticket(&mut io, now);
+                io.status = IoStatus::Aborted;
+                send_reply(io);
+            } else {
+                self.parked.push_back(io);
+            }
+        }
+        self.dispatch_scratch();
+        registry.release(&base, name);
+        // The ioband bdev is unclaimed by construction.
+        let _ = registry.unregister(name);
+        self.refresh_share_names();
+        self.reap();
+        Ok(())
+    }
+
+    /// Names of the ioband bdevs sitting on `base`.
+    pub fn devices_on(&self, base: &str) -> Vec<String> {
+        self.devices
+            .values()
+            .filter(|d| !d.deleted && d.shared.base.name() == base)
+            .map(|d| d.shared.name.clone())
+            .collect()
+    }
+
+    /// Every live ioband bdev, by creation order.
+    pub fn bdevs(&self) -> Vec<IobandBdev> {
+        let mut v: Vec<_> = self.devices.iter().filter(|(_, d)| !d.deleted).collect();
+        v.sort_by_key(|(id, _)| **id);
+        v.into_iter()
+            .map(|(_, d)| IobandBdev {
+                shared: d.shared.clone(),
+            })
+            .collect()
+    }
+
+    fn refresh_share_names(&mut self) {
+        self.share_names = self.engine.shares().map(|s| s.name().to_owned()).collect();
+    }
+
+    fn submit(&mut self, mut io: Box<BdevIo>, now: u64) {
+        let Some(dev) = self.devices.get(&io.band.device_id).filter(|d| !d.deleted) else {
+            io.status = IoStatus::Aborted;
+            send_reply(io);
+            return;
+        };
+        let dref = &dev.dref;
+        let bytes = io.len_bytes(dev.shared.base.block_size());
+        let op = io.io_type.op();
+        let Ok(share) = self.engine.share_mut(&dref.share) else {
+            io.status = IoStatus::Aborted;
+            send_reply(io);
+            return;
+        };
+        let key = io.group.as_ref().unwrap_or(&DEFAULT_GROUP);
+        let Ok(group) = share.group_id(dref.device, key) else {
+            io.status = IoStatus::Aborted;
+            send_reply(io);
+            return;
+        };
+        let scratch = &mut self.scratch;
+        let admit = share.submit(dref.device, group, io, op, bytes, now, &mut |io, t| {
+            scratch.push((io, t));
+        });
+        if let Admit::NoDevice(mut io) = admit {
+            io.status = IoStatus::Aborted;
+            send_reply(io);
+        }
+        self.dispatch_scratch();
+    }
+
+    fn dispatch_scratch(&mut self) {
+        let mut batch = std::mem::take(&mut self.scratch);
+        for (mut io, ticket) in batch.drain(..) {
+            io.band.ticket = Some(ticket);
+            self.dispatch_to_base(io);
+        }
+        self.scratch = batch;
+    }
+
+    fn dispatch_to_base(&mut self, io: Box<BdevIo>) {
+        if !self.parked.is_empty() {
+            self.parked.push_back(io);
+            return;
+        }
+        if let Err(io) = self.try_base(io) {
+            self.parked.push_back(io);
+        }
+    }
+
+    /// Submits to the base; hands the I/O back on ENOMEM. A deleted device's I/O is
+    /// completed (aborted) here.
+    fn try_base(&mut self, mut io: Box<BdevIo>) -> Result<(), Box<BdevIo>> {
+        let Some(done) = self.base_done.clone() else {
+            return Err(io);
+        };
+        match self
+            .devices
+            .get_mut(&io.band.device_id)
+            .filter(|d| !d.deleted)
+        {
+            Some(dev) => match dev.base_ch.submit(io, &done) {
+                Ok(()) => {
+                    dev.in_flight += 1;
+                    Ok(())
+                }
+                Err(SubmitError::NoMem(io)) => Err(io),
+            },
+            None => {
+                let now = reactor::now_ticks();
+                self.complete_ticket(&mut io, now);
+                io.status = IoStatus::Aborted;
+                send_reply(io);
+                Ok(())
+            }
+        }
+    }
+
+    /// Gives the engine back the ticket of a dispatched I/O (dispatching what that allows
+    /// into the scratch batch).
+    fn complete_ticket(&mut self, io: &mut BdevIo, now: u64) {
+        let Some(ticket) = io.band.ticket.take() else {
+            return;
+        };
+        let Some(dev) = self.devices.get(&io.band.device_id) else {
+            return;
+        };
+        let Ok(share) = self.engine.share_mut(&dev.dref.share) else {
+            return;
+        };
+        let scratch = &mut self.scratch;
+        share.complete(ticket, now, &mut |io, t| scratch.push((io, t)));
+    }
+
+    fn base_done(&mut self, mut io: Box<BdevIo>, now: u64) {
+        if let Some(dev) = self.devices.get_mut(&io.band.device_id) {
+            dev.in_flight = dev.in_flight.saturating_sub(1);
+        }
+        self.complete_ticket(&mut io, now);
+        send_reply(io);
+        self.dispatch_scratch();
+    }
+
+    fn poll(&mut self, now: u64) -> PollerStatus {
+        let mut busy = false;
+        while let Some(io) = self.parked.pop_front() {
+            match self.try_base(io) {
+                Ok(()) => busy = true,
+                Err(io) => {
+                    self.parked.push_front(io);
+                    break;
+                }
+            }
+        }
+        for i in 0..self.share_names.len() {
+            let Ok(share) = self.engine.share_mut(&self.share_names[i]) else {
+                continue;
+            };
+            let scratch = &mut self.scratch;
+            share.poll(now, &mut |io, t| scratch.push((io, t)));
+        }
+        if !self.scratch.is_empty() {
+            busy = true;
+            self.dispatch_scratch();
+        }
+        self.reap();
+        if busy {
+            PollerStatus::Busy
+        } else {
+            PollerStatus::Idle
+        }
+    }
+
+    /// Forgets deleted devices whose base I/O has drained.
+    fn reap(&mut self) {
+        let parked = &self.parked;
+        self.devices.retain(|id, d| {
+            !(d.deleted && d.in_flight == 0 && parked.iter().all(|io| io.band.device_id != *id))
+        });
+    }
+}
+
+/// Sends a descriptor back to the channel that submitted it (always by message, so that
+/// the caller's callback never runs inside the owner's code).
+fn send_reply(io: Box<BdevIo>) {
+    let core = io.band.reply_core;
+    let Some(endpoint) = io.band.reply_endpoint else {
+        return;
+    };
+    // Only a stopped host fails to deliver; its I/O dies with it.
+    let _ = reactor::send_io(core, endpoint, io);
+}
+
+/// The module's endpoints, readable while the module itself is borrowed.
+#[derive(Debug, Default)]
+struct Endpoints {
+    submit: Cell<Option<EndpointId>>,
+    done: Cell<Option<EndpointId>>,
+}
+
+/// Hands `io` to `endpoint` of this reactor at its next pass (a re-entered call).
+fn later(endpoint: Option<EndpointId>, io: Box<BdevIo>) {
+    if let (Ok(core), Some(endpoint)) = (reactor::current_core(), endpoint) {
+        let _ = reactor::send_io(core, endpoint, io);
+    }
+}
+
+fn on_submit(module: &Weak<RefCell<IobandModule>>, eps: &Endpoints, mut io: Box<BdevIo>) {
+    let Some(m) = module.upgrade() else {
+        io.status = IoStatus::Aborted;
+        send_reply(io);
+        return;
+    };
+    let Ok(mut m) = m.try_borrow_mut() else {
+        // Re-entered from inside the module (an ioband stacked on an ioband of the same
+        // owner): take it at the next pass instead.
+        later(eps.submit.get(), io);
+        return;
+    };
+    let now = reactor::now_ticks();
+    m.submit(io, now);
+}
+
+fn on_base_done(module: &Weak<RefCell<IobandModule>>, eps: &Endpoints, mut io: Box<BdevIo>) {
+    let Some(m) = module.upgrade() else {
+        io.status = IoStatus::Aborted;
+        send_reply(io);
+        return;
+    };
+    let Ok(mut m) = m.try_borrow_mut() else {
+        later(eps.done.get(), io);
+        return;
+    };
+    let now = reactor::now_ticks();
+    m.base_done(io, now);
+}

@@ -1,0 +1,331 @@
+//! The per-reactor state behind the free functions of [`crate::reactor`]: pollers, I/O
+//! endpoints and the "current reactor" of the calling thread.
+//!
+//! Owned by the reactor's thread (an `Rc` in a thread-local while it is polled); nothing in
+//! here is `Send`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crossbeam_channel::{Sender, TrySendError};
+
+use super::{Msg, ReactorError, Shared};
+use crate::bdev::{BdevIo, IoCallback};
+
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<Local>>> = const { RefCell::new(None) };
+}
+
+/// Index of an I/O endpoint on one reactor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointId(pub(crate) u32);
+
+/// What a poller says about its pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollerStatus {
+    /// It did work.
+    Busy,
+    /// It found nothing to do.
+    Idle,
+    /// Unregister it.
+    Done,
+}
+
+/// Cancels a poller from outside it.
+#[derive(Debug, Clone)]
+pub struct PollerHandle {
+    cancelled: Rc<Cell<bool>>,
+}
+
+impl PollerHandle {
+    /// The poller will not run again.
+    pub fn cancel(&self) {
+        self.cancelled.set(true);
+    }
+}
+
+type PollFn = Box<dyn FnMut(u64) -> PollerStatus>;
+
+struct Poller {
+    name: &'static str,
+    period_ticks: u64,
+    next_ticks: u64,
+    cancelled: Rc<Cell<bool>>,
+    poll: PollFn,
+}
+
+impl std::fmt::Debug for Poller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Poller")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One reactor's thread-owned state.
+pub(crate) struct Local {
+    pub(crate) index: u32,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) task_tx: Sender<async_task::Runnable>,
+    pollers: RefCell<Vec<Poller>>,
+    new_pollers: RefCell<Vec<Poller>>,
+    endpoints: RefCell<Vec<Option<IoCallback>>>,
+    free_endpoints: RefCell<Vec<u32>>,
+    overflow: RefCell<VecDeque<(u32, Msg)>>,
+}
+
+impl std::fmt::Debug for Local {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Local")
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Local {
+    pub(crate) fn new(
+        index: u32,
+        shared: Arc<Shared>,
+        task_tx: Sender<async_task::Runnable>,
+    ) -> Local {
+        Local {
+            index,
+            shared,
+            task_tx,
+            pollers: RefCell::new(Vec::new()),
+            new_pollers: RefCell::new(Vec::new()),
+            endpoints: RefCell::new(Vec::new()),
+            free_endpoints: RefCell::new(Vec::new()),
+            overflow: RefCell::new(VecDeque::new()),
+        }
+    }
+
+    pub(crate) fn call_endpoint(&self, endpoint: EndpointId, io: Box<BdevIo>) {
+        let cb = self
+            .endpoints
+            .borrow()
+            .get(endpoint.0 as usize)
+            .cloned()
+            .flatten();
+        // An endpoint that is gone belongs to a channel that was released with I/O still
+        // outstanding; the descriptor is dropped (the submitter broke the channel contract).
+        if let Some(cb) = cb {
+            cb(io);
+        }
+    }
+
+    /// Retries messages that found a full mailbox; returns how many went out.
+    pub(crate) fn flush_overflow(&self) -> usize {
+        let mut overflow = self.overflow.borrow_mut();
+        if overflow.is_empty() {
+            return 0;
+        }
+        let mut sent = 0;
+        let mut blocked: u64 = 0;
+        let mut keep = VecDeque::with_capacity(overflow.len());
+        while let Some((core, msg)) = overflow.pop_front() {
+            let bit = 1u64 << (core % 64);
+            if blocked & bit != 0 {
+                keep.push_back((core, msg));
+                continue;
+            }
+            let Some(tx) = self.shared.mailboxes.get(core as usize) else {
+                continue;
+            };
+            match tx.try_send(msg) {
+                Ok(()) => sent += 1,
+                Err(TrySendError::Full(msg)) => {
+                    blocked |= bit;
+                    keep.push_back((core, msg));
+                }
+                // A stopped reactor: its messages die with it.
+                Err(TrySendError::Disconnected(_)) => {}
+            }
+        }
+        *overflow = keep;
+        sent
+    }
+
+    /// Runs every due poller once; returns how many did work.
+    pub(crate) fn run_pollers(&self) -> usize {
+        let now = self.shared.clock.now_ticks();
+        let mut pollers = std::mem::take(&mut *self.pollers.borrow_mut());
+        pollers.append(&mut self.new_pollers.borrow_mut());
+        let mut busy = 0;
+        pollers.retain_mut(|p| {
+            if p.cancelled.get() {
+                return false;
+            }
+            if p.period_ticks > 0 {
+                if now < p.next_ticks {
+                    return true;
+                }
+                p.next_ticks = now.saturating_add(p.period_ticks);
+            }
+            match (p.poll)(now) {
+                PollerStatus::Busy => {
+                    busy += 1;
+                    true
+                }
+                PollerStatus::Idle => true,
+                PollerStatus::Done => false,
+            }
+        });
+        pollers.append(&mut self.new_pollers.borrow_mut());
+        let mut slot = self.pollers.borrow_mut();
+        pollers.append(&mut slot);
+        *slot = pollers;
+        busy
+    }
+}
+
+/// Makes a reactor current for a scope, restoring the previous one after.
+pub(crate) struct CurrentGuard {
+    previous: Option<Rc<Local>>,
+}
+
+impl CurrentGuard {
+    pub(crate) fn set(local: Rc<Local>) -> CurrentGuard {
+        let previous = CURRENT.with(|c| c.borrow_mut().replace(local));
+        CurrentGuard { previous }
+    }
+}
+
+impl Drop for CurrentGuard {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        CURRENT.with(|c| *c.borrow_mut() = previous);
+    }
+}
+
+pub(crate) fn with_current<R>(f: impl FnOnce(&Rc<Local>) -> R) -> Result<R, ReactorError> {
+    let local = CURRENT
+        .with(|c| c.borrow().clone())
+        .ok_or(ReactorError::NotOnReactor)?;
+    Ok(f(&local))
+}
+
+/// Index of the current reactor (0 = main).
+pub fn current_core() -> Result<u32, ReactorError> {
+    with_current(|l| l.index)
+}
+
+/// How many reactors the current reactor's set has.
+pub fn core_count() -> Result<u32, ReactorError> {
+    with_current(|l| u32::try_from(l.shared.lcores.len()).unwrap_or(u32::MAX))
+}
+
+/// The lcore id (bit of the core mask) of reactor `index`.
+pub fn lcore_of(index: u32) -> Result<u32, ReactorError> {
+    with_current(|l| l.shared.lcores.get(index as usize).copied())?
+        .ok_or(ReactorError::NoSuchCore(index))
+}
+
+/// The current tick, from the current reactor's clock (0 off a reactor).
+pub fn now_ticks() -> u64 {
+    with_current(|l| l.shared.clock.now_ticks()).unwrap_or(0)
+}
+
+/// Asks every reactor of the current set to stop after its current pass.
+pub fn request_stop() -> Result<(), ReactorError> {
+    with_current(|l| l.shared.stop.store(true, Ordering::Release))
+}
+
+fn send(local: &Local, core: u32, msg: Msg) -> Result<(), ReactorError> {
+    let tx = local
+        .shared
+        .mailboxes
+        .get(core as usize)
+        .ok_or(ReactorError::NoSuchCore(core))?;
+    let mut overflow = local.overflow.borrow_mut();
+    if overflow.iter().any(|(c, _)| *c == core) {
+        // Keep the order: behind what is already waiting for that mailbox.
+        overflow.push_back((core, msg));
+        return Ok(());
+    }
+    match tx.try_send(msg) {
+        Ok(()) => Ok(()),
+        Err(TrySendError::Full(msg)) => {
+            overflow.push_back((core, msg));
+            Ok(())
+        }
+        Err(TrySendError::Disconnected(_)) => Err(ReactorError::Stopped(core)),
+    }
+}
+
+/// Runs `f` on reactor `core` at its next pass (also when `core` is the current one).
+pub fn send_msg(core: u32, f: impl FnOnce() + Send + 'static) -> Result<(), ReactorError> {
+    with_current(|l| send(l, core, Msg::Call(Box::new(f))))?
+}
+
+/// Hands `io` to `endpoint` on reactor `core` at its next pass (never inline, also when
+/// `core` is the current one: completions use this so a callback never runs inside the
+/// code that produced it).
+pub fn send_io(core: u32, endpoint: EndpointId, io: Box<BdevIo>) -> Result<(), ReactorError> {
+    with_current(|l| send(l, core, Msg::Io { endpoint, io }))?
+}
+
+/// Hands `io` to `endpoint` on reactor `core`: inline when `core` is the current reactor,
+/// by message otherwise (submissions use this).
+pub fn deliver_io(core: u32, endpoint: EndpointId, io: Box<BdevIo>) -> Result<(), ReactorError> {
+    let local = CURRENT
+        .with(|c| c.borrow().clone())
+        .ok_or(ReactorError::NotOnReactor)?;
+    if local.index == core {
+        local.call_endpoint(endpoint, io);
+        Ok(())
+    } else {
+        send(&local, core, Msg::Io { endpoint, io })
+    }
+}
+
+/// Registers an I/O endpoint on the current reactor.
+pub fn register_endpoint(cb: IoCallback) -> Result<EndpointId, ReactorError> {
+    with_current(|l| {
+        let mut endpoints = l.endpoints.borrow_mut();
+        match l.free_endpoints.borrow_mut().pop() {
+            Some(i) => {
+                endpoints[i as usize] = Some(cb);
+                EndpointId(i)
+            }
+            None => {
+                endpoints.push(Some(cb));
+                EndpointId(u32::try_from(endpoints.len() - 1).unwrap_or(u32::MAX))
+            }
+        }
+    })
+}
+
+/// Unregisters an endpoint of the current reactor.
+pub fn unregister_endpoint(endpoint: EndpointId) -> Result<(), ReactorError> {
+    with_current(|l| {
+        if let Some(slot) = l.endpoints.borrow_mut().get_mut(endpoint.0 as usize) {
+            if slot.take().is_some() {
+                l.free_endpoints.borrow_mut().push(endpoint.0);
+            }
+        }
+    })
+}
+
+/// Registers a poller on the current reactor, run every pass (`period_ticks` 0) or at most
+/// once per period. It receives the tick of the pass.
+pub fn register_poller(
+    name: &'static str,
+    period_ticks: u64,
+    poll: impl FnMut(u64) -> PollerStatus + 'static,
+) -> Result<PollerHandle, ReactorError> {
+    with_current(|l| {
+        let cancelled = Rc::new(Cell::new(false));
+        l.new_pollers.borrow_mut().push(Poller {
+            name,
+            period_ticks,
+            next_ticks: 0,
+            cancelled: cancelled.clone(),
+            poll: Box::new(poll),
+        });
+        PollerHandle { cancelled }
+    })
+}

@@ -1,0 +1,263 @@
+//! Host tests of the ioband vbdev, with reactors stepped by hand and a manual clock.
+
+mod common;
+
+use bdev_ioband_engine::{GroupKey, GroupValue, ShareParams};
+use bdev_ioband_host::app::App;
+use bdev_ioband_host::bdev::model::ModelParams;
+use bdev_ioband_host::bdev::{BdevRef, IoType};
+use common::{Client, Rig};
+
+fn model(iops: u64, queue_depth: u32) -> ModelParams {
+    ModelParams {
+        block_size: 4096,
+        num_blocks: 1 << 20,
+        iops,
+        bandwidth_bytes_per_sec: 0,
+        latency_ticks: 20_000,
+        queue_depth,
+    }
+}
+
+fn attach(app: &App, dev: &str, tag: u32, weight: u32) {
+    app.ioband
+        .borrow_mut()
+        .engine_mut()
+        .write_setting(dev, &GroupKey::Tag(tag), Some(GroupValue::Weight(weight)))
+        .expect("attach");
+}
+
+#[test]
+fn tagged_io_reaches_its_group() {
+    let mut rig = Rig::new(2);
+    let app = rig.on(0, App::new).expect("app");
+    let band: BdevRef = rig.on(0, || {
+        app.create_null("Null0", 512, 1024, None).expect("null");
+        app.create_ioband("band0", "Null0", "s0", None)
+            .expect("ioband");
+        app.bdev("band0").expect("registered")
+    });
+    attach(&app, "band0", 1, 200);
+    attach(&app, "band0", 2, 100);
+
+    let c1 = Client::new(&rig, 1, &band, Some(GroupKey::Tag(1)));
+    let c2 = Client::new(&rig, 0, &band, Some(GroupKey::Tag(2)));
+    let c0 = Client::new(&rig, 1, &band, None);
+    let c9 = Client::new(&rig, 1, &band, Some(GroupKey::Tag(9)));
+    for c in [&c1, &c2, &c0, &c9] {
+        c.closed_loop.set(false);
+    }
+    rig.on(1, || c1.start(3));
+    rig.on(0, || c2.start(2));
+    rig.on(1, || c0.start(1));
+    rig.on(1, || c9.start(4));
+    rig.run(20, 1000);
+
+    assert_eq!(
+        (
+            c1.success.get(),
+            c2.success.get(),
+            c0.success.get(),
+            c9.success.get()
+        ),
+        (3, 2, 1, 4)
+    );
+    let groups = app
+        .ioband
+        .borrow()
+        .engine()
+        .groups_of("band0")
+        .expect("groups");
+    let reads = |key: &GroupKey| groups.iter().find(|g| &g.0 == key).map(|g| g.2.read_ios);
+    assert_eq!(reads(&GroupKey::Tag(1)), Some(3));
+    assert_eq!(reads(&GroupKey::Tag(2)), Some(2));
+    // Untagged and unknown tags go to the default group.
+    assert_eq!(reads(&GroupKey::None), Some(5));
+    assert_eq!(band.stats().snapshot().num_read_ops, 10);
+}
+
+#[test]
+fn malloc_data_round_trips_through_ioband() {
+    let mut rig = Rig::new(2);
+    let app = rig.on(0, App::new).expect("app");
+    let band = rig.on(0, || {
+        app.create_malloc("Malloc0", 512, 64, None).expect("malloc");
+        app.create_ioband("band0", "Malloc0", "s0", None)
+            .expect("ioband");
+        app.bdev("band0").expect("registered")
+    });
+    let c = Client::new(&rig, 1, &band, None);
+    c.closed_loop.set(false);
+    let data: Vec<u8> = (0..512u32).map(|i| (i * 7 % 251) as u8).collect();
+    rig.on(1, || c.submit(IoType::Write, 5, Some(&data)));
+    rig.run(5, 1000);
+    rig.on(1, || c.submit(IoType::Read, 5, None));
+    rig.run(5, 1000);
+    assert_eq!(c.success.get(), 2);
+    assert_eq!(*c.last_read.borrow(), data);
+}
+
+/// Three groups at 4:2:1, closed-loop at depth 32 each, over two reactors; the model
+/// device is saturated and io_limit (8) is below its queue depth (16).
+#[test]
+fn weights_4_2_1_over_two_reactors_on_a_saturated_model_device() {
+    let mut rig = Rig::new(2);
+    let app = rig.on(0, App::new).expect("app");
+    let params = ShareParams {
+        io_limit: 8,
+        ..ShareParams::default()
+    };
+    let band = rig.on(0, || {
+        app.create_model("Model0", model(100_000, 16), None)
+            .expect("model");
+        app.create_ioband("band0", "Model0", "s0", Some(params))
+            .expect("ioband");
+        app.bdev("band0").expect("registered")
+    });
+    attach(&app, "band0", 1, 4);
+    attach(&app, "band0", 2, 2);
+    attach(&app, "band0", 3, 1);
+    let clients = [
+        Client::new(&rig, 0, &band, Some(GroupKey::Tag(1))),
+        Client::new(&rig, 1, &band, Some(GroupKey::Tag(2))),
+        Client::new(&rig, 1, &band, Some(GroupKey::Tag(3))),
+    ];
+    for (i, c) in clients.iter().enumerate() {
+        rig.on(if i == 0 { 0 } else { 1 }, || c.start(32));
+    }
+    let step_ticks = 2_000;
+    rig.run(10_000, step_ticks); // 20 ms warm-up
+    let from = rig.clock.now_ticks();
+    for c in &clients {
+        c.measure_from_ticks.set(from);
+    }
+    rig.run(50_000, step_ticks); // 100 ms measured
+    let counts: Vec<f64> = clients.iter().map(|c| c.measured.get() as f64).collect();
+    let total: f64 = counts.iter().sum();
+    eprintln!("measured completions per group: {counts:?}");
+    // The device does 100k IOPS: about 10k I/Os in the window.
+    assert!(total > 9_000.0, "device not saturated: {total}");
+    for (count, want) in counts.iter().zip([4.0 / 7.0, 2.0 / 7.0, 1.0 / 7.0]) {
+        let got = count / total;
+        assert!(
+            (got - want).abs() / want < 0.03,
+            "share {got:.4} vs {want:.4} ({counts:?})"
+        );
+    }
+}
+
+fn deep_load(rig: &mut Rig, app: &App) -> Vec<std::rc::Rc<Client>> {
+    let band = rig.on(0, || app.bdev("band0")).expect("band0");
+    let clients = vec![
+        Client::new(rig, 0, &band, Some(GroupKey::Tag(1))),
+        Client::new(rig, 1, &band, Some(GroupKey::Tag(2))),
+        Client::new(rig, 1, &band, None),
+    ];
+    for (i, c) in clients.iter().enumerate() {
+        rig.on(if i == 0 { 0 } else { 1 }, || c.start(64));
+    }
+    rig.run(200, 2_000);
+    clients
+}
+
+fn assert_exactly_once(clients: &[std::rc::Rc<Client>]) {
+    for c in clients {
+        assert!(
+            c.seen.borrow().iter().all(|&n| n == 1),
+            "an I/O completed twice or never"
+        );
+        assert_eq!(c.completed(), c.submitted());
+    }
+}
+
+#[test]
+fn deleting_an_ioband_bdev_under_load_completes_everything_once() {
+    let mut rig = Rig::new(2);
+    let app = rig.on(0, App::new).expect("app");
+    let params = ShareParams {
+        io_limit: 24,
+        ..ShareParams::default()
+    };
+    rig.on(0, || {
+        // A small device queue, so that some I/O is parked on ENOMEM when we delete.
+        app.create_model("Model0", model(50_000, 8), None)
+            .expect("model");
+        app.create_ioband("band0", "Model0", "s0", Some(params))
+            .expect("ioband");
+    });
+    attach(&app, "band0", 1, 3);
+    let clients = deep_load(&mut rig, &app);
+    assert!(
+        app.ioband.borrow().parked() > 0,
+        "the test wants parked I/O"
+    );
+    rig.on(0, || app.delete_ioband("band0")).expect("delete");
+    rig.run(200, 2_000);
+    assert_exactly_once(&clients);
+    let aborted: u64 = clients.iter().map(|c| c.aborted.get()).sum();
+    let success: u64 = clients.iter().map(|c| c.success.get()).sum();
+    assert!(
+        aborted > 0 && success > 0,
+        "aborted {aborted}, success {success}"
+    );
+    assert!(rig.on(0, || app.bdev("band0")).is_err());
+    // A submission on a channel of the deleted bdev completes, aborted.
+    clients[1].closed_loop.set(false);
+    rig.on(1, || clients[1].submit(IoType::Read, 0, None));
+    rig.run(3, 1_000);
+    assert_exactly_once(&clients);
+}
+
+#[test]
+fn removing_the_base_removes_the_ioband_bdevs_and_completes_everything_once() {
+    let mut rig = Rig::new(2);
+    let app = rig.on(0, App::new).expect("app");
+    rig.on(0, || {
+        app.create_model("Model0", model(50_000, 8), None)
+            .expect("model");
+        app.create_ioband("band0", "Model0", "s0", None)
+            .expect("ioband");
+        app.create_ioband("band1", "Model0", "s0", None)
+            .expect("ioband");
+    });
+    let clients = deep_load(&mut rig, &app);
+    rig.on(0, || app.delete_base("Model0", Some("Model disk")))
+        .expect("delete base");
+    rig.run(200, 2_000);
+    assert_exactly_once(&clients);
+    assert!(rig.on(0, || app.bdev("band1")).is_err());
+    assert!(rig.on(0, || app.bdev("Model0")).is_err());
+    assert_eq!(app.ioband.borrow().engine().shares().count(), 0);
+}
+
+#[test]
+fn detaching_a_group_under_load_loses_nothing() {
+    let mut rig = Rig::new(2);
+    let app = rig.on(0, App::new).expect("app");
+    let params = ShareParams {
+        io_limit: 4,
+        ..ShareParams::default()
+    };
+    rig.on(0, || {
+        app.create_model("Model0", model(50_000, 8), None)
+            .expect("model");
+        app.create_ioband("band0", "Model0", "s0", Some(params))
+            .expect("ioband");
+    });
+    attach(&app, "band0", 1, 3);
+    attach(&app, "band0", 2, 1);
+    let clients = deep_load(&mut rig, &app);
+    app.ioband
+        .borrow_mut()
+        .engine_mut()
+        .write_setting("band0", &GroupKey::Tag(1), None)
+        .expect("detach");
+    for c in &clients {
+        c.closed_loop.set(false);
+    }
+    rig.run(2_000, 2_000);
+    assert_exactly_once(&clients);
+    assert!(clients
+        .iter()
+        .all(|c| c.aborted.get() == 0 && c.failed.get() == 0));
+}
