@@ -111,15 +111,89 @@ fn bdev_wait_for_examine(_app: &App, params: Params) -> Result<Value, Error> {
     Ok(Value::Bool(true))
 }
 
+/// `bdev_null_create`'s params, SPDK's whole set. Metadata and protection information are
+/// refused unless off; the layout hints (`_`-prefixed) are accepted and have no effect here.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BlockDevParams {
+struct NullCreateParams {
     #[serde(default)]
     name: Option<String>,
     num_blocks: u64,
     block_size: u32,
     #[serde(default)]
     uuid: Option<String>,
+    #[serde(default)]
+    physical_block_size: Option<u32>,
+    #[serde(default)]
+    md_size: Option<u32>,
+    #[serde(default)]
+    dif_type: Option<u32>,
+    #[serde(default)]
+    dif_is_head_of_md: Option<bool>,
+    #[serde(default)]
+    dif_pi_format: Option<u32>,
+    #[serde(default, rename = "preferred_write_alignment")]
+    _preferred_write_alignment: Option<u32>,
+    #[serde(default, rename = "preferred_write_granularity")]
+    _preferred_write_granularity: Option<u32>,
+    #[serde(default, rename = "optimal_write_size")]
+    _optimal_write_size: Option<u32>,
+    #[serde(default, rename = "preferred_unmap_alignment")]
+    _preferred_unmap_alignment: Option<u32>,
+    #[serde(default, rename = "preferred_unmap_granularity")]
+    _preferred_unmap_granularity: Option<u32>,
+}
+
+/// `bdev_malloc_create`'s params, SPDK's whole set (see [`NullCreateParams`]).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MallocCreateParams {
+    #[serde(default)]
+    name: Option<String>,
+    num_blocks: u64,
+    block_size: u32,
+    #[serde(default)]
+    uuid: Option<String>,
+    #[serde(default)]
+    physical_block_size: Option<u32>,
+    #[serde(default)]
+    md_size: Option<u32>,
+    #[serde(default)]
+    md_interleave: Option<bool>,
+    #[serde(default)]
+    dif_type: Option<u32>,
+    #[serde(default)]
+    dif_is_head_of_md: Option<bool>,
+    #[serde(default)]
+    dif_pi_format: Option<u32>,
+    #[serde(default, rename = "optimal_io_boundary")]
+    _optimal_io_boundary: Option<u32>,
+    #[serde(default, rename = "numa_id")]
+    _numa_id: Option<i32>,
+}
+
+/// Refuses anything but "no metadata" (this host's bdevs carry data only), and a physical
+/// block size that is not a multiple of the block size, as SPDK does.
+fn check_layout(
+    block_size: u32,
+    physical_block_size: Option<u32>,
+    metadata: [(&str, bool); 5],
+) -> Result<(), Error> {
+    if let Some((field, _)) = metadata.iter().find(|(_, on)| *on) {
+        return Err(super::dispatch::errno_error(
+            95, // EOPNOTSUPP
+            format!("{field}: metadata and protection information are not supported here"),
+        ));
+    }
+    match physical_block_size {
+        Some(p) if block_size == 0 || p == 0 || p % block_size != 0 => {
+            Err(super::dispatch::errno_error(
+                22,
+                format!("physical_block_size: {p} is not a multiple of block_size {block_size}"),
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,7 +210,15 @@ fn auto_name(app: &App, prefix: &str) -> String {
 }
 
 fn bdev_null_create(app: &App, params: Params) -> Result<Value, Error> {
-    let p: BlockDevParams = decode(params)?;
+    let p: NullCreateParams = decode(params)?;
+    let metadata = [
+        ("md_size", p.md_size.unwrap_or(0) != 0),
+        ("dif_type", p.dif_type.unwrap_or(0) != 0),
+        ("dif_is_head_of_md", p.dif_is_head_of_md.unwrap_or(false)),
+        ("dif_pi_format", p.dif_pi_format.unwrap_or(0) != 0),
+        ("md_interleave", false),
+    ];
+    check_layout(p.block_size, p.physical_block_size, metadata)?;
     let name = p
         .name
         .ok_or_else(|| super::dispatch::invalid_params("missing field `name`".into()))?;
@@ -146,7 +228,15 @@ fn bdev_null_create(app: &App, params: Params) -> Result<Value, Error> {
 }
 
 fn bdev_malloc_create(app: &App, params: Params) -> Result<Value, Error> {
-    let p: BlockDevParams = decode(params)?;
+    let p: MallocCreateParams = decode(params)?;
+    let metadata = [
+        ("md_size", p.md_size.unwrap_or(0) != 0),
+        ("dif_type", p.dif_type.unwrap_or(0) != 0),
+        ("dif_is_head_of_md", p.dif_is_head_of_md.unwrap_or(false)),
+        ("dif_pi_format", p.dif_pi_format.unwrap_or(0) != 0),
+        ("md_interleave", p.md_interleave.unwrap_or(false)),
+    ];
+    check_layout(p.block_size, p.physical_block_size, metadata)?;
     let name = p.name.unwrap_or_else(|| auto_name(app, "Malloc"));
     app.create_malloc(&name, p.block_size, p.num_blocks, p.uuid)
         .map_err(bdev_error)?;

@@ -67,7 +67,16 @@ pub fn decode<T: DeserializeOwned>(params: Params) -> Result<T, Error> {
         Params::Map(map) => Value::Object(map),
         Params::Array(_) => return Err(invalid_params("params must be an object".to_owned())),
     };
-    serde_json::from_value(value).map_err(|e| invalid_params(e.to_string()))
+    // Name the offending field, as SPDK's decoders do ("io_limit: invalid type: ...").
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            invalid_params(inner.to_string())
+        } else {
+            invalid_params(format!("{path}: {inner}"))
+        }
+    })
 }
 
 /// Rejects params for a method that takes none.
