@@ -1,0 +1,144 @@
+//! The functions the shim calls (`ioband_rs_*` in `src/shim/ioband_shim.h`): each catches
+//! panics (none may cross into C) and turns raw pointers into the safe types of
+//! [`crate::shim`].
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::shim::{self, JsonWriter, Request};
+use crate::{io, rpc, state};
+
+/// Runs `f`, turning a panic into `on_panic` (and a log line).
+fn guard<R>(what: &str, on_panic: R, f: impl FnOnce() -> R) -> R {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(_) => {
+            // Logging allocates; if that panics too, give up quietly.
+            let _ = catch_unwind(|| shim::log(0, &format!("internal error (panic) in {what}")));
+            on_panic
+        }
+    }
+}
+
+/// Module init.
+#[no_mangle]
+pub extern "C" fn ioband_rs_init(ticks_per_sec: u64) -> c_int {
+    guard("init", -12, || {
+        state::init(ticks_per_sec);
+        0
+    })
+}
+
+/// Module fini.
+#[no_mangle]
+pub extern "C" fn ioband_rs_fini() {
+    guard("fini", (), state::fini)
+}
+
+/// One RPC call.
+///
+/// # Safety
+/// `request` is a JSON-RPC request not yet replied to; `params` is null or points at
+/// `params_len` bytes of JSON text, valid for the call.
+#[no_mangle]
+pub unsafe extern "C" fn ioband_rs_rpc(
+    method: c_int,
+    request: *mut c_void,
+    params: *const c_char,
+    params_len: usize,
+) {
+    let Some(request) = Request::new(request) else {
+        return;
+    };
+    let text = if params.is_null() {
+        None
+    } else {
+        // SAFETY: the caller guarantees `params_len` readable bytes at `params`.
+        let bytes = unsafe { std::slice::from_raw_parts(params.cast::<u8>(), params_len) };
+        Some(String::from_utf8_lossy(bytes).into_owned())
+    };
+    // The method runs under the guard; the one reply is sent after it, whatever happened.
+    let step = guard("rpc", None, || Some(rpc::dispatch(method, text.as_deref())));
+    guard("rpc reply", (), move || match step {
+        Some(step) => rpc::finish(request, step),
+        None => shim::rpc_error(request, -32603, "internal error"),
+    })
+}
+
+/// A bdev appeared.
+///
+/// # Safety
+/// `bdev_name` is a NUL-terminated string valid for the call.
+#[no_mangle]
+pub unsafe extern "C" fn ioband_rs_examine(bdev_name: *const c_char) {
+    if bdev_name.is_null() {
+        return;
+    }
+    // SAFETY: the caller guarantees a NUL-terminated string valid for the call.
+    let name = unsafe { CStr::from_ptr(bdev_name) }
+        .to_string_lossy()
+        .into_owned();
+    guard("examine", (), || rpc::examine(&name))
+}
+
+/// save_config.
+#[no_mangle]
+pub extern "C" fn ioband_rs_config_json(w: *mut c_void) {
+    if let Some(w) = JsonWriter::new(w) {
+        guard("config_json", (), || rpc::config_json(w))
+    }
+}
+
+/// bdev_get_bdevs.
+#[no_mangle]
+pub extern "C" fn ioband_rs_dump_info(dev_id: u64, w: *mut c_void) {
+    if let Some(w) = JsonWriter::new(w) {
+        guard("dump_info", (), || rpc::dump_info(dev_id, w))
+    }
+}
+
+/// An I/O reached the owner thread.
+#[no_mangle]
+pub extern "C" fn ioband_rs_submit(
+    dev_id: u64,
+    bdev_io: *mut c_void,
+    kind: c_int,
+    bytes: u64,
+    thread_id: u64,
+) -> c_int {
+    guard("submit", -5, || {
+        io::submit(dev_id, bdev_io, kind, bytes, thread_id)
+    })
+}
+
+/// The base completed a dispatched I/O.
+#[no_mangle]
+pub extern "C" fn ioband_rs_done(dev_id: u64, bdev_io: *mut c_void) {
+    guard("done", (), || io::done(dev_id, bdev_io))
+}
+
+/// A dispatched I/O could not be submitted to the base.
+#[no_mangle]
+pub extern "C" fn ioband_rs_dispatch_failed(dev_id: u64, bdev_io: *mut c_void) {
+    guard("dispatch_failed", (), || {
+        io::dispatch_failed(dev_id, bdev_io)
+    })
+}
+
+/// A bdev is being destructed.
+#[no_mangle]
+pub extern "C" fn ioband_rs_node_destruct(dev_id: u64) {
+    guard("node_destruct", (), || io::node_destruct(dev_id))
+}
+
+/// A node was freed.
+#[no_mangle]
+pub extern "C" fn ioband_rs_node_freed(dev_id: u64) {
+    guard("node_freed", (), || io::node_freed(dev_id))
+}
+
+/// Owner poller.
+#[no_mangle]
+pub extern "C" fn ioband_rs_poll() -> c_int {
+    guard("poll", 0, || c_int::from(io::poll()))
+}

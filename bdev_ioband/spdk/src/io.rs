@@ -1,0 +1,291 @@
+//! The I/O path on the owner thread: classify, hand to the share's scheduler, dispatch
+//! what it releases, take completions back.
+//!
+//! Group identity: the bdev API carries no caller tag (no host NQN, IQN or cgroup reaches
+//! a bdev module). What a module can see is the SPDK thread an I/O was submitted on, so an
+//! I/O goes to group `tag:<spdk thread id>` of its device when that group is attached, and
+//! to the device's default group otherwise. `initiator:` and `cgroup:` groups can be
+//! configured (the RPC contract is the embedded host's) but no SPDK I/O is ever classified
+//! into them: tenants are told apart by topology (one ioband bdev per tenant in a share).
+
+use std::ffi::{c_int, c_void};
+use std::mem::{align_of, size_of, MaybeUninit};
+
+use bdev_ioband_engine::{Admit, GroupKey, Op, ShareParams, Ticket};
+
+use crate::ffi;
+use crate::shim::{self, IoHandle};
+use crate::state::{with_state, Effects, State};
+
+/// What Rust keeps in an I/O's driver_ctx while it is ours.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct IoArea {
+    /// The device the I/O was submitted to.
+    dev_id: u64,
+    /// Whether `ticket` holds the share's ticket (not for resets, which bypass the share).
+    has_ticket: bool,
+    ticket: MaybeUninit<Ticket>,
+}
+
+const _: () = assert!(size_of::<IoArea>() <= ffi::RS_IO_AREA);
+const _: () = assert!(align_of::<IoArea>() <= 8);
+
+fn write_area(io: &IoHandle, area: IoArea) {
+    let p = shim::io_area(io).cast::<IoArea>();
+    // SAFETY: the area is RS_IO_AREA bytes, 8-aligned (asserted to fit IoArea above), in
+    // the driver_ctx of an I/O we own; nothing else writes it.
+    unsafe { p.write(area) }
+}
+
+fn read_area(io: &IoHandle) -> IoArea {
+    let p = shim::io_area(io).cast::<IoArea>();
+    // SAFETY: as in write_area; every I/O that reaches a reader was written by
+    // `submit` first (IoArea is Copy, no drop).
+    unsafe { p.read() }
+}
+
+fn ticket_of(area: &IoArea) -> Option<Ticket> {
+    // SAFETY: has_ticket is set only together with a written ticket.
+    area.has_ticket
+        .then(|| unsafe { area.ticket.assume_init() })
+}
+
+const ENODEV: c_int = 19;
+
+/// The sink that the engine hands dispatchable I/O to.
+fn sink(fx: &mut Effects) -> impl FnMut(IoHandle, Ticket) + '_ {
+    |io, ticket| {
+        let mut area = read_area(&io);
+        area.has_ticket = true;
+        area.ticket = MaybeUninit::new(ticket);
+        write_area(&io, area);
+        fx.dispatch.push(io);
+    }
+}
+
+/// An I/O arrived on the owner thread. 0, or a negative errno (the shim fails it).
+pub fn submit(dev_id: u64, io: *mut c_void, kind: c_int, bytes: u64, thread_id: u64) -> c_int {
+    let Some(io) = IoHandle::new(io) else {
+        return -22;
+    };
+    let mut fx = Effects::default();
+    let rc = with_state(|st| submit_locked(st, &mut fx, dev_id, io, kind, bytes, thread_id))
+        .unwrap_or(-ENODEV);
+    run_effects(fx);
+    rc
+}
+
+fn submit_locked(
+    st: &mut State,
+    fx: &mut Effects,
+    dev_id: u64,
+    io: IoHandle,
+    kind: c_int,
+    bytes: u64,
+    thread_id: u64,
+) -> c_int {
+    let Some(dev) = st.devs.get(&dev_id).filter(|d| !d.deleted) else {
+        return -ENODEV;
+    };
+    let name = dev.name.clone();
+    write_area(
+        &io,
+        IoArea {
+            dev_id,
+            has_ticket: false,
+            ticket: MaybeUninit::uninit(),
+        },
+    );
+    if kind == ffi::IO_RESET {
+        // A reset completes after everything before it: what the share still queues for
+        // this device is aborted, the reset goes straight to the base.
+        for queued in drain_device(st, &name) {
+            fx.complete.push((queued, ffi::STATUS_ABORTED));
+        }
+        fx.dispatch.push(io);
+        return 0;
+    }
+    let Ok(r) = st.engine.device(&name) else {
+        return -ENODEV;
+    };
+    let Ok(share) = st.engine.share_mut(&r.share) else {
+        return -ENODEV;
+    };
+    let group = u32::try_from(thread_id)
+        .ok()
+        .and_then(|t| share.group_id(r.device, &GroupKey::Tag(t)).ok());
+    let Some(group) = group else {
+        return -ENODEV;
+    };
+    let op = match kind {
+        ffi::IO_READ => Op::Read,
+        ffi::IO_WRITE => Op::Write,
+        _ => Op::Other,
+    };
+    let now = shim::ticks();
+    match share.submit(r.device, group, io, op, bytes, now, &mut sink(fx)) {
+        Admit::Accepted => 0,
+        // The handle goes back to the shim, which fails the I/O.
+        Admit::NoDevice(_) => -ENODEV,
+    }
+}
+
+/// The base completed a dispatched I/O.
+pub fn done(dev_id: u64, io: *mut c_void) {
+    let Some(io) = IoHandle::new(io) else { return };
+    let mut fx = Effects::default();
+    let area = read_area(&io);
+    // The submitter first, the ticket after (the engine's contract): a closed-loop
+    // submitter on this thread sends its next I/O from the completion callback and so
+    // stays active in its share, keeping its place under io_throttle.
+    shim::complete(io, ffi::STATUS_BASE);
+    if let Some(ticket) = ticket_of(&area) {
+        with_state(|st| return_ticket(st, &mut fx, dev_id, ticket));
+    }
+    run_effects(fx);
+}
+
+/// A dispatched I/O could not be submitted to the base (not even after io_wait).
+pub fn dispatch_failed(dev_id: u64, io: *mut c_void) {
+    let Some(io) = IoHandle::new(io) else { return };
+    let mut fx = Effects::default();
+    fail_dispatched(&mut fx, dev_id, io);
+    run_effects(fx);
+}
+
+fn fail_dispatched(fx: &mut Effects, dev_id: u64, io: IoHandle) {
+    let area = read_area(&io);
+    fx.complete.push((io, ffi::STATUS_FAILED));
+    if let Some(ticket) = ticket_of(&area) {
+        with_state(|st| return_ticket(st, fx, dev_id, ticket));
+    }
+}
+
+fn return_ticket(st: &mut State, fx: &mut Effects, dev_id: u64, ticket: Ticket) {
+    let Some(dev) = st.devs.get(&dev_id) else {
+        return;
+    };
+    if let Ok(share) = st.engine.share_mut(&dev.share) {
+        share.complete(ticket, shim::ticks(), &mut sink(fx));
+    }
+}
+
+/// Owner poller: re-drives shares that hold queued I/O. Returns whether it dispatched.
+pub fn poll() -> bool {
+    let mut fx = Effects::default();
+    with_state(|st| {
+        let now = shim::ticks();
+        let names: Vec<String> = st
+            .engine
+            .shares()
+            .filter(|s| s.queued() > 0)
+            .map(|s| s.name().to_owned())
+            .collect();
+        for name in names {
+            if let Ok(share) = st.engine.share_mut(&name) {
+                share.poll(now, &mut sink(&mut fx));
+            }
+        }
+    });
+    let busy = !fx.is_empty();
+    run_effects(fx);
+    busy
+}
+
+/// Takes every I/O the share queues for device `name` out of the engine, keeping the
+/// device, its share's knobs and its groups' parameters (counters restart at 0).
+pub fn drain_device(st: &mut State, name: &str) -> Vec<IoHandle> {
+    let Ok(r) = st.engine.device(name) else {
+        return Vec::new();
+    };
+    let Ok(share) = st.engine.share(&r.share) else {
+        return Vec::new();
+    };
+    if share.queued() == 0 {
+        return Vec::new();
+    }
+    let params: ShareParams = *share.params();
+    let Ok(groups) = st.engine.groups_of(name) else {
+        return Vec::new();
+    };
+    let drained = match st.engine.delete_device(name) {
+        Ok(d) => d,
+        Err(_) => return Vec::new(),
+    };
+    let restored = st
+        .engine
+        .create_device(name, &r.share, Some(params))
+        .and_then(|r2| {
+            let share = st.engine.share_mut(&r2.share)?;
+            for (key, p, _) in groups {
+                if key != GroupKey::None {
+                    share.attach(r2.device, key.clone(), None)?;
+                }
+                share.set_group(r2.device, &key, p)?;
+            }
+            Ok(())
+        });
+    if let Err(e) = restored {
+        shim::log(
+            0,
+            &format!("device '{name}' lost settings while draining: {e}"),
+        );
+    }
+    drained
+}
+
+/// The bdev layer destructs a device's bdev: abort what its share still queues for it and
+/// forget the node (a remembered device is created again when its base comes back).
+pub fn node_destruct(dev_id: u64) {
+    let mut fx = Effects::default();
+    with_state(|st| {
+        let Some(dev) = st.devs.get(&dev_id) else {
+            return;
+        };
+        let (name, deleted) = (dev.name.clone(), dev.deleted);
+        if !deleted {
+            for io in drain_device(st, &name) {
+                fx.complete.push((io, ffi::STATUS_ABORTED));
+            }
+        }
+        if let Some(dev) = st.devs.get_mut(&dev_id) {
+            dev.node = None;
+        }
+    });
+    run_effects(fx);
+}
+
+/// The shim freed a node: a deleted device's record is no longer needed (its last
+/// completion has returned its ticket).
+pub fn node_freed(dev_id: u64) {
+    with_state(|st| {
+        if st.devs.get(&dev_id).is_some_and(|d| d.deleted) {
+            st.devs.remove(&dev_id);
+        }
+    });
+}
+
+/// Completes and submits what a call left to do, with the state released; repeats while
+/// failed submissions give back tickets that release more.
+pub fn run_effects(mut fx: Effects) {
+    loop {
+        let mut failed = Vec::new();
+        for (io, status) in fx.complete.drain(..) {
+            shim::complete(io, status);
+        }
+        for io in fx.dispatch.drain(..) {
+            let rc = shim::dispatch(&io);
+            if rc != 0 {
+                failed.push(io);
+            }
+        }
+        if failed.is_empty() {
+            return;
+        }
+        for io in failed {
+            let dev_id = read_area(&io).dev_id;
+            fail_dispatched(&mut fx, dev_id, io);
+        }
+    }
+}

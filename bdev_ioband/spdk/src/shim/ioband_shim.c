@@ -1,0 +1,876 @@
+/*  SPDX-License-Identifier: BSD-3-Clause
+ *
+ * ioband SPDK shim: the part of the ioband bdev module that needs SPDK's macros, inline
+ * functions and struct layouts. It registers the bdev module "ioband" and the
+ * bdev_ioband_* RPC methods, owns the bdev nodes (struct spdk_bdev, base descriptor,
+ * shared-writer claim, io_device, channels), moves every I/O between the thread that
+ * submitted it and the owner thread, and submits to the base. Every decision (scheduling,
+ * RPC semantics, config) is Rust's (ioband_shim.h lists the boundary).
+ *
+ * Cross-core strategy: funnel. Every I/O of every ioband bdev is sent to one owner SPDK
+ * thread (the app thread) with spdk_thread_send_msg, scheduled there by the engine,
+ * submitted to the base on the owner's base channel, and its completion is sent back to
+ * the submitting thread. This is what SPDK's bdev QoS did before its per-channel atomics
+ * (a single QoS thread owning the bucket), and it keeps the share's scheduler (virtual
+ * time, range tags, queues) exact and lock-free: one thread owns it, nothing is shared per
+ * I/O. The price is two messages per I/O from other threads and one core's worth of
+ * scheduling throughput for all shares together.
+ */
+
+#include "spdk/stdinc.h"
+#include "spdk/bdev.h"
+#include "spdk/bdev_module.h"
+#include "spdk/env.h"
+#include "spdk/json.h"
+#include "spdk/jsonrpc.h"
+#include "spdk/log.h"
+#include "spdk/queue.h"
+#include "spdk/rpc.h"
+#include "spdk/string.h"
+#include "spdk/thread.h"
+#include "spdk/uuid.h"
+
+#include "ioband_shim.h"
+
+/* Namespace of the generated bdev UUIDs (sha1 of base UUID and name). */
+#define IOBAND_NAMESPACE_UUID "8c1e1c55-6a4e-4f0e-9d4b-10ba0dd00b1e"
+/* Owner poller period: re-drive of queues held by a timed limit. */
+#define IOBAND_POLL_US 50
+
+static struct spdk_bdev_module ioband_if;
+
+struct ioband_node {
+	struct spdk_bdev bdev;
+	struct spdk_bdev_desc *base_desc;
+	struct spdk_bdev *base_bdev;
+	/* The owner thread's channel to the base: every dispatched I/O goes through it. */
+	struct spdk_io_channel *owner_base_ch;
+	uint64_t dev_id;
+	/* I/O that reached the owner and is not completed yet (owner thread only). */
+	uint64_t outstanding;
+	bool destruct_pending;
+	bool unregistering;
+	void *unregister_request;
+	TAILQ_ENTRY(ioband_node) link;
+};
+
+struct ioband_channel {
+	struct ioband_node *node;
+	uint64_t thread_id;
+};
+
+enum ioband_status_kind {
+	IOBAND_KIND_SUCCESS,
+	IOBAND_KIND_NVME,
+	IOBAND_KIND_FAILED,
+	IOBAND_KIND_ABORTED,
+};
+
+struct ioband_io {
+	/* Rust's per-I/O area (its ticket). First, so it is 8-aligned like driver_ctx. */
+	uint64_t rs[IOBAND_RS_IO_AREA / 8];
+	struct spdk_bdev_io_wait_entry wait;
+	struct ioband_node *node;
+	uint64_t thread_id;
+	enum ioband_status_kind kind;
+	uint32_t cdw0;
+	int sct;
+	int sc;
+	/* Completions whose message could not be sent yet (owner thread only). */
+	TAILQ_ENTRY(ioband_io) retry_link;
+	/* Dispatched I/O waiting for a bdev_io (owner thread only). */
+	TAILQ_ENTRY(ioband_io) park_link;
+};
+
+static TAILQ_HEAD(, ioband_node) g_nodes = TAILQ_HEAD_INITIALIZER(g_nodes);
+static TAILQ_HEAD(, ioband_io) g_complete_retry = TAILQ_HEAD_INITIALIZER(g_complete_retry);
+/* Dispatched I/O that met -ENOMEM at the base, in dispatch order: new dispatches queue
+ * behind them, so that running out of bdev_ios never reorders what the engine released. */
+static TAILQ_HEAD(, ioband_io) g_parked = TAILQ_HEAD_INITIALIZER(g_parked);
+static struct spdk_thread *g_owner;
+static struct spdk_poller *g_poller;
+
+static void owner_submit(void *arg);
+static void complete_on_thread(void *arg);
+
+/* ---- small helpers ------------------------------------------------------------------- */
+
+static struct ioband_io *
+io_ctx(struct spdk_bdev_io *bdev_io)
+{
+	return (struct ioband_io *)bdev_io->driver_ctx;
+}
+
+static struct ioband_node *
+io_node(struct spdk_bdev_io *bdev_io)
+{
+	return SPDK_CONTAINEROF(bdev_io->bdev, struct ioband_node, bdev);
+}
+
+uint64_t
+ioband_shim_ticks(void)
+{
+	return spdk_get_ticks();
+}
+
+int
+ioband_shim_bdev_exists(const char *name)
+{
+	return spdk_bdev_get_by_name(name) != NULL;
+}
+
+void *
+ioband_shim_io_area(void *bdev_io)
+{
+	return io_ctx(bdev_io)->rs;
+}
+
+void
+ioband_shim_log(int level, const char *message)
+{
+	switch (level) {
+	case 0:
+		SPDK_ERRLOG("%s\n", message);
+		break;
+	case 1:
+		SPDK_WARNLOG("%s\n", message);
+		break;
+	default:
+		SPDK_NOTICELOG("%s\n", message);
+		break;
+	}
+}
+
+/* ---- completion on the submitting thread --------------------------------------------- */
+
+static void
+complete_on_thread(void *arg)
+{
+	struct spdk_bdev_io *bdev_io = arg;
+	struct ioband_io *ctx = io_ctx(bdev_io);
+
+	switch (ctx->kind) {
+	case IOBAND_KIND_SUCCESS:
+		spdk_bdev_io_complete(bdev_io, SPDK_BDEV_IO_STATUS_SUCCESS);
+		break;
+	case IOBAND_KIND_NVME:
+		spdk_bdev_io_complete_nvme_status(bdev_io, ctx->cdw0, ctx->sct, ctx->sc);
+		break;
+	case IOBAND_KIND_ABORTED:
+		spdk_bdev_io_complete(bdev_io, SPDK_BDEV_IO_STATUS_ABORTED);
+		break;
+	default:
+		spdk_bdev_io_complete(bdev_io, SPDK_BDEV_IO_STATUS_FAILED);
+		break;
+	}
+}
+
+static void
+send_completion(struct spdk_bdev_io *bdev_io)
+{
+	struct spdk_thread *thread = spdk_bdev_io_get_thread(bdev_io);
+
+	if (thread == spdk_get_thread()) {
+		complete_on_thread(bdev_io);
+	} else if (spdk_thread_send_msg(thread, complete_on_thread, bdev_io) != 0) {
+		/* Message pool exhausted: the owner poller sends it again. */
+		TAILQ_INSERT_TAIL(&g_complete_retry, io_ctx(bdev_io), retry_link);
+	}
+}
+
+static void node_free(void *io_device);
+
+/* Gives back what the node holds on the base; the node itself goes with the io_device. */
+static void
+node_release(struct ioband_node *node)
+{
+	spdk_put_io_channel(node->owner_base_ch);
+	node->owner_base_ch = NULL;
+	/* Closing the descriptor releases the shared claim too. */
+	spdk_bdev_close(node->base_desc);
+	node->base_desc = NULL;
+}
+
+static void
+finish_destruct(void *arg)
+{
+	struct ioband_node *node = arg;
+
+	node_release(node);
+	spdk_bdev_destruct_done(&node->bdev, 0);
+	spdk_io_device_unregister(node, node_free);
+}
+
+static void
+node_io_done(struct ioband_node *node)
+{
+	assert(node->outstanding > 0);
+	node->outstanding--;
+	if (node->outstanding == 0 && node->destruct_pending) {
+		node->destruct_pending = false;
+		/* Not from inside Rust's call chain: the next turn of the owner thread. */
+		if (spdk_thread_send_msg(g_owner, finish_destruct, node) != 0) {
+			finish_destruct(node);
+		}
+	}
+}
+
+void
+ioband_shim_complete(void *io, int status)
+{
+	struct spdk_bdev_io *bdev_io = io;
+	struct ioband_io *ctx = io_ctx(bdev_io);
+
+	if (status == IOBAND_STATUS_FAILED) {
+		ctx->kind = IOBAND_KIND_FAILED;
+	} else if (status == IOBAND_STATUS_ABORTED) {
+		ctx->kind = IOBAND_KIND_ABORTED;
+	}
+	node_io_done(ctx->node);
+	send_completion(bdev_io);
+}
+
+/* ---- the submitting thread ----------------------------------------------------------- */
+
+static void
+to_owner(struct spdk_bdev_io *bdev_io)
+{
+	if (spdk_get_thread() == g_owner) {
+		owner_submit(bdev_io);
+	} else if (spdk_thread_send_msg(g_owner, owner_submit, bdev_io) != 0) {
+		/* No message buffer: let the bdev layer retry it (not allowed for resets). */
+		spdk_bdev_io_complete(bdev_io, bdev_io->type == SPDK_BDEV_IO_TYPE_RESET ?
+				      SPDK_BDEV_IO_STATUS_FAILED : SPDK_BDEV_IO_STATUS_NOMEM);
+	}
+}
+
+static void
+read_get_buf_cb(struct spdk_io_channel *ch, struct spdk_bdev_io *bdev_io, bool success)
+{
+	if (!success) {
+		spdk_bdev_io_complete(bdev_io, SPDK_BDEV_IO_STATUS_FAILED);
+		return;
+	}
+	to_owner(bdev_io);
+}
+
+static void
+ioband_submit_request(struct spdk_io_channel *ch, struct spdk_bdev_io *bdev_io)
+{
+	struct ioband_channel *ich = spdk_io_channel_get_ctx(ch);
+	struct ioband_io *ctx = io_ctx(bdev_io);
+
+	ctx->node = io_node(bdev_io);
+	ctx->thread_id = ich->thread_id;
+	ctx->kind = IOBAND_KIND_FAILED;
+
+	switch (bdev_io->type) {
+	case SPDK_BDEV_IO_TYPE_READ:
+		/* The buffer comes from the submitting thread's cache. */
+		spdk_bdev_io_get_buf(bdev_io, read_get_buf_cb,
+				     bdev_io->u.bdev.num_blocks * bdev_io->bdev->blocklen);
+		return;
+	case SPDK_BDEV_IO_TYPE_WRITE:
+	case SPDK_BDEV_IO_TYPE_WRITE_ZEROES:
+	case SPDK_BDEV_IO_TYPE_UNMAP:
+	case SPDK_BDEV_IO_TYPE_FLUSH:
+	case SPDK_BDEV_IO_TYPE_RESET:
+		to_owner(bdev_io);
+		return;
+	default:
+		spdk_bdev_io_complete(bdev_io, SPDK_BDEV_IO_STATUS_FAILED);
+		return;
+	}
+}
+
+/* ---- the owner thread ---------------------------------------------------------------- */
+
+static void
+owner_submit(void *arg)
+{
+	struct spdk_bdev_io *bdev_io = arg;
+	struct ioband_io *ctx = io_ctx(bdev_io);
+	struct ioband_node *node = ctx->node;
+	uint64_t bytes = 0;
+	int kind;
+
+	switch (bdev_io->type) {
+	case SPDK_BDEV_IO_TYPE_READ:
+		kind = IOBAND_IO_READ;
+		bytes = bdev_io->u.bdev.num_blocks * bdev_io->bdev->blocklen;
+		break;
+	case SPDK_BDEV_IO_TYPE_WRITE:
+		kind = IOBAND_IO_WRITE;
+		bytes = bdev_io->u.bdev.num_blocks * bdev_io->bdev->blocklen;
+		break;
+	case SPDK_BDEV_IO_TYPE_RESET:
+		kind = IOBAND_IO_RESET;
+		break;
+	default:
+		kind = IOBAND_IO_OTHER;
+		break;
+	}
+	node->outstanding++;
+	if (ioband_rs_submit(node->dev_id, bdev_io, kind, bytes, ctx->thread_id) != 0) {
+		ioband_shim_complete(bdev_io, IOBAND_STATUS_FAILED);
+	}
+}
+
+static void
+base_io_done(struct spdk_bdev_io *base_io, bool success, void *cb_arg)
+{
+	struct spdk_bdev_io *orig = cb_arg;
+	struct ioband_io *ctx = io_ctx(orig);
+
+	if (success) {
+		ctx->kind = IOBAND_KIND_SUCCESS;
+	} else {
+		/* Keeps NVMe status (and a generic error for other bases) for the submitter. */
+		ctx->kind = IOBAND_KIND_NVME;
+		spdk_bdev_io_get_nvme_status(base_io, &ctx->cdw0, &ctx->sct, &ctx->sc);
+	}
+	spdk_bdev_free_io(base_io);
+	ioband_rs_done(ctx->node->dev_id, orig);
+}
+
+static int base_submit_once(struct spdk_bdev_io *bdev_io);
+static void parked_resume(void *arg);
+
+static void
+init_ext_io_opts(struct spdk_bdev_io *bdev_io, struct spdk_bdev_ext_io_opts *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	opts->size = sizeof(*opts);
+	opts->memory_domain = bdev_io->u.bdev.memory_domain;
+	opts->memory_domain_ctx = bdev_io->u.bdev.memory_domain_ctx;
+	opts->metadata = bdev_io->u.bdev.md_buf;
+	opts->dif_check_flags_exclude_mask = ~bdev_io->u.bdev.dif_check_flags;
+}
+
+/* One submission to the base: 0 or a negative errno (-ENOMEM: no bdev_io now). */
+static int
+base_submit_once(struct spdk_bdev_io *bdev_io)
+{
+	struct ioband_io *ctx = io_ctx(bdev_io);
+	struct ioband_node *node = ctx->node;
+	struct spdk_bdev_desc *desc = node->base_desc;
+	struct spdk_io_channel *ch = node->owner_base_ch;
+	struct spdk_bdev_ext_io_opts opts;
+	int rc;
+
+	switch (bdev_io->type) {
+	case SPDK_BDEV_IO_TYPE_READ:
+		init_ext_io_opts(bdev_io, &opts);
+		rc = spdk_bdev_readv_blocks_ext(desc, ch, bdev_io->u.bdev.iovs, bdev_io->u.bdev.iovcnt,
+						bdev_io->u.bdev.offset_blocks,
+						bdev_io->u.bdev.num_blocks, base_io_done, bdev_io, &opts);
+		break;
+	case SPDK_BDEV_IO_TYPE_WRITE:
+		init_ext_io_opts(bdev_io, &opts);
+		rc = spdk_bdev_writev_blocks_ext(desc, ch, bdev_io->u.bdev.iovs, bdev_io->u.bdev.iovcnt,
+						 bdev_io->u.bdev.offset_blocks,
+						 bdev_io->u.bdev.num_blocks, base_io_done, bdev_io, &opts);
+		break;
+	case SPDK_BDEV_IO_TYPE_WRITE_ZEROES:
+		rc = spdk_bdev_write_zeroes_blocks(desc, ch, bdev_io->u.bdev.offset_blocks,
+						   bdev_io->u.bdev.num_blocks, base_io_done, bdev_io);
+		break;
+	case SPDK_BDEV_IO_TYPE_UNMAP:
+		rc = spdk_bdev_unmap_blocks(desc, ch, bdev_io->u.bdev.offset_blocks,
+					    bdev_io->u.bdev.num_blocks, base_io_done, bdev_io);
+		break;
+	case SPDK_BDEV_IO_TYPE_FLUSH:
+		rc = spdk_bdev_flush_blocks(desc, ch, bdev_io->u.bdev.offset_blocks,
+					    bdev_io->u.bdev.num_blocks, base_io_done, bdev_io);
+		break;
+	case SPDK_BDEV_IO_TYPE_RESET:
+		rc = spdk_bdev_reset(desc, ch, base_io_done, bdev_io);
+		break;
+	default:
+		rc = -ENOTSUP;
+		break;
+	}
+	return rc;
+}
+
+/* Waits for a bdev_io on the head's base channel (io_wait), or, when the thread's cache
+ * is not empty after all, resumes on the next turn. */
+static void
+parked_arm(void)
+{
+	struct ioband_io *ctx = TAILQ_FIRST(&g_parked);
+	struct ioband_node *node = ctx->node;
+
+	ctx->wait.bdev = node->base_bdev;
+	ctx->wait.cb_fn = parked_resume;
+	ctx->wait.cb_arg = NULL;
+	if (spdk_bdev_queue_io_wait(node->base_bdev, node->owner_base_ch, &ctx->wait) != 0 &&
+	    spdk_thread_send_msg(g_owner, parked_resume, NULL) != 0) {
+		/* Neither: the owner poller resumes (parked_poll). */
+		ctx->wait.cb_fn = NULL;
+	}
+}
+
+static void
+parked_resume(void *arg)
+{
+	struct ioband_io *ctx;
+
+	(void)arg;
+	while ((ctx = TAILQ_FIRST(&g_parked)) != NULL) {
+		struct spdk_bdev_io *bdev_io = spdk_bdev_io_from_ctx(ctx);
+		int rc = base_submit_once(bdev_io);
+
+		if (rc == -ENOMEM) {
+			parked_arm();
+			return;
+		}
+		TAILQ_REMOVE(&g_parked, ctx, park_link);
+		if (rc != 0) {
+			ioband_rs_dispatch_failed(ctx->node->dev_id, bdev_io);
+		}
+	}
+}
+
+/* 0 (at the base, or parked behind earlier I/O until a bdev_io frees up), or a negative
+ * errno for an I/O the base refuses (Rust fails it). */
+static int
+submit_to_base(struct spdk_bdev_io *bdev_io)
+{
+	struct ioband_io *ctx = io_ctx(bdev_io);
+	int rc;
+
+	if (!TAILQ_EMPTY(&g_parked)) {
+		TAILQ_INSERT_TAIL(&g_parked, ctx, park_link);
+		return 0;
+	}
+	rc = base_submit_once(bdev_io);
+	if (rc == -ENOMEM) {
+		TAILQ_INSERT_TAIL(&g_parked, ctx, park_link);
+		parked_arm();
+		return 0;
+	}
+	return rc;
+}
+
+int
+ioband_shim_dispatch(void *node, void *bdev_io)
+{
+	(void)node;
+	return submit_to_base(bdev_io);
+}
+
+static int
+owner_poll(void *arg)
+{
+	int busy = 0;
+	struct ioband_io *ctx;
+
+	(void)arg;
+	while ((ctx = TAILQ_FIRST(&g_complete_retry)) != NULL) {
+		struct spdk_bdev_io *bdev_io = spdk_bdev_io_from_ctx(ctx);
+
+		if (spdk_thread_send_msg(spdk_bdev_io_get_thread(bdev_io), complete_on_thread,
+					 bdev_io) != 0) {
+			break;
+		}
+		TAILQ_REMOVE(&g_complete_retry, ctx, retry_link);
+		busy = 1;
+	}
+	if (!TAILQ_EMPTY(&g_parked) && TAILQ_FIRST(&g_parked)->wait.cb_fn == NULL) {
+		parked_resume(NULL);
+		busy = 1;
+	}
+	busy |= ioband_rs_poll();
+	return busy ? SPDK_POLLER_BUSY : SPDK_POLLER_IDLE;
+}
+
+/* ---- channels ------------------------------------------------------------------------ */
+
+static int
+ioband_ch_create(void *io_device, void *ctx_buf)
+{
+	struct ioband_channel *ich = ctx_buf;
+
+	ich->node = io_device;
+	ich->thread_id = spdk_thread_get_id(spdk_get_thread());
+	return 0;
+}
+
+static void
+ioband_ch_destroy(void *io_device, void *ctx_buf)
+{
+	(void)io_device;
+	(void)ctx_buf;
+}
+
+/* ---- bdev function table ------------------------------------------------------------- */
+
+static void
+node_free(void *io_device)
+{
+	struct ioband_node *node = io_device;
+
+	ioband_rs_node_freed(node->dev_id);
+	free(node->bdev.name);
+	free(node);
+}
+
+static int
+ioband_destruct(void *ctx)
+{
+	struct ioband_node *node = ctx;
+
+	TAILQ_REMOVE(&g_nodes, node, link);
+	/* Rust completes (aborts) what is still queued for this device in the engine. */
+	ioband_rs_node_destruct(node->dev_id);
+	if (node->outstanding > 0) {
+		/* In flight at the base: finish when the last completes (node_io_done). */
+		node->destruct_pending = true;
+		return 1;
+	}
+	node_release(node);
+	spdk_io_device_unregister(node, node_free);
+	return 0;
+}
+
+static bool
+ioband_io_type_supported(void *ctx, enum spdk_bdev_io_type io_type)
+{
+	struct ioband_node *node = ctx;
+
+	switch (io_type) {
+	case SPDK_BDEV_IO_TYPE_READ:
+	case SPDK_BDEV_IO_TYPE_WRITE:
+	case SPDK_BDEV_IO_TYPE_WRITE_ZEROES:
+	case SPDK_BDEV_IO_TYPE_UNMAP:
+	case SPDK_BDEV_IO_TYPE_FLUSH:
+	case SPDK_BDEV_IO_TYPE_RESET:
+		return spdk_bdev_io_type_supported(node->base_bdev, io_type);
+	default:
+		return false;
+	}
+}
+
+static struct spdk_io_channel *
+ioband_get_io_channel(void *ctx)
+{
+	return spdk_get_io_channel(ctx);
+}
+
+static int
+ioband_dump_info_json(void *ctx, struct spdk_json_write_ctx *w)
+{
+	struct ioband_node *node = ctx;
+
+	ioband_rs_dump_info(node->dev_id, w);
+	return 0;
+}
+
+static const struct spdk_bdev_fn_table ioband_fn_table = {
+	.destruct = ioband_destruct,
+	.submit_request = ioband_submit_request,
+	.io_type_supported = ioband_io_type_supported,
+	.get_io_channel = ioband_get_io_channel,
+	.dump_info_json = ioband_dump_info_json,
+};
+
+/* ---- nodes --------------------------------------------------------------------------- */
+
+static void
+base_event_cb(enum spdk_bdev_event_type type, struct spdk_bdev *bdev, void *event_ctx)
+{
+	struct ioband_node *node = event_ctx;
+
+	switch (type) {
+	case SPDK_BDEV_EVENT_REMOVE:
+		if (!node->unregistering) {
+			node->unregistering = true;
+			spdk_bdev_unregister(&node->bdev, NULL, NULL);
+		}
+		break;
+	case SPDK_BDEV_EVENT_RESIZE:
+		spdk_bdev_notify_blockcnt_change(&node->bdev, spdk_bdev_get_num_blocks(bdev));
+		break;
+	default:
+		break;
+	}
+}
+
+int
+ioband_shim_node_create(const char *name, const char *base, uint64_t dev_id, uint64_t claim_key,
+			void **node_out)
+{
+	struct spdk_bdev_claim_opts claim_opts;
+	struct spdk_uuid ns_uuid;
+	struct ioband_node *node;
+	struct spdk_bdev *bb;
+	char uuid_src[SPDK_UUID_STRING_LEN + 512];
+	int rc;
+
+	if (spdk_get_thread() != g_owner) {
+		return -EINVAL;
+	}
+	if (spdk_bdev_get_by_name(name) != NULL) {
+		return -EEXIST;
+	}
+	node = calloc(1, sizeof(*node));
+	if (node == NULL) {
+		return -ENOMEM;
+	}
+	node->bdev.name = strdup(name);
+	if (node->bdev.name == NULL) {
+		free(node);
+		return -ENOMEM;
+	}
+	node->dev_id = dev_id;
+	/* Read-only open: a writer open fails once the base is claimed; the shared-writer
+	 * claim below promotes the descriptor to read-write. */
+	rc = spdk_bdev_open_ext(base, false, base_event_cb, node, &node->base_desc);
+	if (rc != 0) {
+		free(node->bdev.name);
+		free(node);
+		return rc;
+	}
+	bb = spdk_bdev_desc_get_bdev(node->base_desc);
+	node->base_bdev = bb;
+
+	spdk_bdev_claim_opts_init(&claim_opts, sizeof(claim_opts));
+	snprintf(claim_opts.name, sizeof(claim_opts.name), "ioband");
+	claim_opts.shared_claim_key = claim_key;
+	rc = spdk_bdev_module_claim_bdev_desc(node->base_desc, SPDK_BDEV_CLAIM_READ_MANY_WRITE_SHARED,
+					      &claim_opts, &ioband_if);
+	if (rc != 0) {
+		spdk_bdev_close(node->base_desc);
+		free(node->bdev.name);
+		free(node);
+		return rc;
+	}
+
+	node->bdev.product_name = "ioband";
+	node->bdev.write_cache = bb->write_cache;
+	node->bdev.required_alignment = bb->required_alignment;
+	node->bdev.optimal_io_boundary = bb->optimal_io_boundary;
+	node->bdev.blocklen = bb->blocklen;
+	node->bdev.blockcnt = bb->blockcnt;
+	node->bdev.md_interleave = bb->md_interleave;
+	node->bdev.md_len = bb->md_len;
+	node->bdev.dif_type = bb->dif_type;
+	node->bdev.dif_is_head_of_md = bb->dif_is_head_of_md;
+	node->bdev.dif_check_flags = bb->dif_check_flags;
+	node->bdev.dif_pi_format = bb->dif_pi_format;
+	node->bdev.ctxt = node;
+	node->bdev.fn_table = &ioband_fn_table;
+	node->bdev.module = &ioband_if;
+
+	/* A stable UUID per (base UUID, ioband name). */
+	spdk_uuid_parse(&ns_uuid, IOBAND_NAMESPACE_UUID);
+	spdk_uuid_fmt_lower(uuid_src, sizeof(uuid_src), &bb->uuid);
+	snprintf(uuid_src + strlen(uuid_src), sizeof(uuid_src) - strlen(uuid_src), "/%s", name);
+	spdk_uuid_generate_sha1(&node->bdev.uuid, &ns_uuid, uuid_src, strlen(uuid_src));
+
+	spdk_io_device_register(node, ioband_ch_create, ioband_ch_destroy,
+				sizeof(struct ioband_channel), name);
+	node->owner_base_ch = spdk_bdev_get_io_channel(node->base_desc);
+	if (node->owner_base_ch == NULL) {
+		spdk_io_device_unregister(node, NULL);
+		spdk_bdev_close(node->base_desc);
+		free(node->bdev.name);
+		free(node);
+		return -ENOMEM;
+	}
+	TAILQ_INSERT_TAIL(&g_nodes, node, link);
+	*node_out = node;
+
+	rc = spdk_bdev_register(&node->bdev);
+	if (rc != 0) {
+		TAILQ_REMOVE(&g_nodes, node, link);
+		spdk_put_io_channel(node->owner_base_ch);
+		spdk_bdev_close(node->base_desc);
+		spdk_io_device_unregister(node, node_free);
+		*node_out = NULL;
+		return rc;
+	}
+	return 0;
+}
+
+static void
+unregister_done(void *cb_arg, int bdeverrno)
+{
+	struct spdk_jsonrpc_request *request = cb_arg;
+
+	if (request == NULL) {
+		return;
+	}
+	if (bdeverrno == 0) {
+		spdk_jsonrpc_send_bool_response(request, true);
+	} else {
+		spdk_jsonrpc_send_error_response(request, bdeverrno, spdk_strerror(-bdeverrno));
+	}
+}
+
+void
+ioband_shim_node_unregister(void *n, void *request)
+{
+	struct ioband_node *node = n;
+
+	if (node->unregistering) {
+		/* Already on its way out (hot-remove): the delete is done as far as we go. */
+		unregister_done(request, 0);
+		return;
+	}
+	node->unregistering = true;
+	spdk_bdev_unregister(&node->bdev, unregister_done, request);
+}
+
+/* ---- JSON and RPC -------------------------------------------------------------------- */
+
+void
+ioband_shim_json_write_raw(void *w, const char *json, size_t len)
+{
+	spdk_json_write_val_raw(w, json, len);
+}
+
+void
+ioband_shim_json_write_named_raw(void *w, const char *name, const char *json, size_t len)
+{
+	spdk_json_write_name(w, name);
+	spdk_json_write_val_raw(w, json, len);
+}
+
+void
+ioband_shim_rpc_result(void *request, const char *json, size_t len)
+{
+	struct spdk_json_write_ctx *w = spdk_jsonrpc_begin_result(request);
+
+	if (w == NULL) {
+		return;
+	}
+	spdk_json_write_val_raw(w, json, len);
+	spdk_jsonrpc_end_result(request, w);
+}
+
+void
+ioband_shim_rpc_error(void *request, int code, const char *message)
+{
+	spdk_jsonrpc_send_error_response(request, code, message);
+}
+
+struct text_buf {
+	char *data;
+	size_t len;
+	size_t cap;
+	bool oom;
+};
+
+static int
+text_buf_write(void *cb_ctx, const void *data, size_t size)
+{
+	struct text_buf *b = cb_ctx;
+
+	if (b->len + size + 1 > b->cap) {
+		size_t cap = spdk_max(b->cap * 2, b->len + size + 256);
+		char *p = realloc(b->data, cap);
+
+		if (p == NULL) {
+			b->oom = true;
+			return -ENOMEM;
+		}
+		b->data = p;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, data, size);
+	b->len += size;
+	b->data[b->len] = '\0';
+	return 0;
+}
+
+static void
+rpc_dispatch(int method, struct spdk_jsonrpc_request *request, const struct spdk_json_val *params)
+{
+	struct text_buf b = {0};
+
+	if (params != NULL) {
+		struct spdk_json_write_ctx *w = spdk_json_write_begin(text_buf_write, &b, 0);
+
+		if (w == NULL || spdk_json_write_val(w, params) != 0 || spdk_json_write_end(w) != 0 ||
+		    b.oom) {
+			free(b.data);
+			spdk_jsonrpc_send_error_response(request, SPDK_JSONRPC_ERROR_INTERNAL_ERROR,
+							 "cannot re-encode params");
+			return;
+		}
+	}
+	ioband_rs_rpc(method, request, b.data, b.len);
+	free(b.data);
+}
+
+#define IOBAND_RPC(fn_name, method_name, id)						\
+	static void fn_name(struct spdk_jsonrpc_request *request,			\
+			    const struct spdk_json_val *params)				\
+	{										\
+		rpc_dispatch(id, request, params);					\
+	}										\
+	SPDK_RPC_REGISTER(method_name, fn_name, SPDK_RPC_RUNTIME)
+
+IOBAND_RPC(rpc_bdev_ioband_create, "bdev_ioband_create", IOBAND_RPC_CREATE)
+IOBAND_RPC(rpc_bdev_ioband_delete, "bdev_ioband_delete", IOBAND_RPC_DELETE)
+IOBAND_RPC(rpc_bdev_ioband_get_devices, "bdev_ioband_get_devices", IOBAND_RPC_GET_DEVICES)
+IOBAND_RPC(rpc_bdev_ioband_set_device, "bdev_ioband_set_device", IOBAND_RPC_SET_DEVICE)
+IOBAND_RPC(rpc_bdev_ioband_get_settings, "bdev_ioband_get_settings", IOBAND_RPC_GET_SETTINGS)
+IOBAND_RPC(rpc_bdev_ioband_set_settings, "bdev_ioband_set_settings", IOBAND_RPC_SET_SETTINGS)
+IOBAND_RPC(rpc_bdev_ioband_get_iostat, "bdev_ioband_get_iostat", IOBAND_RPC_GET_IOSTAT)
+
+/* ---- module -------------------------------------------------------------------------- */
+
+static int
+ioband_module_init(void)
+{
+	int rc;
+
+	g_owner = spdk_get_thread();
+	rc = ioband_rs_init(spdk_get_ticks_hz());
+	if (rc != 0) {
+		return rc;
+	}
+	g_poller = SPDK_POLLER_REGISTER(owner_poll, NULL, IOBAND_POLL_US);
+	return g_poller == NULL ? -ENOMEM : 0;
+}
+
+static void
+ioband_module_fini(void)
+{
+	spdk_poller_unregister(&g_poller);
+	ioband_rs_fini();
+}
+
+static int
+ioband_get_ctx_size(void)
+{
+	return sizeof(struct ioband_io);
+}
+
+static int
+ioband_config_json(struct spdk_json_write_ctx *w)
+{
+	ioband_rs_config_json(w);
+	return 0;
+}
+
+static void
+ioband_examine_config(struct spdk_bdev *bdev)
+{
+	ioband_rs_examine(spdk_bdev_get_name(bdev));
+	spdk_bdev_module_examine_done(&ioband_if);
+}
+
+static struct spdk_bdev_module ioband_if = {
+	.name = "ioband",
+	.module_init = ioband_module_init,
+	.module_fini = ioband_module_fini,
+	.config_json = ioband_config_json,
+	.get_ctx_size = ioband_get_ctx_size,
+	.examine_config = ioband_examine_config,
+};
+
+SPDK_BDEV_MODULE_REGISTER(ioband, &ioband_if)

@@ -1,0 +1,106 @@
+/*  SPDX-License-Identifier: BSD-3-Clause
+ *
+ * The narrow C API between the ioband SPDK shim (ioband_shim.c, which owns everything that
+ * needs SPDK's macros, inline functions and struct layouts) and the Rust side
+ * (src/ffi.rs declares the same functions by hand). Our own header: it names no SPDK type,
+ * every SPDK object crosses as an opaque pointer.
+ *
+ * Threading: every function here, in both directions, runs on the owner thread (the SPDK
+ * app thread, where module init, examine, RPC handlers and bdev destruct run), except
+ * where noted. The shim moves I/O between the submitting threads and the owner.
+ */
+#ifndef IOBAND_SHIM_H
+#define IOBAND_SHIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bytes reserved for the Rust side in every ioband bdev_io's driver_ctx (8-aligned). */
+#define IOBAND_RS_IO_AREA 48
+
+/* I/O kinds passed to ioband_rs_submit. */
+#define IOBAND_IO_READ 0
+#define IOBAND_IO_WRITE 1
+#define IOBAND_IO_OTHER 2
+#define IOBAND_IO_RESET 3
+
+/* Completion status for ioband_shim_complete. */
+#define IOBAND_STATUS_BASE 0    /* as the base completed it (recorded by the shim) */
+#define IOBAND_STATUS_FAILED 1
+#define IOBAND_STATUS_ABORTED 2
+
+/* RPC methods, in the order of ioband_rs_rpc's `method`. */
+#define IOBAND_RPC_CREATE 0
+#define IOBAND_RPC_DELETE 1
+#define IOBAND_RPC_GET_DEVICES 2
+#define IOBAND_RPC_SET_DEVICE 3
+#define IOBAND_RPC_GET_SETTINGS 4
+#define IOBAND_RPC_SET_SETTINGS 5
+#define IOBAND_RPC_GET_IOSTAT 6
+
+/* ---- implemented in Rust (src/entry.rs); every one catches panics ---------------------- */
+
+/* Module init: 0 or a negative errno. */
+int ioband_rs_init(uint64_t ticks_per_sec);
+/* Module fini: frees every Rust-side state. */
+void ioband_rs_fini(void);
+/* One RPC call. `params` is the JSON text of the params (NULL when absent). Rust replies
+ * exactly once, now or later, with ioband_shim_rpc_result/_error or ioband_shim_node_unregister. */
+void ioband_rs_rpc(int method, void *request, const char *params, size_t params_len);
+/* A bdev appeared: create the ioband bdevs remembered over it. */
+void ioband_rs_examine(const char *bdev_name);
+/* save_config: write one JSON object per config entry with ioband_shim_json_write_raw. */
+void ioband_rs_config_json(void *w);
+/* bdev_get_bdevs: write the "ioband" member with ioband_shim_json_write_named_raw. */
+void ioband_rs_dump_info(uint64_t dev_id, void *w);
+/* An I/O reached the owner thread. 0: Rust owns it (it completes it exactly once through
+ * ioband_shim_complete); negative: refused, the shim fails it. */
+int ioband_rs_submit(uint64_t dev_id, void *bdev_io, int kind, uint64_t bytes, uint64_t thread_id);
+/* The base completed an I/O that Rust dispatched (status recorded by the shim). */
+void ioband_rs_done(uint64_t dev_id, void *bdev_io);
+/* The shim could not submit a dispatched I/O to the base (after io_wait retries). */
+void ioband_rs_dispatch_failed(uint64_t dev_id, void *bdev_io);
+/* The bdev layer destructs an ioband bdev: complete its queued I/O, forget the node. */
+void ioband_rs_node_destruct(uint64_t dev_id);
+/* The shim freed the node of a device (after destruct and its last completion). */
+void ioband_rs_node_freed(uint64_t dev_id);
+/* Owner poller: re-drive timed queues. Returns 1 if it did work. */
+int ioband_rs_poll(void);
+
+/* ---- implemented in C (ioband_shim.c) ------------------------------------------------ */
+
+/* spdk_get_ticks() */
+uint64_t ioband_shim_ticks(void);
+/* Whether a bdev of that name exists. */
+int ioband_shim_bdev_exists(const char *name);
+/* Opens and claims `base` (shared-writer claim with `claim_key`), registers ioband bdev
+ * `name` over it. 0 and *node_out set, or a negative errno (-ENODEV: no base yet). */
+int ioband_shim_node_create(const char *name, const char *base, uint64_t dev_id,
+			    uint64_t claim_key, void **node_out);
+/* Unregisters the node's bdev. With a request, replies to it (true, or the error) when done. */
+void ioband_shim_node_unregister(void *node, void *request);
+/* The Rust area of an I/O's driver_ctx (IOBAND_RS_IO_AREA bytes, 8-aligned). */
+void *ioband_shim_io_area(void *bdev_io);
+/* Submits a dispatched I/O to the base (owner channel); parks on io_wait on -ENOMEM.
+ * 0, or a negative errno when the I/O could not be submitted (Rust then fails it). */
+int ioband_shim_dispatch(void *node, void *bdev_io);
+/* Completes an ioband I/O on its own thread. */
+void ioband_shim_complete(void *bdev_io, int status);
+/* JSON-RPC replies (app thread). `json` is one complete JSON value. */
+void ioband_shim_rpc_result(void *request, const char *json, size_t len);
+void ioband_shim_rpc_error(void *request, int code, const char *message);
+/* Write helpers for config_json / dump_info_json. */
+void ioband_shim_json_write_raw(void *w, const char *json, size_t len);
+void ioband_shim_json_write_named_raw(void *w, const char *name, const char *json, size_t len);
+/* Logging (NUL-terminated message). level: 0 error, 1 warning, 2 notice. */
+void ioband_shim_log(int level, const char *message);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* IOBAND_SHIM_H */
