@@ -10,6 +10,7 @@
 pub mod app;
 pub mod bdev;
 pub mod ioband;
+pub mod perf;
 pub mod reactor;
 pub mod rpc;
 pub mod ticks;

@@ -261,3 +261,55 @@ fn detaching_a_group_under_load_loses_nothing() {
         .iter()
         .all(|c| c.aborted.get() == 0 && c.failed.get() == 0));
 }
+
+#[test]
+fn group_changes_take_effect_at_the_next_io() {
+    // The owner caches group handles per device; attach, change and detach must reach the
+    // very next I/O all the same.
+    let mut rig = Rig::new(1);
+    let app = rig.on(0, App::new).expect("app");
+    let band: BdevRef = rig.on(0, || {
+        app.create_null("Null0", 512, 1024, None).expect("null");
+        app.create_ioband("band0", "Null0", "s0", None)
+            .expect("ioband");
+        app.bdev("band0").expect("registered")
+    });
+    let c = Client::new(&rig, 0, &band, Some(GroupKey::Tag(5)));
+    c.closed_loop.set(false);
+    let reads = |key: &GroupKey| {
+        let groups = app
+            .ioband
+            .borrow()
+            .engine()
+            .groups_of("band0")
+            .expect("groups");
+        groups
+            .iter()
+            .find(|g| &g.0 == key)
+            .map_or(0, |g| g.2.read_ios)
+    };
+    let one = |rig: &mut Rig| {
+        rig.on(0, || c.submit(IoType::Read, 0, None));
+        rig.run(3, 1000);
+    };
+    one(&mut rig);
+    assert_eq!(reads(&GroupKey::None), 1, "unattached tag: default group");
+    attach(&app, "band0", 5, 300);
+    one(&mut rig);
+    assert_eq!(reads(&GroupKey::Tag(5)), 1, "attached: its own group");
+    app.ioband
+        .borrow_mut()
+        .engine_mut()
+        .write_setting("band0", &GroupKey::Tag(5), None)
+        .expect("detach");
+    one(&mut rig);
+    assert_eq!(reads(&GroupKey::None), 2, "detached: default group again");
+    attach(&app, "band0", 5, 100);
+    one(&mut rig);
+    assert_eq!(
+        reads(&GroupKey::Tag(5)),
+        1,
+        "re-attached: a new group, counted anew"
+    );
+    assert_eq!(c.success.get(), 4);
+}

@@ -1,5 +1,5 @@
 //! The bdev layer: the [`Bdev`] trait, per-reactor I/O channels, the I/O descriptor and the
-//! base bdevs (`null`, `malloc`, `model`).
+//! base bdevs (`null`, `malloc`, `model`, and `file`: a file or block device over io_uring).
 //!
 //! Threading: a bdev object is shared by every reactor (`Arc<dyn Bdev>`); its channels are
 //! per reactor and never leave the reactor that created them. A submission's completion
@@ -7,10 +7,12 @@
 //! inside `submit` itself. The [`registry`] of bdevs by name belongs to the main reactor.
 
 mod deferred;
+pub mod file;
 pub mod io;
 pub mod malloc;
 pub mod model;
 pub mod null;
+pub mod passthru;
 pub mod registry;
 pub mod stats;
 
@@ -53,6 +55,14 @@ pub enum BdevError {
     /// The call must run on a reactor.
     #[error(transparent)]
     Reactor(#[from] ReactorError),
+    /// The operating system refused (open, ioctl, io_uring setup); its errno is passed on.
+    #[error("{message}")]
+    System {
+        /// What failed and why.
+        message: String,
+        /// The OS error number (positive).
+        errno: i32,
+    },
 }
 
 impl BdevError {
@@ -64,6 +74,7 @@ impl BdevError {
             BdevError::Invalid { .. } => 22,
             BdevError::Busy { .. } => 16,
             BdevError::Reactor(_) => 5,
+            BdevError::System { errno, .. } => *errno,
         }
     }
 }

@@ -17,6 +17,8 @@ pub(crate) struct DeviceShared {
     pub(crate) name: String,
     pub(crate) uuid: String,
     pub(crate) base: BdevRef,
+    /// The base's block size, kept here so the I/O path makes no virtual call for it.
+    pub(crate) block_size: u32,
     pub(crate) share: String,
     pub(crate) device_id: u64,
     pub(crate) owner_core: u32,

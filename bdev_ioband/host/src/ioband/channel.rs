@@ -44,6 +44,9 @@ pub(crate) struct IobandChannel {
     slots: Rc<RefCell<Slots>>,
     core: u32,
     endpoint: EndpointId,
+    /// On the owner reactor: the owner's submit callback itself, called without the
+    /// endpoint table (what `deliver_io` would do inline, minus the lookups).
+    owner_submit: Option<IoCallback>,
 }
 
 impl IobandChannel {
@@ -57,11 +60,17 @@ impl IobandChannel {
         let (s, sh) = (slots.clone(), shared.clone());
         let endpoint =
             reactor::register_endpoint(Rc::new(move |child| reply(&s, &sh, core, child)))?;
+        let owner_submit = if core == shared.owner_core {
+            reactor::endpoint_callback(shared.submit_endpoint)?
+        } else {
+            None
+        };
         Ok(IobandChannel {
             shared,
             slots,
             core,
             endpoint,
+            owner_submit,
         })
     }
 }
@@ -87,7 +96,7 @@ fn reply(slots: &RefCell<Slots>, shared: &DeviceShared, core: u32, mut child: Bo
         s.pool.put(child);
         (parent, done)
     };
-    let bytes = parent.len_bytes(shared.base.block_size());
+    let bytes = parent.len_bytes(shared.block_size);
     shared.stats.record(
         core,
         parent.io_type,
@@ -122,6 +131,9 @@ impl IoChannel for IobandChannel {
             let mut child = child;
             child.status = IoStatus::Aborted;
             reactor::send_io(self.core, self.endpoint, child)
+        } else if let Some(owner_submit) = &self.owner_submit {
+            owner_submit(child);
+            Ok(())
         } else {
             reactor::deliver_io(self.shared.owner_core, self.shared.submit_endpoint, child)
         };

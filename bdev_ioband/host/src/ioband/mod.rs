@@ -26,7 +26,9 @@
 //!   [`IoStatus::Aborted`](crate::bdev::IoStatus::Aborted); I/O in
 //!   flight at the base completes normally (the base channel is kept until it drains); I/O
 //!   submitted afterwards, or still in a mailbox, completes with `Aborted`.
-//! - Completions never run inside `submit`: replies always travel through the mailbox.
+//! - Completions never run inside `submit`: replies travel through the mailbox, except
+//!   the reply to a base completion for a channel on the owner reactor, which is delivered
+//!   inline from the base's completion (already outside any submit, module not borrowed).
 //!
 //! Threading: [`IobandModule`] (engine, per-device base channels, parked I/O) belongs to
 //! the owner reactor; each [`channel`] belongs to the reactor that created it;
@@ -34,6 +36,7 @@
 
 mod bdev;
 mod channel;
+mod group_cache;
 mod module;
 
 use thiserror::Error;

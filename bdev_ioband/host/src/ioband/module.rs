@@ -6,13 +6,14 @@
 //! reactor too, so they see the engine between two I/O events, never during one.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bdev_ioband_engine::{Admit, DeviceRef, Engine, GroupKey, ShareParams, Ticket};
 
+use super::group_cache::GroupCache;
 use super::{DeviceShared, IobandBdev, IobandError};
 use crate::bdev::{
     BdevError, BdevIo, BdevRegistry, IoCallback, IoChannel, IoStats, IoStatus, SubmitError,
@@ -31,16 +32,78 @@ struct OwnerDevice {
     base_ch: Rc<dyn IoChannel>,
     in_flight: u64,
     deleted: bool,
+    groups: GroupCache,
+}
+
+/// The owner's devices by module-wide id: a vector indexed by id (ids are handed out in
+/// order from 1), so the I/O path finds its device without hashing.
+#[derive(Default)]
+struct DeviceSlab {
+    slots: Vec<Option<OwnerDevice>>,
+    len: usize,
+}
+
+impl DeviceSlab {
+    fn index(id: u64) -> usize {
+        usize::try_from(id).unwrap_or(usize::MAX)
+    }
+
+    fn insert(&mut self, id: u64, dev: OwnerDevice) {
+        let i = Self::index(id);
+        if self.slots.len() <= i {
+            self.slots.resize_with(i + 1, || None);
+        }
+        if self.slots[i].replace(dev).is_none() {
+            self.len += 1;
+        }
+    }
+
+    #[inline]
+    fn get(&self, id: &u64) -> Option<&OwnerDevice> {
+        self.slots.get(Self::index(*id)).and_then(Option::as_ref)
+    }
+
+    #[inline]
+    fn get_mut(&mut self, id: &u64) -> Option<&mut OwnerDevice> {
+        self.slots
+            .get_mut(Self::index(*id))
+            .and_then(Option::as_mut)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u64, &OwnerDevice)> {
+        (0u64..)
+            .zip(self.slots.iter())
+            .filter_map(|(id, d)| Some((id, d.as_ref()?)))
+    }
+
+    fn values(&self) -> impl Iterator<Item = &OwnerDevice> {
+        self.slots.iter().flatten()
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(u64, &OwnerDevice) -> bool) {
+        for (id, slot) in (0u64..).zip(self.slots.iter_mut()) {
+            if slot.as_ref().is_some_and(|d| !keep(id, d)) {
+                *slot = None;
+                self.len -= 1;
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
 }
 
 /// The owner-side state; see the module doc.
 pub struct IobandModule {
     engine: Engine<Box<BdevIo>>,
-    devices: HashMap<u64, OwnerDevice>,
+    devices: DeviceSlab,
     next_device_id: u64,
-    scratch: Vec<(Box<BdevIo>, Ticket)>,
+    scratch: VecDeque<(Box<BdevIo>, Ticket)>,
     parked: VecDeque<Box<BdevIo>>,
     share_names: Vec<String>,
+    /// Control epoch: bumped by every mutable access to the engine (see [`GroupCache`]).
+    epoch: u64,
     core: u32,
     submit_endpoint: EndpointId,
     base_done: Option<IoCallback>,
@@ -74,11 +137,12 @@ impl IobandModule {
             eps.done.set(Some(done_endpoint));
             RefCell::new(IobandModule {
                 engine: Engine::new(TICKS_PER_SEC),
-                devices: HashMap::new(),
+                devices: DeviceSlab::default(),
                 next_device_id: 1,
-                scratch: Vec::with_capacity(DISPATCH_BATCH),
+                scratch: VecDeque::with_capacity(DISPATCH_BATCH),
                 parked: VecDeque::with_capacity(DISPATCH_BATCH),
                 share_names: Vec::new(),
+                epoch: 0,
                 core,
                 submit_endpoint,
                 base_done: Some(done),
@@ -105,6 +169,8 @@ impl IobandModule {
     /// The engine, to change settings. Share knobs and group values take effect at the
     /// next I/O event.
     pub fn engine_mut(&mut self) -> &mut Engine<Box<BdevIo>> {
+        // Whatever the caller changes, the I/O path's cached group handles are stale.
+        self.epoch += 1;
         &mut self.engine
     }
 
@@ -136,6 +202,7 @@ impl IobandModule {
             }),
         };
         let base_ch = base.get_io_channel()?;
+        self.epoch += 1;
         let dref = self.engine.create_device(name, share, params)?;
         let device_id = self.next_device_id;
         self.next_device_id += 1;
@@ -143,6 +210,7 @@ impl IobandModule {
             name: name.to_owned(),
             uuid: crate::bdev::make_uuid(name),
             base: base.clone(),
+            block_size: base.block_size(),
             share: share.to_owned(),
             device_id,
             owner_core: self.core,
@@ -167,6 +235,7 @@ impl IobandModule {
                 base_ch,
                 in_flight: 0,
                 deleted: false,
+                groups: GroupCache::default(),
             },
         );
         self.refresh_share_names();
@@ -179,8 +248,9 @@ impl IobandModule {
             .devices
             .iter()
             .find(|(_, d)| !d.deleted && d.shared.name == name)
-            .map(|(id, _)| *id)
+            .map(|(id, _)| id)
             .ok_or_else(|| BdevError::NotFound(name.to_owned()))?;
+        self.epoch += 1;
         let queued = self.engine.delete_device(name)?;
         let base = match self.devices.get_mut(&id) {
             Some(d) => {
@@ -226,7 +296,7 @@ impl IobandModule {
     /// Every live ioband bdev, by creation order.
     pub fn bdevs(&self) -> Vec<IobandBdev> {
         let mut v: Vec<_> = self.devices.iter().filter(|(_, d)| !d.deleted).collect();
-        v.sort_by_key(|(id, _)| **id);
+        v.sort_by_key(|(id, _)| *id);
         v.into_iter()
             .map(|(_, d)| IobandBdev {
                 shared: d.shared.clone(),
@@ -239,13 +309,17 @@ impl IobandModule {
     }
 
     fn submit(&mut self, mut io: Box<BdevIo>, now: u64) {
-        let Some(dev) = self.devices.get(&io.band.device_id).filter(|d| !d.deleted) else {
+        let Some(dev) = self
+            .devices
+            .get_mut(&io.band.device_id)
+            .filter(|d| !d.deleted)
+        else {
             io.status = IoStatus::Aborted;
             send_reply(io);
             return;
         };
         let dref = &dev.dref;
-        let bytes = io.len_bytes(dev.shared.base.block_size());
+        let bytes = io.len_bytes(dev.shared.block_size);
         let op = io.io_type.op();
         let Ok(share) = self.engine.share_mut(&dref.share) else {
             io.status = IoStatus::Aborted;
@@ -253,14 +327,21 @@ impl IobandModule {
             return;
         };
         let key = io.group.as_ref().unwrap_or(&DEFAULT_GROUP);
-        let Ok(group) = share.group_id(dref.device, key) else {
-            io.status = IoStatus::Aborted;
-            send_reply(io);
-            return;
+        let group = match dev.groups.get(key, self.epoch) {
+            Some(group) => group,
+            None => {
+                let Ok(group) = share.group_id(dref.device, key) else {
+                    io.status = IoStatus::Aborted;
+                    send_reply(io);
+                    return;
+                };
+                dev.groups.put(key, group);
+                group
+            }
         };
         let scratch = &mut self.scratch;
         let admit = share.submit(dref.device, group, io, op, bytes, now, &mut |io, t| {
-            scratch.push((io, t));
+            scratch.push_back((io, t));
         });
         if let Admit::NoDevice(mut io) = admit {
             io.status = IoStatus::Aborted;
@@ -269,13 +350,13 @@ impl IobandModule {
         self.dispatch_scratch();
     }
 
+    /// Sends what the engine released to the base, in order, including what completing a
+    /// deleted device's I/O releases on the way.
     fn dispatch_scratch(&mut self) {
-        let mut batch = std::mem::take(&mut self.scratch);
-        for (mut io, ticket) in batch.drain(..) {
+        while let Some((mut io, ticket)) = self.scratch.pop_front() {
             io.band.ticket = Some(ticket);
             self.dispatch_to_base(io);
         }
-        self.scratch = batch;
     }
 
     fn dispatch_to_base(&mut self, io: Box<BdevIo>) {
@@ -291,7 +372,7 @@ impl IobandModule {
     /// Submits to the base; hands the I/O back on ENOMEM. A deleted device's I/O is
     /// completed (aborted) here.
     fn try_base(&mut self, mut io: Box<BdevIo>) -> Result<(), Box<BdevIo>> {
-        let Some(done) = self.base_done.clone() else {
+        let Some(done) = self.base_done.as_ref() else {
             return Err(io);
         };
         match self
@@ -299,7 +380,7 @@ impl IobandModule {
             .get_mut(&io.band.device_id)
             .filter(|d| !d.deleted)
         {
-            Some(dev) => match dev.base_ch.submit(io, &done) {
+            Some(dev) => match dev.base_ch.submit(io, done) {
                 Ok(()) => {
                     dev.in_flight += 1;
                     Ok(())
@@ -329,16 +410,18 @@ impl IobandModule {
             return;
         };
         let scratch = &mut self.scratch;
-        share.complete(ticket, now, &mut |io, t| scratch.push((io, t)));
+        share.complete(ticket, now, &mut |io, t| scratch.push_back((io, t)));
     }
 
-    fn base_done(&mut self, mut io: Box<BdevIo>, now: u64) {
+    /// Accounts a completion from the base and dispatches what it allows; returns the
+    /// descriptor for the caller to reply with once the module is no longer borrowed.
+    fn base_done(&mut self, mut io: Box<BdevIo>, now: u64) -> Box<BdevIo> {
         if let Some(dev) = self.devices.get_mut(&io.band.device_id) {
             dev.in_flight = dev.in_flight.saturating_sub(1);
         }
         self.complete_ticket(&mut io, now);
-        send_reply(io);
         self.dispatch_scratch();
+        io
     }
 
     fn poll(&mut self, now: u64) -> PollerStatus {
@@ -357,7 +440,7 @@ impl IobandModule {
                 continue;
             };
             let scratch = &mut self.scratch;
-            share.poll(now, &mut |io, t| scratch.push((io, t)));
+            share.poll(now, &mut |io, t| scratch.push_back((io, t)));
         }
         if !self.scratch.is_empty() {
             busy = true;
@@ -375,7 +458,7 @@ impl IobandModule {
     fn reap(&mut self) {
         let parked = &self.parked;
         self.devices.retain(|id, d| {
-            !(d.deleted && d.in_flight == 0 && parked.iter().all(|io| io.band.device_id != *id))
+            !(d.deleted && d.in_flight == 0 && parked.iter().all(|io| io.band.device_id != id))
         });
     }
 }
@@ -417,7 +500,8 @@ fn on_submit(module: &Weak<RefCell<IobandModule>>, eps: &Endpoints, mut io: Box<
         later(eps.submit.get(), io);
         return;
     };
-    let now = reactor::now_ticks();
+    // The pass tick: the engine's accounting needs no finer clock than one reactor pass.
+    let now = reactor::pass_ticks();
     m.submit(io, now);
 }
 
@@ -431,6 +515,14 @@ fn on_base_done(module: &Weak<RefCell<IobandModule>>, eps: &Endpoints, mut io: B
         later(eps.done.get(), io);
         return;
     };
-    let now = reactor::now_ticks();
-    m.base_done(io, now);
+    let now = reactor::pass_ticks();
+    let io = m.base_done(io, now);
+    drop(m);
+    // A base completes from its own poller, never inside a submit, and the module is no
+    // longer borrowed: a reply to a channel on this reactor is delivered inline (its
+    // callback may resubmit at once); one on another reactor goes by message.
+    let core = io.band.reply_core;
+    if let Some(endpoint) = io.band.reply_endpoint {
+        let _ = reactor::deliver_io(core, endpoint, io);
+    }
 }

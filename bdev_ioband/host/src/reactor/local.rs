@@ -75,6 +75,8 @@ pub(crate) struct Local {
     endpoints: RefCell<Vec<Option<IoCallback>>>,
     free_endpoints: RefCell<Vec<u32>>,
     overflow: RefCell<VecDeque<(u32, Msg)>>,
+    /// The tick read at the start of the current pass (and again before the pollers).
+    pub(crate) pass_ticks: Cell<u64>,
 }
 
 impl std::fmt::Debug for Local {
@@ -100,6 +102,7 @@ impl Local {
             endpoints: RefCell::new(Vec::new()),
             free_endpoints: RefCell::new(Vec::new()),
             overflow: RefCell::new(VecDeque::new()),
+            pass_ticks: Cell::new(0),
         }
     }
 
@@ -115,6 +118,13 @@ impl Local {
         if let Some(cb) = cb {
             cb(io);
         }
+    }
+
+    /// Reads the clock into the pass tick; returns it.
+    pub(crate) fn refresh_ticks(&self) -> u64 {
+        let now = self.shared.clock.now_ticks();
+        self.pass_ticks.set(now);
+        now
     }
 
     /// Retries messages that found a full mailbox; returns how many went out.
@@ -151,7 +161,7 @@ impl Local {
 
     /// Runs every due poller once; returns how many did work.
     pub(crate) fn run_pollers(&self) -> usize {
-        let now = self.shared.clock.now_ticks();
+        let now = self.refresh_ticks();
         let mut pollers = std::mem::take(&mut *self.pollers.borrow_mut());
         pollers.append(&mut self.new_pollers.borrow_mut());
         let mut busy = 0;
@@ -226,7 +236,20 @@ pub fn lcore_of(index: u32) -> Result<u32, ReactorError> {
 
 /// The current tick, from the current reactor's clock (0 off a reactor).
 pub fn now_ticks() -> u64 {
-    with_current(|l| l.shared.clock.now_ticks()).unwrap_or(0)
+    // Borrowed, not cloned: reading the clock cannot re-enter the reactor.
+    CURRENT
+        .with(|c| c.borrow().as_ref().map(|l| l.shared.clock.now_ticks()))
+        .unwrap_or(0)
+}
+
+/// The tick of the current reactor's pass: read once when the pass (or an
+/// [`enter`](super::Reactor::enter)) began, and again before its pollers ran. Costs no clock
+/// read, so the I/O path uses it where "now, within a pass" is precise enough (the ioband
+/// engine's accounting); 0 off a reactor.
+pub fn pass_ticks() -> u64 {
+    CURRENT
+        .with(|c| c.borrow().as_ref().map(|l| l.pass_ticks.get()))
+        .unwrap_or(0)
 }
 
 /// Asks every reactor of the current set to stop after its current pass.
@@ -296,6 +319,19 @@ pub fn register_endpoint(cb: IoCallback) -> Result<EndpointId, ReactorError> {
                 EndpointId(u32::try_from(endpoints.len() - 1).unwrap_or(u32::MAX))
             }
         }
+    })
+}
+
+/// The callback of endpoint `endpoint` of the current reactor, for a caller on this reactor
+/// that calls it often and may skip the endpoint table (the callback stays alive as long as
+/// the caller holds it, registered or not).
+pub fn endpoint_callback(endpoint: EndpointId) -> Result<Option<IoCallback>, ReactorError> {
+    with_current(|l| {
+        l.endpoints
+            .borrow()
+            .get(endpoint.0 as usize)
+            .cloned()
+            .flatten()
     })
 }
 

@@ -22,8 +22,9 @@ use crossbeam_channel::{Receiver, Sender};
 use thiserror::Error;
 
 pub use local::{
-    core_count, current_core, deliver_io, lcore_of, now_ticks, register_endpoint, register_poller,
-    request_stop, send_io, send_msg, unregister_endpoint, EndpointId, PollerHandle, PollerStatus,
+    core_count, current_core, deliver_io, endpoint_callback, lcore_of, now_ticks, pass_ticks,
+    register_endpoint, register_poller, request_stop, send_io, send_msg, unregister_endpoint,
+    EndpointId, PollerHandle, PollerStatus,
 };
 pub use task::spawn_local;
 
@@ -186,12 +187,14 @@ impl Reactor {
     /// Runs `f` with this reactor as the current one.
     pub fn enter<R>(&self, f: impl FnOnce() -> R) -> R {
         let _guard = local::CurrentGuard::set(self.local.clone());
+        self.local.refresh_ticks();
         f()
     }
 
     /// One pass: mailbox, tasks, pollers. Returns how much work was done (0 = idle).
     pub fn poll_once(&mut self) -> usize {
         let _guard = local::CurrentGuard::set(self.local.clone());
+        self.local.refresh_ticks();
         let mut work = self.local.flush_overflow();
         for _ in 0..MAILBOX_BATCH {
             let Ok(msg) = self.mailbox.try_recv() else {

@@ -1,5 +1,6 @@
 //! Bdev methods: `bdev_get_bdevs`, `bdev_get_iostat`, `bdev_wait_for_examine`, and create
-//! and delete for the `null`, `malloc` and `model` bdevs, with SPDK's parameter shapes.
+//! and delete for the `null`, `malloc`, `model` and file (`uring`, `aio`) bdevs, with SPDK's
+//! parameter shapes.
 //!
 //! Handlers run on the main reactor.
 
@@ -11,6 +12,7 @@ use serde_json::json;
 
 use super::dispatch::{bdev_error, decode, ioband_error, no_params, Handler};
 use crate::app::App;
+use crate::bdev::file::{FileBdev, FileFlavor, FileOptions};
 use crate::bdev::model::ModelParams;
 use crate::bdev::{BdevError, BdevRef};
 use crate::reactor;
@@ -26,6 +28,10 @@ pub(super) fn register(t: &mut BTreeMap<&'static str, Handler>) {
     t.insert("bdev_malloc_delete", bdev_malloc_delete);
     t.insert("bdev_model_create", bdev_model_create);
     t.insert("bdev_model_delete", bdev_model_delete);
+    t.insert("bdev_uring_create", bdev_uring_create);
+    t.insert("bdev_uring_delete", bdev_uring_delete);
+    t.insert("bdev_aio_create", bdev_aio_create);
+    t.insert("bdev_aio_delete", bdev_aio_delete);
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -312,4 +318,79 @@ fn bdev_model_create(app: &App, params: Params) -> Result<Value, Error> {
     app.create_model(&p.name, model, p.uuid)
         .map_err(bdev_error)?;
     Ok(Value::String(p.name))
+}
+
+/// `bdev_uring_create` / `bdev_aio_create` params: SPDK's, plus `direct`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCreateParams {
+    name: String,
+    filename: String,
+    /// Absent or 0: the device's logical block size (512 at least).
+    #[serde(default)]
+    block_size: Option<u32>,
+    #[serde(default)]
+    uuid: Option<String>,
+    /// Not SPDK's: true = O_DIRECT or fail, false = buffered, absent = O_DIRECT where the
+    /// file system allows it, else buffered with a warning.
+    #[serde(default)]
+    direct: Option<bool>,
+    /// `bdev_aio_create`'s; only false is supported.
+    #[serde(default)]
+    readonly: Option<bool>,
+    /// `bdev_aio_create`'s; only false is supported.
+    #[serde(default)]
+    fallocate: Option<bool>,
+    /// `bdev_aio_create`'s RWF_NOWAIT switch, which `spdk-rpc` always sends. Accepted either
+    /// way: io_uring submission never blocks the reactor, so there is nothing to switch.
+    #[serde(default, rename = "nowait")]
+    _nowait: Option<bool>,
+}
+
+fn file_create(app: &App, params: Params, flavor: FileFlavor) -> Result<Value, Error> {
+    let p: FileCreateParams = decode(params)?;
+    for (field, on) in [("readonly", p.readonly), ("fallocate", p.fallocate)] {
+        if on == Some(true) {
+            let msg = format!("{field}: only false is supported by this host");
+            return Err(super::dispatch::errno_error(95, msg));
+        }
+    }
+    bdev_ioband_engine::validate_name(&p.name).map_err(|e| {
+        bdev_error(BdevError::Invalid {
+            param: "name",
+            reason: e.to_string(),
+        })
+    })?;
+    if app.bdev(&p.name).is_ok() {
+        return Err(bdev_error(BdevError::Exists(p.name)));
+    }
+    let opts = FileOptions {
+        filename: p.filename,
+        block_size: p.block_size,
+        direct: p.direct,
+        uuid: p.uuid,
+        flavor,
+    };
+    let bdev = FileBdev::open(&p.name, opts).map_err(bdev_error)?;
+    app.bdevs
+        .borrow_mut()
+        .register(std::sync::Arc::new(bdev))
+        .map_err(bdev_error)?;
+    Ok(Value::String(p.name))
+}
+
+fn bdev_uring_create(app: &App, params: Params) -> Result<Value, Error> {
+    file_create(app, params, FileFlavor::Uring)
+}
+
+fn bdev_aio_create(app: &App, params: Params) -> Result<Value, Error> {
+    file_create(app, params, FileFlavor::Aio)
+}
+
+fn bdev_uring_delete(app: &App, params: Params) -> Result<Value, Error> {
+    delete(app, params, FileFlavor::Uring.product_name())
+}
+
+fn bdev_aio_delete(app: &App, params: Params) -> Result<Value, Error> {
+    delete(app, params, FileFlavor::Aio.product_name())
 }

@@ -32,6 +32,7 @@ impl Methods {
         super::framework::register(&mut table);
         super::bdevs::register(&mut table);
         super::ioband::register(&mut table);
+        super::passthru::register(&mut table);
         Methods { table }
     }
 

@@ -17,6 +17,7 @@ mod conn;
 pub mod dispatch;
 mod framework;
 mod ioband;
+mod passthru;
 
 use std::cell::RefCell;
 use std::io::ErrorKind;

@@ -1,0 +1,918 @@
+//! The standard benchmark scenarios behind `scripts/bench` (`ioband_bench`): each runs the
+//! embedded host in-process through [`run`](super::run::run) and the results go into one
+//! report (`report.json` with stable keys, `report.md`, SVG plots).
+//!
+//! 1. overhead: 4 KiB randread, QD 128 (8 jobs × 16) on a null base, one core: the bare
+//!    base, a passthru over it and ioband (weight, 8 groups) over it, interleaved
+//!    A/B/C × 3, medians and ratios from the same run;
+//! 2. fairness: 2, 8 and 64 groups, weights log-spread 1..100, on a saturated model device;
+//!    share errors over 1 s windows (and 100 ms);
+//! 3. weight-iosize: a 4 KiB and a 128 KiB tenant of equal weight, bandwidth shares, with
+//!    `weight` for contrast;
+//! 4. range-bw: min honoured under contention, max never exceeded, spare redistributed;
+//! 5. scaling: 1 against 2 reactors on a null base (bare, passthru, ioband).
+//!
+//! Figures are reported, never asserted.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use bdev_ioband_engine::{GroupKey, Policy};
+use serde_json::{json, Value};
+
+use super::opts::{JobSpec, Origin, Workload};
+use super::report::{share_table, GroupInput, RunReport, ShareTable};
+use super::run::{run, RunConfig};
+use super::svg::{bar_chart, line_chart, Series};
+
+/// Version of `report.json`'s layout.
+pub const REPORT_SCHEMA: u32 = 1;
+
+/// How to run the benchmark.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// About a minute in all (else a few minutes).
+    pub quick: bool,
+    /// Print a line per run to stderr.
+    pub verbose: bool,
+}
+
+struct Durations {
+    overhead: f64,
+    fairness: f64,
+    iosize: f64,
+    range: f64,
+    scaling: f64,
+}
+
+impl BenchOptions {
+    fn durations(&self) -> Durations {
+        if self.quick {
+            Durations {
+                overhead: 2.0,
+                fairness: 4.0,
+                iosize: 3.0,
+                range: 4.0,
+                scaling: 2.0,
+            }
+        } else {
+            Durations {
+                overhead: 5.0,
+                fairness: 10.0,
+                iosize: 8.0,
+                range: 10.0,
+                scaling: 5.0,
+            }
+        }
+    }
+}
+
+/// Window of the runs; 1 s figures aggregate ten of them.
+const FINE_WINDOW_S: f64 = 0.1;
+
+fn job(name: &str, bdev: &str, qd: u32, size: u64, group: Option<GroupKey>, core: u32) -> JobSpec {
+    JobSpec {
+        name: name.to_owned(),
+        bdev: bdev.to_owned(),
+        queue_depth: qd,
+        io_size: size,
+        workload: Workload {
+            random: true,
+            read_pct: 100,
+            mixed: false,
+        },
+        cpumask: Some(vec![core]),
+        runtime_s: None,
+        group,
+        origin: Origin::default(),
+    }
+}
+
+fn config(entries: Vec<Value>) -> String {
+    json!({"subsystems": [{"subsystem": "bdev", "config": entries}]}).to_string()
+}
+
+fn null(name: &str) -> Value {
+    json!({"method": "bdev_null_create", "params": {"name": name, "num_blocks": 1u64 << 20, "block_size": 4096}})
+}
+
+fn model(name: &str, iops: u64, bw_mib: u64, latency_us: u64) -> Value {
+    json!({"method": "bdev_model_create", "params": {"name": name, "num_blocks": 1u64 << 20,
+        "block_size": 4096, "iops": iops, "bandwidth_mib_per_sec": bw_mib,
+        "latency_us": latency_us, "queue_depth": 128}})
+}
+
+fn ioband(name: &str, base: &str, policy: &str) -> Value {
+    json!({"method": "bdev_ioband_create", "params": {"name": name, "base_bdev_name": base,
+        "share": format!("{name}_share"), "policy": policy}})
+}
+
+fn setting(name: &str, group: &str, value: Value) -> Value {
+    json!({"method": "bdev_ioband_set_settings", "params": {"name": name, "group": group, "value": value}})
+}
+
+fn passthru(name: &str, base: &str) -> Value {
+    json!({"method": "bdev_passthru_create", "params": {"name": name, "base_bdev_name": base}})
+}
+
+fn go(
+    opts: &BenchOptions,
+    label: &str,
+    lcores: Vec<u32>,
+    cfg_json: &str,
+    jobs: Vec<JobSpec>,
+    secs: f64,
+    window_s: f64,
+) -> Result<RunReport, String> {
+    let cfg = RunConfig {
+        config_json: Some(cfg_json.to_owned()),
+        window_s,
+        ..RunConfig::new(lcores, jobs, secs)
+    };
+    let r = run(&cfg).map_err(|e| format!("{label}: {e}"))?;
+    if opts.verbose {
+        eprintln!(
+            "  {label}: {:.0} IOPS, {:.1} MiB/s",
+            r.total.iops, r.total.mibps
+        );
+    }
+    Ok(r)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+/// The same share table over windows `factor` times as long.
+pub fn rewindow(t: &ShareTable, factor: usize, runtime_s: f64) -> ShareTable {
+    let factor = factor.max(1);
+    let inputs: Vec<GroupInput> = t
+        .groups
+        .iter()
+        .map(|g| {
+            let windows = g
+                .window_cost
+                .chunks(factor)
+                .filter(|c| c.len() == factor)
+                .map(|c| {
+                    let s: u64 = c.iter().sum();
+                    (s, s)
+                })
+                .collect();
+            GroupInput {
+                group: g.group.clone(),
+                jobs: g.jobs,
+                weight: g.weight,
+                min_kib_per_sec: g.min_kib_per_sec,
+                max_kib_per_sec: g.max_kib_per_sec,
+                ios: g.cost,
+                bytes: g.cost,
+                windows,
+            }
+        })
+        .collect();
+    let window_s = t.window_s * factor as f64;
+    let complete = super::sat_usize((runtime_s / window_s + 1e-9).floor());
+    let policy = Policy::parse(&t.policy).unwrap_or(Policy::Weight);
+    share_table(
+        &t.bdev, &t.share, policy, &inputs, runtime_s, window_s, complete,
+    )
+}
+
+type Scenario = fn(&BenchOptions, &Durations, &mut Out) -> Result<(), String>;
+
+struct Out {
+    json: serde_json::Map<String, Value>,
+    md: String,
+    svgs: Vec<(String, String)>,
+}
+
+fn overhead(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Result<(), String> {
+    let mut entries = vec![
+        null("Null0"),
+        null("Null1"),
+        passthru("PT1", "Null1"),
+        null("Null2"),
+    ];
+    entries.push(ioband("band2", "Null2", "weight"));
+    for g in 1..=8u32 {
+        entries.push(setting("band2", &format!("tag:{g}"), json!(g * 100)));
+    }
+    let cfg = config(entries);
+    let targets = [("bare", "Null0"), ("passthru", "PT1"), ("ioband", "band2")];
+    let mut iops: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    let mut lat: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    for rep in 0..3 {
+        for (t, (label, bdev)) in targets.iter().enumerate() {
+            let jobs = (1..=8u32)
+                .map(|g| {
+                    job(
+                        &format!("{label}{g}"),
+                        bdev,
+                        16,
+                        4096,
+                        Some(GroupKey::Tag(g)),
+                        0,
+                    )
+                })
+                .collect();
+            let r = go(
+                opts,
+                &format!("overhead {label} #{}", rep + 1),
+                vec![0],
+                &cfg,
+                jobs,
+                d.overhead,
+                1.0,
+            )?;
+            iops[t].push(r.total.iops);
+            lat[t].push(r.total.avg_latency_us);
+        }
+    }
+    let (bare, pt, band) = (median(&iops[0]), median(&iops[1]), median(&iops[2]));
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    let ns = |a: f64| if a > 0.0 { 1e9 / a } else { 0.0 };
+    let v = json!({
+        "workload": "4 KiB randread, QD 128 (8 jobs x 16), null base, 1 core",
+        "runs_per_target": 3,
+        "bare_iops": bare, "passthru_iops": pt, "ioband_iops": band,
+        "bare_iops_runs": iops[0], "passthru_iops_runs": iops[1], "ioband_iops_runs": iops[2],
+        "ioband_vs_passthru_iops_ratio": ratio(band, pt),
+        "ioband_vs_bare_iops_ratio": ratio(band, bare),
+        "passthru_vs_bare_iops_ratio": ratio(pt, bare),
+        "ioband_added_ns_per_io": ns(band) - ns(pt),
+        "passthru_added_ns_per_io": ns(pt) - ns(bare),
+        "avg_latency_us": {"bare": median(&lat[0]), "passthru": median(&lat[1]), "ioband": median(&lat[2])},
+    });
+    let _ = writeln!(
+        out.md,
+        "## 1. Overhead (4 KiB randread, QD 128, null base, 1 core; median of 3 interleaved runs)\n\n\
+         | target | IOPS (median) | runs | avg latency µs |\n|---|---:|---|---:|\n\
+         | bare null | {bare:.0} | {} | {:.2} |\n| passthru | {pt:.0} | {} | {:.2} |\n| ioband (weight, 8 groups) | {band:.0} | {} | {:.2} |\n\n\
+         ioband / passthru = **{:.3}** (target ≥ 0.90); ioband / bare = {:.3}; passthru / bare = {:.3}; \
+         ioband adds {:.1} ns per I/O over passthru.\n\n![overhead](overhead.svg)\n",
+        runs(&iops[0]), median(&lat[0]), runs(&iops[1]), median(&lat[1]), runs(&iops[2]), median(&lat[2]),
+        ratio(band, pt), ratio(band, bare), ratio(pt, bare), ns(band) - ns(pt)
+    );
+    out.svgs.push((
+        "overhead.svg".into(),
+        bar_chart(
+            "4 KiB randread QD128, null base, 1 core (median IOPS)",
+            "IOPS",
+            &[
+                ("bare null".into(), bare),
+                ("passthru".into(), pt),
+                ("ioband weight/8".into(), band),
+            ],
+        ),
+    ));
+    out.json.insert("overhead".into(), v);
+    Ok(())
+}
+
+fn runs(v: &[f64]) -> String {
+    v.iter()
+        .map(|x| format!("{x:.0}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Weights spread log-uniformly over 1..=100.
+pub fn spread_weights(n: usize) -> Vec<u32> {
+    (0..n)
+        .map(|i| {
+            if n == 1 {
+                100
+            } else {
+                let e = i as f64 / (n - 1) as f64;
+                u32::try_from(super::sat_u64(100f64.powf(e).round()).clamp(1, 100)).unwrap_or(100)
+            }
+        })
+        .collect()
+}
+
+/// Windows of [`FINE_WINDOW_S`] entirely inside a run of `secs` (plots leave out the
+/// drain after the run's end).
+fn complete_fine_windows(secs: f64) -> usize {
+    super::sat_usize((secs / FINE_WINDOW_S + 1e-9).floor())
+}
+
+fn share_series(t: &ShareTable, with_configured: bool, n: usize) -> Vec<Series> {
+    let mut s: Vec<Series> = t
+        .groups
+        .iter()
+        .map(|g| Series {
+            name: format!("{} (w {})", g.group, g.weight),
+            points: g
+                .window_share
+                .iter()
+                .take(n)
+                .enumerate()
+                .map(|(i, &v)| ((i as f64 + 0.5) * t.window_s, v * 100.0))
+                .collect(),
+            dashed: false,
+        })
+        .collect();
+    if with_configured {
+        for g in &t.groups {
+            if let Some(c) = g.configured_share {
+                s.push(Series {
+                    name: format!("{} configured", g.group),
+                    points: vec![
+                        (0.5 * t.window_s, c * 100.0),
+                        ((n as f64 - 0.5) * t.window_s, c * 100.0),
+                    ],
+                    dashed: true,
+                });
+            }
+        }
+    }
+    s
+}
+
+fn fairness(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Result<(), String> {
+    let io_limit = 192.0; // 3/2 of the model's queue depth 128
+    let mut cases = Vec::new();
+    let mut err_series = Vec::new();
+    let mut md = String::from(
+        "## 2. Weight fairness (saturated model device: 100k IOPS, 20 µs, QD 128; weights log-spread 1..100)\n\n\
+         | groups | max share error (1 s) | mean (1 s) | max abs error, points (1 s) | max share error (100 ms) | Jain (run) | IOPS |\n\
+         |---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for n in [2usize, 8, 64] {
+        let weights = spread_weights(n);
+        let wsum: u32 = weights.iter().sum();
+        let mut entries = vec![
+            model("Model0", 100_000, 0, 20),
+            ioband("band0", "Model0", "weight"),
+        ];
+        for (i, w) in weights.iter().enumerate() {
+            entries.push(setting("band0", &format!("tag:{}", i + 1), json!(w)));
+        }
+        let jobs = weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| {
+                let share = f64::from(w) / f64::from(wsum);
+                let qd =
+                    u32::try_from(super::sat_u64((2.5 * share * io_limit).ceil()).clamp(4, 256))
+                        .unwrap_or(256);
+                job(
+                    &format!("g{}", i + 1),
+                    "band0",
+                    qd,
+                    4096,
+                    Some(GroupKey::Tag(u32::try_from(i + 1).unwrap_or(u32::MAX))),
+                    0,
+                )
+            })
+            .collect();
+        let r = go(
+            opts,
+            &format!("fairness {n} groups"),
+            vec![0],
+            &config(entries),
+            jobs,
+            d.fairness,
+            FINE_WINDOW_S,
+        )?;
+        let fine = r
+            .shares
+            .first()
+            .cloned()
+            .ok_or("fairness: no share table")?;
+        let coarse = rewindow(
+            &fine,
+            super::sat_usize((1.0 / FINE_WINDOW_S).round()),
+            d.fairness,
+        );
+        let _ = writeln!(
+            md,
+            "| {n} | {} | {} | {} | {} | {:.5} | {:.0} |",
+            pctv(coarse.max_window_share_error),
+            pctv(coarse.mean_window_share_error),
+            ptsv(coarse.max_window_abs_share_error),
+            pctv(fine.max_window_share_error),
+            fine.jain_index.unwrap_or(0.0),
+            r.total.iops
+        );
+        cases.push(json!({
+            "groups": n,
+            "weights": weights,
+            "max_share_error": coarse.max_window_share_error,
+            "mean_share_error": coarse.mean_window_share_error,
+            "max_abs_share_error": coarse.max_window_abs_share_error,
+            "max_share_error_100ms": fine.max_window_share_error,
+            "mean_share_error_100ms": fine.mean_window_share_error,
+            "run_max_share_error": fine.max_share_error,
+            "jain_index": fine.jain_index,
+            "iops": r.total.iops,
+            "windows_1s": coarse.windows_used.len(),
+        }));
+        // Worst relative error per 100 ms window, for the plot.
+        let nwin = fine
+            .groups
+            .iter()
+            .map(|g| g.window_share.len())
+            .max()
+            .unwrap_or(0);
+        let complete = super::sat_usize((d.fairness / FINE_WINDOW_S + 1e-9).floor());
+        let pts: Vec<(f64, f64)> = (0..nwin.min(complete))
+            .map(|w| {
+                let worst = fine
+                    .groups
+                    .iter()
+                    .filter_map(|g| {
+                        let c = g.configured_share?;
+                        Some((g.window_share.get(w)? - c).abs() / c * 100.0)
+                    })
+                    .fold(0.0, f64::max);
+                ((w as f64 + 0.5) * FINE_WINDOW_S, worst)
+            })
+            .collect();
+        err_series.push(Series {
+            name: format!("{n} groups"),
+            points: pts,
+            dashed: false,
+        });
+        if n == 8 {
+            out.svgs.push((
+                "fairness_8_groups.svg".into(),
+                line_chart(
+                    "Weight: share over time, 8 groups (100 ms windows; dashed: configured)",
+                    "seconds",
+                    "share of I/Os (%)",
+                    &share_series(&fine, true, complete_fine_windows(d.fairness)),
+                    None,
+                ),
+            ));
+        }
+    }
+    out.svgs.push((
+        "fairness_error.svg".into(),
+        line_chart(
+            "Weight: worst relative share error per 100 ms window",
+            "seconds",
+            "max |achieved - configured| / configured (%)",
+            &err_series,
+            None,
+        ),
+    ));
+    let worst = |key: &str| {
+        cases
+            .iter()
+            .filter_map(|c| c.get(key).and_then(Value::as_f64))
+            .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))))
+    };
+    let max_err = worst("max_share_error");
+    let mean_err = {
+        let v: Vec<f64> = cases
+            .iter()
+            .filter_map(|c| c["mean_share_error"].as_f64())
+            .collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    let g64 = cases
+        .iter()
+        .find(|c| c["groups"] == 64)
+        .cloned()
+        .unwrap_or(Value::Null);
+    let _ = writeln!(
+        md,
+        "\nShare error = |achieved − configured| / configured in I/Os per window; windows after the first \
+         second. 64 groups: max **{}** over 1 s windows (target ≤ 2%).\n\n![share over time](fairness_8_groups.svg)\n![share error](fairness_error.svg)\n",
+        pctv(g64["max_share_error"].as_f64())
+    );
+    out.md.push_str(&md);
+    out.json.insert(
+        "fairness".into(),
+        json!({
+            "window_s": 1.0,
+            "max_share_error": max_err,
+            "mean_share_error": mean_err,
+            "max_abs_share_error": worst("max_abs_share_error"),
+            "max_share_error_100ms": worst("max_share_error_100ms"),
+            "groups_64_max_share_error": g64["max_share_error"],
+            "cases": cases,
+        }),
+    );
+    Ok(())
+}
+
+fn pctv(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{:.2}%", v * 100.0))
+}
+
+fn ptsv(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{:.3}", v * 100.0))
+}
+
+fn iosize(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Result<(), String> {
+    let mut cases = Vec::new();
+    let mut series = Vec::new();
+    let mut md = String::from(
+        "## 3. Mixed I/O sizes (4 KiB vs 128 KiB tenant, equal weights; model: 200k IOPS, 400 MiB/s)\n\n\
+         | policy | 4 KiB tenant MiB/s | 128 KiB tenant MiB/s | 4 KiB byte share | 128 KiB byte share | max share error (1 s) |\n\
+         |---|---:|---:|---:|---:|---:|\n",
+    );
+    for policy in ["weight-iosize", "weight"] {
+        let entries = vec![
+            model("Model0", 200_000, 400, 20),
+            ioband("band0", "Model0", policy),
+            setting("band0", "tag:1", json!(100)),
+            setting("band0", "tag:2", json!(100)),
+        ];
+        let jobs = vec![
+            job("small4k", "band0", 64, 4096, Some(GroupKey::Tag(1)), 0),
+            job(
+                "large128k",
+                "band0",
+                32,
+                128 << 10,
+                Some(GroupKey::Tag(2)),
+                0,
+            ),
+        ];
+        let r = go(
+            opts,
+            &format!("iosize {policy}"),
+            vec![0],
+            &config(entries),
+            jobs,
+            d.iosize,
+            FINE_WINDOW_S,
+        )?;
+        let fine = r.shares.first().cloned().ok_or("iosize: no share table")?;
+        let coarse = rewindow(&fine, 10, d.iosize);
+        let mib = |i: usize| r.results.get(i).map_or(0.0, |j| j.mibps);
+        let bytes_share = |i: usize| {
+            let t: u64 = r.results.iter().map(|j| j.bytes).sum();
+            r.results
+                .get(i)
+                .map_or(0.0, |j| j.bytes as f64 / t.max(1) as f64)
+        };
+        let _ = writeln!(
+            md,
+            "| {policy} | {:.1} | {:.1} | {:.2}% | {:.2}% | {} |",
+            mib(0),
+            mib(1),
+            bytes_share(0) * 100.0,
+            bytes_share(1) * 100.0,
+            if policy == "weight-iosize" {
+                pctv(coarse.max_window_share_error)
+            } else {
+                "(I/O shares)".into()
+            }
+        );
+        for (i, label) in ["4 KiB", "128 KiB"].iter().enumerate() {
+            if let Some(g) = fine.groups.get(i) {
+                // weight-iosize counts bytes, so its window shares are byte shares.
+                let pts = g
+                    .window_share
+                    .iter()
+                    .take(complete_fine_windows(d.iosize))
+                    .enumerate()
+                    .map(|(w, &s)| ((w as f64 + 0.5) * FINE_WINDOW_S, s * 100.0))
+                    .collect();
+                if policy == "weight-iosize" {
+                    series.push(Series {
+                        name: format!("{label} tenant"),
+                        points: pts,
+                        dashed: false,
+                    });
+                }
+            }
+        }
+        cases.push(json!({
+            "policy": policy,
+            "tenants": [
+                {"group": "tag:1", "io_size": 4096, "weight": 100, "mib_per_sec": mib(0), "byte_share": bytes_share(0)},
+                {"group": "tag:2", "io_size": 131072, "weight": 100, "mib_per_sec": mib(1), "byte_share": bytes_share(1)},
+            ],
+            "cost_unit": fine.cost_unit,
+            "max_share_error": coarse.max_window_share_error,
+            "mean_share_error": coarse.mean_window_share_error,
+            "total_mib_per_sec": r.total.mibps,
+        }));
+    }
+    out.svgs.push((
+        "weight_iosize.svg".into(),
+        line_chart(
+            "weight-iosize: byte share over time, 4 KiB vs 128 KiB tenant (equal weights)",
+            "seconds",
+            "share of bytes (%)",
+            &series,
+            Some(100.0),
+        ),
+    ));
+    let _ = writeln!(md, "\n![weight-iosize](weight_iosize.svg)\n");
+    out.md.push_str(&md);
+    let wi = cases.first().cloned().unwrap_or(Value::Null);
+    out.json.insert(
+        "weight_iosize".into(),
+        json!({"max_share_error": wi["max_share_error"], "cases": cases}),
+    );
+    Ok(())
+}
+
+fn range_bw(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Result<(), String> {
+    let capacity_kib = 200.0 * 1024.0;
+    let groups: [(u32, u32, u32); 4] = [
+        (1, 61_440, 0),
+        (2, 20_480, 40_960),
+        (3, 0, 30_720),
+        (4, 0, 0),
+    ];
+    let mut entries = vec![
+        model("Model0", 200_000, 200, 20),
+        ioband("band0", "Model0", "range-bw"),
+    ];
+    for (g, min, max) in groups {
+        entries.push(setting(
+            "band0",
+            &format!("tag:{g}"),
+            json!(format!("{min}:{max}")),
+        ));
+    }
+    let jobs = groups
+        .iter()
+        .map(|&(g, _, _)| {
+            job(
+                &format!("g{g}"),
+                "band0",
+                32,
+                64 << 10,
+                Some(GroupKey::Tag(g)),
+                0,
+            )
+        })
+        .collect();
+    let r = go(
+        opts,
+        "range-bw",
+        vec![0],
+        &config(entries),
+        jobs,
+        d.range,
+        FINE_WINDOW_S,
+    )?;
+    let fine = r
+        .shares
+        .first()
+        .cloned()
+        .ok_or("range-bw: no share table")?;
+    let coarse = rewindow(&fine, 10, d.range);
+    let work = coarse.total_kib_per_sec / capacity_kib;
+    let mut md = String::from(
+        "## 4. range-bw (model: 200 MiB/s; 64 KiB randread, 4 tenants QD 32; 1 s windows)\n\n\
+         | group | min KiB/s | max KiB/s | achieved KiB/s | min met (worst window) | max excess (worst window) |\n\
+         |---|---:|---:|---:|---:|---:|\n",
+    );
+    let mut gjson = Vec::new();
+    let mut series = Vec::new();
+    for g in &coarse.groups {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {:.0} | {} | {} |",
+            g.group,
+            g.min_kib_per_sec,
+            g.max_kib_per_sec,
+            g.kib_per_sec,
+            g.min_met_ratio
+                .map_or("-".into(), |v| format!("{:.2}%", v * 100.0)),
+            pctv(g.max_exceeded_ratio)
+        );
+        gjson.push(json!({
+            "group": g.group, "min_kib_per_sec": g.min_kib_per_sec, "max_kib_per_sec": g.max_kib_per_sec,
+            "kib_per_sec": g.kib_per_sec, "min_met_ratio": g.min_met_ratio, "max_exceeded_ratio": g.max_exceeded_ratio,
+        }));
+    }
+    for g in &fine.groups {
+        series.push(Series {
+            name: format!("{} ({}:{})", g.group, g.min_kib_per_sec, g.max_kib_per_sec),
+            points: g
+                .window_cost
+                .iter()
+                .take(complete_fine_windows(d.range))
+                .enumerate()
+                .map(|(w, &b)| {
+                    (
+                        (w as f64 + 0.5) * FINE_WINDOW_S,
+                        b as f64 / 1024.0 / FINE_WINDOW_S,
+                    )
+                })
+                .collect(),
+            dashed: false,
+        });
+    }
+    out.svgs.push((
+        "range_bw.svg".into(),
+        line_chart(
+            "range-bw: KiB/s per group over time (100 ms windows)",
+            "seconds",
+            "KiB/s",
+            &series,
+            None,
+        ),
+    ));
+    let _ = writeln!(
+        md,
+        "\nmin met ratio (least achieved/min over groups and 1 s windows): **{}** (target ≥ 98%); \
+         max exceeded ratio (greatest achieved/max − 1): **{}** (target ≤ 1%); total {:.0} KiB/s = {:.1}% of the device's 204800 KiB/s.\n\n![range-bw](range_bw.svg)\n",
+        coarse.min_met_ratio.map_or("-".into(), |v| format!("{:.2}%", v * 100.0)),
+        pctv(coarse.max_exceeded_ratio),
+        coarse.total_kib_per_sec,
+        work * 100.0
+    );
+    out.md.push_str(&md);
+    out.json.insert(
+        "range_bw".into(),
+        json!({
+            "window_s": 1.0,
+            "min_met_ratio": coarse.min_met_ratio,
+            "max_exceeded_ratio": coarse.max_exceeded_ratio,
+            "min_met_ratio_100ms": fine.min_met_ratio,
+            "max_exceeded_ratio_100ms": fine.max_exceeded_ratio,
+            "total_kib_per_sec": coarse.total_kib_per_sec,
+            "capacity_kib_per_sec": capacity_kib,
+            "work_conserving_ratio": work,
+            "groups": gjson,
+        }),
+    );
+    Ok(())
+}
+
+fn scaling(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Result<(), String> {
+    let cfg = config(vec![
+        null("Null0"),
+        null("Null1"),
+        passthru("PT1", "Null1"),
+        null("Null2"),
+        ioband("band2", "Null2", "weight"),
+        setting("band2", "tag:1", json!(100)),
+        setting("band2", "tag:2", json!(200)),
+    ]);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut cases = Vec::new();
+    let mut bars = Vec::new();
+    let mut md = String::from(
+        "## 5. Scaling (4 KiB randread, 2 jobs × QD 64, null base)\n\n| target | 1 reactor IOPS | 2 reactors IOPS | 2 / 1 |\n|---|---:|---:|---:|\n",
+    );
+    let mut res = serde_json::Map::new();
+    for (label, bdev) in [("bare", "Null0"), ("passthru", "PT1"), ("ioband", "band2")] {
+        let mut iops = [0.0f64; 2];
+        for (k, lcores) in [vec![0u32], vec![0, 1]].into_iter().enumerate() {
+            if lcores.len() > cpus {
+                continue;
+            }
+            let two = lcores.len() == 2;
+            let jobs = vec![
+                job("j1", bdev, 64, 4096, Some(GroupKey::Tag(1)), 0),
+                job("j2", bdev, 64, 4096, Some(GroupKey::Tag(2)), u32::from(two)),
+            ];
+            let r = go(
+                opts,
+                &format!("scaling {label} {} core(s)", lcores.len()),
+                lcores,
+                &cfg,
+                jobs,
+                d.scaling,
+                1.0,
+            )?;
+            iops[k] = r.total.iops;
+            cases.push(json!({"target": label, "reactors": k + 1, "iops": r.total.iops}));
+            bars.push((format!("{label} {}c", k + 1), r.total.iops));
+        }
+        let ratio = if iops[0] > 0.0 {
+            iops[1] / iops[0]
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            md,
+            "| {label} | {:.0} | {:.0} | {ratio:.2} |",
+            iops[0], iops[1]
+        );
+        res.insert(format!("{label}_2_vs_1_reactor_ratio"), json!(ratio));
+    }
+    res.insert("cases".into(), Value::Array(cases));
+    res.insert("cpus".into(), json!(cpus));
+    let _ = writeln!(
+        md,
+        "\nioband funnels every I/O of a share to its owner reactor (core 0): with 2 reactors, core 1's I/O \
+         crosses to core 0 and back.\n\n![scaling](scaling.svg)\n"
+    );
+    out.svgs.push((
+        "scaling.svg".into(),
+        bar_chart("IOPS on 1 and 2 reactors (null base)", "IOPS", &bars),
+    ));
+    out.md.push_str(&md);
+    out.json.insert("scaling".into(), Value::Object(res));
+    Ok(())
+}
+
+/// The 1-minute load average (Linux), if readable.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Runs every scenario and writes `report.json`, `report.md` and the SVGs into `dir`.
+pub fn run_all(opts: &BenchOptions, dir: &Path) -> Result<Value, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let load_before = load_average();
+    let d = opts.durations();
+    let mut out = Out {
+        json: serde_json::Map::new(),
+        md: String::new(),
+        svgs: Vec::new(),
+    };
+    let steps: [(&str, Scenario); 5] = [
+        ("overhead", overhead),
+        ("fairness", fairness),
+        ("weight-iosize", iosize),
+        ("range-bw", range_bw),
+        ("scaling", scaling),
+    ];
+    for (name, step) in steps {
+        if opts.verbose {
+            eprintln!("scenario {name}");
+        }
+        step(opts, &d, &mut out)?;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut report = serde_json::Map::new();
+    report.insert("schema".into(), json!(REPORT_SCHEMA));
+    // Other processes' load skews every figure; say how busy the machine was.
+    report.insert("load_average_1m_before".into(), json!(load_before));
+    report.insert("load_average_1m_after".into(), json!(load_average()));
+    report.insert(
+        "mode".into(),
+        json!(if opts.quick { "quick" } else { "full" }),
+    );
+    report.insert("cpus".into(), json!(cpus));
+    report.insert(
+        "unix_time".into(),
+        json!(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())),
+    );
+    let o = &out.json;
+    let get = |a: &str, b: &str| o.get(a).and_then(|v| v.get(b)).and_then(Value::as_f64);
+    let targets = json!({
+        "overhead_ratio_ge_0_90": get("overhead", "ioband_vs_passthru_iops_ratio").map(|v| v >= 0.90),
+        "share_error_64_groups_le_2pct": get("fairness", "groups_64_max_share_error").map(|v| v <= 0.02),
+        "range_bw_min_met_ge_0_98": get("range_bw", "min_met_ratio").map(|v| v >= 0.98),
+        "range_bw_max_exceeded_le_1pct": get("range_bw", "max_exceeded_ratio").map(|v| v <= 0.01),
+    });
+    report.extend(out.json.clone());
+    report.insert("targets_met".into(), targets.clone());
+    let report = Value::Object(report);
+    let mut md = format!(
+        "# bdev_ioband benchmark report ({} run, {cpus} CPUs)\n\nTargets met: {}\n\n\
+         1-minute load average before the run: {}, after: {} (this benchmark keeps one or two \
+         cores busy; more than that means other processes shared the machine).\n\n",
+        if opts.quick { "quick" } else { "full" },
+        targets,
+        load_before.map_or("unknown".into(), |l| format!("{l:.2}")),
+        load_average().map_or("unknown".into(), |l| format!("{l:.2}")),
+    );
+    md.push_str(&out.md);
+    let write = |name: &str, text: &str| {
+        std::fs::write(dir.join(name), text).map_err(|e| format!("{}/{name}: {e}", dir.display()))
+    };
+    write(
+        "report.json",
+        &serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?,
+    )?;
+    write("report.md", &md)?;
+    for (name, svg) in &out.svgs {
+        write(name, svg)?;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_and_median() {
+        assert_eq!(spread_weights(2), vec![1, 100]);
+        let w = spread_weights(64);
+        assert_eq!((w[0], w[63], w.len()), (1, 100, 64));
+        assert!(w.windows(2).all(|p| p[0] <= p[1]));
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0]), 2.5);
+    }
+}

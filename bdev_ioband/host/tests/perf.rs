@@ -1,0 +1,494 @@
+//! Tests of `ioband_perf` and `ioband_bench`'s pieces (the tool, not the speed): option and
+//! jobs-file errors through the real binary, the JSON output schema of a tiny run, the
+//! passthru vbdev and its RPCs, and the SVG writer's output parsed back.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use bdev_ioband_host::app::App;
+use bdev_ioband_host::perf::svg::{bar_chart, line_chart, Series};
+use bdev_ioband_host::rpc::config::{bdev_config, load_config};
+use bdev_ioband_host::rpc::Methods;
+use common::{Client, Rig};
+use serde_json::{json, Value};
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ioband_perf_test_{}_{tag}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("tmp dir");
+    d
+}
+
+const CONFIG: &str = r#"{"subsystems":[{"subsystem":"bdev","config":[
+ {"method":"bdev_null_create","params":{"name":"Null0","num_blocks":65536,"block_size":4096}},
+ {"method":"bdev_null_create","params":{"name":"Null1","num_blocks":65536,"block_size":4096}},
+ {"method":"bdev_passthru_create","params":{"name":"PT1","base_bdev_name":"Null1"}},
+ {"method":"bdev_ioband_create","params":{"name":"band0","base_bdev_name":"Null0","share":"s0","policy":"weight"}},
+ {"method":"bdev_ioband_set_settings","params":{"name":"band0","group":"tag:1","value":300}},
+ {"method":"bdev_ioband_set_settings","params":{"name":"band0","group":"tag:2","value":100}}
+]}]}"#;
+
+fn perf(args: &[&str], dir: &PathBuf) -> (i32, String, String) {
+    let cfg = dir.join("cfg.json");
+    std::fs::write(&cfg, CONFIG).expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_ioband_perf"))
+        .current_dir(dir)
+        .arg("--json")
+        .arg(&cfg)
+        .args(args)
+        .output()
+        .expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn jobs_file_errors_name_file_and_line_and_fail_before_io() {
+    let dir = tmpdir("jobs");
+    let cases: &[(&str, &str)] = &[
+        (
+            "[a]\nfilename=band0\nqueue=4\n",
+            "j.ini:3: queue: unknown key 'queue'",
+        ),
+        (
+            "[a]\nfilename=band0\nbs=4z\n",
+            "j.ini:3: bs: '4z' is not a size",
+        ),
+        (
+            "[global]\nbs=4k\n[a]\ngroup=tag:1\n",
+            "j.ini:3: job [a] has no filename",
+        ),
+        (
+            "[a]\nbs=4k\nfilename=NoSuch\n",
+            "j.ini:3: unknown bdev 'NoSuch' in job [a]",
+        ),
+        (
+            "[a]\nfilename=band0\nbs=1000\n",
+            "j.ini:3: I/O size 1000 of job [a] is not a multiple",
+        ),
+        (
+            "[a]\nfilename=band0\ncpumask=0x4\n",
+            "j.ini:1: cpumask 0x4 of job [a] selects no core",
+        ),
+    ];
+    for (text, want) in cases {
+        std::fs::write(dir.join("j.ini"), text).expect("write jobs");
+        let (code, stdout, stderr) = perf(&["-j", "j.ini", "-t", "0.2"], &dir);
+        assert_eq!(code, 2, "{text:?}: {stderr}");
+        assert!(
+            stderr.contains(want),
+            "{text:?}: stderr {stderr:?}, want {want:?}"
+        );
+        assert!(!stdout.contains("IOPS"), "no I/O ran: {stdout}");
+    }
+}
+
+#[test]
+fn options_are_checked() {
+    let dir = tmpdir("opts");
+    let (code, _, stderr) = perf(&["-o", "4k", "-w", "randread", "-t", "1"], &dir);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("missing -q"), "{stderr}");
+    let (code, _, stderr) = perf(&["-q", "1", "-o", "4q", "-w", "randread", "-t", "1"], &dir);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("'4q' is not a size"), "{stderr}");
+    let (code, _, stderr) = perf(&["-q", "1", "-o", "4k", "-w", "verify", "-t", "1"], &dir);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("unknown workload 'verify'"), "{stderr}");
+    let (code, _, stderr) = perf(
+        &["-q", "1", "-o", "4k", "-w", "read", "-t", "1", "-T", "Nope"],
+        &dir,
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("unknown bdev 'Nope'"), "{stderr}");
+    let help = Command::new(env!("CARGO_BIN_EXE_ioband_perf"))
+        .arg("-h")
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&help.stdout);
+    for opt in [
+        "-q", "-o", "-w", "-M", "-t", "-m", "--json", "-T", "-j", "--output",
+    ] {
+        assert!(text.contains(opt), "help lacks {opt}: {text}");
+    }
+}
+
+fn is_num(v: &Value) -> bool {
+    v.is_number()
+}
+
+#[test]
+fn json_output_schema() {
+    let dir = tmpdir("json");
+    std::fs::write(
+        dir.join("j.ini"),
+        "[global]\nbs=4k\niodepth=4\n[t1]\nfilename=band0\ngroup=tag:1\n\
+         [t2]\nfilename=band0\ngroup=tag:2\nrw=randrw\nrwmixread=70\n[p]\nfilename=PT1\n",
+    )
+    .expect("write jobs");
+    let (code, stdout, stderr) = perf(&["-j", "j.ini", "-t", "0.2", "--output", "json"], &dir);
+    assert_eq!(code, 0, "{stderr}");
+    let v: Value = serde_json::from_str(&stdout).expect("stdout is one JSON document");
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["core_mask"], "0x1");
+    assert_eq!(v["core_count"], 1);
+    assert!(is_num(&v["runtime"]) && is_num(&v["window_s"]));
+    let results = v["results"].as_array().expect("results");
+    assert_eq!(results.len(), 3);
+    for r in results {
+        for k in ["job", "bdev", "core_mask", "workload", "status"] {
+            assert!(r[k].is_string(), "{k} in {r}");
+        }
+        for k in [
+            "core",
+            "percentage",
+            "queue_depth",
+            "io_size",
+            "runtime",
+            "iops",
+            "mibps",
+            "ios",
+            "bytes",
+            "io_failed",
+            "io_timeout",
+            "fail_per_s",
+            "timeout_per_s",
+            "avg_latency_us",
+            "min_latency_us",
+            "max_latency_us",
+            "p50_latency_us",
+            "p99_latency_us",
+            "p999_latency_us",
+        ] {
+            assert!(is_num(&r[k]), "{k} in {r}");
+        }
+        assert_eq!(r["status"], "finished");
+        assert!(r["ios"].as_u64().expect("ios") > 0);
+        assert!(r["group"].is_string() || r["group"].is_null());
+    }
+    assert_eq!(results[1]["workload"], "randrw");
+    assert_eq!(results[1]["percentage"], 70);
+    assert_eq!(results[0]["group"], "tag:1");
+    for k in [
+        "iops",
+        "mibps",
+        "avg_latency_us",
+        "p99_latency_us",
+        "p999_latency_us",
+    ] {
+        assert!(is_num(&v["total"][k]), "total.{k}");
+    }
+    let shares = v["shares"].as_array().expect("shares");
+    assert_eq!(shares.len(), 1, "one ioband target");
+    let s = &shares[0];
+    assert_eq!(
+        (s["bdev"].as_str(), s["policy"].as_str()),
+        (Some("band0"), Some("weight"))
+    );
+    assert_eq!(s["cost_unit"], "io");
+    assert!(s["windows_used"].is_array());
+    let groups = s["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), 2);
+    let g = &groups[0];
+    assert_eq!(g["group"], "tag:1");
+    assert_eq!(g["weight"], 300);
+    assert!((g["configured_share"].as_f64().expect("share") - 0.75).abs() < 1e-9);
+    for k in [
+        "achieved_share",
+        "share_error",
+        "abs_share_error",
+        "iops",
+        "kib_per_sec",
+        "cost",
+    ] {
+        assert!(is_num(&g[k]), "{k} in {g}");
+    }
+    assert!(g["window_cost"].is_array() && g["window_share"].is_array());
+    assert!(g["min_met_ratio"].is_null() && g["max_exceeded_ratio"].is_null());
+    for k in [
+        "max_share_error",
+        "mean_share_error",
+        "jain_index",
+        "total_kib_per_sec",
+    ] {
+        assert!(is_num(&s[k]), "{k} in share table");
+    }
+}
+
+#[test]
+fn table_output_has_bdevperf_columns() {
+    let dir = tmpdir("table");
+    let (code, stdout, stderr) = perf(
+        &[
+            "-q", "4", "-o", "4096", "-w", "randread", "-t", "0.2", "-T", "band0", "-g", "tag:1",
+        ],
+        &dir,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    for col in [
+        "Latency(us)",
+        "runtime(s)",
+        "IOPS",
+        "MiB/s",
+        "Fail/s",
+        "TO/s",
+        "Average",
+        "min",
+        "max",
+        "p99.9",
+        "Total",
+    ] {
+        assert!(stdout.contains(col), "lacks {col}: {stdout}");
+    }
+    assert!(
+        stdout.contains(
+            "Job: band0 (Core Mask 0x1, workload: randread, depth: 4, IO size: 4096, group: tag:1)"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Shares of band0"), "{stdout}");
+    assert!(!stdout.contains('\r'), "no progress line off a terminal");
+}
+
+#[test]
+fn passthru_forwards_and_round_trips_through_config() {
+    let mut rig = Rig::new(2);
+    let app = rig.on(0, App::new).expect("app");
+    let methods = Methods::new();
+    let call = |rig: &Rig, method: &str, params: Value| {
+        let p = match params {
+            Value::Object(m) => jsonrpc_core::Params::Map(m),
+            _ => jsonrpc_core::Params::None,
+        };
+        rig.on(0, || methods.call(&app, method, p))
+    };
+    call(
+        &rig,
+        "bdev_malloc_create",
+        json!({"name": "M0", "num_blocks": 64, "block_size": 512}),
+    )
+    .expect("malloc");
+    assert_eq!(
+        call(
+            &rig,
+            "bdev_passthru_create",
+            json!({"base_bdev_name": "M0", "name": "PT0"})
+        ),
+        Ok(json!("PT0"))
+    );
+    let e = call(
+        &rig,
+        "bdev_passthru_create",
+        json!({"base_bdev_name": "M0", "name": "PT0"}),
+    )
+    .expect_err("exists");
+    assert_eq!(e.code.code(), -17);
+    let e = call(
+        &rig,
+        "bdev_passthru_create",
+        json!({"base_bdev_name": "Nope", "name": "PT9"}),
+    )
+    .expect_err("no base");
+    assert_eq!(e.code.code(), -19);
+    let e = call(
+        &rig,
+        "bdev_passthru_create",
+        json!({"base": "M0", "name": "PT9"}),
+    )
+    .expect_err("bad params");
+    assert_eq!(e.code.code(), -32602);
+    // The base is claimed while the passthru sits on it.
+    let e = call(&rig, "bdev_malloc_delete", json!({"name": "M0"})).expect_err("claimed");
+    assert_eq!(e.code.code(), -16);
+
+    // Data goes through both ways.
+    let pt = rig.on(0, || app.bdev("PT0")).expect("registered");
+    let c = Client::new(&rig, 1, &pt, None);
+    c.closed_loop.set(false);
+    let data = vec![0xabu8; 512];
+    rig.on(1, || {
+        c.submit(bdev_ioband_host::bdev::IoType::Write, 3, Some(&data))
+    });
+    rig.run(4, 1000);
+    rig.on(1, || {
+        c.submit(bdev_ioband_host::bdev::IoType::Read, 3, None)
+    });
+    rig.run(4, 1000);
+    assert_eq!(c.success.get(), 2);
+    assert_eq!(*c.last_read.borrow(), data);
+    assert_eq!(pt.stats().snapshot().num_read_ops, 1);
+
+    let cfg = rig.on(0, || bdev_config(&app));
+    assert!(cfg.contains(
+        &json!({"method": "bdev_passthru_create", "params": {"base_bdev_name": "M0", "name": "PT0"}})
+    ));
+    let text = json!({"subsystems": [{"subsystem": "bdev", "config": cfg}]}).to_string();
+    let app2 = rig.on(0, App::new).expect("app");
+    let n = rig
+        .on(0, || load_config(&app2, &Methods::new(), &text))
+        .expect("replays");
+    assert_eq!(n, 2);
+    assert_eq!(
+        rig.on(0, || app2.bdev("PT0")).map(|b| b.product_name()),
+        Ok("passthru")
+    );
+
+    assert_eq!(
+        call(&rig, "bdev_passthru_delete", json!({"name": "PT0"})),
+        Ok(json!(true))
+    );
+    let e = call(&rig, "bdev_passthru_delete", json!({"name": "M0"})).expect_err("not a passthru");
+    assert_eq!(e.code.code(), -19);
+    assert_eq!(
+        call(&rig, "bdev_malloc_delete", json!({"name": "M0"})),
+        Ok(json!(true))
+    );
+}
+
+/// A small XML well-formedness check: one root, balanced tags, quoted attributes, known
+/// entities only.
+fn check_xml(text: &str) -> Result<usize, String> {
+    let body = text
+        .strip_prefix("<?xml")
+        .and_then(|r| r.split_once("?>"))
+        .map(|(_, rest)| rest)
+        .ok_or("no XML declaration")?;
+    let mut stack: Vec<String> = Vec::new();
+    let mut elements = 0;
+    let mut roots = 0;
+    let mut rest = body;
+    while let Some(lt) = rest.find('<') {
+        check_text(&rest[..lt])?;
+        let after = &rest[lt + 1..];
+        let gt = after.find('>').ok_or("unclosed tag")?;
+        let tag = &after[..gt];
+        rest = &after[gt + 1..];
+        if let Some(name) = tag.strip_prefix('/') {
+            let open = stack.pop().ok_or(format!("stray </{name}>"))?;
+            if open != name.trim() {
+                return Err(format!("</{name}> closes <{open}>"));
+            }
+            continue;
+        }
+        let self_closing = tag.ends_with('/');
+        let tag = tag.trim_end_matches('/');
+        let (name, attrs) = tag.split_once(char::is_whitespace).unwrap_or((tag, ""));
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == ':' || c == '-')
+        {
+            return Err(format!("bad element name '{name}'"));
+        }
+        check_attrs(attrs)?;
+        elements += 1;
+        if stack.is_empty() {
+            roots += 1;
+        }
+        if !self_closing {
+            stack.push(name.to_owned());
+        }
+    }
+    check_text(rest)?;
+    if !stack.is_empty() {
+        return Err(format!("unclosed {stack:?}"));
+    }
+    if roots != 1 {
+        return Err(format!("{roots} root elements"));
+    }
+    Ok(elements)
+}
+
+fn check_text(t: &str) -> Result<(), String> {
+    let mut rest = t;
+    while let Some(amp) = rest.find('&') {
+        let after = &rest[amp + 1..];
+        let semi = after.find(';').ok_or("bare &")?;
+        if !["amp", "lt", "gt", "quot", "apos"].contains(&&after[..semi]) {
+            return Err(format!("unknown entity &{};", &after[..semi]));
+        }
+        rest = &after[semi + 1..];
+    }
+    if t.contains('>') && !t.trim().is_empty() && t.contains('<') {
+        return Err("stray angle bracket".into());
+    }
+    Ok(())
+}
+
+fn check_attrs(attrs: &str) -> Result<(), String> {
+    let mut rest = attrs.trim();
+    while !rest.is_empty() {
+        let eq = rest
+            .find('=')
+            .ok_or(format!("attribute without value: {rest}"))?;
+        let name = rest[..eq].trim();
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return Err(format!("bad attribute name '{name}'"));
+        }
+        let after = rest[eq + 1..].trim_start();
+        let q = after.chars().next().ok_or("missing value")?;
+        if q != '"' && q != '\'' {
+            return Err(format!("unquoted value of {name}"));
+        }
+        let end = after[1..].find(q).ok_or("unterminated value")?;
+        let value = &after[1..1 + end];
+        if value.contains('<') {
+            return Err(format!("'<' in value of {name}"));
+        }
+        check_text(value)?;
+        rest = after[end + 2..].trim_start();
+    }
+    Ok(())
+}
+
+#[test]
+fn svg_writer_is_well_formed() {
+    let series = vec![
+        Series {
+            name: "tag:1 <w 300> & \"friends\"".into(),
+            points: vec![(0.05, 74.0), (0.15, 75.5), (0.25, f64::NAN)],
+            dashed: false,
+        },
+        Series {
+            name: "configured".into(),
+            points: vec![(0.0, 75.0), (0.3, 75.0)],
+            dashed: true,
+        },
+        Series {
+            name: "empty".into(),
+            points: vec![],
+            dashed: false,
+        },
+    ];
+    let svg = line_chart("share <over> time", "seconds", "share (%)", &series, None);
+    let n = check_xml(&svg).unwrap_or_else(|e| panic!("{e}\n{svg}"));
+    assert!(n > 10);
+    assert!(svg.contains("<svg") && svg.contains("polyline") && svg.contains("&lt;w 300&gt;"));
+    let many: Vec<Series> = (0..30)
+        .map(|i| Series {
+            name: format!("g{i}"),
+            points: vec![(0.0, f64::from(i)), (1.0, f64::from(i))],
+            dashed: false,
+        })
+        .collect();
+    check_xml(&line_chart("many", "x", "y", &many, Some(100.0))).expect("well-formed");
+    let bars = bar_chart(
+        "IOPS & co",
+        "IOPS",
+        &[
+            ("bare".into(), 1.7e7),
+            ("ioband".into(), 2.6e6),
+            ("inf".into(), f64::INFINITY),
+        ],
+    );
+    check_xml(&bars).unwrap_or_else(|e| panic!("{e}\n{bars}"));
+    check_xml(&bar_chart("none", "y", &[])).expect("empty chart is well-formed");
+    // The checker itself rejects broken documents.
+    assert!(check_xml("<?xml version=\"1.0\"?><svg><g></svg>").is_err());
+    assert!(check_xml("<?xml version=\"1.0\"?><svg a=b/>").is_err());
+    assert!(check_xml("<?xml version=\"1.0\"?><svg>&nbsp;</svg>").is_err());
+}
