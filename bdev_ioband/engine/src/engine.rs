@@ -32,20 +32,38 @@ pub fn validate_name(name: &str) -> Result<(), EngineError> {
     })
 }
 
-/// Where a device lives: its share's name and its index there.
+/// Handle of a share, for the I/O path: no name lookup. It goes stale (and finds nothing)
+/// when the share is removed, even if another share later takes its slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ShareId {
+    index: u32,
+    generation: u32,
+}
+
+/// Where a device lives: its share's name and handle, and its index there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceRef {
     /// Name of the share.
     pub share: String,
+    /// Handle of the share.
+    pub share_id: ShareId,
     /// Index in the share.
     pub device: DeviceIdx,
+}
+
+#[derive(Debug)]
+struct ShareSlot<T> {
+    generation: u32,
+    share: Option<Share<T>>,
 }
 
 /// All shares and devices of one host.
 #[derive(Debug)]
 pub struct Engine<T> {
     ticks_per_sec: u64,
-    shares: BTreeMap<String, Share<T>>,
+    /// Share name to its slot.
+    names: BTreeMap<String, u32>,
+    slots: Vec<ShareSlot<T>>,
     devices: BTreeMap<String, String>,
 }
 
@@ -54,8 +72,64 @@ impl<T> Engine<T> {
     pub fn new(ticks_per_sec: u64) -> Self {
         Engine {
             ticks_per_sec,
-            shares: BTreeMap::new(),
+            names: BTreeMap::new(),
+            slots: Vec::new(),
             devices: BTreeMap::new(),
+        }
+    }
+
+    fn id_of(&self, index: u32) -> ShareId {
+        ShareId {
+            index,
+            generation: self.slots[index as usize].generation,
+        }
+    }
+
+    /// A share by handle (the I/O path's lookup).
+    pub fn share_by_id(&self, id: ShareId) -> Option<&Share<T>> {
+        let slot = self.slots.get(id.index as usize)?;
+        (slot.generation == id.generation).then_some(slot.share.as_ref())?
+    }
+
+    /// A share by handle, to drive or change.
+    pub fn share_by_id_mut(&mut self, id: ShareId) -> Option<&mut Share<T>> {
+        let slot = self.slots.get_mut(id.index as usize)?;
+        (slot.generation == id.generation).then_some(slot.share.as_mut())?
+    }
+
+    /// The handle of a share.
+    pub fn share_id(&self, share: &str) -> Result<ShareId, EngineError> {
+        self.names
+            .get(share)
+            .map(|&i| self.id_of(i))
+            .ok_or_else(|| EngineError::NoSuchShare(share.to_owned()))
+    }
+
+    fn insert_share(&mut self, share: Share<T>) -> u32 {
+        let name = share.name().to_owned();
+        let index = match self.slots.iter().position(|s| s.share.is_none()) {
+            Some(i) => {
+                self.slots[i].share = Some(share);
+                i
+            }
+            None => {
+                self.slots.push(ShareSlot {
+                    generation: 0,
+                    share: Some(share),
+                });
+                self.slots.len() - 1
+            }
+        };
+        let index = crate::heap::index_u32(index);
+        self.names.insert(name, index);
+        index
+    }
+
+    fn remove_share(&mut self, share: &str) {
+        if let Some(index) = self.names.remove(share) {
+            let slot = &mut self.slots[index as usize];
+            slot.share = None;
+            slot.generation = slot.generation.wrapping_add(1);
         }
     }
 
@@ -73,8 +147,12 @@ impl<T> Engine<T> {
         if self.devices.contains_key(device) {
             return Err(EngineError::DeviceExists(device.to_owned()));
         }
-        let idx = match self.shares.get_mut(share) {
-            Some(existing) => {
+        let existing = self.names.get(share).copied();
+        let (index, idx) = match existing {
+            Some(index) => {
+                let Some(existing) = self.slots[index as usize].share.as_mut() else {
+                    return Err(EngineError::NoSuchShare(share.to_owned()));
+                };
                 if let Some(p) = params {
                     // The base's queue depth is the host's business, not a knob to agree on.
                     let p = ShareParams {
@@ -88,18 +166,18 @@ impl<T> Engine<T> {
                         )));
                     }
                 }
-                existing.add_device(device)?
+                (index, existing.add_device(device)?)
             }
             None => {
                 let mut fresh = Share::new(share, params.unwrap_or_default(), self.ticks_per_sec)?;
                 let idx = fresh.add_device(device)?;
-                self.shares.insert(share.to_owned(), fresh);
-                idx
+                (self.insert_share(fresh), idx)
             }
         };
         self.devices.insert(device.to_owned(), share.to_owned());
         Ok(DeviceRef {
             share: share.to_owned(),
+            share_id: self.id_of(index),
             device: idx,
         })
     }
@@ -109,12 +187,11 @@ impl<T> Engine<T> {
     pub fn delete_device(&mut self, device: &str) -> Result<Vec<T>, EngineError> {
         let r = self.device(device)?;
         let share = self
-            .shares
-            .get_mut(&r.share)
+            .share_by_id_mut(r.share_id)
             .ok_or_else(|| no_device(device))?;
         let drained = share.remove_device(r.device)?;
         if share.device_count() == 0 {
-            self.shares.remove(&r.share);
+            self.remove_share(&r.share);
         }
         self.devices.remove(device);
         Ok(drained)
@@ -128,37 +205,38 @@ impl<T> Engine<T> {
     /// Finds a device by name.
     pub fn device(&self, device: &str) -> Result<DeviceRef, EngineError> {
         let share_name = self.devices.get(device).ok_or_else(|| no_device(device))?;
+        let share_id = self.share_id(share_name).map_err(|_| no_device(device))?;
         let share = self
-            .shares
-            .get(share_name)
+            .share_by_id(share_id)
             .ok_or_else(|| no_device(device))?;
         let idx = share
             .device_by_name(device)
             .ok_or_else(|| no_device(device))?;
         Ok(DeviceRef {
             share: share_name.clone(),
+            share_id,
             device: idx,
         })
     }
 
     /// A share by name.
     pub fn share(&self, share: &str) -> Result<&Share<T>, EngineError> {
-        self.shares
-            .get(share)
+        let id = self.share_id(share)?;
+        self.share_by_id(id)
             .ok_or_else(|| EngineError::NoSuchShare(share.to_owned()))
     }
 
     /// A share by name, to change or to drive.
     pub fn share_mut(&mut self, share: &str) -> Result<&mut Share<T>, EngineError> {
-        self.shares
-            .get_mut(share)
+        let id = self.share_id(share)?;
+        self.share_by_id_mut(id)
             .ok_or_else(|| EngineError::NoSuchShare(share.to_owned()))
     }
 
     /// The share a share or device name refers to (as `devices` writes address them): a
     /// share of that name first, else the share of the device of that name.
     pub fn share_of(&mut self, share_or_device: &str) -> Result<&mut Share<T>, EngineError> {
-        let name = if self.shares.contains_key(share_or_device) {
+        let name = if self.names.contains_key(share_or_device) {
             share_or_device.to_owned()
         } else {
             match self.devices.get(share_or_device) {
@@ -171,7 +249,14 @@ impl<T> Engine<T> {
 
     /// Every share, by name.
     pub fn shares(&self) -> impl Iterator<Item = &Share<T>> {
-        self.shares.values()
+        self.names
+            .values()
+            .filter_map(|&i| self.slots[i as usize].share.as_ref())
+    }
+
+    /// Every share's handle, by name.
+    pub fn share_ids(&self) -> impl Iterator<Item = ShareId> + '_ {
+        self.names.values().map(|&i| self.id_of(i))
     }
 
     /// Every device name, sorted.

@@ -44,7 +44,6 @@ impl<K: Ord + Copy> IndexedHeap<K> {
         self.heap.first().copied()
     }
 
-    #[cfg(test)]
     pub(crate) fn contains(&self, slot: u32) -> bool {
         self.pos.get(slot as usize).is_some_and(|&p| p != ABSENT)
     }

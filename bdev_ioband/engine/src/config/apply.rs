@@ -25,7 +25,7 @@ pub fn apply_devices_write<T>(
         let params = knob_applied(*share.params(), &write.command);
         return share.set_params(params);
     }
-    let DeviceRef { share, device } = device_for(engine, target)?;
+    let DeviceRef { share, device, .. } = device_for(engine, target)?;
     let share = engine.share_mut(&share)?;
     match &write.command {
         DeviceCommand::Attach(group) => share.attach(device, group.clone(), None).map(|_| ()),
@@ -190,6 +190,7 @@ pub(crate) fn device_for<T>(
     match first {
         Some((device, _)) => Ok(DeviceRef {
             share: device_or_share.to_owned(),
+            share_id: engine.share_id(device_or_share)?,
             device,
         }),
         None => Err(EngineError::NoSuchDevice(device_or_share.to_owned())),

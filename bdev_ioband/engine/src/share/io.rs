@@ -68,7 +68,10 @@ impl<T> Share<T> {
                 && self.held(vtime));
         if direct {
             let ticket = self.charge(slot, op, bytes, now_sub);
-            self.reposition(slot, now_sub);
+            // Its queue stays empty and it is untimed: only its active mark can change.
+            if !self.active.contains(slot) {
+                self.active.set(slot, vtime);
+            }
             sink(io, ticket);
             if !self.ready.is_empty() {
                 self.run(now_ticks, now_sub, seq, sink);
@@ -170,9 +173,13 @@ impl<T> Share<T> {
                 self.reserve.remove(slot);
             }
         }
-        // A capped group is slow on purpose: it never holds the others back.
+        // A capped group is slow on purpose: it never holds the others back. Keys in the
+        // active heap may lag the group's virtual time (see `held`); a new entry gets the
+        // current one.
         if (!g.queue.is_empty() || g.in_flight > 0) && g.params.max_kib_per_sec == 0 {
-            self.active.set(slot, g.vtime);
+            if !self.active.contains(slot) {
+                self.active.set(slot, g.vtime);
+            }
         } else {
             self.active.remove(slot);
         }
@@ -210,11 +217,25 @@ impl<T> Share<T> {
 
     /// Whether a group at virtual time `vt` runs more than an epoch ahead of the slowest
     /// active group.
-    fn held(&self, vt: u128) -> bool {
-        match self.active.peek() {
-            Some((slowest, _)) => vt > slowest + self.epoch_vt,
-            None => false,
+    ///
+    /// The active heap's keys are updated lazily: a dispatch raises a group's virtual time
+    /// but not its key, so a key is a lower bound of its group's virtual time and the top
+    /// key a lower bound of the true minimum. If `vt` is within an epoch of that bound it is
+    /// within an epoch of the minimum, and nothing needs fixing (the common case, and no
+    /// heap work per I/O); otherwise the top is brought up to date until it is exact.
+    fn held(&mut self, vt: u128) -> bool {
+        while let Some((key, slot)) = self.active.peek() {
+            if vt <= key + self.epoch_vt {
+                return false;
+            }
+            let current = self.slots[slot as usize].group.as_ref().map(|g| g.vtime);
+            match current {
+                Some(current) if current > key => self.active.set(slot, current),
+                Some(_) => return true,
+                None => self.active.remove(slot),
+            }
         }
+        false
     }
 
     fn dispatch_one<F: FnMut(T, Ticket)>(

@@ -213,7 +213,8 @@ impl<T> Share<T> {
                     if queued {
                         self.ready.set(index_u32(slot), vclock);
                     }
-                    if queued || in_flight {
+                    let capped = g.params.max_kib_per_sec > 0;
+                    if (queued || in_flight) && !capped {
                         self.active.set(index_u32(slot), vclock);
                     }
                 }

@@ -11,7 +11,7 @@ use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use bdev_ioband_engine::{Admit, DeviceRef, Engine, GroupKey, ShareParams, Ticket};
+use bdev_ioband_engine::{Admit, DeviceRef, Engine, GroupKey, ShareId, ShareParams, Ticket};
 
 use super::group_cache::GroupCache;
 use super::{DeviceShared, IobandBdev, IobandError};
@@ -101,7 +101,7 @@ pub struct IobandModule {
     next_device_id: u64,
     scratch: VecDeque<(Box<BdevIo>, Ticket)>,
     parked: VecDeque<Box<BdevIo>>,
-    share_names: Vec<String>,
+    share_ids: Vec<ShareId>,
     /// Control epoch: bumped by every mutable access to the engine (see [`GroupCache`]).
     epoch: u64,
     core: u32,
@@ -141,7 +141,7 @@ impl IobandModule {
                 next_device_id: 1,
                 scratch: VecDeque::with_capacity(DISPATCH_BATCH),
                 parked: VecDeque::with_capacity(DISPATCH_BATCH),
-                share_names: Vec::new(),
+                share_ids: Vec::new(),
                 epoch: 0,
                 core,
                 submit_endpoint,
@@ -238,7 +238,7 @@ impl IobandModule {
                 groups: GroupCache::default(),
             },
         );
-        self.refresh_share_names();
+        self.refresh_share_ids();
         Ok(bdev)
     }
 
@@ -279,7 +279,7 @@ impl IobandModule {
         registry.release(&base, name);
         // The ioband bdev is unclaimed by construction.
         let _ = registry.unregister(name);
-        self.refresh_share_names();
+        self.refresh_share_ids();
         self.reap();
         Ok(())
     }
@@ -304,8 +304,8 @@ impl IobandModule {
             .collect()
     }
 
-    fn refresh_share_names(&mut self) {
-        self.share_names = self.engine.shares().map(|s| s.name().to_owned()).collect();
+    fn refresh_share_ids(&mut self) {
+        self.share_ids = self.engine.share_ids().collect();
     }
 
     fn submit(&mut self, mut io: Box<BdevIo>, now: u64) {
@@ -321,7 +321,7 @@ impl IobandModule {
         let dref = &dev.dref;
         let bytes = io.len_bytes(dev.shared.block_size);
         let op = io.io_type.op();
-        let Ok(share) = self.engine.share_mut(&dref.share) else {
+        let Some(share) = self.engine.share_by_id_mut(dref.share_id) else {
             io.status = IoStatus::Aborted;
             send_reply(io);
             return;
@@ -406,7 +406,7 @@ impl IobandModule {
         let Some(dev) = self.devices.get(&io.band.device_id) else {
             return;
         };
-        let Ok(share) = self.engine.share_mut(&dev.dref.share) else {
+        let Some(share) = self.engine.share_by_id_mut(dev.dref.share_id) else {
             return;
         };
         let scratch = &mut self.scratch;
@@ -435,8 +435,8 @@ impl IobandModule {
                 }
             }
         }
-        for i in 0..self.share_names.len() {
-            let Ok(share) = self.engine.share_mut(&self.share_names[i]) else {
+        for i in 0..self.share_ids.len() {
+            let Some(share) = self.engine.share_by_id_mut(self.share_ids[i]) else {
                 continue;
             };
             let scratch = &mut self.scratch;
