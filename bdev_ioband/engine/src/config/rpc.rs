@@ -714,3 +714,48 @@ pub fn handle_get_iostat<T>(
         .collect();
     Ok(IostatReply { tick_rate, devices })
 }
+
+/// What recreates one ioband device in a saved config: its `bdev_ioband_create` params (with
+/// the share's knobs as set, 0 meaning "default") and a `bdev_ioband_set_settings` for
+/// every attached group and for a default group that is not at its defaults. Both hosts
+/// write `save_config` output from this, so the two agree.
+pub fn config_params<T>(
+    engine: &Engine<T>,
+    device: &str,
+    base_bdev_name: &str,
+) -> Result<(CreateParams, Vec<SetSettingsParams>), EngineError> {
+    let r = engine.device(device)?;
+    let share = engine.share(&r.share)?;
+    let p = share.params();
+    let create = CreateParams {
+        name: device.to_owned(),
+        base_bdev_name: base_bdev_name.to_owned(),
+        share: Some(r.share.clone()),
+        policy: Some(p.policy),
+        io_throttle: Some(p.io_throttle),
+        io_limit: Some(p.io_limit),
+        token: Some(p.token),
+        carryover: Some(p.carryover),
+        capacity_kib_per_sec: Some(p.capacity_kib_per_sec),
+    };
+    let settings = share
+        .groups_of(r.device)?
+        .into_iter()
+        .filter(|(key, params, _)| {
+            *key != GroupKey::None || *params != crate::GroupParams::default()
+        })
+        .map(|(key, params, _)| {
+            let value = match GroupValue::of(share.policy(), &params) {
+                GroupValue::Weight(w) => SettingValue::Number(i64::from(w)),
+                range => SettingValue::Text(range.to_string()),
+            };
+            SetSettingsParams {
+                name: Some(device.to_owned()),
+                group: Some(key),
+                value: Some(value),
+                command: None,
+            }
+        })
+        .collect();
+    Ok((create, settings))
+}

@@ -4,7 +4,7 @@
 //!
 //! Runs on the main reactor.
 
-use bdev_ioband_engine::{GroupKey, GroupParams, GroupValue};
+use bdev_ioband_engine::config::rpc::config_params;
 use jsonrpc_core::Params;
 use serde_json::{json, Value};
 use thiserror::Error;
@@ -42,38 +42,56 @@ pub fn bdev_config(app: &App) -> Vec<Value> {
         .collect();
     let module = app.ioband.borrow();
     let engine = module.engine();
+    let mut settings = Vec::new();
     for bdev in module.bdevs() {
-        let Ok(share) = engine.share(bdev.share_name()) else {
-            continue;
-        };
-        let p = share.params();
-        out.push(json!({"method": "bdev_ioband_create", "params": {
-            "name": bdev_name(&bdev), "base_bdev_name": bdev.base_name(),
-            "share": bdev.share_name(), "policy": p.policy, "io_throttle": p.io_throttle,
-            "io_limit": p.io_limit, "token": p.token, "carryover": p.carryover,
-            "capacity_kib_per_sec": p.capacity_kib_per_sec,
-        }}));
-    }
-    for bdev in module.bdevs() {
-        let name = bdev_name(&bdev);
-        let (Ok(groups), Ok(share)) = (engine.groups_of(&name), engine.share(bdev.share_name()))
+        let Ok((create, groups)) = config_params(engine, &bdev_name(&bdev), bdev.base_name())
         else {
             continue;
         };
-        for (key, params, _) in groups {
-            if key == GroupKey::None && params == GroupParams::default() {
-                continue;
-            }
-            let value = match GroupValue::of(share.policy(), &params) {
-                GroupValue::Weight(w) => json!(w),
-                range => json!(range.to_string()),
-            };
-            out.push(json!({"method": "bdev_ioband_set_settings", "params": {
-                "name": name, "group": key.to_string(), "value": value,
-            }}));
-        }
+        out.push(json!({"method": "bdev_ioband_create", "params": create}));
+        settings.extend(groups);
+    }
+    let mut out = in_dependency_order(out);
+    // Every create before any setting, so that a setting never precedes its device.
+    for p in settings {
+        out.push(json!({"method": "bdev_ioband_set_settings", "params": p}));
     }
     out
+}
+
+/// Orders create entries so that each comes after the entry that creates its base
+/// (`params.base_bdev_name`), whatever the stacking (passthru over ioband, ioband over
+/// passthru, ...); otherwise keeps their order. A base that no entry creates (or a cycle,
+/// which cannot be built) leaves the entry in place at the end.
+fn in_dependency_order(entries: Vec<Value>) -> Vec<Value> {
+    let name_of = |e: &Value| e["params"]["name"].as_str().map(str::to_owned);
+    let creates: std::collections::HashSet<String> = entries.iter().filter_map(name_of).collect();
+    let mut done: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut pending = entries;
+    let mut out = Vec::with_capacity(pending.len());
+    loop {
+        let before = pending.len();
+        let mut rest = Vec::new();
+        for e in pending {
+            let ready = match e["params"]["base_bdev_name"].as_str() {
+                Some(base) => !creates.contains(base) || done.contains(base),
+                None => true,
+            };
+            if ready {
+                if let Some(n) = name_of(&e) {
+                    done.insert(n);
+                }
+                out.push(e);
+            } else {
+                rest.push(e);
+            }
+        }
+        if rest.is_empty() || rest.len() == before {
+            out.extend(rest);
+            return out;
+        }
+        pending = rest;
+    }
 }
 
 fn bdev_name(bdev: &crate::ioband::IobandBdev) -> String {
