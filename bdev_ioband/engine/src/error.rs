@@ -97,6 +97,9 @@ pub enum EngineError {
     /// A text or JSON value could not be parsed.
     #[error("parse error: {0}")]
     Parse(String),
+    /// The engine found its own state inconsistent (a bug); nothing was changed.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl EngineError {
@@ -106,10 +109,12 @@ impl EngineError {
         const EEXIST: i32 = 17;
         const EINVAL: i32 = 22;
         const ENOENT: i32 = 2;
+        const EIO: i32 = 5;
         match self {
             EngineError::NoSuchShare(_) | EngineError::NoSuchDevice(_) => ENODEV,
             EngineError::NoSuchGroup { .. } => ENOENT,
             EngineError::DeviceExists(_) | EngineError::GroupExists { .. } => EEXIST,
+            EngineError::Internal(_) => EIO,
             _ => EINVAL,
         }
     }

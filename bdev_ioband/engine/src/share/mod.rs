@@ -397,7 +397,7 @@ impl<T> Share<T> {
         value: GroupValue,
     ) -> Result<(), EngineError> {
         let slot = self.slot_of(dev, key)?;
-        let old = self.group(slot).params;
+        let old = self.group(slot)?.params;
         let new = value.apply(self.params.policy, old)?;
         self.set_group_params(slot, old, new)
     }
@@ -412,7 +412,7 @@ impl<T> Share<T> {
     ) -> Result<(), EngineError> {
         params.validate()?;
         let slot = self.slot_of(dev, key)?;
-        let old = self.group(slot).params;
+        let old = self.group(slot)?.params;
         self.set_group_params(slot, old, params)
     }
 
@@ -464,7 +464,7 @@ impl<T> Share<T> {
         slots.sort();
         let mut out = Vec::with_capacity(slots.len() + 1);
         for slot in std::iter::once(device.default_slot).chain(slots.into_iter().map(|(_, s)| s)) {
-            let g = self.group(slot);
+            let g = self.group(slot)?;
             out.push((g.key.clone(), g.params, g.stats));
         }
         Ok(out)
@@ -476,7 +476,7 @@ impl<T> Share<T> {
         dev: DeviceIdx,
         key: &GroupKey,
     ) -> Result<(GroupParams, GroupStats), EngineError> {
-        let g = self.group(self.slot_of(dev, key)?);
+        let g = self.group(self.slot_of(dev, key)?)?;
         Ok((g.params, g.stats))
     }
 
@@ -521,12 +521,13 @@ impl<T> Share<T> {
         }
     }
 
-    fn group(&self, slot: u32) -> &Group<T> {
-        // Slots named by a device's table are always occupied.
-        self.slots[slot as usize]
-            .group
-            .as_ref()
-            .expect("device table names a live slot")
+    /// The group in `slot`. Slots named by a device's table are always occupied; an empty
+    /// one would be a bug, reported as an error rather than a panic.
+    fn group(&self, slot: u32) -> Result<&Group<T>, EngineError> {
+        self.slots
+            .get(slot as usize)
+            .and_then(|s| s.group.as_ref())
+            .ok_or_else(|| EngineError::Internal(format!("group slot {slot} is empty")))
     }
 
     fn alloc_slot(&mut self, key: GroupKey, device: u32, params: GroupParams) -> u32 {
