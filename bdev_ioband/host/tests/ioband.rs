@@ -313,3 +313,54 @@ fn group_changes_take_effect_at_the_next_io() {
     );
     assert_eq!(c.success.get(), 4);
 }
+
+#[test]
+fn shared_owner_channels_and_stacked_iobands_complete_everything_once() {
+    // On the owner, a channel hands the caller's descriptor itself to the engine and keeps
+    // its first caller's callback once; other callers of the channel, descriptors already
+    // carrying an ioband context (band1 over band0) and other reactors take the other
+    // paths. All of them complete exactly once, through deletion too.
+    let mut rig = Rig::new(2);
+    let app = rig.on(0, App::new).expect("app");
+    let params = ShareParams {
+        io_limit: 24,
+        ..ShareParams::default()
+    };
+    let (band0, band1) = rig.on(0, || {
+        app.create_model("Model0", model(5_000_000, 8), None)
+            .expect("model");
+        app.create_ioband("band0", "Model0", "s0", Some(params))
+            .expect("ioband");
+        app.create_ioband("band1", "band0", "s1", None)
+            .expect("stacked ioband");
+        (
+            app.bdev("band0").expect("band0"),
+            app.bdev("band1").expect("band1"),
+        )
+    });
+    attach(&app, "band0", 1, 100);
+    let shared = rig.on(0, || band0.get_io_channel()).expect("channel");
+    let clients = vec![
+        Client::on_channel(&rig, shared.clone(), &band0, Some(GroupKey::Tag(1))),
+        Client::on_channel(&rig, shared.clone(), &band0, Some(GroupKey::Tag(2))),
+        Client::on_channel(&rig, shared, &band0, None),
+        Client::new(&rig, 0, &band1, Some(GroupKey::Tag(7))),
+        Client::new(&rig, 1, &band1, Some(GroupKey::Tag(8))),
+        Client::new(&rig, 1, &band0, None),
+    ];
+    for (i, c) in clients.iter().enumerate() {
+        rig.on(if i < 4 { 0 } else { 1 }, || c.start(16));
+    }
+    rig.run(500, 2_000);
+    let moved: Vec<u64> = clients.iter().map(|c| c.success.get()).collect();
+    assert!(moved.iter().all(|&n| n > 0), "all move: {moved:?}");
+    rig.on(0, || app.delete_ioband("band1"))
+        .expect("delete band1");
+    rig.run(100, 2_000);
+    rig.on(0, || app.delete_ioband("band0"))
+        .expect("delete band0");
+    rig.run(200, 2_000);
+    assert_exactly_once(&clients);
+    let aborted: u64 = clients.iter().map(|c| c.aborted.get()).sum();
+    assert!(aborted > 0, "the deletes abort queued I/O");
+}

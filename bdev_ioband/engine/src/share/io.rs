@@ -115,6 +115,10 @@ impl<T> Share<T> {
             }
         }
         let now_sub = self.now_subticks(now_ticks);
+        // Nothing waits anywhere (the pass-through case): nothing to dispatch.
+        if self.ready.is_empty() && self.reserve.is_empty() && self.limited.is_empty() {
+            return;
+        }
         self.run(now_ticks, now_sub, self.next_seq, sink);
     }
 

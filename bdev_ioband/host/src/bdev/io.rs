@@ -58,8 +58,14 @@ pub(crate) struct BandCtx {
     pub(crate) reply_core: u32,
     /// Endpoint of the submitting channel there.
     pub(crate) reply_endpoint: Option<EndpointId>,
-    /// Slot of the parent I/O in that channel.
+    /// Slot of the parent I/O (or of its callback) in that channel.
     pub(crate) slot: u32,
+    /// The descriptor is the caller's own (an owner-local channel hands it to the engine
+    /// as it is), not a child from the channel's pool.
+    pub(crate) parent: bool,
+    /// For such a descriptor, its channel's index in the owner's table of local channels,
+    /// if it has one (the completion then skips the endpoint table).
+    pub(crate) local: Option<u32>,
     /// Which ioband device (module-wide id).
     pub(crate) device_id: u64,
     /// Set while the engine counts the I/O as in flight.

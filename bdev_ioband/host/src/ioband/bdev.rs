@@ -23,6 +23,8 @@ pub(crate) struct DeviceShared {
     pub(crate) device_id: u64,
     pub(crate) owner_core: u32,
     pub(crate) submit_endpoint: EndpointId,
+    /// Which module owns it (see [`owner_module`](super::module::owner_module)).
+    pub(crate) module_key: u64,
     pub(crate) removed: AtomicBool,
     pub(crate) stats: IoStats,
 }

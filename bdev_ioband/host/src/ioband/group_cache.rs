@@ -2,7 +2,8 @@
 //! hash every I/O's group key with SipHash in the engine's map (`Share::group_id`, ~290
 //! instructions per I/O measured with callgrind; a hit here is an index and a compare).
 //!
-//! Direct-mapped, [`SLOTS`] entries. Valid for one control epoch of the module: every
+//! Tags below [`TAG_SLOTS`] (the common `tag:<n>` tenants) have a slot each, indexed by the
+//! tag itself; other keys share [`SLOTS`] direct-mapped entries. Valid for one control epoch of the module: every
 //! mutable access to the engine (settings, attach, detach, create, delete) starts a new
 //! epoch, and the first lookup after that empties the cache, so a cached handle never
 //! outlives the configuration it was looked up in. Owned by the owner reactor, inside the
@@ -10,12 +11,15 @@
 
 use bdev_ioband_engine::{GroupId, GroupKey};
 
-/// Entries per device.
+/// Hashed entries per device.
 pub(crate) const SLOTS: usize = 64;
+/// Tags with an entry of their own.
+pub(crate) const TAG_SLOTS: usize = 256;
 
 #[derive(Debug)]
 pub(crate) struct GroupCache {
     epoch: u64,
+    tags: Box<[Option<GroupId>]>,
     slots: Box<[Option<(GroupKey, GroupId)>]>,
 }
 
@@ -23,8 +27,18 @@ impl Default for GroupCache {
     fn default() -> Self {
         GroupCache {
             epoch: 0,
+            tags: vec![None; TAG_SLOTS].into_boxed_slice(),
             slots: vec![None; SLOTS].into_boxed_slice(),
         }
+    }
+}
+
+/// The entry of its own of a small tag.
+#[inline]
+fn tag_index(key: &GroupKey) -> Option<usize> {
+    match key {
+        GroupKey::Tag(t) => usize::try_from(*t).ok().filter(|&t| t < TAG_SLOTS),
+        _ => None,
     }
 }
 
@@ -50,9 +64,13 @@ impl GroupCache {
     #[inline]
     pub(crate) fn get(&mut self, key: &GroupKey, epoch: u64) -> Option<GroupId> {
         if self.epoch != epoch {
+            self.tags.iter_mut().for_each(|s| *s = None);
             self.slots.iter_mut().for_each(|s| *s = None);
             self.epoch = epoch;
             return None;
+        }
+        if let Some(t) = tag_index(key) {
+            return self.tags[t];
         }
         match &self.slots[index(key)] {
             Some((k, id)) if k == key => Some(*id),
@@ -62,6 +80,10 @@ impl GroupCache {
 
     /// Remembers `key`'s handle for the current epoch.
     pub(crate) fn put(&mut self, key: &GroupKey, id: GroupId) {
+        if let Some(t) = tag_index(key) {
+            self.tags[t] = Some(id);
+            return;
+        }
         self.slots[index(key)] = Some((key.clone(), id));
     }
 }

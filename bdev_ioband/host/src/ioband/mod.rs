@@ -17,6 +17,13 @@
 //! core does all scheduling and base submission for every share. A later step can give
 //! each share its own owner reactor without changing the channel side.
 //!
+//! On the owner reactor itself there is no hop and no copy: a channel there hands the
+//! caller's descriptor as it is to the module (a direct call), the engine dispatches it
+//! straight to the base, and the base's completion is completed to the caller from the
+//! module's completion callback (a direct call again, through the module's table of local
+//! channels). The caller's callback is kept once per channel for its first caller (see
+//! [`channel`]).
+//!
 //! # Lifetimes and exactly-once completion
 //!
 //! - The base returning ENOMEM (`SubmitError::NoMem`) parks the I/O on the owner, in

@@ -8,11 +8,12 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bdev_ioband_engine::{Admit, DeviceRef, Engine, GroupKey, ShareId, ShareParams, Ticket};
 
+use super::channel::{self, State as ChannelState};
 use super::group_cache::GroupCache;
 use super::{DeviceShared, IobandBdev, IobandError};
 use crate::bdev::{
@@ -94,6 +95,26 @@ impl DeviceSlab {
     }
 }
 
+/// Module keys, unique in the process.
+static NEXT_MODULE_KEY: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The modules owned by reactors of this thread, by key: how a channel created on an
+    /// owner reactor finds its module, to call it without the endpoint table.
+    static MODULES: RefCell<Vec<(u64, Weak<RefCell<IobandModule>>)>> =
+        const { RefCell::new(Vec::new()) };
+}
+
+/// The module of `key`, if it lives on this thread.
+pub(super) fn owner_module(key: u64) -> Option<Weak<RefCell<IobandModule>>> {
+    MODULES.with(|m| {
+        m.borrow()
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, w)| w.clone())
+    })
+}
+
 /// The owner-side state; see the module doc.
 pub struct IobandModule {
     engine: Engine<Box<BdevIo>>,
@@ -107,6 +128,10 @@ pub struct IobandModule {
     core: u32,
     submit_endpoint: EndpointId,
     base_done: Option<IoCallback>,
+    key: u64,
+    /// The channels on this reactor that hand their callers' descriptors over as they
+    /// are; a base completion of theirs is completed directly (see `on_base_done`).
+    local_channels: Vec<Weak<ChannelState>>,
 }
 
 impl std::fmt::Debug for IobandModule {
@@ -146,7 +171,15 @@ impl IobandModule {
                 core,
                 submit_endpoint,
                 base_done: Some(done),
+                key: NEXT_MODULE_KEY.fetch_add(1, Ordering::Relaxed),
+                local_channels: Vec::new(),
             })
+        });
+        let key = module.borrow().key;
+        MODULES.with(|m| {
+            let mut m = m.borrow_mut();
+            m.retain(|(_, w)| w.strong_count() > 0);
+            m.push((key, Rc::downgrade(&module)));
         });
         let weak = Rc::downgrade(&module);
         reactor::register_poller("ioband_owner", 0, move |now| {
@@ -177,6 +210,26 @@ impl IobandModule {
     /// I/O waiting for the base to take it (ENOMEM).
     pub fn parked(&self) -> usize {
         self.parked.len()
+    }
+
+    /// Remembers a channel of this reactor; returns its index (a slot of a channel that
+    /// has gone is reused).
+    pub(super) fn add_local_channel(&mut self, state: Weak<ChannelState>) -> Option<u32> {
+        let i = match self
+            .local_channels
+            .iter()
+            .position(|w| w.strong_count() == 0)
+        {
+            Some(i) => {
+                self.local_channels[i] = state;
+                i
+            }
+            None => {
+                self.local_channels.push(state);
+                self.local_channels.len() - 1
+            }
+        };
+        u32::try_from(i).ok()
     }
 
     /// Creates ioband bdev `name` over `base` in `share` (created with `params`, or with
@@ -215,6 +268,7 @@ impl IobandModule {
             device_id,
             owner_core: self.core,
             submit_endpoint: self.submit_endpoint,
+            module_key: self.key,
             removed: AtomicBool::new(false),
             stats: IoStats::default(),
         });
@@ -318,10 +372,10 @@ impl IobandModule {
             send_reply(io);
             return;
         };
-        let dref = &dev.dref;
+        let (share_id, device) = (dev.dref.share_id, dev.dref.device);
         let bytes = io.len_bytes(dev.shared.block_size);
         let op = io.io_type.op();
-        let Some(share) = self.engine.share_by_id_mut(dref.share_id) else {
+        let Some(share) = self.engine.share_by_id_mut(share_id) else {
             io.status = IoStatus::Aborted;
             send_reply(io);
             return;
@@ -330,7 +384,7 @@ impl IobandModule {
         let group = match dev.groups.get(key, self.epoch) {
             Some(group) => group,
             None => {
-                let Ok(group) = share.group_id(dref.device, key) else {
+                let Ok(group) = share.group_id(device, key) else {
                     io.status = IoStatus::Aborted;
                     send_reply(io);
                     return;
@@ -339,15 +393,22 @@ impl IobandModule {
                 group
             }
         };
-        let scratch = &mut self.scratch;
-        let admit = share.submit(dref.device, group, io, op, bytes, now, &mut |io, t| {
-            scratch.push_back((io, t));
+        let mut sink = Sink {
+            devices: &mut self.devices,
+            parked: &mut self.parked,
+            scratch: &mut self.scratch,
+            done: self.base_done.as_ref(),
+        };
+        let admit = share.submit(device, group, io, op, bytes, now, &mut |io, t| {
+            sink.take(io, t);
         });
         if let Admit::NoDevice(mut io) = admit {
             io.status = IoStatus::Aborted;
             send_reply(io);
         }
-        self.dispatch_scratch();
+        if !self.scratch.is_empty() {
+            self.dispatch_scratch();
+        }
     }
 
     /// Sends what the engine released to the base, in order, including what completing a
@@ -416,11 +477,27 @@ impl IobandModule {
     /// Accounts a completion from the base and dispatches what it allows; returns the
     /// descriptor for the caller to reply with once the module is no longer borrowed.
     fn base_done(&mut self, mut io: Box<BdevIo>, now: u64) -> Box<BdevIo> {
-        if let Some(dev) = self.devices.get_mut(&io.band.device_id) {
-            dev.in_flight = dev.in_flight.saturating_sub(1);
+        let Some(dev) = self.devices.get_mut(&io.band.device_id) else {
+            return io;
+        };
+        dev.in_flight = dev.in_flight.saturating_sub(1);
+        let share_id = dev.dref.share_id;
+        let Some(ticket) = io.band.ticket.take() else {
+            return io;
+        };
+        let Some(share) = self.engine.share_by_id_mut(share_id) else {
+            return io;
+        };
+        let mut sink = Sink {
+            devices: &mut self.devices,
+            parked: &mut self.parked,
+            scratch: &mut self.scratch,
+            done: self.base_done.as_ref(),
+        };
+        share.complete(ticket, now, &mut |io, t| sink.take(io, t));
+        if !self.scratch.is_empty() {
+            self.dispatch_scratch();
         }
-        self.complete_ticket(&mut io, now);
-        self.dispatch_scratch();
         io
     }
 
@@ -463,6 +540,40 @@ impl IobandModule {
     }
 }
 
+/// Where the engine's dispatches go on the I/O path: straight to the base (or to the
+/// parked queue behind what waits there); a deleted device's I/O, which needs the engine
+/// again, goes to the scratch batch for [`IobandModule::dispatch_scratch`].
+struct Sink<'a> {
+    devices: &'a mut DeviceSlab,
+    parked: &'a mut VecDeque<Box<BdevIo>>,
+    scratch: &'a mut VecDeque<(Box<BdevIo>, Ticket)>,
+    done: Option<&'a IoCallback>,
+}
+
+impl Sink<'_> {
+    #[inline]
+    fn take(&mut self, mut io: Box<BdevIo>, ticket: Ticket) {
+        let dev = self
+            .devices
+            .get_mut(&io.band.device_id)
+            .filter(|d| !d.deleted);
+        match (dev, self.done) {
+            (Some(dev), Some(done)) => {
+                io.band.ticket = Some(ticket);
+                if !self.parked.is_empty() {
+                    self.parked.push_back(io);
+                    return;
+                }
+                match dev.base_ch.submit(io, done) {
+                    Ok(()) => dev.in_flight += 1,
+                    Err(SubmitError::NoMem(io)) => self.parked.push_back(io),
+                }
+            }
+            _ => self.scratch.push_back((io, ticket)),
+        }
+    }
+}
+
 /// Sends a descriptor back to the channel that submitted it (always by message, so that
 /// the caller's callback never runs inside the owner's code).
 fn send_reply(io: Box<BdevIo>) {
@@ -488,7 +599,18 @@ fn later(endpoint: Option<EndpointId>, io: Box<BdevIo>) {
     }
 }
 
-fn on_submit(module: &Weak<RefCell<IobandModule>>, eps: &Endpoints, mut io: Box<BdevIo>) {
+fn on_submit(module: &Weak<RefCell<IobandModule>>, eps: &Endpoints, io: Box<BdevIo>) {
+    submit_on_owner(module, eps.submit.get(), io);
+}
+
+/// Submits `io` to the module, on its reactor: the owner's submit endpoint, and what an
+/// owner-local channel calls directly.
+#[inline]
+pub(super) fn submit_on_owner(
+    module: &Weak<RefCell<IobandModule>>,
+    submit_endpoint: Option<EndpointId>,
+    mut io: Box<BdevIo>,
+) {
     let Some(m) = module.upgrade() else {
         io.status = IoStatus::Aborted;
         send_reply(io);
@@ -497,7 +619,7 @@ fn on_submit(module: &Weak<RefCell<IobandModule>>, eps: &Endpoints, mut io: Box<
     let Ok(mut m) = m.try_borrow_mut() else {
         // Re-entered from inside the module (an ioband stacked on an ioband of the same
         // owner): take it at the next pass instead.
-        later(eps.submit.get(), io);
+        later(submit_endpoint, io);
         return;
     };
     // The pass tick: the engine's accounting needs no finer clock than one reactor pass.
@@ -517,10 +639,23 @@ fn on_base_done(module: &Weak<RefCell<IobandModule>>, eps: &Endpoints, mut io: B
     };
     let now = reactor::pass_ticks();
     let io = m.base_done(io, now);
-    drop(m);
     // A base completes from its own poller, never inside a submit, and the module is no
     // longer borrowed: a reply to a channel on this reactor is delivered inline (its
     // callback may resubmit at once); one on another reactor goes by message.
+    let local = match io.band.local {
+        Some(i) if io.band.parent => m
+            .local_channels
+            .get(i as usize)
+            .and_then(Weak::upgrade)
+            // A slot reused by a newer channel: the endpoint says whose it is.
+            .filter(|s| Some(s.endpoint()) == io.band.reply_endpoint),
+        _ => None,
+    };
+    drop(m);
+    if let Some(state) = local {
+        channel::complete_parent(&state, io);
+        return;
+    }
     let core = io.band.reply_core;
     if let Some(endpoint) = io.band.reply_endpoint {
         let _ = reactor::deliver_io(core, endpoint, io);

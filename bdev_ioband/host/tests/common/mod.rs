@@ -69,6 +69,16 @@ pub struct Client {
 impl Client {
     pub fn new(rig: &Rig, core: usize, bdev: &BdevRef, group: Option<GroupKey>) -> Rc<Client> {
         let ch = rig.on(core, || bdev.get_io_channel()).expect("channel");
+        Client::on_channel(rig, ch, bdev, group)
+    }
+
+    /// A client on a channel that others may share (each client has its own callback).
+    pub fn on_channel(
+        rig: &Rig,
+        ch: Rc<dyn IoChannel>,
+        bdev: &BdevRef,
+        group: Option<GroupKey>,
+    ) -> Rc<Client> {
         let client = Rc::new(Client {
             ch,
             cb: RefCell::new(None),
