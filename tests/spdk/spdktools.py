@@ -75,3 +75,26 @@ class SpdkTarget(Target):
         if 'error' in resp and resp['error']['code'] == -32601:
             raise AssertionError('bdev_ioband_* methods missing: the library was not loaded:\n' + self.log())
         return 'result' in resp or resp['error']['code'] != -1
+
+
+def call(t, method, params=None, timeout=30):
+    """One JSON-RPC call with the raw client: for SPDK's own methods whose PyPI client (26.x)
+    sends parameters SPDK 25.09 does not know (nvmf_*, bdev_nvme_*)."""
+    with RawClient(t.sock, timeout=timeout) as c:
+        return c.call(method, params)
+
+
+def free_tcp_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(('127.0.0.1', 0))
+        return str(s.getsockname()[1])
+
+
+def spdk_env(root):
+    """The environment an SPDK app of `root` (shared libraries) runs in."""
+    env = dict(os.environ)
+    lib_dir = str(spdk_lib_dir(root))
+    env['LD_LIBRARY_PATH'] = os.pathsep.join([lib_dir] + [p for p in [env.get('LD_LIBRARY_PATH')] if p])
+    return env
