@@ -219,6 +219,19 @@ impl<T> Engine<T> {
         })
     }
 
+    /// Where a device lives, without allocating (the I/O path's lookup by name).
+    pub fn device_handle(&self, device: &str) -> Result<(ShareId, DeviceIdx), EngineError> {
+        let share_name = self.devices.get(device).ok_or_else(|| no_device(device))?;
+        let share_id = self.share_id(share_name).map_err(|_| no_device(device))?;
+        let share = self
+            .share_by_id(share_id)
+            .ok_or_else(|| no_device(device))?;
+        let idx = share
+            .device_by_name(device)
+            .ok_or_else(|| no_device(device))?;
+        Ok((share_id, idx))
+    }
+
     /// A share by name.
     pub fn share(&self, share: &str) -> Result<&Share<T>, EngineError> {
         let id = self.share_id(share)?;

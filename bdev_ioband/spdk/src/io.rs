@@ -69,7 +69,7 @@ pub fn submit(dev_id: u64, io: *mut c_void, kind: c_int, bytes: u64, thread_id: 
     let Some(io) = IoHandle::new(io) else {
         return -22;
     };
-    let mut fx = Effects::default();
+    let mut fx = Effects::take();
     let rc = with_state(|st| submit_locked(st, &mut fx, dev_id, io, kind, bytes, thread_id))
         .unwrap_or(-ENODEV);
     run_effects(fx);
@@ -88,7 +88,6 @@ fn submit_locked(
     let Some(dev) = st.devs.get(&dev_id).filter(|d| !d.deleted) else {
         return -ENODEV;
     };
-    let name = dev.name.clone();
     write_area(
         &io,
         IoArea {
@@ -100,21 +99,23 @@ fn submit_locked(
     if kind == ffi::IO_RESET {
         // A reset completes after everything before it: what the share still queues for
         // this device is aborted, the reset goes straight to the base.
+        let name = dev.name.clone();
         for queued in drain_device(st, &name) {
             fx.complete.push((queued, ffi::STATUS_ABORTED));
         }
         fx.dispatch.push(io);
         return 0;
     }
-    let Ok(r) = st.engine.device(&name) else {
+    // No allocation per I/O: the device is found by reference, the share by handle.
+    let Ok((share_id, device)) = st.engine.device_handle(&dev.name) else {
         return -ENODEV;
     };
-    let Ok(share) = st.engine.share_mut(&r.share) else {
+    let Some(share) = st.engine.share_by_id_mut(share_id) else {
         return -ENODEV;
     };
     let group = u32::try_from(thread_id)
         .ok()
-        .and_then(|t| share.group_id(r.device, &GroupKey::Tag(t)).ok());
+        .and_then(|t| share.group_id(device, &GroupKey::Tag(t)).ok());
     let Some(group) = group else {
         return -ENODEV;
     };
@@ -124,7 +125,7 @@ fn submit_locked(
         _ => Op::Other,
     };
     let now = shim::ticks();
-    match share.submit(r.device, group, io, op, bytes, now, &mut sink(fx)) {
+    match share.submit(device, group, io, op, bytes, now, &mut sink(fx)) {
         Admit::Accepted => 0,
         // The handle goes back to the shim, which fails the I/O.
         Admit::NoDevice(_) => -ENODEV,
@@ -134,7 +135,7 @@ fn submit_locked(
 /// The base completed a dispatched I/O.
 pub fn done(dev_id: u64, io: *mut c_void) {
     let Some(io) = IoHandle::new(io) else { return };
-    let mut fx = Effects::default();
+    let mut fx = Effects::take();
     let area = read_area(&io);
     // The submitter first, the ticket after (the engine's contract): a closed-loop
     // submitter on this thread sends its next I/O from the completion callback and so
@@ -149,7 +150,7 @@ pub fn done(dev_id: u64, io: *mut c_void) {
 /// A dispatched I/O could not be submitted to the base (not even after io_wait).
 pub fn dispatch_failed(dev_id: u64, io: *mut c_void) {
     let Some(io) = IoHandle::new(io) else { return };
-    let mut fx = Effects::default();
+    let mut fx = Effects::take();
     fail_dispatched(&mut fx, dev_id, io);
     run_effects(fx);
 }
@@ -166,27 +167,28 @@ fn return_ticket(st: &mut State, fx: &mut Effects, dev_id: u64, ticket: Ticket) 
     let Some(dev) = st.devs.get(&dev_id) else {
         return;
     };
-    if let Ok(share) = st.engine.share_mut(&dev.share) {
+    let Ok(id) = st.engine.share_id(&dev.share) else {
+        return;
+    };
+    if let Some(share) = st.engine.share_by_id_mut(id) {
         share.complete(ticket, shim::ticks(), &mut sink(fx));
     }
 }
 
 /// Owner poller: re-drives shares that hold queued I/O. Returns whether it dispatched.
 pub fn poll() -> bool {
-    let mut fx = Effects::default();
+    let mut fx = Effects::take();
     with_state(|st| {
         let now = shim::ticks();
-        let names: Vec<String> = st
-            .engine
-            .shares()
-            .filter(|s| s.queued() > 0)
-            .map(|s| s.name().to_owned())
-            .collect();
-        for name in names {
-            if let Ok(share) = st.engine.share_mut(&name) {
+        let mut ids = std::mem::take(&mut st.poll_ids);
+        ids.clear();
+        ids.extend(st.engine.share_ids());
+        for &id in &ids {
+            if let Some(share) = st.engine.share_by_id_mut(id) {
                 share.poll(now, &mut sink(&mut fx));
             }
         }
+        st.poll_ids = ids;
     });
     let busy = !fx.is_empty();
     run_effects(fx);
@@ -238,7 +240,7 @@ pub fn drain_device(st: &mut State, name: &str) -> Vec<IoHandle> {
 /// The bdev layer destructs a device's bdev: abort what its share still queues for it and
 /// forget the node (a remembered device is created again when its base comes back).
 pub fn node_destruct(dev_id: u64) {
-    let mut fx = Effects::default();
+    let mut fx = Effects::take();
     with_state(|st| {
         let Some(dev) = st.devs.get(&dev_id) else {
             return;
@@ -281,6 +283,7 @@ pub fn run_effects(mut fx: Effects) {
             }
         }
         if failed.is_empty() {
+            fx.recycle();
             return;
         }
         for io in failed {

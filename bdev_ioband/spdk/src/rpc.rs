@@ -246,7 +246,7 @@ fn delete(params: Option<&str>) -> Step {
         Ok(p) => p,
         Err(e) => return Step::Reply(Err(e)),
     };
-    let mut fx = Effects::default();
+    let mut fx = Effects::take();
     let out = with_state(|st| delete_locked(st, &mut fx, &p.name));
     run_effects(fx);
     match out {

@@ -14,7 +14,7 @@ use std::ffi::c_int;
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
-use bdev_ioband_engine::Engine;
+use bdev_ioband_engine::{Engine, ShareId};
 
 use crate::shim::{self, IoHandle, NodePtr};
 
@@ -46,6 +46,8 @@ pub struct State {
     pub names: BTreeMap<String, u64>,
     /// Next device id.
     pub next_id: u64,
+    /// The poller's list of shares to drive, kept to reuse its allocation.
+    pub poll_ids: Vec<ShareId>,
 }
 
 /// Work left for after the state is released: completing or submitting an I/O may call
@@ -59,7 +61,33 @@ pub struct Effects {
     pub dispatch: Vec<IoHandle>,
 }
 
+thread_local! {
+    /// Spent effect lists of this (the owner) thread, reused so that the I/O path does
+    /// not allocate once the lists have grown to their working size.
+    static SPARE_EFFECTS: RefCell<Vec<Effects>> = const { RefCell::new(Vec::new()) };
+}
+
 impl Effects {
+    /// An empty effect list, reusing a spent one's allocation when there is one.
+    pub fn take() -> Effects {
+        SPARE_EFFECTS
+            .with(|spare| spare.try_borrow_mut().ok().and_then(|mut s| s.pop()))
+            .unwrap_or_default()
+    }
+
+    /// Hands a drained effect list back for reuse.
+    pub fn recycle(mut self) {
+        self.complete.clear();
+        self.dispatch.clear();
+        SPARE_EFFECTS.with(|spare| {
+            if let Ok(mut s) = spare.try_borrow_mut() {
+                if s.len() < 8 {
+                    s.push(self);
+                }
+            }
+        });
+    }
+
     /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
         self.complete.is_empty() && self.dispatch.is_empty()
@@ -75,6 +103,7 @@ pub fn init(ticks_per_sec: u64) {
         devs: BTreeMap::new(),
         names: BTreeMap::new(),
         next_id: 1,
+        poll_ids: Vec::new(),
     }));
     let old = STATE.swap(Box::into_raw(state), Ordering::AcqRel);
     if !old.is_null() {
