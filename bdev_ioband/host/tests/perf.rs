@@ -492,3 +492,44 @@ fn svg_writer_is_well_formed() {
     assert!(check_xml("<?xml version=\"1.0\"?><svg a=b/>").is_err());
     assert!(check_xml("<?xml version=\"1.0\"?><svg>&nbsp;</svg>").is_err());
 }
+
+/// A share spanning two ioband bdevs gets one table over both: its default groups at
+/// 300:100 are configured 3/4 and 1/4 of the share, not 100% each of their own bdev.
+#[test]
+fn a_share_over_two_bdevs_gets_one_table() {
+    let dir = tmpdir("two_bdevs");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/etc/ioband_tgt.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_ioband_perf"))
+        .current_dir(&dir)
+        .args(["--json", example, "-q", "32", "-o", "4k", "-w", "randread"])
+        .args(["-t", "0.3", "--output", "json"])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let shares = v["shares"].as_array().expect("shares");
+    assert_eq!(shares.len(), 1, "one table for share0: {shares:?}");
+    let s = &shares[0];
+    assert_eq!(s["share"], "share0");
+    assert_eq!(s["bdev"], "band0,band1");
+    let groups = s["groups"].as_array().expect("groups");
+    let configured: Vec<(String, f64)> = groups
+        .iter()
+        .map(|g| {
+            let label = g["group"].as_str().expect("label").to_owned();
+            (label, g["configured_share"].as_f64().expect("configured"))
+        })
+        .collect();
+    assert_eq!(
+        configured,
+        [
+            ("band0/none".to_owned(), 0.75),
+            ("band1/none".to_owned(), 0.25)
+        ]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

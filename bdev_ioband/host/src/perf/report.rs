@@ -135,10 +135,11 @@ pub struct GroupShare {
     pub max_exceeded_ratio: Option<f64>,
 }
 
-/// Configured versus achieved shares on one ioband bdev.
+/// Configured versus achieved shares in one share (over every ioband bdev of it that a job
+/// drove: their groups compete with each other).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ShareTable {
-    /// The ioband bdev.
+    /// The ioband bdev, or the share's driven ioband bdevs joined by commas.
     pub bdev: String,
     /// Its share.
     pub share: String,

@@ -240,65 +240,84 @@ fn share_tables(
 ) -> Vec<ShareTable> {
     let module = app.ioband.borrow();
     let engine = module.engine();
-    let mut tables = Vec::new();
+    // One table per share: the groups of every ioband bdev of a share compete with each
+    // other, so configured shares are over all of them (labelled `bdev/group` when the share
+    // has more than one driven bdev).
+    let mut per_share: Vec<(String, Vec<String>)> = Vec::new();
     for bdev in module.bdevs() {
         let name = crate::bdev::Bdev::name(&bdev).to_owned();
-        let driving: Vec<usize> = (0..jobs.len())
-            .filter(|&i| jobs[i].0.bdev == name)
-            .collect();
-        if driving.is_empty() {
+        if !jobs.iter().any(|j| j.0.bdev == name) {
             continue;
         }
-        let (Ok(share), Ok(groups)) = (engine.share(bdev.share_name()), engine.groups_of(&name))
-        else {
+        match per_share.iter_mut().find(|(s, _)| s == bdev.share_name()) {
+            Some((_, names)) => names.push(name),
+            None => per_share.push((bdev.share_name().to_owned(), vec![name])),
+        }
+    }
+    let mut tables = Vec::new();
+    for (share_name, bdevs) in per_share {
+        let Ok(share) = engine.share(&share_name) else {
             continue;
         };
-        let attached: Vec<GroupKey> = groups.iter().map(|g| g.0.clone()).collect();
-        let mut inputs: Vec<(GroupKey, GroupInput)> = Vec::new();
-        for &i in &driving {
-            let key = landing_group(&attached, jobs[i].0.group.as_ref());
-            let o = &outcomes[i];
-            let pos = match inputs.iter().position(|(k, _)| *k == key) {
-                Some(p) => p,
-                None => {
-                    let params = groups
-                        .iter()
-                        .find(|g| g.0 == key)
-                        .map(|g| g.1)
-                        .unwrap_or_default();
-                    inputs.push((
-                        key.clone(),
-                        GroupInput {
-                            group: key.to_string(),
-                            jobs: 0,
-                            weight: params.weight,
-                            min_kib_per_sec: params.min_kib_per_sec,
-                            max_kib_per_sec: params.max_kib_per_sec,
-                            ios: 0,
-                            bytes: 0,
-                            windows: Vec::new(),
-                        },
-                    ));
-                    inputs.len() - 1
-                }
+        let mut inputs: Vec<(String, GroupInput)> = Vec::new();
+        for name in &bdevs {
+            let Ok(groups) = engine.groups_of(name) else {
+                continue;
             };
-            let gi = &mut inputs[pos].1;
-            gi.jobs += 1;
-            gi.ios += o.ios;
-            gi.bytes += o.bytes;
-            if gi.windows.len() < o.windows.len() {
-                gi.windows.resize(o.windows.len(), (0, 0));
-            }
-            for (w, &(i, b)) in o.windows.iter().enumerate() {
-                gi.windows[w].0 += i;
-                gi.windows[w].1 += b;
+            let attached: Vec<GroupKey> = groups.iter().map(|g| g.0.clone()).collect();
+            for (i, (spec, _, _)) in jobs.iter().enumerate() {
+                if spec.bdev != *name {
+                    continue;
+                }
+                let key = landing_group(&attached, spec.group.as_ref());
+                let label = if bdevs.len() > 1 {
+                    format!("{name}/{key}")
+                } else {
+                    key.to_string()
+                };
+                let o = &outcomes[i];
+                let pos = match inputs.iter().position(|(l, _)| *l == label) {
+                    Some(p) => p,
+                    None => {
+                        let params = groups
+                            .iter()
+                            .find(|g| g.0 == key)
+                            .map(|g| g.1)
+                            .unwrap_or_default();
+                        inputs.push((
+                            label.clone(),
+                            GroupInput {
+                                group: label,
+                                jobs: 0,
+                                weight: params.weight,
+                                min_kib_per_sec: params.min_kib_per_sec,
+                                max_kib_per_sec: params.max_kib_per_sec,
+                                ios: 0,
+                                bytes: 0,
+                                windows: Vec::new(),
+                            },
+                        ));
+                        inputs.len() - 1
+                    }
+                };
+                let gi = &mut inputs[pos].1;
+                gi.jobs += 1;
+                gi.ios += o.ios;
+                gi.bytes += o.bytes;
+                if gi.windows.len() < o.windows.len() {
+                    gi.windows.resize(o.windows.len(), (0, 0));
+                }
+                for (w, &(i, b)) in o.windows.iter().enumerate() {
+                    gi.windows[w].0 += i;
+                    gi.windows[w].1 += b;
+                }
             }
         }
         let complete = super::sat_usize((runtime_s / window_s + 1e-9).floor());
         let inputs: Vec<GroupInput> = inputs.into_iter().map(|(_, g)| g).collect();
         tables.push(report::share_table(
-            &name,
-            bdev.share_name(),
+            &bdevs.join(","),
+            &share_name,
             share.policy(),
             &inputs,
             runtime_s,
