@@ -14,9 +14,9 @@
 use std::ffi::c_int;
 
 use bdev_ioband_engine::config::rpc::{
-    self as types, rpc_code, CreateParams, DeleteParams, INVALID_PARAMS,
+    self as types, config_params, rpc_code, CreateParams, DeleteParams, INVALID_PARAMS,
 };
-use bdev_ioband_engine::{EngineError, GroupKey, GroupParams, GroupValue};
+use bdev_ioband_engine::EngineError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -322,38 +322,23 @@ pub fn config_json(w: JsonWriter) {
 }
 
 fn config_entries(st: &State) -> Vec<Value> {
-    let engine = &st.engine;
     let live: Vec<&Dev> = st.devs.values().filter(|d| !d.deleted).collect();
-    let mut out = Vec::new();
+    let mut creates = Vec::new();
+    let mut settings = Vec::new();
     for d in &live {
-        let Ok(share) = engine.share(&d.share) else {
+        // The same entries as the embedded host writes (the engine's config_params).
+        let Ok((create, groups)) = config_params(&st.engine, &d.name, &d.base) else {
             continue;
         };
-        let p = share.params();
-        out.push(json!({"method": "bdev_ioband_create", "params": {
-            "name": d.name, "base_bdev_name": d.base, "share": d.share, "policy": p.policy,
-            "io_throttle": p.io_throttle, "io_limit": p.io_limit, "token": p.token,
-            "carryover": p.carryover, "capacity_kib_per_sec": p.capacity_kib_per_sec,
-        }}));
+        creates.push(json!({"method": "bdev_ioband_create", "params": create}));
+        settings.extend(
+            groups
+                .into_iter()
+                .map(|p| json!({"method": "bdev_ioband_set_settings", "params": p})),
+        );
     }
-    for d in &live {
-        let (Ok(groups), Ok(share)) = (engine.groups_of(&d.name), engine.share(&d.share)) else {
-            continue;
-        };
-        for (key, params, _) in groups {
-            if key == GroupKey::None && params == GroupParams::default() {
-                continue;
-            }
-            let value = match GroupValue::of(share.policy(), &params) {
-                GroupValue::Weight(w) => json!(w),
-                range => json!(range.to_string()),
-            };
-            out.push(json!({"method": "bdev_ioband_set_settings", "params": {
-                "name": d.name, "group": key.to_string(), "value": value,
-            }}));
-        }
-    }
-    out
+    creates.extend(settings);
+    creates
 }
 
 /// bdev_get_bdevs: the `"ioband"` member of a device's driver_specific.
