@@ -68,22 +68,13 @@ fn main() -> ExitCode {
         eprintln!("ioband_tgt: no main reactor");
         return ExitCode::FAILURE;
     };
-    let mut threads = Vec::new();
-    for (index, lcore) in (0u32..).zip(lcores.iter()).skip(1) {
-        let Some(seed) = set.take_seed(index) else {
-            continue;
-        };
-        let spawned = std::thread::Builder::new()
-            .name(format!("reactor_{lcore}"))
-            .spawn(move || seed.build().run());
-        match spawned {
-            Ok(t) => threads.push(t),
-            Err(e) => {
-                eprintln!("ioband_tgt: cannot start reactor {lcore}: {e}");
-                return ExitCode::FAILURE;
-            }
+    let threads = match set.spawn_secondaries() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("ioband_tgt: {e}");
+            return ExitCode::FAILURE;
         }
-    }
+    };
     let mut main_reactor = main_seed.build();
 
     let started = main_reactor.enter(|| -> Result<Rc<std::cell::RefCell<RpcServer>>, String> {

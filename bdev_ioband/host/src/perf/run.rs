@@ -76,17 +76,7 @@ impl Host {
     fn start(lcores: &[u32]) -> Result<Host, String> {
         let mut set = ReactorSet::new(lcores, Clock::monotonic(), false);
         let main_seed = set.take_seed(0).ok_or("no main reactor")?;
-        let mut threads = Vec::new();
-        for (index, lcore) in (0u32..).zip(lcores.iter()).skip(1) {
-            let Some(seed) = set.take_seed(index) else {
-                continue;
-            };
-            let t = std::thread::Builder::new()
-                .name(format!("reactor_{lcore}"))
-                .spawn(move || seed.build().run())
-                .map_err(|e| format!("cannot start reactor {lcore}: {e}"))?;
-            threads.push(t);
-        }
+        let threads = set.spawn_secondaries()?;
         let main = main_seed.build();
         let mut host = Host {
             main,

@@ -10,6 +10,7 @@
 //! with [`Reactor::poll_once`]; the reactor being polled (or entered with
 //! [`Reactor::enter`]) is the "current" one that the free functions here act on.
 
+mod affinity;
 mod local;
 mod task;
 
@@ -21,6 +22,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use thiserror::Error;
 
+pub use affinity::pin_current_thread;
 pub use local::{
     core_count, current_core, deliver_io, endpoint_callback, lcore_of, now_ticks, pass_ticks,
     register_endpoint, register_poller, request_stop, send_io, send_msg, unregister_endpoint,
@@ -137,6 +139,32 @@ impl ReactorSet {
             shared: self.shared.clone(),
             mailbox,
         })
+    }
+
+    /// Starts a thread for every reactor but the main one, each pinned to its core and
+    /// polling until the host stops; the main reactor's seed is left for the caller, whose
+    /// thread is pinned to the main core.
+    pub fn spawn_secondaries(&mut self) -> Result<Vec<std::thread::JoinHandle<()>>, String> {
+        let lcores = self.shared.lcores.clone();
+        let mut threads = Vec::new();
+        for (index, &lcore) in (0u32..).zip(lcores.iter()).skip(1) {
+            let Some(seed) = self.take_seed(index) else {
+                continue;
+            };
+            let t = std::thread::Builder::new()
+                .name(format!("reactor_{lcore}"))
+                .spawn(move || {
+                    pin_current_thread(lcore);
+                    seed.build().run();
+                })
+                .map_err(|e| format!("cannot start reactor {lcore}: {e}"))?;
+            threads.push(t);
+        }
+        // Last: a thread inherits its creator's affinity, so the others start unpinned.
+        if let Some(&main) = lcores.first() {
+            pin_current_thread(main);
+        }
+        Ok(threads)
     }
 
     /// Builds every reactor on the calling thread (for tests that step them by hand).
