@@ -159,8 +159,13 @@ pub fn line_chart(
     }
     let sx = |x: f64| LEFT + plot_w * (finite(x) - x_min) / (x_max - x_min);
     let sy = |y: f64| TOP + plot_h - plot_h * (finite(y) / y_top).clamp(0.0, 1.05);
+    // A dashed series takes the colour of the solid one at its rank, so that a group's
+    // configured line matches its achieved one when both lists are in the same order.
+    let (mut solid, mut dashed) = (0usize, 0usize);
     for (i, s) in series.iter().enumerate() {
-        let colour = PALETTE[i % PALETTE.len()];
+        let rank = if s.dashed { &mut dashed } else { &mut solid };
+        let colour = PALETTE[*rank % PALETTE.len()];
+        *rank += 1;
         let path: Vec<String> = s
             .points
             .iter()
