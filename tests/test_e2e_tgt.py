@@ -173,6 +173,23 @@ def test_over_null_and_malloc_with_spdk_commands(make_target):
 # ------------------------------------------------------------------------------------------
 # Bad input: SPDK-style errors, no state change, the server goes on serving.
 
+def load_two_shares(t, make_base=MODEL):
+    """share0 (weight, io0:io1 = 3:1, an initiator and a cgroup group) and share1 (range-bw,
+    io2 with a tag group), all over the bdev Model0 that `make_base` creates; shared with the
+    real-SPDK tests, which make Model0 a malloc bdev."""
+    t.rpc(*make_base)
+    t.rpc('bdev_ioband_create', '-b', 'Model0', '-n', 'io0', '--share', 'share0')
+    t.rpc('bdev_ioband_create', '-b', 'Model0', '-n', 'io1', '--share', 'share0')
+    t.rpc('bdev_ioband_set_settings', 'io0', '-w', '3')
+    t.rpc('bdev_ioband_set_settings', 'io1', '-w', '1')
+    t.rpc('bdev_ioband_set_settings', 'io0', '-i', NQN, '-w', '200')
+    t.rpc('bdev_ioband_set_settings', 'io1', '--cgroup', '4242', '-w', '50')
+    t.rpc('bdev_ioband_create', '-b', 'Model0', '-n', 'io2', '--share', 'share1', '-p', 'range-bw',
+          '--capacity', '1000000')
+    t.rpc('bdev_ioband_set_settings', 'io2', '--range-bw', '1000:5000')
+    t.rpc('bdev_ioband_set_settings', 'io2', '--tag', '7', '--range-bw', '100:200')
+
+
 @pytest.fixture(scope='module')
 def loaded(tgt_binary):
     """One target with two shares: share0 (weight, io0:io1 = 3:1, an initiator and a cgroup
@@ -180,17 +197,7 @@ def loaded(tgt_binary):
     t = Target(tgt_binary, short_tmpdir())
     try:
         t.start()
-        t.rpc(*MODEL)
-        t.rpc('bdev_ioband_create', '-b', 'Model0', '-n', 'io0', '--share', 'share0')
-        t.rpc('bdev_ioband_create', '-b', 'Model0', '-n', 'io1', '--share', 'share0')
-        t.rpc('bdev_ioband_set_settings', 'io0', '-w', '3')
-        t.rpc('bdev_ioband_set_settings', 'io1', '-w', '1')
-        t.rpc('bdev_ioband_set_settings', 'io0', '-i', NQN, '-w', '200')
-        t.rpc('bdev_ioband_set_settings', 'io1', '--cgroup', '4242', '-w', '50')
-        t.rpc('bdev_ioband_create', '-b', 'Model0', '-n', 'io2', '--share', 'share1', '-p', 'range-bw',
-              '--capacity', '1000000')
-        t.rpc('bdev_ioband_set_settings', 'io2', '--range-bw', '1000:5000')
-        t.rpc('bdev_ioband_set_settings', 'io2', '--tag', '7', '--range-bw', '100:200')
+        load_two_shares(t)
         yield t
         assert t.terminate() == 0, t.log()
     finally:

@@ -272,17 +272,7 @@ def loaded(spdk_root, ioband_lib):
     t = SpdkTarget(spdk_root, ioband_lib, short_tmpdir())
     try:
         t.start()
-        t.rpc(*MODEL)
-        t.rpc('bdev_ioband_create', '-b', 'Model0', '-n', 'io0', '--share', 'share0')
-        t.rpc('bdev_ioband_create', '-b', 'Model0', '-n', 'io1', '--share', 'share0')
-        t.rpc('bdev_ioband_set_settings', 'io0', '-w', '3')
-        t.rpc('bdev_ioband_set_settings', 'io1', '-w', '1')
-        t.rpc('bdev_ioband_set_settings', 'io0', '-i', NQN, '-w', '200')
-        t.rpc('bdev_ioband_set_settings', 'io1', '--cgroup', '4242', '-w', '50')
-        t.rpc('bdev_ioband_create', '-b', 'Model0', '-n', 'io2', '--share', 'share1', '-p', 'range-bw',
-              '--capacity', '1000000')
-        t.rpc('bdev_ioband_set_settings', 'io2', '--range-bw', '1000:5000')
-        t.rpc('bdev_ioband_set_settings', 'io2', '--tag', '7', '--range-bw', '100:200')
+        e2e.load_two_shares(t, MODEL)
         yield t
         assert t.terminate() == 0, t.log()
     finally:
