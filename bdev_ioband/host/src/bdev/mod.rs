@@ -8,6 +8,7 @@
 
 mod deferred;
 pub mod file;
+pub(crate) mod forward;
 pub mod io;
 pub mod malloc;
 pub mod model;

@@ -18,8 +18,9 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use super::forward::ChildTable;
 use super::{
-    make_uuid, Bdev, BdevError, BdevIo, BdevRef, IoCallback, IoChannel, IoPool, IoStats, IoStatus,
+    make_uuid, Bdev, BdevError, BdevIo, BdevRef, IoCallback, IoChannel, IoStats, IoStatus,
     SubmitError,
 };
 use crate::app::App;
@@ -98,38 +99,17 @@ pub fn delete(app: &App, name: &str) -> Result<(), crate::ioband::IobandError> {
     Ok(())
 }
 
-#[derive(Default)]
-struct Slots {
-    slots: Vec<Option<(Box<BdevIo>, IoCallback)>>,
-    free: Vec<u32>,
-    pool: IoPool,
-}
-
 struct PassthruChannel {
     base_ch: Rc<dyn IoChannel>,
-    slots: Rc<RefCell<Slots>>,
+    slots: Rc<RefCell<ChildTable>>,
     done: IoCallback,
 }
 
 /// The base finished the child: restore the caller's descriptor and complete it.
-fn child_done(slots: &RefCell<Slots>, inner: &Inner, core: u32, mut child: Box<BdevIo>) {
-    let (parent, done) = {
-        let mut s = slots.borrow_mut();
-        let slot = u32::try_from(child.user_ctx).unwrap_or(u32::MAX);
-        let Some((parent, done)) = s.slots.get_mut(slot as usize).and_then(Option::take) else {
-            s.pool.put(child);
-            return;
-        };
-        s.free.push(slot);
-        let mut parent = parent;
-        parent.buf = std::mem::take(&mut child.buf);
-        parent.group = child.group.take();
-        parent.status = match child.status {
-            IoStatus::Pending => IoStatus::Failed,
-            status => status,
-        };
-        s.pool.put(child);
-        (parent, done)
+fn child_done(slots: &RefCell<ChildTable>, inner: &Inner, core: u32, child: Box<BdevIo>) {
+    let slot = u32::try_from(child.user_ctx).unwrap_or(u32::MAX);
+    let Some((parent, done)) = slots.borrow_mut().complete(slot, child) else {
+        return;
     };
     let bytes = parent.len_bytes(inner.base.block_size());
     inner.stats.record(
@@ -142,41 +122,18 @@ fn child_done(slots: &RefCell<Slots>, inner: &Inner, core: u32, mut child: Box<B
 }
 
 impl IoChannel for PassthruChannel {
-    fn submit(&self, mut parent: Box<BdevIo>, done: &IoCallback) -> Result<(), SubmitError> {
-        let (child, slot) = {
-            let mut s = self.slots.borrow_mut();
-            let mut child = s.pool.get();
-            child.io_type = parent.io_type;
-            child.offset_blocks = parent.offset_blocks;
-            child.num_blocks = parent.num_blocks;
-            child.buf = std::mem::take(&mut parent.buf);
-            child.group = parent.group.take();
-            let slot = match s.free.pop() {
-                Some(i) => {
-                    s.slots[i as usize] = Some((parent, done.clone()));
-                    i
-                }
-                None => {
-                    s.slots.push(Some((parent, done.clone())));
-                    u32::try_from(s.slots.len() - 1).unwrap_or(u32::MAX)
-                }
-            };
-            child.user_ctx = u64::from(slot);
-            (child, slot)
-        };
+    fn submit(&self, parent: Box<BdevIo>, done: &IoCallback) -> Result<(), SubmitError> {
+        let (mut child, slot) = self.slots.borrow_mut().lend(parent, done);
+        child.user_ctx = u64::from(slot);
         match self.base_ch.submit(child, &self.done) {
             Ok(()) => Ok(()),
-            Err(SubmitError::NoMem(mut child)) => {
+            Err(SubmitError::NoMem(child)) => {
                 // Give the caller its descriptor back, as it was.
-                let mut s = self.slots.borrow_mut();
-                let (mut parent, _) = s.slots[slot as usize]
-                    .take()
-                    .expect("the slot was filled above");
-                s.free.push(slot);
-                parent.buf = std::mem::take(&mut child.buf);
-                parent.group = child.group.take();
-                s.pool.put(child);
-                Err(SubmitError::NoMem(parent))
+                match self.slots.borrow_mut().refuse(slot, child) {
+                    Some(parent) => Err(SubmitError::NoMem(parent)),
+                    // Cannot happen: the slot was filled just above.
+                    None => Ok(()),
+                }
             }
         }
     }
@@ -207,11 +164,10 @@ impl Bdev for PassthruBdev {
     fn get_io_channel(&self) -> Result<Rc<dyn IoChannel>, BdevError> {
         let core = reactor::current_core()?;
         let base_ch = self.inner.base.get_io_channel()?;
-        let slots = Rc::new(RefCell::new(Slots {
-            slots: Vec::with_capacity(INITIAL_POOL),
-            free: Vec::with_capacity(INITIAL_POOL),
-            pool: IoPool::with_capacity(INITIAL_POOL),
-        }));
+        let slots = Rc::new(RefCell::new(ChildTable::with_capacity(
+            INITIAL_POOL,
+            INITIAL_POOL,
+        )));
         let (s, inner) = (Rc::downgrade(&slots), self.inner.clone());
         let done: IoCallback = Rc::new(move |child| match s.upgrade() {
             Some(slots) => child_done(&slots, &inner, core, child),

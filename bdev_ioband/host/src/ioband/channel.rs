@@ -22,8 +22,9 @@ use std::sync::Arc;
 
 use super::module::{owner_module, submit_on_owner, IobandModule};
 use super::DeviceShared;
+use crate::bdev::forward::ChildTable;
 use crate::bdev::io::BandCtx;
-use crate::bdev::{BdevError, BdevIo, IoCallback, IoChannel, IoPool, IoStatus, SubmitError};
+use crate::bdev::{BdevError, BdevIo, IoCallback, IoChannel, IoStatus, SubmitError};
 use crate::reactor::{self, EndpointId};
 
 /// Descriptors a new channel starts with.
@@ -33,29 +34,14 @@ const FIRST_CALLER: u32 = u32::MAX;
 
 #[derive(Default)]
 struct Slots {
-    /// Parents of the child descriptors in flight.
-    slots: Vec<Option<(Box<BdevIo>, IoCallback)>>,
-    free: Vec<u32>,
-    pool: IoPool,
+    /// Parents of the child descriptors in flight, and the children's pool.
+    children: ChildTable,
     /// Callbacks of owner-local I/O of callers other than the first.
     callbacks: Vec<Option<IoCallback>>,
     free_callbacks: Vec<u32>,
 }
 
 impl Slots {
-    fn insert(&mut self, io: Box<BdevIo>, done: IoCallback) -> u32 {
-        match self.free.pop() {
-            Some(i) => {
-                self.slots[i as usize] = Some((io, done));
-                i
-            }
-            None => {
-                self.slots.push(Some((io, done)));
-                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
-            }
-        }
-    }
-
     fn insert_callback(&mut self, done: IoCallback) -> u32 {
         match self.free_callbacks.pop() {
             Some(i) => {
@@ -107,10 +93,11 @@ impl IobandChannel {
         };
         let state = Rc::new(State {
             slots: RefCell::new(Slots {
-                slots: Vec::with_capacity(INITIAL_POOL),
-                free: Vec::with_capacity(INITIAL_POOL),
                 // An owner-local channel needs children only for stacked descriptors.
-                pool: IoPool::with_capacity(if owner.is_some() { 0 } else { INITIAL_POOL }),
+                children: ChildTable::with_capacity(
+                    INITIAL_POOL,
+                    if owner.is_some() { 0 } else { INITIAL_POOL },
+                ),
                 callbacks: Vec::new(),
                 free_callbacks: Vec::new(),
             }),
@@ -200,25 +187,11 @@ pub(crate) fn complete_parent(state: &State, mut io: Box<BdevIo>) {
 }
 
 /// A child descriptor came back: restore the caller's descriptor and complete it.
-fn complete_child(state: &State, mut child: Box<BdevIo>) {
-    let (parent, done) = {
-        let mut s = state.slots.borrow_mut();
-        let slot = child.band.slot;
-        let Some((parent, done)) = s.slots.get_mut(slot as usize).and_then(Option::take) else {
-            // Not ours (cannot happen: slots are only freed here).
-            s.pool.put(child);
-            return;
-        };
-        s.free.push(slot);
-        let mut parent = parent;
-        parent.buf = std::mem::take(&mut child.buf);
-        parent.group = child.group.take();
-        parent.status = match child.status {
-            IoStatus::Pending => IoStatus::Failed,
-            status => status,
-        };
-        s.pool.put(child);
-        (parent, done)
+fn complete_child(state: &State, child: Box<BdevIo>) {
+    let slot = child.band.slot;
+    // `None`: not ours (cannot happen: slots are only freed here).
+    let Some((parent, done)) = state.slots.borrow_mut().children.complete(slot, child) else {
+        return;
     };
     let shared = &state.shared;
     let bytes = parent.len_bytes(shared.block_size);
@@ -257,14 +230,7 @@ impl IoChannel for IobandChannel {
             }
         }
         let child = {
-            let mut s = self.state.slots.borrow_mut();
-            let mut child = s.pool.get();
-            child.io_type = parent.io_type;
-            child.offset_blocks = parent.offset_blocks;
-            child.num_blocks = parent.num_blocks;
-            child.buf = std::mem::take(&mut parent.buf);
-            child.group = parent.group.take();
-            let slot = s.insert(parent, done.clone());
+            let (mut child, slot) = self.state.slots.borrow_mut().children.lend(parent, done);
             child.band = BandCtx {
                 reply_core: self.core,
                 reply_endpoint: Some(self.endpoint),
