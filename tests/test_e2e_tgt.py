@@ -322,8 +322,9 @@ BAD_CALLS = [
 ]
 
 
-@pytest.mark.parametrize('method,params,code,mention', [c[1:] for c in BAD_CALLS], ids=[c[0] for c in BAD_CALLS])
-def test_bad_call_is_refused_and_changes_nothing(target, method, params, code, mention):
+def check_refused(target, method, params, code, mention):
+    """The call gets error `code` (mentioning `mention`) and the connection goes on serving;
+    shared with the real-SPDK tests (the `target` fixture checks that state is unchanged)."""
     with target.client() as c:
         resp = c.request(method, params)
         assert 'result' not in resp, resp
@@ -336,12 +337,22 @@ def test_bad_call_is_refused_and_changes_nothing(target, method, params, code, m
         assert isinstance(c.call('bdev_ioband_get_devices'), list)
 
 
-def test_error_through_spdk_rpc(target):
+def check_errors_through_spdk_rpc(target):
+    """spdk-rpc shows SPDK-style errors and exits 1; shared with the real-SPDK tests."""
     proc = target.rpc('bdev_ioband_delete', 'NoSuch', check=False)
     assert proc.returncode == 1, describe(proc)
     assert '"code": -19' in proc.stdout, describe(proc)
     proc = target.rpc('bdev_ioband_create', '-b', 'Model0', '-n', 'io0', check=False)
     assert proc.returncode == 1 and '"code": -17' in proc.stdout, describe(proc)
+
+
+@pytest.mark.parametrize('method,params,code,mention', [c[1:] for c in BAD_CALLS], ids=[c[0] for c in BAD_CALLS])
+def test_bad_call_is_refused_and_changes_nothing(target, method, params, code, mention):
+    check_refused(target, method, params, code, mention)
+
+
+def test_error_through_spdk_rpc(target):
+    check_errors_through_spdk_rpc(target)
 
 
 def _expect_refused(c):
