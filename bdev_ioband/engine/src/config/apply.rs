@@ -61,7 +61,8 @@ pub fn apply_devices_write<T>(
         | DeviceCommand::IoLimit(_)
         | DeviceCommand::Token(_)
         | DeviceCommand::Carryover(_)
-        | DeviceCommand::Capacity(_) => Ok(()),
+        | DeviceCommand::Capacity(_)
+        | DeviceCommand::IdleGrace(_) => Ok(()),
     }
 }
 
@@ -108,6 +109,7 @@ pub fn dump_writes<T>(engine: &Engine<T>) -> Result<Vec<DevicesWrite>, EngineErr
             DeviceCommand::Token(p.token),
             DeviceCommand::Carryover(p.carryover),
             DeviceCommand::Capacity(p.capacity_kib_per_sec),
+            DeviceCommand::IdleGrace(p.idle_grace_us),
         ] {
             out.push(DevicesWrite {
                 target: name.to_owned(),
@@ -153,6 +155,10 @@ fn knob_applied(params: ShareParams, command: &DeviceCommand) -> ShareParams {
         },
         DeviceCommand::Capacity(capacity_kib_per_sec) => ShareParams {
             capacity_kib_per_sec,
+            ..params
+        },
+        DeviceCommand::IdleGrace(idle_grace_us) => ShareParams {
+            idle_grace_us,
             ..params
         },
         _ => params,

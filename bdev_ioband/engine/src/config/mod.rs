@@ -18,18 +18,24 @@
 //! | `<s> token <n>` | 0..=2147483647 tokens per epoch, 0 = default |
 //! | `<s> carryover <n>` | 0..=2147483647 epochs, 0 = default |
 //! | `<s> capacity <kib/s>` | 0..=2147483647, 0 = unknown; bounds Σmin of range-bw |
+//! | `<s> idle_grace <us>` | 0..=1000000 µs a group stays active after its last I/O; 0 = auto |
 //! | `<d> attach <group>` | attaches a group with weight 100 and range 0:0 |
 //! | `<d> detach <group>` | detaches a group; its queued I/O moves to the default group |
 //! | `<d> weight [<group>:]<w>` | 1..=32767; no group, `-1`, `none`, `default`: default group |
 //! | `<d> range-bw [<group>:]<min>:<max>` | KiB/s, each ≤ 1073741823; min ≤ max; max 0 = no cap |
 //! | `<d> reset` | zeroes the counters of every group of the device |
 //!
+//! `idle_grace`: while none of a group's I/O is queued, the group keeps its place in the share
+//! (and keeps pacing groups that run ahead) for this long after its last submission or
+//! completion; it protects closed-loop tenants at low queue depth and tenants behind a
+//! network round trip. 0 = auto: derived from the observed completion latency.
+//!
 //! Groups are [`GroupKey`](crate::GroupKey) text: `none`, `initiator:<name>`, `cgroup:<u64>`,
 //! `tag:<u32>`. Initiator names (NQNs) contain colons, so the value of `weight` is the text
 //! after the **last** colon and the bounds of `range-bw` the text after the last two; the
 //! group is everything before.
 //!
-//! Names: share knobs (`policy` … `capacity`) look the name up as a share first, then as a
+//! Names: share knobs (`policy` … `idle_grace`) look the name up as a share first, then as a
 //! device (its share). Group messages (`attach` … `reset`) look it up as a device first, then
 //! as a share (its first device, as blkio did). The two orders matter only when a share and a
 //! device of another share have the same name; each message then picks the meaning that it

@@ -11,10 +11,12 @@
 //! share1 policy=weight io_throttle=4 io_limit=192 token=768 carryover=2
 //!   ioband0
 //!   ioband1
-//! share2 policy=range-bw io_throttle=4 io_limit=192 capacity=400000
+//! share2 policy=range-bw io_throttle=4 io_limit=192 capacity=400000 idle_grace=500
 //!   ioband2
 //! ```
-//! The numbers are the values in force; ` capacity=` appears only when a capacity is set.
+//! The numbers are the values in force; ` capacity=` appears only when a capacity is set,
+//! ` idle_grace=` (µs) only when one is set (auto, 0, follows the observed completion
+//! latency and is not shown).
 //!
 //! # `settings`
 //! For one group, one line per device where it is attached (every device for the default
@@ -107,6 +109,7 @@ pub fn share_listing<T>(share: &Share<T>) -> ShareListing {
         token: weight.then(|| clamp(p.effective_token())),
         carryover: weight.then(|| clamp(p.effective_carryover())),
         capacity_kib_per_sec: p.capacity_kib_per_sec,
+        idle_grace_us: p.idle_grace_us,
         devices: share
             .device_names()
             .map(|(_, name)| name.to_owned())

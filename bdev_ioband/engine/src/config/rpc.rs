@@ -21,8 +21,9 @@
 //! ## `bdev_ioband_create` ([`CreateParams`])
 //! `name` (string, required: the new bdev), `base_bdev_name` (string, required), `share`
 //! (string, default: `name`), `policy` (`"weight"`, `"weight-iosize"` or `"range-bw"`),
-//! `io_throttle`, `io_limit`, `token`, `carryover`, `capacity_kib_per_sec` (u32s, 0 = default).
-//! Result: the bdev name (string). With no knob given, an existing share is joined as it is
+//! `io_throttle`, `io_limit`, `token`, `carryover`, `capacity_kib_per_sec`, `idle_grace_us`
+//! (u32s, 0 = default; `idle_grace_us` is 0..=1000000 µs, 0 = auto). Result: the bdev name
+//! (string). With no knob given, an existing share is joined as it is
 //! ([`CreateParams::share_params`] is `None`); with knobs, they must equal the existing
 //! share's. Handled by the host (it touches bdevs).
 //!
@@ -32,15 +33,16 @@
 //! ## `bdev_ioband_get_devices` ([`GetDevicesParams`], optional)
 //! `share` (filter), `format` (`"json"`, the default, or `"text"`). Result for json: an array
 //! of [`ShareInfo`]: `{"share", "policy", "io_throttle", "io_limit", "token", "carryover",
-//! "capacity_kib_per_sec", "devices": [names], "configured": {"io_throttle", "io_limit",
-//! "token", "carryover", "nr_requests"}}`, the top-level numbers being the values in force
-//! and `configured` the values as set (0 = default). For text: one string, the `devices`
-//! file ([`render_devices`]).
+//! "capacity_kib_per_sec", "idle_grace_us", "devices": [names], "configured": {"io_throttle",
+//! "io_limit", "token", "carryover", "idle_grace_us", "nr_requests"}}`, the top-level numbers
+//! being the values in force and `configured` the values as set (0 = default). The idle grace
+//! is the configured value at both levels (0 = auto: it follows the observed completion
+//! latency). For text: one string, the `devices` file ([`render_devices`]).
 //!
 //! ## `bdev_ioband_set_device` ([`SetDeviceParams`])
 //! Either `{"name": share-or-device, "policy"?, "io_throttle"?, "io_limit"?, "token"?,
-//! "carryover"?, "capacity_kib_per_sec"?}` with at least one knob, or `{"command":
-//! "<share-or-device> <param> <value>"}` in the `devices` write language (see
+//! "carryover"?, "capacity_kib_per_sec"?, "idle_grace_us"?}` with at least one knob, or
+//! `{"command": "<share-or-device> <param> <value>"}` in the `devices` write language (see
 //! [`super`]); exactly one of the two forms. Result: `true`.
 //!
 //! ## `bdev_ioband_get_settings` ([`GetSettingsParams`], optional)
@@ -118,6 +120,8 @@ pub struct ShareKnobs {
     pub carryover: Option<u32>,
     /// Capacity in KiB/s (0 = unknown).
     pub capacity_kib_per_sec: Option<u32>,
+    /// Idle grace in µs (0 = auto).
+    pub idle_grace_us: Option<u32>,
 }
 
 impl ShareKnobs {
@@ -137,6 +141,7 @@ impl ShareKnobs {
             capacity_kib_per_sec: self
                 .capacity_kib_per_sec
                 .unwrap_or(base.capacity_kib_per_sec),
+            idle_grace_us: self.idle_grace_us.unwrap_or(base.idle_grace_us),
             nr_requests: base.nr_requests,
         }
     }
@@ -188,6 +193,9 @@ pub struct CreateParams {
     /// Capacity in KiB/s (0 = unknown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity_kib_per_sec: Option<u32>,
+    /// Idle grace in µs, 0..=1000000 (0 = auto).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_grace_us: Option<u32>,
 }
 
 impl CreateParams {
@@ -205,6 +213,7 @@ impl CreateParams {
             token: self.token,
             carryover: self.carryover,
             capacity_kib_per_sec: self.capacity_kib_per_sec,
+            idle_grace_us: self.idle_grace_us,
         }
     }
 
@@ -257,6 +266,8 @@ pub struct ShareInfo {
     pub carryover: u64,
     /// Capacity in KiB/s (0 = unknown).
     pub capacity_kib_per_sec: u32,
+    /// Idle grace in µs as set (0 = auto: derived from the observed completion latency).
+    pub idle_grace_us: u32,
     /// Member ioband bdevs, in the share's order.
     pub devices: Vec<String>,
     /// The knobs as set (0 = default).
@@ -274,6 +285,8 @@ pub struct ConfiguredKnobs {
     pub token: u32,
     /// carryover as set.
     pub carryover: u32,
+    /// idle_grace_us as set (0 = auto).
+    pub idle_grace_us: u32,
     /// Queue depth of the base, from which the default io_limit derives.
     pub nr_requests: u32,
 }
@@ -314,12 +327,14 @@ pub fn handle_get_devices<T>(
                 token: p.effective_token(),
                 carryover: p.effective_carryover(),
                 capacity_kib_per_sec: p.capacity_kib_per_sec,
+                idle_grace_us: p.idle_grace_us,
                 devices: listing.devices,
                 configured: ConfiguredKnobs {
                     io_throttle: p.io_throttle,
                     io_limit: p.io_limit,
                     token: p.token,
                     carryover: p.carryover,
+                    idle_grace_us: p.idle_grace_us,
                     nr_requests: p.nr_requests,
                 },
             }
@@ -356,6 +371,9 @@ pub struct SetDeviceParams {
     /// Capacity in KiB/s (0 = unknown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity_kib_per_sec: Option<u32>,
+    /// Idle grace in µs, 0..=1000000 (0 = auto).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_grace_us: Option<u32>,
 }
 
 impl SetDeviceParams {
@@ -368,13 +386,14 @@ impl SetDeviceParams {
             token: self.token,
             carryover: self.carryover,
             capacity_kib_per_sec: self.capacity_kib_per_sec,
+            idle_grace_us: self.idle_grace_us,
         }
     }
 }
 
 const SET_DEVICE_FORMS: &str = "give either \"name\" with at least one of \"policy\", \
-    \"io_throttle\", \"io_limit\", \"token\", \"carryover\", \"capacity_kib_per_sec\", or \
-    \"command\": \"<share-or-device> <param> <value>\"";
+    \"io_throttle\", \"io_limit\", \"token\", \"carryover\", \"capacity_kib_per_sec\", \
+    \"idle_grace_us\", or \"command\": \"<share-or-device> <param> <value>\"";
 
 /// Handles `bdev_ioband_set_device`. Replies `true`.
 pub fn handle_set_device<T>(
@@ -737,6 +756,7 @@ pub fn config_params<T>(
         token: Some(p.token),
         carryover: Some(p.carryover),
         capacity_kib_per_sec: Some(p.capacity_kib_per_sec),
+        idle_grace_us: Some(p.idle_grace_us),
     };
     let settings = share
         .groups_of(r.device)?

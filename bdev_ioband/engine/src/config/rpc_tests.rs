@@ -15,7 +15,7 @@ fn host1() -> GroupKey {
 }
 
 /// `gold` (weight) with io0 (initiator host1 at weight 300) and io1; `silver` (range-bw,
-/// capacity 100000) with io2 (cgroup 7 at 1000:20000).
+/// capacity 100000, idle grace 500 µs) with io2 (cgroup 7 at 1000:20000).
 fn fixture() -> Engine<u32> {
     let mut e = Engine::new(1_000_000);
     e.create_device("io0", "gold", None).expect("io0");
@@ -23,6 +23,7 @@ fn fixture() -> Engine<u32> {
     let silver = ShareParams {
         policy: Policy::RangeBw,
         capacity_kib_per_sec: 100_000,
+        idle_grace_us: 500,
         ..ShareParams::default()
     };
     e.create_device("io2", "silver", Some(silver)).expect("io2");
@@ -55,7 +56,7 @@ fn create_params_decode() {
     let p: CreateParams = decode(json!({
         "name": "io1", "base_bdev_name": "Nvme0n1", "share": "gold", "policy": "weight-iosize",
         "io_throttle": 8, "io_limit": 64, "token": 0, "carryover": 2,
-        "capacity_kib_per_sec": 400000
+        "capacity_kib_per_sec": 400000, "idle_grace_us": 750
     }))
     .expect("full");
     assert_eq!(p.share_name(), "gold");
@@ -68,6 +69,7 @@ fn create_params_decode() {
             token: 0,
             carryover: 2,
             capacity_kib_per_sec: 400000,
+            idle_grace_us: 750,
             ..ShareParams::default()
         })
     );
@@ -80,6 +82,21 @@ fn create_params_decode() {
             ..ShareParams::default()
         })
     );
+    let p: CreateParams = decode(json!({"name": "a", "base_bdev_name": "b", "idle_grace_us": 0}))
+        .expect("idle grace alone is a knob");
+    assert_eq!(p.share_params(), Some(ShareParams::default()));
+    // Out of range decodes (it is a u32) and is refused when the share validates it.
+    let p: CreateParams =
+        decode(json!({"name": "a", "base_bdev_name": "b", "idle_grace_us": 1_000_001}))
+            .expect("decodes");
+    let err = Engine::<u32>::new(1)
+        .create_device("a", "a", p.share_params())
+        .expect_err("out of range");
+    assert_eq!(rpc_code(&err), -22);
+    assert!(
+        err.to_string().contains("idle_grace") && err.to_string().contains("1000000"),
+        "{err}"
+    );
 
     for bad in [
         json!({"name": "io0"}),
@@ -87,6 +104,10 @@ fn create_params_decode() {
         json!({"name": "io0", "base_bdev_name": "b", "policy": "fifo"}),
         json!({"name": "io0", "base_bdev_name": "b", "io_limit": -1}),
         json!({"name": "io0", "base_bdev_name": "b", "io_limit": "5"}),
+        json!({"name": "io0", "base_bdev_name": "b", "idle_grace_us": "5"}),
+        json!({"name": "io0", "base_bdev_name": "b", "idle_grace_us": -1}),
+        json!({"name": "io0", "base_bdev_name": "b", "idle_grace_us": 4294967296u64}),
+        json!({"name": "io0", "base_bdev_name": "b", "idle_grace": 5}),
     ] {
         assert!(decode::<CreateParams>(bad.clone()).is_err(), "{bad}");
     }
@@ -134,20 +155,21 @@ fn get_devices_json_shape() {
         json!([
             {
                 "share": "gold", "policy": "weight", "io_throttle": 4, "io_limit": 64,
-                "token": 256, "carryover": 8, "capacity_kib_per_sec": 0,
+                "token": 256, "carryover": 8, "capacity_kib_per_sec": 0, "idle_grace_us": 0,
                 "devices": ["io0", "io1"],
                 "configured": {
                     "io_throttle": 0, "io_limit": 64, "token": 0, "carryover": 0,
-                    "nr_requests": 128
+                    "idle_grace_us": 0, "nr_requests": 128
                 }
             },
             {
                 "share": "silver", "policy": "range-bw", "io_throttle": 4, "io_limit": 192,
                 "token": 6144, "carryover": 2, "capacity_kib_per_sec": 100000,
+                "idle_grace_us": 500,
                 "devices": ["io2"],
                 "configured": {
                     "io_throttle": 0, "io_limit": 0, "token": 0, "carryover": 0,
-                    "nr_requests": 128
+                    "idle_grace_us": 500, "nr_requests": 128
                 }
             }
         ])
@@ -179,6 +201,19 @@ fn set_device_knobs_and_command() {
     assert_eq!((gold.io_limit, gold.token), (32, 100));
 
     let p: SetDeviceParams =
+        decode(json!({"name": "gold", "idle_grace_us": 1_000_000})).expect("k");
+    assert_eq!(handle_set_device(&mut e, p), Ok(true));
+    let gold = *e.share("gold").expect("gold").params();
+    assert_eq!(
+        (gold.idle_grace_us, gold.io_limit, gold.token),
+        (1_000_000, 32, 100),
+        "only idle_grace changes"
+    );
+    let p: SetDeviceParams = decode(json!({"command": "io0 idle_grace 300"})).expect("command");
+    assert_eq!(handle_set_device(&mut e, p), Ok(true));
+    assert_eq!(e.share("gold").expect("gold").params().idle_grace_us, 300);
+
+    let p: SetDeviceParams =
         decode(json!({"command": "gold policy weight-iosize"})).expect("command");
     assert_eq!(handle_set_device(&mut e, p), Ok(true));
     assert_eq!(
@@ -200,6 +235,18 @@ fn set_device_knobs_and_command() {
         (json!({"command": "gold io_limit x"}), -22),
         (json!({"name": "gold", "io_throttle": 40}), -22),
         (json!({"name": "gold", "io_limit": 40000}), -22),
+        (json!({"name": "gold", "idle_grace_us": 1_000_001}), -22),
+        (
+            json!({"name": "io1", "io_limit": 8, "idle_grace_us": 4_000_000}),
+            -22,
+        ),
+        (json!({"command": "gold idle_grace 1000001"}), -22),
+        (json!({"command": "gold idle_grace_us 5"}), -22),
+        (
+            json!({"command": "gold idle_grace 5", "idle_grace_us": 5}),
+            -22,
+        ),
+        (json!({"name": "nosuch", "idle_grace_us": 4}), -19),
         (json!({"name": "nosuch", "io_limit": 4}), -19),
         (json!({"command": "io0 detach tag:1"}), -2),
         (
@@ -218,8 +265,59 @@ fn set_device_knobs_and_command() {
         .expect_err("no knob")
         .to_string();
     assert!(
-        msg.contains("no parameter to change for 'gold'") && msg.contains("io_limit"),
+        msg.contains("no parameter to change for 'gold'")
+            && msg.contains("io_limit")
+            && msg.contains("\"idle_grace_us\""),
         "{msg}"
+    );
+    let p: SetDeviceParams =
+        decode(json!({"name": "gold", "idle_grace_us": 1_000_001})).expect("d");
+    let msg = handle_set_device(&mut e, p)
+        .expect_err("out of range")
+        .to_string();
+    assert_eq!(msg, "idle_grace = 1000001 is out of range (0..=1000000)");
+    for bad in [
+        json!({"name": "gold", "idle_grace_us": "5"}),
+        json!({"name": "gold", "idle_grace_us": -5}),
+        json!({"name": "gold", "idle_grace_us": 2.5}),
+        json!({"name": "gold", "idle_grace": 5}),
+    ] {
+        assert!(decode::<SetDeviceParams>(bad.clone()).is_err(), "{bad}");
+    }
+}
+
+/// What save_config writes (config_params) carries the idle grace as set, and creating the
+/// devices from it again gives the same share knobs.
+#[test]
+fn config_params_carry_idle_grace() {
+    let mut e = fixture();
+    apply_devices_text(&mut e, "gold idle_grace 1000000").expect("gold");
+    let mut replayed = Engine::<u32>::new(1_000_000);
+    for device in ["io0", "io1", "io2"] {
+        let (create, _) = config_params(&e, device, "base").expect("config params");
+        let want = e
+            .share(create.share_name())
+            .expect("share")
+            .params()
+            .idle_grace_us;
+        assert_eq!(create.idle_grace_us, Some(want), "{device}");
+        let v = json_of(&create);
+        assert_eq!(v["idle_grace_us"], json!(want), "{device}: {v}");
+        let create: CreateParams = decode(v).expect("saved params decode");
+        replayed
+            .create_device(&create.name, create.share_name(), create.share_params())
+            .expect("create from the saved params");
+    }
+    for share in ["gold", "silver"] {
+        assert_eq!(
+            replayed.share(share).expect("share").params(),
+            e.share(share).expect("share").params(),
+            "{share}"
+        );
+    }
+    assert_eq!(
+        render_devices(&replayed, None).expect("r"),
+        render_devices(&e, None).expect("r")
     );
 }
 

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use proptest::prelude::*;
 
 use super::*;
+use crate::params::IDLE_GRACE_MAX_US;
 use crate::{Engine, EngineError, GroupKey, GroupParams, GroupValue, Op, Policy, ShareParams};
 
 const TICKS_PER_SEC: u64 = 1_000_000;
@@ -17,7 +18,8 @@ fn host1() -> GroupKey {
 }
 
 /// Share `gold` (weight, io_limit 64) with io0 (initiator host1 at weight 300) and io1;
-/// share `silver` (range-bw, capacity 100000 KiB/s) with io2 (cgroup 7 at 1000:20000).
+/// share `silver` (range-bw, capacity 100000 KiB/s, idle grace 500 µs) with io2 (cgroup 7 at
+/// 1000:20000).
 fn fixture() -> Engine<u32> {
     let mut e = Engine::new(TICKS_PER_SEC);
     let gold = ShareParams {
@@ -29,6 +31,7 @@ fn fixture() -> Engine<u32> {
     let silver = ShareParams {
         policy: Policy::RangeBw,
         capacity_kib_per_sec: 100_000,
+        idle_grace_us: 500,
         ..ShareParams::default()
     };
     let io2 = e.create_device("io2", "silver", Some(silver)).expect("io2");
@@ -84,11 +87,16 @@ fn renders_devices_exactly() {
     let e = fixture();
     let expected =
         "gold policy=weight io_throttle=4 io_limit=64 token=256 carryover=8\n  io0\n  io1\n\
-                    silver policy=range-bw io_throttle=4 io_limit=192 capacity=100000\n  io2\n";
+                    silver policy=range-bw io_throttle=4 io_limit=192 capacity=100000 \
+                    idle_grace=500\n  io2\n";
     assert_eq!(render_devices(&e, None), Ok(expected.to_owned()));
     assert_eq!(
         render_devices(&e, Some("silver")),
-        Ok("silver policy=range-bw io_throttle=4 io_limit=192 capacity=100000\n  io2\n".into())
+        Ok(
+            "silver policy=range-bw io_throttle=4 io_limit=192 capacity=100000 idle_grace=500\n  \
+             io2\n"
+                .into()
+        )
     );
     assert_eq!(
         render_devices(&e, Some("io2")),
@@ -186,6 +194,32 @@ fn devices_writes_apply() {
     );
     apply_devices_text(&mut e, "gold io_limit 0").expect("io_limit back to default");
     assert_eq!(e.share("gold").expect("gold").params().token, 1000);
+
+    apply_devices_text(&mut e, "io0 idle_grace 2000").expect("idle_grace through a device");
+    assert_eq!(e.share("gold").expect("gold").params().idle_grace_us, 2000);
+    assert!(render_devices(&e, Some("gold")).expect("gold").starts_with(
+        "gold policy=weight io_throttle=8 io_limit=192 token=1000 carryover=3 \
+                      idle_grace=2000\n"
+    ));
+    apply_devices_text(&mut e, "gold idle_grace 1000000").expect("the largest");
+    assert_eq!(
+        e.share("gold").expect("gold").params().idle_grace_us,
+        1_000_000
+    );
+    apply_devices_text(&mut e, "gold idle_grace 0").expect("back to auto");
+    let gold = *e.share("gold").expect("gold").params();
+    assert_eq!(
+        (gold.idle_grace_us, gold.token, gold.carryover),
+        (0, 1000, 3),
+        "idle_grace changes nothing else"
+    );
+    assert!(!render_devices(&e, Some("gold"))
+        .expect("gold")
+        .contains("idle_grace"));
+    assert_eq!(
+        e.share("silver").expect("silver").params().idle_grace_us,
+        500
+    );
 
     apply_devices_text(&mut e, "gold policy weight-iosize").expect("policy");
     assert_eq!(
@@ -297,6 +331,25 @@ fn bad_writes_change_nothing() {
         ("silver capacity 500", |e| {
             matches!(e, EngineError::MinSumExceeded { .. })
         }),
+        ("silver idle_grace 1000001", |e| {
+            matches!(
+                e,
+                EngineError::OutOfRange {
+                    param: "idle_grace",
+                    ..
+                }
+            )
+        }),
+        ("io0 idle_grace -1", |e| {
+            matches!(e, EngineError::OutOfRange { .. })
+        }),
+        ("gold idle_grace", |e| matches!(e, EngineError::Parse(_))),
+        ("gold idle_grace 1.5", |e| {
+            matches!(e, EngineError::Parse(_))
+        }),
+        ("nosuch idle_grace 5", |e| {
+            matches!(e, EngineError::NoSuchDevice(_))
+        }),
         ("io2 range-bw cgroup:7:200000:0", |e| {
             matches!(e, EngineError::MinSumExceeded { .. })
         }),
@@ -380,6 +433,7 @@ fn dump_reproduces_the_fixture() {
             "gold token 0",
             "gold carryover 0",
             "gold capacity 0",
+            "gold idle_grace 0",
             "io0 weight 100",
             "io0 range-bw none:0:0",
             "io0 attach initiator:nqn.2014-08.org:host1",
@@ -393,6 +447,7 @@ fn dump_reproduces_the_fixture() {
             "silver token 0",
             "silver carryover 0",
             "silver capacity 100000",
+            "silver idle_grace 500",
             "io2 weight 100",
             "io2 range-bw none:0:0",
             "io2 attach cgroup:7",
@@ -447,9 +502,10 @@ fn arb_share_params() -> impl Strategy<Value = (ShareParams, Option<u32>)> {
         prop_oneof![Just(0u32), 1u32..10],
         1u32..=256,
         prop_oneof![Just(None), (0u32..50_000).prop_map(Some)],
+        prop_oneof![Just(0u32), Just(IDLE_GRACE_MAX_US), 1u32..IDLE_GRACE_MAX_US],
     )
         .prop_map(
-            |(policy, io_throttle, io_limit, token, carryover, nr_requests, spare)| {
+            |(policy, io_throttle, io_limit, token, carryover, nr_requests, spare, idle_grace)| {
                 let params = ShareParams {
                     policy,
                     io_throttle,
@@ -457,6 +513,7 @@ fn arb_share_params() -> impl Strategy<Value = (ShareParams, Option<u32>)> {
                     token,
                     carryover,
                     capacity_kib_per_sec: 0,
+                    idle_grace_us: idle_grace,
                     nr_requests,
                 };
                 (params, spare)

@@ -10,14 +10,15 @@ use std::fmt;
 use std::num::IntErrorKind;
 use std::str::FromStr;
 
+use crate::params::IDLE_GRACE_MAX_US;
 use crate::{
     validate_name, EngineError, GroupKey, GroupValue, Policy, RANGE_BW_MAX_KIB_PER_SEC, SHORT_MAX,
     TOKEN_MAX,
 };
 
 const DEVICES_USAGE: &str = "expected '<share-or-device> <param> <value>' with <param> one of \
-    policy, io_throttle, io_limit, token, carryover, capacity, attach, detach, weight, \
-    range-bw; or '<share-or-device> reset'";
+    policy, io_throttle, io_limit, token, carryover, capacity, idle_grace, attach, detach, \
+    weight, range-bw; or '<share-or-device> reset'";
 
 const SETTINGS_USAGE: &str =
     "expected '<device>' (detach), '<device> <weight>' or '<device> <min>:<max>' (KiB/s)";
@@ -46,6 +47,9 @@ pub enum DeviceCommand {
     Carryover(u32),
     /// `capacity <kib/s>`: what the share's device delivers (0 = unknown).
     Capacity(u32),
+    /// `idle_grace <us>`: how long a group with nothing queued stays active after its last
+    /// submission or completion (0 = auto, derived from the observed completion latency).
+    IdleGrace(u32),
     /// `attach <group>`: attach with the default weight and range.
     Attach(GroupKey),
     /// `detach <group>`.
@@ -80,6 +84,7 @@ impl DeviceCommand {
             DeviceCommand::Token(_) => "token",
             DeviceCommand::Carryover(_) => "carryover",
             DeviceCommand::Capacity(_) => "capacity",
+            DeviceCommand::IdleGrace(_) => "idle_grace",
             DeviceCommand::Attach(_) => "attach",
             DeviceCommand::Detach(_) => "detach",
             DeviceCommand::Weight { .. } => "weight",
@@ -98,6 +103,7 @@ impl DeviceCommand {
                 | DeviceCommand::Token(_)
                 | DeviceCommand::Carryover(_)
                 | DeviceCommand::Capacity(_)
+                | DeviceCommand::IdleGrace(_)
         )
     }
 
@@ -121,6 +127,9 @@ impl DeviceCommand {
             "token" => DeviceCommand::Token(parse_u32("token", value, 0, TOKEN_MAX)?),
             "carryover" => DeviceCommand::Carryover(parse_u32("carryover", value, 0, TOKEN_MAX)?),
             "capacity" => DeviceCommand::Capacity(parse_u32("capacity", value, 0, TOKEN_MAX)?),
+            "idle_grace" => {
+                DeviceCommand::IdleGrace(parse_u32("idle_grace", value, 0, IDLE_GRACE_MAX_US)?)
+            }
             "attach" => DeviceCommand::Attach(parse_message_group(value)?),
             "detach" => DeviceCommand::Detach(parse_message_group(value)?),
             "weight" => {
@@ -169,7 +178,8 @@ impl fmt::Display for DeviceCommand {
             | DeviceCommand::IoLimit(n)
             | DeviceCommand::Token(n)
             | DeviceCommand::Carryover(n)
-            | DeviceCommand::Capacity(n) => write!(f, "{param} {n}"),
+            | DeviceCommand::Capacity(n)
+            | DeviceCommand::IdleGrace(n) => write!(f, "{param} {n}"),
             DeviceCommand::Attach(g) | DeviceCommand::Detach(g) => write!(f, "{param} {g}"),
             DeviceCommand::Weight {
                 group: GroupKey::None,
@@ -306,9 +316,11 @@ pub fn parse_group_value(text: &str) -> Result<GroupValue, EngineError> {
 /// One share's block of the `devices` listing (the read side).
 ///
 /// Its text is `<share> policy=<p> io_throttle=<n> io_limit=<n>`, then ` token=<B>
-/// carryover=<C>` for the weight policies, then ` capacity=<kib/s>` when one is set, then one
-/// line `  <device>` per member device; every line ends with a newline. The numbers are the
-/// values in force (defaults resolved), as dm-ioband showed them.
+/// carryover=<C>` for the weight policies, then ` capacity=<kib/s>` when one is set, then
+/// ` idle_grace=<us>` when one is set (not shown when auto), then one line `  <device>` per
+/// member device; every line ends with a newline. The numbers are the values in force
+/// (defaults resolved), as dm-ioband showed them; an automatic idle grace has no fixed value
+/// (it follows the observed completion latency), so it is left out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShareListing {
     /// Share name.
@@ -325,6 +337,8 @@ pub struct ShareListing {
     pub carryover: Option<u32>,
     /// Capacity in KiB/s (0 = unknown, and not shown).
     pub capacity_kib_per_sec: u32,
+    /// Idle grace in µs as set (0 = auto, and not shown).
+    pub idle_grace_us: u32,
     /// Member devices, in the share's order.
     pub devices: Vec<String>,
 }
@@ -345,6 +359,7 @@ impl ShareListing {
         commands.extend(self.token.map(DeviceCommand::Token));
         commands.extend(self.carryover.map(DeviceCommand::Carryover));
         commands.push(DeviceCommand::Capacity(self.capacity_kib_per_sec));
+        commands.push(DeviceCommand::IdleGrace(self.idle_grace_us));
         commands
             .into_iter()
             .map(|command| DevicesWrite {
@@ -370,6 +385,9 @@ impl fmt::Display for ShareListing {
         }
         if self.capacity_kib_per_sec != 0 {
             write!(f, " capacity={}", self.capacity_kib_per_sec)?;
+        }
+        if self.idle_grace_us != 0 {
+            write!(f, " idle_grace={}", self.idle_grace_us)?;
         }
         writeln!(f)?;
         for device in &self.devices {
@@ -410,6 +428,7 @@ fn parse_share_line(line: &str) -> Result<ShareListing, EngineError> {
     validate_name(share)?;
     let (mut policy, mut io_throttle, mut io_limit) = (None, None, None);
     let (mut token, mut carryover, mut capacity) = (None, None, None);
+    let mut idle_grace = None;
     for word in words {
         let Some((key, value)) = word.split_once('=') else {
             return Err(EngineError::Parse(format!(
@@ -433,10 +452,13 @@ fn parse_share_line(line: &str) -> Result<ShareListing, EngineError> {
             "capacity" => capacity
                 .replace(parse_u32("capacity", value, 0, TOKEN_MAX)?)
                 .is_none(),
+            "idle_grace" => idle_grace
+                .replace(parse_u32("idle_grace", value, 0, IDLE_GRACE_MAX_US)?)
+                .is_none(),
             other => {
                 return Err(EngineError::Parse(format!(
                     "unknown key '{other}' (expected policy, io_throttle, io_limit, token, \
-                     carryover or capacity)"
+                     carryover, capacity or idle_grace)"
                 )))
             }
         };
@@ -453,6 +475,7 @@ fn parse_share_line(line: &str) -> Result<ShareListing, EngineError> {
         token,
         carryover,
         capacity_kib_per_sec: capacity.unwrap_or(0),
+        idle_grace_us: idle_grace.unwrap_or(0),
         devices: Vec::new(),
     })
 }
@@ -614,6 +637,7 @@ fn is_known_param(param: &str) -> bool {
             | "token"
             | "carryover"
             | "capacity"
+            | "idle_grace"
             | "attach"
             | "detach"
             | "weight"

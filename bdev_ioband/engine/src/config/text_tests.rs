@@ -43,6 +43,14 @@ fn devices_writes_parse() {
         cmd("s capacity 1000000"),
         DeviceCommand::Capacity(1_000_000)
     );
+    assert_eq!(cmd("s idle_grace 0"), DeviceCommand::IdleGrace(0));
+    assert_eq!(cmd("s idle_grace 250"), DeviceCommand::IdleGrace(250));
+    assert_eq!(
+        cmd("s idle_grace 1000000"),
+        DeviceCommand::IdleGrace(IDLE_GRACE_MAX_US)
+    );
+    assert!(DeviceCommand::IdleGrace(0).is_share_knob());
+    assert_eq!(DeviceCommand::IdleGrace(7).to_string(), "idle_grace 7");
     assert_eq!(
         cmd("d attach cgroup:42"),
         DeviceCommand::Attach(GroupKey::Cgroup(42))
@@ -134,6 +142,10 @@ fn devices_writes_are_refused_with_typed_errors() {
         "share io_limit ten",
         "share io_limit 0x10",
         "share io_limit 1.5",
+        "share idle_grace",
+        "share idle_grace 1ms",
+        "share idle_grace 0x10",
+        "share idle_grace 1 2",
         "share io_limit 99999999999999999999",
         "share policy fifo",
         "d weight initiator:x:",
@@ -160,6 +172,9 @@ fn devices_writes_are_refused_with_typed_errors() {
     out_of_range("s token -5", "token", -5);
     out_of_range("s token 2147483648", "token", 2147483648);
     out_of_range("s capacity 4294967296", "capacity", 4294967296);
+    out_of_range("s idle_grace 1000001", "idle_grace", 1_000_001);
+    out_of_range("s idle_grace -1", "idle_grace", -1);
+    out_of_range("s idle_grace 4294967296", "idle_grace", 4294967296);
     out_of_range("d weight 0", "weight", 0);
     out_of_range("d weight tag:1:-3", "weight", -3);
     out_of_range("d weight 32768", "weight", 32768);
@@ -196,6 +211,17 @@ fn errors_say_what_to_do() {
         .expect_err("no value")
         .to_string();
     assert!(msg.contains("'io_limit' needs a value"), "{msg}");
+    let msg = DevicesWrite::parse("s idle_grace")
+        .expect_err("no value")
+        .to_string();
+    assert!(
+        msg.contains("'idle_grace' needs a value") && msg.contains("idle_grace,"),
+        "{msg}"
+    );
+    let msg = DevicesWrite::parse("s idle_grace 2000000")
+        .expect_err("range")
+        .to_string();
+    assert_eq!(msg, "idle_grace = 2000000 is out of range (0..=1000000)");
     let msg = DevicesWrite::parse("s io_limit x")
         .expect_err("nan")
         .to_string();
@@ -259,15 +285,42 @@ fn settings_writes_parse_and_refuse() {
 #[test]
 fn listings_parse_back() {
     let text = "s1 policy=weight io_throttle=4 io_limit=192 token=768 carryover=2\n  a\n  b\n\
-                s2 policy=range-bw io_throttle=4 io_limit=10 capacity=5000\n  c\n";
+                s2 policy=range-bw io_throttle=4 io_limit=10 capacity=5000 idle_grace=250\n  c\n\
+                s3 policy=weight io_throttle=4 io_limit=10 token=40 carryover=51 \
+                idle_grace=1000000\n";
     let listings = parse_devices_listing(text).expect("listing parses");
-    assert_eq!(listings.len(), 2);
+    assert_eq!(listings.len(), 3);
     assert_eq!(listings[0].devices, ["a", "b"]);
     assert_eq!(
         (listings[0].token, listings[0].carryover),
         (Some(768), Some(2))
     );
+    assert_eq!(listings[0].idle_grace_us, 0, "not shown: auto");
     assert_eq!(listings[1].capacity_kib_per_sec, 5000);
+    assert_eq!(listings[1].idle_grace_us, 250);
+    assert_eq!(listings[2].idle_grace_us, IDLE_GRACE_MAX_US);
+    assert_eq!(
+        listings[1]
+            .writes()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        [
+            "s2 policy range-bw",
+            "s2 io_throttle 4",
+            "s2 io_limit 10",
+            "s2 capacity 5000",
+            "s2 idle_grace 250",
+        ]
+    );
+    // idle_grace=0 is accepted on input (auto) and not shown again.
+    let auto = parse_devices_listing("s policy=weight io_throttle=1 io_limit=1 idle_grace=0\n")
+        .expect("explicit auto");
+    assert_eq!(auto[0].idle_grace_us, 0);
+    assert_eq!(
+        auto[0].to_string(),
+        "s policy=weight io_throttle=1 io_limit=1\n"
+    );
     assert_eq!(
         listings.iter().map(|l| l.to_string()).collect::<String>(),
         text
@@ -279,12 +332,22 @@ fn listings_parse_back() {
         "s policy=weight io_throttle=1 io_limit=1 io_limit=2\n",
         "s policy=weight io_throttle=1 io_limit=1 colour=red\n",
         "s policy=weight io_throttle=1 io_limit=1 token\n",
+        "s policy=weight io_throttle=1 io_limit=1 idle_grace=1 idle_grace=2\n",
+        "s policy=weight io_throttle=1 io_limit=1 idle_grace=soon\n",
+        "s policy=weight io_throttle=1 io_limit=1 idle_grace_us=5\n",
     ] {
         assert!(
             matches!(parse_devices_listing(bad), Err(EngineError::Parse(_))),
             "{bad}"
         );
     }
+    assert!(matches!(
+        parse_devices_listing("s policy=weight io_throttle=1 io_limit=1 idle_grace=1000001\n"),
+        Err(EngineError::OutOfRange {
+            param: "idle_grace",
+            ..
+        })
+    ));
 
     let text = "a weight=100\nb range-bw=10:20\n";
     let lines = parse_settings_listing(text).expect("settings listing parses");
@@ -333,6 +396,7 @@ fn arb_command() -> impl Strategy<Value = DeviceCommand> {
         (0..=TOKEN_MAX).prop_map(DeviceCommand::Token),
         (0..=TOKEN_MAX).prop_map(DeviceCommand::Carryover),
         (0..=TOKEN_MAX).prop_map(DeviceCommand::Capacity),
+        (0..=IDLE_GRACE_MAX_US).prop_map(DeviceCommand::IdleGrace),
         arb_group().prop_map(DeviceCommand::Attach),
         arb_group().prop_map(DeviceCommand::Detach),
         (arb_group(), 1..=SHORT_MAX)
