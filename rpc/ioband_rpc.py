@@ -39,6 +39,7 @@ except ImportError:  # SPDK trees before the spdk.rpc package: same output, loca
 SHORT_MAX = 32767                 # weight, io_throttle, io_limit (dm-ioband's SHRT_MAX)
 INT_MAX = 2 ** 31 - 1             # token, carryover, capacity
 RANGE_BW_MAX = INT_MAX // 2       # range-bw bounds in KiB/s
+IDLE_GRACE_MAX_US = 1000000       # idle_grace_us (one second)
 U32_MAX = 2 ** 32 - 1
 U64_MAX = 2 ** 64 - 1
 
@@ -67,6 +68,7 @@ def _uint_type(lo, hi, what):
 weight_type = _uint_type(1, SHORT_MAX, 'weight')
 short_knob_type = _uint_type(0, SHORT_MAX, 'value')
 int_knob_type = _uint_type(0, INT_MAX, 'value')
+idle_grace_type = _uint_type(0, IDLE_GRACE_MAX_US, 'idle grace')
 nonneg_type = _uint_type(0, U64_MAX, 'value')
 positive_type = _uint_type(1, U64_MAX, 'value')
 cgroup_id_type = _uint_type(0, U64_MAX, 'cgroup id')
@@ -139,6 +141,11 @@ SHARE_KNOBS = (
     (('--capacity', '--capacity-kib-per-sec'), 'capacity_kib_per_sec', int_knob_type,
      'What the base device delivers in KiB/s; range-bw minimums must fit in it '
      '(0..2147483647; 0 = unknown)'),
+    (('--idle-grace-us',), 'idle_grace_us', idle_grace_type,
+     'Microseconds a group with no I/O queued stays active after its last submission or '
+     'completion: it keeps its place in the share and keeps pacing groups that run ahead, '
+     'which protects closed-loop tenants at low queue depth and tenants behind a network '
+     'round trip (0..1000000; 0 = auto, derived from the observed completion latency)'),
 )
 SHARE_KNOB_DESTS = tuple(k[1] for k in SHARE_KNOBS)
 
@@ -148,7 +155,8 @@ def _add_share_knobs(p):
         if dest == 'policy':
             p.add_argument(*opts, dest=dest, choices=POLICIES, help=help_text)
         else:
-            p.add_argument(*opts, dest=dest, type=typ, metavar='N', help=help_text)
+            metavar = 'US' if dest == 'idle_grace_us' else 'N'
+            p.add_argument(*opts, dest=dest, type=typ, metavar=metavar, help=help_text)
 
 
 def _add_group_options(p, help_prefix):

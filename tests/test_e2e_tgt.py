@@ -21,7 +21,8 @@ MODEL = ['bdev_model_create', 'Model0', '64', '512', '--iops', '50000', '--laten
          '--queue-depth', '64']
 
 DEVICE_KEYS = {'share', 'policy', 'io_throttle', 'io_limit', 'token', 'carryover',
-               'capacity_kib_per_sec', 'devices'}
+               'capacity_kib_per_sec', 'idle_grace_us', 'devices', 'configured'}
+CONFIGURED_KEYS = {'io_throttle', 'io_limit', 'token', 'carryover', 'idle_grace_us', 'nr_requests'}
 SETTING_KEYS = {'name', 'share', 'group', 'type', 'id', 'weight', 'min_kib_per_sec', 'max_kib_per_sec'}
 GROUP_STAT_KEYS = {'group', 'read_ios', 'read_bytes', 'write_ios', 'write_bytes', 'other_ios',
                    'dispatched_ios', 'dispatched_bytes', 'throttled_ios', 'throttled_ticks',
@@ -63,20 +64,26 @@ def test_lifecycle_save_restart_delete(make_target):
     t.rpc('bdev_ioband_set_settings', 'io1', '--cgroup', '4242', '--weight', '50')
     t.rpc('bdev_ioband_set_device', 'share0', '--io-limit', '96')
     t.rpc('bdev_ioband_set_device', '-c', 'share0 io_throttle 8')
+    assert t.rpc_json('bdev_ioband_get_devices')[0]['idle_grace_us'] == 0      # auto
+    assert 'idle_grace' not in t.rpc('bdev_ioband_get_devices', '-f', 'text').stdout
+    t.rpc('bdev_ioband_set_device', 'share0', '--idle-grace-us', '900')
+    t.rpc('bdev_ioband_set_device', '-c', 'io1 idle_grace 250')
 
     # devices, JSON
     devices = t.rpc_json('bdev_ioband_get_devices')
     assert len(devices) == 1, devices
     d = devices[0]
     assert DEVICE_KEYS <= set(d), d
+    assert CONFIGURED_KEYS <= set(d['configured']), d
     assert (d['share'], d['policy'], d['devices']) == ('share0', 'weight', ['io0', 'io1'])
     assert (d['io_limit'], d['io_throttle']) == (96, 8)
+    assert (d['idle_grace_us'], d['configured']['idle_grace_us']) == (250, 250)
     assert t.rpc_json('bdev_ioband_get_devices', '--share', 'share0') == devices
 
     # devices, text: printed raw
     text = t.rpc('bdev_ioband_get_devices', '-f', 'text').stdout
     lines = text.splitlines()
-    assert re.fullmatch(r'share0 policy=weight io_throttle=8 io_limit=96 token=\d+ carryover=\d+( .*)?',
+    assert re.fullmatch(r'share0 policy=weight io_throttle=8 io_limit=96 token=\d+ carryover=\d+ idle_grace=250',
                         lines[0]), text
     assert lines[1:] == ['  io0', '  io1'], text
 
@@ -121,6 +128,9 @@ def test_lifecycle_save_restart_delete(make_target):
     methods = [e['method'] for s in config['subsystems'] for e in (s.get('config') or [])
                if isinstance(e, dict)]
     assert 'bdev_model_create' in methods and 'bdev_ioband_create' in methods, saved
+    creates = [e['params'] for s in config['subsystems'] for e in (s.get('config') or [])
+               if isinstance(e, dict) and e.get('method') == 'bdev_ioband_create']
+    assert [c.get('idle_grace_us') for c in creates] == [250, 250], saved
     config_path = t.workdir / 'config.json'
     config_path.write_text(saved)
 
@@ -243,6 +253,14 @@ BAD_CALLS = [
      {'name': 'ioX', 'base_bdev_name': 'Model0', 'io_limit': 4, 'io_throttle': 8}, E, None),
     ('create-policy', 'bdev_ioband_create',
      {'name': 'ioX', 'base_bdev_name': 'Model0', 'policy': 'fifo'}, P, 'policy'),
+    ('create-idle-grace-type', 'bdev_ioband_create',
+     {'name': 'ioX', 'base_bdev_name': 'Model0', 'idle_grace_us': '250'}, P, 'idle_grace_us'),
+    ('create-idle-grace-negative', 'bdev_ioband_create',
+     {'name': 'ioX', 'base_bdev_name': 'Model0', 'idle_grace_us': -1}, P, 'idle_grace_us'),
+    ('create-idle-grace-range', 'bdev_ioband_create',
+     {'name': 'ioX', 'base_bdev_name': 'Model0', 'idle_grace_us': 1000001}, E, 'idle_grace'),
+    ('create-idle-grace-differs-from-share', 'bdev_ioband_create',
+     {'name': 'ioX', 'base_bdev_name': 'Model0', 'share': 'share0', 'idle_grace_us': 250}, E, None),
     # delete
     ('delete-unknown', 'bdev_ioband_delete', {'name': 'NoSuch'}, -19, None),
     ('delete-not-ioband', 'bdev_ioband_delete', {'name': 'Model0'}, -19, None),
@@ -274,6 +292,16 @@ BAD_CALLS = [
     ('set-device-command-unknown', 'bdev_ioband_set_device', {'command': 'NoSuch io_limit 8'}, -19, None),
     ('set-device-capacity-below-min', 'bdev_ioband_set_device',
      {'name': 'share1', 'capacity_kib_per_sec': 100}, E, None),
+    ('set-device-idle-grace-range', 'bdev_ioband_set_device',
+     {'name': 'share0', 'idle_grace_us': 1000001}, E, 'idle_grace'),
+    ('set-device-idle-grace-range-with-other-knob', 'bdev_ioband_set_device',
+     {'name': 'io1', 'io_limit': 8, 'idle_grace_us': 4000000}, E, 'idle_grace'),
+    ('set-device-idle-grace-type', 'bdev_ioband_set_device',
+     {'name': 'share0', 'idle_grace_us': [5]}, P, 'idle_grace_us'),
+    ('set-device-idle-grace-unknown-field', 'bdev_ioband_set_device',
+     {'name': 'share0', 'idle_grace': 5}, P, 'idle_grace'),
+    ('set-device-command-idle-grace-range', 'bdev_ioband_set_device',
+     {'command': 'share0 idle_grace 1000001'}, E, 'idle_grace'),
     # set_settings
     ('set-settings-weight-0', 'bdev_ioband_set_settings', {'name': 'io0', 'value': 0}, E, 'weight'),
     ('set-settings-weight-40000', 'bdev_ioband_set_settings', {'name': 'io0', 'value': 40000}, E, 'weight'),

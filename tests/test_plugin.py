@@ -23,10 +23,13 @@ SENDS = [
      'bdev_ioband_create', {'name': 'io0', 'base_bdev_name': 'Nvme0n1'}),
     (['bdev_ioband_create', '--base-bdev-name', 'Nvme0n1', '--name', 'io1', '--share', 'tenants',
       '--policy', 'weight-iosize', '--io-throttle', '8', '--io-limit', '256', '--token', '4096',
-      '--carryover', '3', '--capacity', '2000000'],
+      '--carryover', '3', '--capacity', '2000000', '--idle-grace-us', '250'],
      'bdev_ioband_create', {'name': 'io1', 'base_bdev_name': 'Nvme0n1', 'share': 'tenants',
                             'policy': 'weight-iosize', 'io_throttle': 8, 'io_limit': 256,
-                            'token': 4096, 'carryover': 3, 'capacity_kib_per_sec': 2000000}),
+                            'token': 4096, 'carryover': 3, 'capacity_kib_per_sec': 2000000,
+                            'idle_grace_us': 250}),
+    (['bdev_ioband_create', '-b', 'M0', '-n', 'io3', '--idle-grace-us', '0'],
+     'bdev_ioband_create', {'name': 'io3', 'base_bdev_name': 'M0', 'idle_grace_us': 0}),
     (['bdev_ioband_create', '-b', 'M0', '-n', 'io2', '-p', 'range-bw', '--capacity-kib-per-sec', '0',
       '--io-limit', '0'],
      'bdev_ioband_create', {'name': 'io2', 'base_bdev_name': 'M0', 'policy': 'range-bw',
@@ -42,8 +45,14 @@ SENDS = [
       '--carryover', '2147483647', '--capacity', '1000'],
      'bdev_ioband_set_device', {'name': 'io0', 'policy': 'range-bw', 'io_throttle': 2, 'token': 0,
                                 'carryover': 2147483647, 'capacity_kib_per_sec': 1000}),
+    (['bdev_ioband_set_device', 'tenants', '--idle-grace-us', '1000000'],
+     'bdev_ioband_set_device', {'name': 'tenants', 'idle_grace_us': 1000000}),
+    (['bdev_ioband_set_device', 'io0', '--idle-grace-us', '0', '--io-limit', '64'],
+     'bdev_ioband_set_device', {'name': 'io0', 'idle_grace_us': 0, 'io_limit': 64}),
     (['bdev_ioband_set_device', '-c', 'tenants io_limit 256'],
      'bdev_ioband_set_device', {'command': 'tenants io_limit 256'}),
+    (['bdev_ioband_set_device', '-c', 'tenants idle_grace 500'],
+     'bdev_ioband_set_device', {'command': 'tenants idle_grace 500'}),
     # settings
     (['bdev_ioband_get_settings'], 'bdev_ioband_get_settings', None),
     (['bdev_ioband_get_settings', '-n', 'io0', '--initiator', NQN, '-f', 'text'],
@@ -113,6 +122,9 @@ BAD_ARGS = [
     ['bdev_ioband_create', '-b', 'B', '-n', 'io0', '--token', '2147483648'],
     ['bdev_ioband_create', '-b', 'B', '-n', 'io0', '--carryover', '1.5'],
     ['bdev_ioband_create', '-b', 'B', '-n', 'io0', '--capacity', '+5'],
+    ['bdev_ioband_create', '-b', 'B', '-n', 'io0', '--idle-grace-us', '1000001'],
+    ['bdev_ioband_create', '-b', 'B', '-n', 'io0', '--idle-grace-us', '-1'],
+    ['bdev_ioband_create', '-b', 'B', '-n', 'io0', '--idle-grace-us', '1ms'],
     ['bdev_ioband_get_devices', '-f', 'xml'],
     # set_device: one form or the other, and something to set
     ['bdev_ioband_set_device'],
@@ -120,6 +132,8 @@ BAD_ARGS = [
     ['bdev_ioband_set_device', 'tenants', '-c', 'tenants io_limit 3'],
     ['bdev_ioband_set_device', '-c', 'tenants io_limit 3', '--io-limit', '3'],
     ['bdev_ioband_set_device', 'tenants', '--io-throttle', '40000'],
+    ['bdev_ioband_set_device', 'tenants', '--idle-grace-us', '2000000'],
+    ['bdev_ioband_set_device', '-c', 'tenants idle_grace 5', '--idle-grace-us', '5'],
     # settings: weight and range-bw ranges, group keys
     ['bdev_ioband_set_settings', 'io0', '--weight', '0'],
     ['bdev_ioband_set_settings', 'io0', '--weight', '40000'],
@@ -212,12 +226,14 @@ def test_replies_printed_as_spdk_does(fake_server, rpc):
         assert proc.returncode == 0 and proc.stdout == '', describe(proc)
 
     devices = [{'share': 's', 'policy': 'weight', 'io_throttle': 4, 'io_limit': 192, 'token': 768,
-                'carryover': 2, 'capacity_kib_per_sec': 0, 'devices': ['io0', 'io1']}]
+                'carryover': 2, 'capacity_kib_per_sec': 0, 'idle_grace_us': 250, 'devices': ['io0', 'io1'],
+                'configured': {'io_throttle': 0, 'io_limit': 0, 'token': 0, 'carryover': 0,
+                               'idle_grace_us': 250, 'nr_requests': 128}}]
     fake_server.reply('bdev_ioband_get_devices', result=devices)
     proc = rpc('bdev_ioband_get_devices')
     assert proc.returncode == 0 and json.loads(proc.stdout) == devices, describe(proc)
 
-    text = 's policy=weight io_throttle=4 io_limit=192 token=768 carryover=2\n  io0\n  io1\n'
+    text = 's policy=weight io_throttle=4 io_limit=192 token=768 carryover=2 idle_grace=250\n  io0\n  io1\n'
     fake_server.reply('bdev_ioband_get_devices', result=text)
     proc = rpc('bdev_ioband_get_devices', '-f', 'text')
     assert proc.returncode == 0 and proc.stdout == text, describe(proc)   # raw, not JSON-quoted
@@ -249,6 +265,17 @@ def test_help_lists_every_method():
         proc = subprocess.run(spdk_rpc_command() + ['--plugin', PLUGIN, m, '-h'], env=env,
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0 and 'usage:' in proc.stdout, describe(proc)
+        if m in ('bdev_ioband_create', 'bdev_ioband_set_device'):
+            help_text = ' '.join(proc.stdout.split())
+            assert '--idle-grace-us US' in help_text, describe(proc)
+            assert '0..1000000; 0 = auto' in help_text, describe(proc)
+
+
+def test_set_device_without_knob_names_idle_grace(fake_server, rpc):
+    proc = rpc('bdev_ioband_set_device', 'tenants')
+    assert proc.returncode == 2, describe(proc)
+    assert '--idle-grace-us' in proc.stderr, describe(proc)
+    assert fake_server.requests == []
 
 
 def test_dry_run_prints_request_without_a_server():
