@@ -191,6 +191,8 @@ pub struct Ticket {
     pub(crate) group: GroupId,
     pub(crate) op: Op,
     pub(crate) bytes: u64,
+    /// Tick of its dispatch, for the share's completion latency.
+    pub(crate) dispatched_ticks: u64,
 }
 
 impl Ticket {

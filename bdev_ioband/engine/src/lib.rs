@@ -25,7 +25,7 @@ pub use error::EngineError;
 pub use group::{GroupId, GroupKey, GroupStats, GroupType, Op, Ticket, MAX_INITIATOR_LEN};
 pub use params::{
     GroupParams, GroupValue, Policy, ShareParams, DEFAULT_IO_THROTTLE, DEFAULT_NR_REQUESTS,
-    DEFAULT_TOKENPOOL, DEFAULT_WEIGHT, RANGE_BW_MAX_KIB_PER_SEC, SECTOR_BYTES, SHORT_MAX,
-    TOKEN_MAX,
+    DEFAULT_TOKENPOOL, DEFAULT_WEIGHT, IDLE_GRACE_MAX_US, RANGE_BW_MAX_KIB_PER_SEC, SECTOR_BYTES,
+    SHORT_MAX, TOKEN_MAX,
 };
-pub use share::{Admit, DeviceIdx, Share};
+pub use share::{Admit, DeviceIdx, Share, FLOOR_TTL_MS, RESERVE_LAG_MAX_MS};

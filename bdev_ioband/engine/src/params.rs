@@ -14,6 +14,8 @@ pub const SHORT_MAX: u32 = 32767;
 pub const DEFAULT_WEIGHT: u32 = 100;
 /// io_throttle when 0 is given.
 pub const DEFAULT_IO_THROTTLE: u32 = 4;
+/// Longest `idle_grace` a user may set, in µs (one second).
+pub const IDLE_GRACE_MAX_US: u32 = 1_000_000;
 /// Request-queue depth assumed when the host gives none (Linux's default nr_requests).
 pub const DEFAULT_NR_REQUESTS: u32 = 128;
 /// Basis of the default carryover (dm-ioband's DEFAULT_TOKENPOOL).
@@ -109,6 +111,9 @@ pub struct ShareParams {
     /// What the share's device can deliver, in KiB/s; Σmin of range-bw is checked against
     /// it (0 = unknown: only dm-ioband's INT_MAX/2 bound applies).
     pub capacity_kib_per_sec: u32,
+    /// How long, in µs, a group stays active after its last submission or completion
+    /// when nothing of it is queued (0 = derived from the observed completion latency).
+    pub idle_grace_us: u32,
     /// Queue depth of the base device, from which the default io_limit derives.
     pub nr_requests: u32,
 }
@@ -122,6 +127,7 @@ impl Default for ShareParams {
             token: 0,
             carryover: 0,
             capacity_kib_per_sec: 0,
+            idle_grace_us: 0,
             nr_requests: DEFAULT_NR_REQUESTS,
         }
     }
@@ -173,6 +179,7 @@ impl ShareParams {
         check_range("carryover", self.carryover, 0, TOKEN_MAX)?;
         check_range("nr_requests", self.nr_requests, 1, SHORT_MAX)?;
         check_range("capacity", self.capacity_kib_per_sec, 0, TOKEN_MAX)?;
+        check_range("idle_grace", self.idle_grace_us, 0, IDLE_GRACE_MAX_US)?;
         if self.io_limit != 0 && self.io_throttle > self.io_limit {
             return Err(EngineError::ThrottleAboveLimit {
                 io_throttle: self.io_throttle,

@@ -7,9 +7,13 @@
 //!
 //! The device serves one I/O at a time, each taking `max(1/iops, bytes/bandwidth)`, and
 //! completes it `latency` later: throughput is finite and queueing happens, as on a
-//! saturated NVMe namespace seen from one share.
+//! saturated NVMe namespace seen from one share. A tenant may add latency of its own to
+//! each of its I/Os (a slow request: it waits without holding the server), and may think
+//! between a completion and its next submission (a closed loop behind a network round
+//! trip).
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 
 use crate::group::{GroupId, GroupKey, Op, Ticket};
 use crate::params::{GroupValue, ShareParams};
@@ -52,6 +56,16 @@ pub enum Arrival {
         /// When it starts.
         start_ticks: u64,
     },
+    /// Keeps `queue_depth` outstanding from `start_ticks` until `stop_ticks` (a tenant
+    /// that arrives and leaves), none before or after.
+    Between {
+        /// I/Os kept outstanding while present.
+        queue_depth: u32,
+        /// When it arrives.
+        start_ticks: u64,
+        /// When it leaves.
+        stop_ticks: u64,
+    },
 }
 
 impl Arrival {
@@ -67,6 +81,19 @@ impl Arrival {
                     (queue_depth, None)
                 } else {
                     (0, Some(start_ticks))
+                }
+            }
+            Arrival::Between {
+                queue_depth,
+                start_ticks,
+                stop_ticks,
+            } => {
+                if now < start_ticks {
+                    (0, Some(start_ticks))
+                } else if now < stop_ticks {
+                    (queue_depth, Some(stop_ticks))
+                } else {
+                    (0, None)
                 }
             }
             Arrival::Bursty {
@@ -101,6 +128,10 @@ pub struct Tenant {
     pub io_bytes: u64,
     /// When it has I/O outstanding.
     pub arrival: Arrival,
+    /// Ticks between a completion and the submission that replaces it (0: at once).
+    pub think_ticks: u64,
+    /// Latency added to each of its I/Os after service, without holding the server.
+    pub slow_ticks: u64,
 }
 
 /// A change made while the simulation runs.
@@ -200,6 +231,23 @@ struct InDevice {
     ticket: Ticket,
 }
 
+impl PartialEq for InDevice {
+    fn eq(&self, other: &Self) -> bool {
+        (self.done_ticks, self.id) == (other.done_ticks, other.id)
+    }
+}
+impl Eq for InDevice {}
+impl PartialOrd for InDevice {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for InDevice {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.done_ticks, self.id).cmp(&(other.done_ticks, other.id))
+    }
+}
+
 /// The simulation's mutable state apart from the engine.
 struct World<'a> {
     config: &'a SimConfig,
@@ -207,7 +255,9 @@ struct World<'a> {
     owner: Vec<usize>,
     dispatched: Vec<bool>,
     outstanding: Vec<u32>,
-    device_fifo: VecDeque<InDevice>,
+    /// Per tenant: when each of its thinking slots may submit again (in order).
+    thinking: Vec<VecDeque<u64>>,
+    device: BinaryHeap<Reverse<InDevice>>,
     busy_until: u64,
 }
 
@@ -239,12 +289,13 @@ impl World<'_> {
         s.cost += self.config.params.policy.cost(ticket.bytes());
         let start = now.max(self.busy_until);
         self.busy_until = start + self.service_ticks(ticket.bytes());
-        let done_ticks = self.busy_until + self.config.device.latency_ticks;
-        self.device_fifo.push_back(InDevice {
+        let done_ticks =
+            self.busy_until + self.config.device.latency_ticks + self.config.tenants[t].slow_ticks;
+        self.device.push(Reverse(InDevice {
             done_ticks,
             id,
             ticket,
-        });
+        }));
     }
 }
 
@@ -286,7 +337,8 @@ pub fn run(config: &SimConfig) -> Result<SimReport, EngineError> {
         owner: Vec::new(),
         dispatched: Vec::new(),
         outstanding: vec![0; n],
-        device_fifo: VecDeque::new(),
+        thinking: vec![VecDeque::new(); n],
+        device: BinaryHeap::new(),
         busy_until: 0,
     };
     let mut actions = config.actions.clone();
@@ -318,13 +370,17 @@ pub fn run(config: &SimConfig) -> Result<SimReport, EngineError> {
 
         // Completions due now.
         let share = engine.share_mut("sim")?;
-        while w.device_fifo.front().is_some_and(|d| d.done_ticks <= now) {
-            let Some(done) = w.device_fifo.pop_front() else {
+        while w.device.peek().is_some_and(|d| d.0.done_ticks <= now) {
+            let Some(Reverse(done)) = w.device.pop() else {
                 break;
             };
             let t = w.owner[done.id];
             w.outstanding[t] -= 1;
             w.report.completed[t] += 1;
+            let think = config.tenants[t].think_ticks;
+            if think > 0 {
+                w.thinking[t].push_back(now + think);
+            }
             share.complete(done.ticket, now, &mut |id, tk| w.on_dispatch(id, tk, now));
         }
         share.poll(now, &mut |id, tk| w.on_dispatch(id, tk, now));
@@ -344,11 +400,21 @@ pub fn run(config: &SimConfig) -> Result<SimReport, EngineError> {
                     want
                 })
                 .collect();
+            for thinking in &mut w.thinking {
+                while thinking.front().is_some_and(|&due| due <= now) {
+                    thinking.pop_front();
+                }
+                if let Some(&due) = thinking.front() {
+                    next_change = Some(next_change.map_or(due, |x: u64| x.min(due)));
+                }
+            }
             let mut pending = true;
             while pending {
                 pending = false;
                 for (t, tenant) in config.tenants.iter().enumerate() {
-                    if w.outstanding[t] >= wants[t] {
+                    let busy =
+                        w.outstanding[t] + u32::try_from(w.thinking[t].len()).unwrap_or(u32::MAX);
+                    if busy >= wants[t] {
                         continue;
                     }
                     pending = true;
@@ -375,7 +441,7 @@ pub fn run(config: &SimConfig) -> Result<SimReport, EngineError> {
 
         // Next event.
         let candidates = [
-            w.device_fifo.front().map(|d| d.done_ticks),
+            w.device.peek().map(|d| d.0.done_ticks),
             next_change.filter(|&c| c < config.duration_ticks),
             share.next_wakeup_ticks(),
             actions.front().map(|(at, _)| *at),
@@ -383,7 +449,7 @@ pub fn run(config: &SimConfig) -> Result<SimReport, EngineError> {
         ];
         match candidates.into_iter().flatten().filter(|&t| t > now).min() {
             Some(t) => now = t,
-            None if w.device_fifo.is_empty() => break,
+            None if w.device.is_empty() => break,
             None => now += 1,
         }
     }

@@ -19,6 +19,8 @@ fn tenant(i: usize, value: GroupValue, io_bytes: u64, arrival: Arrival) -> Tenan
         op: if i % 3 == 0 { Op::Write } else { Op::Read },
         io_bytes,
         arrival,
+        think_ticks: 0,
+        slow_ticks: 0,
     }
 }
 

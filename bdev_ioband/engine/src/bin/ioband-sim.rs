@@ -116,6 +116,8 @@ fn main() -> ExitCode {
             arrival: Arrival::Saturating {
                 queue_depth: args.queue_depth,
             },
+            think_ticks: 0,
+            slow_ticks: 0,
         })
         .collect();
     let config = SimConfig {

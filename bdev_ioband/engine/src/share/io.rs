@@ -5,9 +5,17 @@
 //! update), never a scan over groups.
 
 use super::{
-    rate_subticks, Admit, DeviceIdx, Pending, Share, SUBTICK_SHIFT, VT_SCALE, VT_SCALE_U64,
+    rate_subticks, Admit, DeviceIdx, Pending, Share, LATENCY_EWMA_SHIFT, SUBTICK_SHIFT, VT_SCALE,
+    VT_SCALE_U64,
 };
 use crate::group::{GroupId, Op, Ticket};
+
+/// Which phase let an I/O go: range-bw charges the reservation only for its own phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Reservation,
+    Weight,
+}
 
 impl<T> Share<T> {
     /// Offers an I/O of `group` on `dev`. Whatever can go now (this I/O or others that
@@ -15,6 +23,7 @@ impl<T> Share<T> {
     ///
     /// A stale `group` (detached since it was looked up) falls back to the device's
     /// default group.
+    #[allow(clippy::too_many_arguments)]
     pub fn submit<F: FnMut(T, Ticket)>(
         &mut self,
         dev: DeviceIdx,
@@ -36,12 +45,15 @@ impl<T> Share<T> {
             _ => device.default_slot,
         };
         let now_sub = self.now_subticks(now_ticks);
+        let now_ticks = ticks_of(now_sub);
         let seq = self.next_seq;
         self.next_seq += 1;
         self.wake(slot, now_sub);
+        let ranged = self.ranged();
         let Some(g) = self.slots[slot as usize].group.as_mut() else {
             return Admit::NoDevice(io);
         };
+        g.last_event_ticks = now_ticks;
         match op {
             Op::Read => {
                 g.stats.read_ios += 1;
@@ -57,17 +69,15 @@ impl<T> Share<T> {
         // anywhere in the share and the group is not held. Whatever else waits is held
         // (the last run left it so), so this I/O overtakes nobody it should not.
         let (idle_queue, vtime) = (g.queue.is_empty(), g.vtime);
-        let untimed = g.params.max_kib_per_sec == 0 && g.params.min_kib_per_sec == 0;
+        let untimed = !ranged || (g.params.max_kib_per_sec == 0 && g.params.min_kib_per_sec == 0);
         let direct = idle_queue
             && untimed
             && self.in_flight < self.io_limit
             && self.reserve.is_empty()
             && self.limited.is_empty()
-            && !(self.params.policy.is_weight()
-                && self.in_flight >= self.io_throttle
-                && self.held(vtime));
+            && !(self.params.policy.is_weight() && self.held(vtime, now_ticks));
         if direct {
-            let ticket = self.charge(slot, op, bytes, now_sub);
+            let ticket = self.charge(slot, op, bytes, now_sub, Phase::Weight);
             // Its queue stays empty and it is untimed: only its active mark can change.
             if !self.active.contains(slot) {
                 self.active.set(slot, vtime);
@@ -96,25 +106,41 @@ impl<T> Share<T> {
 
     /// Takes back a dispatched I/O, then dispatches whatever that made room for.
     ///
-    /// Hosts should hand the completion to the submitter first and return the ticket
-    /// after: a closed-loop submitter that sends its next I/O from the completion callback
-    /// then stays active, and keeps its place under `io_throttle`.
+    /// The order in which a host completes the submitter and returns the ticket does not
+    /// matter: the group stays active for `idle_grace` after this completion, so a
+    /// closed-loop submitter whose next I/O comes later (after its callback, or a network
+    /// round trip away) keeps its place.
     pub fn complete<F: FnMut(T, Ticket)>(&mut self, ticket: Ticket, now_ticks: u64, sink: &mut F) {
         self.in_flight = self.in_flight.saturating_sub(1);
+        let now_sub = self.now_subticks(now_ticks);
+        let now_ticks = ticks_of(now_sub);
+        let latency = now_ticks.saturating_sub(ticket.dispatched_ticks);
+        self.latency_ewma_scaled = self.latency_ewma_scaled
+            - (self.latency_ewma_scaled >> LATENCY_EWMA_SHIFT)
+            + latency.min(u64::MAX >> LATENCY_EWMA_SHIFT);
+        self.refresh_grace();
+        if let Some(depth) = self.depth.on_completion(latency, now_ticks) {
+            if self.params.io_throttle == 0 {
+                self.io_throttle = depth;
+            }
+        }
         let slot = ticket.group.slot;
+        let ranged = self.ranged();
         if let Some(entry) = self.slots.get_mut(slot as usize) {
             if entry.generation == ticket.group.generation {
                 if let Some(g) = entry.group.as_mut() {
                     g.in_flight = g.in_flight.saturating_sub(1);
                     g.stats.in_flight = u64::from(g.in_flight);
                     g.stats.completed_ios += 1;
-                    if g.in_flight == 0 && g.queue.is_empty() {
-                        self.active.remove(slot);
+                    g.last_event_ticks = now_ticks;
+                    // Active again for the grace (an expired entry was dropped lazily).
+                    let capped = ranged && g.params.max_kib_per_sec > 0;
+                    if !capped && !self.active.contains(slot) {
+                        self.active.set(slot, g.vtime);
                     }
                 }
             }
         }
-        let now_sub = self.now_subticks(now_ticks);
         // Nothing waits anywhere (the pass-through case): nothing to dispatch.
         if self.ready.is_empty() && self.reserve.is_empty() && self.limited.is_empty() {
             return;
@@ -123,10 +149,11 @@ impl<T> Share<T> {
     }
 
     /// Dispatches whatever has become eligible by `now_ticks` (a max that has refilled, a
-    /// reservation that has come due). Hosts call this from their poller.
+    /// reservation that has come due, a group whose hold lifted as an idle one expired).
+    /// Hosts call this from their poller.
     pub fn poll<F: FnMut(T, Ticket)>(&mut self, now_ticks: u64, sink: &mut F) {
         let now_sub = self.now_subticks(now_ticks);
-        self.run(now_ticks, now_sub, self.next_seq, sink);
+        self.run(ticks_of(now_sub), now_sub, self.next_seq, sink);
     }
 
     /// The earliest tick at which a timed limit lifts for a waiting group, if any; a host
@@ -144,7 +171,11 @@ impl<T> Share<T> {
         self.last_now_subticks
     }
 
-    /// Marks a group active if it was idle, limiting the credit it brings back.
+    /// Limits the credit a group brings back when it has nothing queued or in flight.
+    ///
+    /// This runs for an anticipated group too (a closed-loop tenant between two I/Os):
+    /// what keeps such a tenant's place is that it stays in the active set and paces the
+    /// others, not banked virtual time, so its credit stays bounded by `carryover`.
     pub(super) fn wake(&mut self, slot: u32, now_sub: u128) {
         let Some(g) = self.slots[slot as usize].group.as_mut() else {
             return;
@@ -157,35 +188,39 @@ impl<T> Share<T> {
 
     /// Puts a group in the heaps its state calls for.
     pub(super) fn reposition(&mut self, slot: u32, now_sub: u128) {
+        let ranged = self.ranged();
         let Some(g) = self.slots[slot as usize].group.as_ref() else {
             return;
+        };
+        let (min, max) = if ranged {
+            (g.params.min_kib_per_sec, g.params.max_kib_per_sec)
+        } else {
+            (0, 0)
         };
         if g.queue.is_empty() {
             self.ready.remove(slot);
             self.reserve.remove(slot);
             self.limited.remove(slot);
-        } else if g.params.max_kib_per_sec > 0 && g.limit_tag > now_sub {
+        } else if max > 0 && g.limit_tag > now_sub {
             self.ready.remove(slot);
             self.reserve.remove(slot);
             self.limited.set(slot, g.limit_tag);
         } else {
             self.limited.remove(slot);
             self.ready.set(slot, g.vtime);
-            if g.params.min_kib_per_sec > 0 {
+            if min > 0 {
                 self.reserve.set(slot, g.reserve_tag);
             } else {
                 self.reserve.remove(slot);
             }
         }
         // A capped group is slow on purpose: it never holds the others back. Keys in the
-        // active heap may lag the group's virtual time (see `held`); a new entry gets the
-        // current one.
-        if (!g.queue.is_empty() || g.in_flight > 0) && g.params.max_kib_per_sec == 0 {
-            if !self.active.contains(slot) {
-                self.active.set(slot, g.vtime);
-            }
-        } else {
+        // active heap may lag the group's virtual time, and an idle group leaves it only
+        // when its grace has run out (see `held`); a new entry gets the current time.
+        if max > 0 {
             self.active.remove(slot);
+        } else if (!g.queue.is_empty() || g.in_flight > 0) && !self.active.contains(slot) {
+            self.active.set(slot, g.vtime);
         }
     }
 
@@ -205,39 +240,73 @@ impl<T> Share<T> {
         }
         let weight_policy = self.params.policy.is_weight();
         while self.in_flight < self.io_limit {
-            let slot = match (self.reserve.peek(), self.ready.peek()) {
-                (Some((tag, slot)), _) if tag <= now_sub => slot,
-                (_, Some((vt, slot))) => {
-                    if weight_policy && self.in_flight >= self.io_throttle && self.held(vt) {
-                        break;
-                    }
-                    slot
-                }
-                _ => break,
+            let due = self.reserve.peek().filter(|&(tag, _)| tag <= now_sub);
+            let weighted = match self.ready.peek() {
+                Some((vt, slot)) if !(weight_policy && self.held(vt, now_ticks)) => Some(slot),
+                _ => None,
             };
-            self.dispatch_one(slot, now_ticks, now_sub, run_start_seq, sink);
+            let (slot, phase) = match (due, weighted) {
+                (Some((tag, slot)), weighted) => {
+                    // Reservations behind by more than the lag bound cannot all be met:
+                    // alternate with the weighted order so that min-0 groups still move.
+                    let behind = now_sub.saturating_sub(tag) >= self.reserve_lag_sub;
+                    match weighted {
+                        Some(w) if behind && self.spare_turn && w != slot => {
+                            self.spare_turn = false;
+                            (w, Phase::Weight)
+                        }
+                        _ => {
+                            self.spare_turn = behind;
+                            (slot, Phase::Reservation)
+                        }
+                    }
+                }
+                (None, Some(slot)) => (slot, Phase::Weight),
+                (None, None) => break,
+            };
+            self.dispatch_one(slot, now_ticks, now_sub, run_start_seq, phase, sink);
         }
     }
 
-    /// Whether a group at virtual time `vt` runs more than an epoch ahead of the slowest
-    /// active group.
+    /// Whether a group at virtual time `vt` must wait: it runs more than an epoch ahead of
+    /// the slowest active group `S`, and the share has at least `max(io_throttle, ⌈d·W/w⌉)`
+    /// I/Os in flight (`d`: what `S` has queued and in flight, `w` its weight, `W` the
+    /// share's total weight).
+    ///
+    /// Being ahead is what engages the auto hold depth (see `depth`), whether or not the
+    /// share is at that depth now: the depth adapts only while it matters to someone.
     ///
     /// The active heap's keys are updated lazily: a dispatch raises a group's virtual time
     /// but not its key, so a key is a lower bound of its group's virtual time and the top
     /// key a lower bound of the true minimum. If `vt` is within an epoch of that bound it is
     /// within an epoch of the minimum, and nothing needs fixing (the common case, and no
-    /// heap work per I/O); otherwise the top is brought up to date until it is exact.
-    fn held(&mut self, vt: u128) -> bool {
+    /// heap work per I/O); otherwise the top is brought up to date until it is exact. An
+    /// entry whose group has nothing queued and no event within the grace leaves the heap
+    /// there: the group has gone idle (or has only slow I/O in flight) and paces no one.
+    fn held(&mut self, vt: u128, now_ticks: u64) -> bool {
         while let Some((key, slot)) = self.active.peek() {
             if vt <= key + self.epoch_vt {
                 return false;
             }
-            let current = self.slots[slot as usize].group.as_ref().map(|g| g.vtime);
-            match current {
-                Some(current) if current > key => self.active.set(slot, current),
-                Some(_) => return true,
-                None => self.active.remove(slot),
+            let Some(g) = self.slots[slot as usize].group.as_ref() else {
+                self.active.remove(slot);
+                continue;
+            };
+            if g.queue.is_empty()
+                && now_ticks.saturating_sub(g.last_event_ticks) >= self.grace_ticks
+            {
+                self.active.remove(slot);
+                continue;
             }
+            if g.vtime > key {
+                self.active.set(slot, g.vtime);
+                continue;
+            }
+            let depth = u64::from(g.in_flight) + g.queue.len() as u64;
+            let weight = u64::from(g.params.weight.max(1));
+            let fair_depth = (depth * self.weight_total.max(1)).div_ceil(weight);
+            self.depth.note_held();
+            return u64::from(self.in_flight) >= fair_depth.max(u64::from(self.io_throttle));
         }
         false
     }
@@ -248,6 +317,7 @@ impl<T> Share<T> {
         now_ticks: u64,
         now_sub: u128,
         run_start_seq: u64,
+        phase: Phase,
         sink: &mut F,
     ) {
         let Some(g) = self.slots[slot as usize].group.as_mut() else {
@@ -259,23 +329,31 @@ impl<T> Share<T> {
             g.stats.throttled_ios += 1;
             g.stats.throttled_ticks += now_ticks.saturating_sub(p.enqueued_ticks);
         }
-        let ticket = self.charge(slot, p.op, p.bytes, now_sub);
+        let ticket = self.charge(slot, p.op, p.bytes, now_sub, phase);
         self.reposition(slot, now_sub);
         sink(p.io, ticket);
     }
 
     /// Accounts one I/O of `slot` as dispatched: virtual time, range tags, in-flight
     /// counts and counters. Returns its ticket.
-    fn charge(&mut self, slot: u32, op: Op, bytes: u64, now_sub: u128) -> Ticket {
+    fn charge(&mut self, slot: u32, op: Op, bytes: u64, now_sub: u128, phase: Phase) -> Ticket {
         let cost = self.params.policy.cost(bytes);
         let ticks_per_sec = u128::from(self.ticks_per_sec);
+        let ranged = self.ranged();
+        let reserve_lag_sub = self.reserve_lag_sub;
         let entry = &mut self.slots[slot as usize];
         let group = GroupId {
             slot,
             generation: entry.generation,
         };
+        let ticket = Ticket {
+            group,
+            op,
+            bytes,
+            dispatched_ticks: ticks_of(now_sub),
+        };
         let Some(g) = entry.group.as_mut() else {
-            return Ticket { group, op, bytes };
+            return ticket;
         };
 
         // Weighted order: advance virtual time by cost / weight, carrying the remainder
@@ -298,12 +376,15 @@ impl<T> Share<T> {
         }
         self.vclock = self.vclock.max(start_vt);
 
-        // Range tags, in subticks: bytes at the configured KiB/s.
+        // Range tags, in subticks: bytes at the configured KiB/s. Only the reservation
+        // phase advances the reservation tag (mClock: spare bandwidth is not charged to
+        // the reservation), and never from further back than the lag bound.
         let tag_bytes = u128::from(bytes.max(1));
-        if g.params.min_kib_per_sec > 0 {
-            g.reserve_tag += rate_subticks(tag_bytes, g.params.min_kib_per_sec, ticks_per_sec);
+        if ranged && phase == Phase::Reservation && g.params.min_kib_per_sec > 0 {
+            let interval = rate_subticks(tag_bytes, g.params.min_kib_per_sec, ticks_per_sec);
+            g.reserve_tag = g.reserve_tag.max(now_sub.saturating_sub(reserve_lag_sub)) + interval;
         }
-        if g.params.max_kib_per_sec > 0 {
+        if ranged && g.params.max_kib_per_sec > 0 {
             // A group that was late for its slot (the share was full) may catch up by one
             // I/O, no more: without that, every wait for a free slot would be lost and a
             // max set at the min could never deliver the min.
@@ -318,6 +399,11 @@ impl<T> Share<T> {
         s.dispatched_bytes += bytes;
         s.dispatched_cost += cost;
         s.in_flight = u64::from(g.in_flight);
-        Ticket { group, op, bytes }
+        ticket
     }
+}
+
+/// Whole ticks of a subtick time.
+fn ticks_of(now_sub: u128) -> u64 {
+    u64::try_from(now_sub >> SUBTICK_SHIFT).unwrap_or(u64::MAX)
 }

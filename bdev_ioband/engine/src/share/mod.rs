@@ -9,18 +9,42 @@
 //! - **Weight** (`weight`, `weight-iosize`): start-time fair queuing. Each group keeps a
 //!   virtual time that grows by `cost / weight` per dispatched I/O; the backlogged group
 //!   with the smallest one goes next (an indexed heap, O(log n)). At most `io_limit` I/Os
-//!   are in flight for the share. While at least `io_throttle` are in flight, a group more
-//!   than one epoch (`token` tokens of the share's work) ahead of the slowest *active*
-//!   group (queued or in flight) is held, so that a tenant waiting on its completions keeps
-//!   its share: dm-ioband's epoch refusal, expressed in virtual time. An idle group that
-//!   wakes up re-enters at most `carryover` epochs behind the leader, which caps its banked
-//!   credit at `carryover × initial` tokens, as dm-ioband's epoch credit does.
-//! - **range-bw**: the same weighted order for spare bandwidth, plus per-group tags in
-//!   ticks: a reservation tag that runs at `min` (a group behind it is served first), and a
-//!   limit tag that runs at `max` (a group ahead of it waits in a timed heap). A group that
-//!   waited for a free slot may catch up by one I/O, so in any window of `w` seconds it
-//!   moves at most `max·w` plus two I/Os (the fence post and that catch-up); it banks no
-//!   reservation and no limit credit while idle.
+//!   are in flight for the share.
+//! - **Activity with anticipation.** A group is *active* while it has I/O queued, and for
+//!   `idle_grace` after its last submission or completion otherwise (BFQ's idling and
+//!   blk-iocost's period activity, as one rule). A closed-loop tenant at queue depth 1, or
+//!   one a network round trip away, is idle for a moment after every completion; the grace
+//!   keeps it active across that gap, so it keeps its place. A group whose only I/O is one
+//!   slow request in flight stops being active once the grace has passed since it was
+//!   submitted: it never paces the others for longer than that. The default grace is four
+//!   times the share's smoothed completion latency, within 1..=10 ms.
+//! - **The hold** (dm-ioband's `io_throttle` epoch refusal in virtual time): a group more
+//!   than one epoch (`token` tokens of the share's work) ahead of the slowest active group
+//!   `S` is held while the share has at least `max(io_throttle, ⌈d·W/w⌉)` I/Os in flight,
+//!   where `d` is what `S` has queued and in flight, `w` its weight and `W` the share's total
+//!   weight. So the others keep the device's queue short while a low-depth tenant is owed
+//!   service (its next I/O does not wait behind their backlog at the base), and a deep
+//!   laggard lets the share keep as much in flight as gives it its weight's part of the
+//!   in-flight I/O (Little's law: equal latency, throughput in proportion to depth). No
+//!   group is ever held below that depth, so the hold costs no throughput where depth
+//!   costs no latency. An idle group that wakes up re-enters at most `carryover` epochs
+//!   behind the leader, which caps its banked credit at `carryover × initial` tokens, as
+//!   dm-ioband's epoch credit does.
+//! - **range-bw** (mClock's three tags): per group, a reservation tag that runs at `min`
+//!   and a limit tag that runs at `max`, in ticks. A group whose reservation tag is due is
+//!   served first (the reservation phase) and only those dispatches advance its
+//!   reservation tag: spare bandwidth handed out by weight is not charged against the
+//!   reservation. A reservation tag never lags `now` by more than [`RESERVE_LAG_MAX_MS`]
+//!   (no unbounded catch-up debt) and never runs more than one I/O ahead of it (it is
+//!   charged only when due); a changed min restarts it at `now`, so a raised min takes
+//!   effect at once. When reservations cannot all be met (Σmin above what the device
+//!   delivers, possible while `capacity` is unknown), every other dispatch goes by weight,
+//!   so min-0 groups are slowed, not starved. A group ahead of its limit tag waits in a
+//!   timed heap. A group that waited for a free slot may catch up by one I/O, so in any
+//!   window of `w` seconds it moves at most `max·w` plus two I/Os (the fence post and that
+//!   catch-up); it banks no reservation and no limit credit while idle.
+//! - The policy decides which setting schedules: under `weight` and `weight-iosize` a
+//!   group's min and max are kept (a policy switch back restores them) but not applied.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -29,7 +53,10 @@ use crate::heap::{index_u32, IndexedHeap};
 use crate::params::{GroupParams, GroupValue, Policy, ShareParams, RANGE_BW_MAX_KIB_PER_SEC};
 use crate::EngineError;
 
+mod depth;
 mod io;
+
+pub use depth::FLOOR_TTL_MS;
 
 /// Fixed-point scale of virtual time: one token at weight 1 advances it by this much.
 const VT_SCALE: u128 = 1 << 20;
@@ -38,6 +65,15 @@ const VT_SCALE_U64: u64 = 1 << 20;
 pub const MAX_GROUPS: usize = 1 << 20;
 /// Tags are kept in ticks shifted left by this many bits.
 const SUBTICK_SHIFT: u32 = 16;
+/// Most a reservation tag may lag `now`, in ms: reservation debt older than this is forgiven.
+pub const RESERVE_LAG_MAX_MS: u64 = 100;
+/// Bounds of the derived `idle_grace`, in µs.
+const GRACE_AUTO_MIN_US: u64 = 1_000;
+const GRACE_AUTO_MAX_US: u64 = 10_000;
+/// The derived `idle_grace` is this many smoothed completion latencies.
+const GRACE_AUTO_LATENCIES: u64 = 4;
+/// Smoothing of the completion latency: each sample moves the mean by 1/2^this.
+const LATENCY_EWMA_SHIFT: u32 = 4;
 
 /// Index of an ioband device within its share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,6 +108,8 @@ struct Group<T> {
     reserve_tag: u128,
     limit_tag: u128,
     in_flight: u32,
+    /// Tick of its last submission or completion: activity is judged from it.
+    last_event_ticks: u64,
     stats: GroupStats,
 }
 
@@ -111,6 +149,19 @@ pub struct Share<T> {
     io_throttle: u32,
     epoch_vt: u128,
     credit_vt: u128,
+    /// How long a group with nothing queued stays active after its last event.
+    grace_ticks: u64,
+    grace_min_ticks: u64,
+    grace_max_ticks: u64,
+    /// Smoothed dispatch-to-completion latency, in ticks << LATENCY_EWMA_SHIFT.
+    latency_ewma_scaled: u64,
+    /// Most a reservation tag may lag now, in subticks.
+    reserve_lag_sub: u128,
+    /// The auto hold depth (used while `io_throttle` is 0).
+    depth: depth::DepthControl,
+    /// Whether the next due reservation yields to the weighted order (only while the
+    /// reservations are behind by more than `reserve_lag_sub`).
+    spare_turn: bool,
 }
 
 impl<T> Share<T> {
@@ -147,6 +198,13 @@ impl<T> Share<T> {
             io_throttle: 0,
             epoch_vt: 0,
             credit_vt: 0,
+            grace_ticks: 0,
+            grace_min_ticks: 0,
+            grace_max_ticks: 0,
+            latency_ewma_scaled: 0,
+            reserve_lag_sub: 0,
+            spare_turn: false,
+            depth: depth::DepthControl::new(params.effective_io_limit(), ticks_per_sec),
         };
         share.refresh_derived();
         Ok(share)
@@ -188,10 +246,56 @@ impl<T> Share<T> {
 
     fn refresh_derived(&mut self) {
         self.io_limit = self.params.effective_io_limit();
-        self.io_throttle = self.params.effective_io_throttle();
+        self.depth.set_max(self.io_limit);
+        self.io_throttle = if self.params.io_throttle == 0 {
+            self.depth.depth()
+        } else {
+            self.params.io_throttle
+        };
         let total = u128::from(self.weight_total.max(1));
         self.epoch_vt = u128::from(self.params.effective_token()) * VT_SCALE / total;
         self.credit_vt = self.epoch_vt * u128::from(self.params.effective_carryover());
+        let us = |v: u64| v.saturating_mul(self.ticks_per_sec) / 1_000_000;
+        self.reserve_lag_sub = u128::from(us(RESERVE_LAG_MAX_MS * 1000)) << SUBTICK_SHIFT;
+        if self.params.idle_grace_us == 0 {
+            self.grace_min_ticks = us(GRACE_AUTO_MIN_US);
+            self.grace_max_ticks = us(GRACE_AUTO_MAX_US);
+        } else {
+            let set = us(u64::from(self.params.idle_grace_us));
+            self.grace_min_ticks = set;
+            self.grace_max_ticks = set;
+        }
+        self.refresh_grace();
+    }
+
+    /// The grace in force: the set one, or a multiple of the smoothed latency.
+    pub(super) fn refresh_grace(&mut self) {
+        let latency = self.latency_ewma_scaled >> LATENCY_EWMA_SHIFT;
+        self.grace_ticks = latency
+            .saturating_mul(GRACE_AUTO_LATENCIES)
+            .clamp(self.grace_min_ticks, self.grace_max_ticks);
+    }
+
+    /// How long a group with nothing queued stays active after its last submission or
+    /// completion, in ticks (the set `idle_grace`, or the derived one).
+    pub fn idle_grace_ticks(&self) -> u64 {
+        self.grace_ticks
+    }
+
+    /// The hold depth in force: the set `io_throttle`, or the adapted one when it is 0.
+    pub fn io_throttle_in_force(&self) -> u32 {
+        self.io_throttle
+    }
+
+    /// The least completion latency the auto hold depth currently judges against, in
+    /// ticks (none before the first completion).
+    pub fn latency_floor_ticks(&self) -> Option<u64> {
+        self.depth.floor_ticks()
+    }
+
+    /// Whether the share applies groups' min and max (only `range-bw` does).
+    fn ranged(&self) -> bool {
+        !self.params.policy.is_weight()
     }
 
     // ----- control plane -------------------------------------------------------------
@@ -203,24 +307,24 @@ impl<T> Share<T> {
         self.check_min_sum(self.min_total_kib_per_sec, params.capacity_kib_per_sec)?;
         let policy_changed = params.policy != self.params.policy;
         self.params = params;
+        self.refresh_derived();
         if policy_changed {
+            // Costs change unit: virtual time restarts, and range tags start afresh. Each
+            // group goes back into exactly the heaps its state calls for under the new
+            // policy (a capped group waiting on its limit tag stays in the timed heap).
             let vclock = self.vclock;
+            let now_sub = self.last_now_subticks;
             for slot in 0..self.slots.len() {
-                if let Some(g) = self.slots[slot].group.as_mut() {
-                    g.vtime = vclock;
-                    g.vtime_rem = 0;
-                    let (queued, in_flight) = (!g.queue.is_empty(), g.in_flight > 0);
-                    if queued {
-                        self.ready.set(index_u32(slot), vclock);
-                    }
-                    let capped = g.params.max_kib_per_sec > 0;
-                    if (queued || in_flight) && !capped {
-                        self.active.set(index_u32(slot), vclock);
-                    }
-                }
+                let Some(g) = self.slots[slot].group.as_mut() else {
+                    continue;
+                };
+                g.vtime = vclock;
+                g.vtime_rem = 0;
+                g.reserve_tag = now_sub;
+                self.active.remove(index_u32(slot));
+                self.reposition(index_u32(slot), now_sub);
             }
         }
-        self.refresh_derived();
         Ok(())
     }
 
@@ -431,11 +535,15 @@ impl<T> Share<T> {
         let now_sub = self.last_now_subticks;
         if let Some(g) = self.slots[slot as usize].group.as_mut() {
             g.params = new;
-            if new.min_kib_per_sec > 0 && old.min_kib_per_sec == 0 {
-                g.reserve_tag = g.reserve_tag.max(now_sub);
+            // A changed min restarts the reservation at now: a raised min takes effect at
+            // once, and no debt or credit of the old rate carries over.
+            if new.min_kib_per_sec != old.min_kib_per_sec {
+                g.reserve_tag = now_sub;
             }
             if new.max_kib_per_sec == 0 {
                 g.limit_tag = 0;
+            } else if new.max_kib_per_sec != old.max_kib_per_sec {
+                g.limit_tag = g.limit_tag.min(now_sub);
             }
         }
         self.reposition(slot, now_sub);
@@ -541,6 +649,8 @@ impl<T> Share<T> {
             reserve_tag: self.last_now_subticks,
             limit_tag: 0,
             in_flight: 0,
+            last_event_ticks: u64::try_from(self.last_now_subticks >> SUBTICK_SHIFT)
+                .unwrap_or(u64::MAX),
             stats: GroupStats::default(),
         };
         let slot = match self.free_slots.pop() {

@@ -137,15 +137,22 @@ fn io_throttle_holds_a_group_an_epoch_ahead_of_an_active_one() {
     }
     // B may run one epoch (two I/Os) past A, which waits on its completion.
     assert_eq!(ids(&b_out), [100, 101, 102, 103]);
-    // A comes straight back from its completion callback (a closed-loop reader; hosts
-    // hand the completion up before they return the ticket): it goes at once, and B gets
-    // one more.
+    // A comes back: it goes at once, and B gets one more, up to the depth at which A
+    // (now two in flight, a third of the weight) has its third of the in-flight I/O.
     let out = submit(&mut s, d, a, 2, 4096, 1);
     assert_eq!(ids(&out), [2, 104]);
+    // The order of A's completion and its next submission does not matter: a completed
+    // A stays active for the grace (one tick here: 1 ms at 1000 ticks/s), and B stays
+    // held at io_throttle in flight while A owes nothing but is expected back.
     assert!(complete(&mut s, a1[0].1, 1).is_empty());
-    // A completes and stays away: B is free to fill io_limit.
-    let out = complete(&mut s, out[0].1, 2);
-    assert_eq!(ids(&out), [105, 106, 107]);
+    assert!(complete(&mut s, out[0].1, 2).is_empty());
+    assert_eq!(s.idle_grace_ticks(), 1);
+    let mut polled = Vec::new();
+    s.poll(2, &mut |io, t| polled.push((io, t)));
+    assert!(polled.is_empty());
+    // A stays away past the grace: it no longer paces B, which fills io_limit.
+    s.poll(3, &mut |io, t| polled.push((io, t)));
+    assert_eq!(ids(&polled), [105, 106, 107]);
     assert_eq!(s.in_flight(), 8);
 }
 

@@ -1,0 +1,226 @@
+//! The hold depth in force when `io_throttle` is 0 (auto): the in-flight level from which a
+//! share holds groups that run ahead, adapted to the base's latency.
+//!
+//! Owned by the share, on its owner thread; fed from completions only (one addition and
+//! one comparison per I/O, the rest once per period).
+//!
+//! # Why it adapts
+//! The hold keeps the base's queue short while a low-depth tenant is owed service, so that
+//! the tenant's next I/O does not wait behind the others' backlog. How short is a property
+//! of the base, not of the share: a device that completes `X` I/Os per second with an
+//! unloaded latency `L` needs about `X·L` I/Os in flight to stay busy (its bandwidth-delay
+//! product). A fixed depth is either below that on a fast NVMe namespace (the hold then
+//! throws throughput away) or far above it on a slow device (the hold then protects
+//! nobody). dm-ioband's fixed 4 is both, depending on the device.
+//!
+//! # The rule (latency-floor AIMD, as TCP Vegas and BBR judge a path)
+//! - The **floor** is the least completion latency seen recently: what an I/O takes when it
+//!   does not queue. It is measured by a probe (below) and lowered by any period that sees
+//!   less; it is stale [`FLOOR_TTL_MS`] after its probe, and before the first one.
+//! - Every period (16 floors, within 1..=100 ms) in which the hold was engaged (a group ran
+//!   more than an epoch ahead of an active one, so the depth decided whether it went),
+//!   the depth moves: down by a quarter if the period's mean latency was more than a
+//!   quarter above the floor (the base is queueing), else up by one. It settles about a
+//!   quarter above the bandwidth-delay product: the base stays busy, and a low-depth
+//!   tenant's I/O waits behind at most about a quarter of a device's worth of others.
+//! - A stale floor while the hold binds starts a **probe**: one period at the least depth
+//!   (at most one period in `FLOOR_TTL_MS`, so its cost stays below a percent or two),
+//!   whose least latency becomes the new floor (the queue has drained by then); the depth
+//!   then resumes from half of what it was.
+//! - Periods in which the hold was not engaged leave the depth alone: the latency then
+//!   says nothing about it.
+
+/// Least hold depth the rule goes down to.
+pub(super) const MIN_DEPTH: u32 = 2;
+/// How long a floor lasts without confirmation, in ms.
+pub const FLOOR_TTL_MS: u64 = 2_000;
+/// Bounds of a period, in µs, and its length in floors.
+const PERIOD_MIN_US: u64 = 1_000;
+const PERIOD_MAX_US: u64 = 100_000;
+const PERIOD_FLOORS: u64 = 16;
+
+/// The auto hold depth and what it is judged from.
+#[derive(Debug, Clone)]
+pub(super) struct DepthControl {
+    depth: u32,
+    max_depth: u32,
+    ticks_per_ms: u64,
+    period_start_ticks: u64,
+    period_ticks: u64,
+    latency_sum_ticks: u64,
+    completions: u64,
+    period_min_ticks: u64,
+    held: bool,
+    probing: bool,
+    /// Depth before the probe began; the probe ends at half of it.
+    depth_before_probe: u32,
+    floor_ticks: u64,
+    floor_confirmed_ticks: u64,
+    floor_probed: bool,
+}
+
+impl DepthControl {
+    /// Starts at `max_depth` (io_limit): nothing is known of the base yet.
+    pub(super) fn new(max_depth: u32, ticks_per_sec: u64) -> DepthControl {
+        let ticks_per_ms = (ticks_per_sec / 1000).max(1);
+        DepthControl {
+            depth: max_depth.max(MIN_DEPTH),
+            max_depth: max_depth.max(MIN_DEPTH),
+            ticks_per_ms,
+            period_start_ticks: 0,
+            period_ticks: PERIOD_MIN_US * ticks_per_ms / 1000,
+            latency_sum_ticks: 0,
+            completions: 0,
+            period_min_ticks: u64::MAX,
+            held: false,
+            probing: false,
+            depth_before_probe: MIN_DEPTH,
+            floor_ticks: u64::MAX,
+            floor_confirmed_ticks: 0,
+            floor_probed: false,
+        }
+    }
+
+    /// The depth in force.
+    pub(super) fn depth(&self) -> u32 {
+        self.depth
+    }
+
+    /// The latency floor in ticks, if one has been seen.
+    pub(super) fn floor_ticks(&self) -> Option<u64> {
+        (self.floor_ticks != u64::MAX).then_some(self.floor_ticks)
+    }
+
+    /// io_limit changed: the depth stays within it.
+    pub(super) fn set_max(&mut self, max_depth: u32) {
+        self.max_depth = max_depth.max(MIN_DEPTH);
+        self.depth = self.depth.min(self.max_depth);
+    }
+
+    /// The hold was engaged in this period: a group ran more than an epoch ahead of an
+    /// active one, so the depth decided whether it went.
+    pub(super) fn note_held(&mut self) {
+        self.held = true;
+    }
+
+    /// Accounts one completion; returns the new depth when a period ended and it moved.
+    pub(super) fn on_completion(&mut self, latency_ticks: u64, now_ticks: u64) -> Option<u32> {
+        self.latency_sum_ticks = self.latency_sum_ticks.saturating_add(latency_ticks);
+        self.completions += 1;
+        self.period_min_ticks = self.period_min_ticks.min(latency_ticks);
+        if now_ticks.saturating_sub(self.period_start_ticks) < self.period_ticks {
+            return None;
+        }
+        let before = self.depth;
+        self.end_period(now_ticks);
+        (self.depth != before).then_some(self.depth)
+    }
+
+    fn end_period(&mut self, now_ticks: u64) {
+        let least = self.period_min_ticks;
+        let mean = self.latency_sum_ticks / self.completions.max(1);
+        if self.probing {
+            // The queue drained at the least depth: what this period saw is the floor.
+            self.probing = false;
+            self.floor_ticks = least;
+            self.floor_confirmed_ticks = now_ticks;
+            self.floor_probed = true;
+            self.depth = (self.depth_before_probe / 2).max(MIN_DEPTH + 1);
+        } else if least < self.floor_ticks {
+            // A lower floor is always right; it does not make a probe unnecessary (a floor
+            // learnt while the base queued would never be corrected otherwise).
+            self.floor_ticks = least;
+        }
+        let stale = !self.floor_probed
+            || now_ticks.saturating_sub(self.floor_confirmed_ticks)
+                > FLOOR_TTL_MS * self.ticks_per_ms;
+        if self.held {
+            if stale {
+                self.probing = true;
+                self.depth_before_probe = self.depth;
+                self.depth = MIN_DEPTH;
+            } else if mean > self.floor_ticks.saturating_add(self.floor_ticks / 4) {
+                self.depth = (self.depth * 3 / 4).max(MIN_DEPTH);
+            } else {
+                self.depth = (self.depth + 1).min(self.max_depth);
+            }
+        }
+        let floor = self.floor_ticks().unwrap_or(0);
+        self.period_ticks = floor.saturating_mul(PERIOD_FLOORS).clamp(
+            PERIOD_MIN_US * self.ticks_per_ms / 1000,
+            PERIOD_MAX_US * self.ticks_per_ms / 1000,
+        );
+        self.period_start_ticks = now_ticks;
+        self.latency_sum_ticks = 0;
+        self.completions = 0;
+        self.period_min_ticks = u64::MAX;
+        self.held = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A device whose latency is `floor` up to `bdp` in flight and grows by `floor / bdp`
+    /// per I/O beyond (a single server): the depth settles a little above `bdp`.
+    fn settle(bdp: u32, floor: u64) -> Vec<u32> {
+        let mut c = DepthControl::new(192, 1_000_000);
+        let mut now = 0;
+        let mut seen = Vec::new();
+        for _ in 0..4000 {
+            let d = c.depth();
+            let latency = floor + u64::from(d.saturating_sub(bdp)) * floor / u64::from(bdp);
+            for _ in 0..d {
+                c.note_held();
+                c.on_completion(latency, now);
+            }
+            now += latency;
+            seen.push(c.depth());
+        }
+        seen
+    }
+
+    #[test]
+    fn depth_settles_a_quarter_above_the_bandwidth_delay_product() {
+        for (bdp, floor) in [(5u32, 250u64), (50, 80), (2, 1000)] {
+            let seen = settle(bdp, floor);
+            let tail = &seen[seen.len() - 1000..];
+            let (lo, hi) = (tail.iter().min().unwrap(), tail.iter().max().unwrap());
+            assert!(*lo >= bdp * 3 / 4, "bdp {bdp}: depth fell to {lo}");
+            assert!(*hi <= bdp + bdp / 4 + 2, "bdp {bdp}: depth rose to {hi}");
+        }
+    }
+
+    #[test]
+    fn nothing_moves_while_nothing_is_held() {
+        let mut c = DepthControl::new(64, 1_000_000);
+        for t in 0..100_000 {
+            assert_eq!(c.on_completion(10_000, t), None);
+        }
+        assert_eq!(c.depth(), 64);
+    }
+
+    #[test]
+    fn the_floor_is_probed_at_the_least_depth_and_again_when_stale() {
+        let mut c = DepthControl::new(64, 1_000_000);
+        // The first period in which the hold binds probes: nothing is known of the base.
+        c.note_held();
+        assert_eq!(c.on_completion(500, 1_000), Some(MIN_DEPTH));
+        // The probe period sees the base drained: its least latency is the floor, and the
+        // depth resumes from half of what it was.
+        c.on_completion(100, 2_000);
+        assert_eq!(c.on_completion(120, 20_000), Some(32));
+        assert_eq!(c.floor_ticks(), Some(100));
+        // Periods in which nothing is held move nothing, whatever the latency.
+        for t in (30_000..2_030_000).step_by(1000) {
+            assert_eq!(c.on_completion(400, t), None);
+        }
+        // The hold binds again once the floor is older than FLOOR_TTL_MS: a new probe.
+        c.note_held();
+        assert_eq!(c.on_completion(400, 2_100_000), Some(MIN_DEPTH));
+        c.on_completion(300, 2_100_500);
+        c.on_completion(300, 2_110_000);
+        assert_eq!(c.floor_ticks(), Some(300));
+    }
+}
