@@ -533,3 +533,67 @@ fn a_share_over_two_bdevs_gets_one_table() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The model's FLUSH, with a flush latency, completes that long after submission and
+/// leaves the server free; without one it is served like any I/O. Stepped by hand.
+#[test]
+fn model_flush_latency_does_not_occupy_the_server() {
+    let mut rig = Rig::new(1);
+    let app = rig.on(0, App::new).expect("app");
+    let methods = Methods::new();
+    let create = |rig: &Rig, name: &str, flush_us: Option<u64>| {
+        let mut p = json!({"name": name, "num_blocks": 64, "block_size": 4096, "iops": 1000,
+            "latency_us": 0, "queue_depth": 8});
+        if let Some(us) = flush_us {
+            p["flush_latency_us"] = json!(us);
+        }
+        let Value::Object(m) = p else { unreachable!() };
+        rig.on(0, || {
+            methods.call(&app, "bdev_model_create", jsonrpc_core::Params::Map(m))
+        })
+    };
+    assert_eq!(create(&rig, "Slow", Some(5000)), Ok(json!("Slow")));
+    assert_eq!(create(&rig, "Plain", None), Ok(json!("Plain")));
+    // An existing name is refused on the flush-latency path too.
+    let e = create(&rig, "Slow", Some(5000)).expect_err("exists");
+    assert_eq!(e.code.code(), -17);
+    let ms = 1_000_000u64; // ticks
+    for (name, flush_done_ms, read_done_ms) in [("Slow", 5, 1), ("Plain", 1, 2)] {
+        let bdev = rig.on(0, || app.bdev(name)).expect("registered");
+        let flusher = Client::new(&rig, 0, &bdev, None);
+        let reader = Client::new(&rig, 0, &bdev, None);
+        flusher.closed_loop.set(false);
+        reader.closed_loop.set(false);
+        rig.on(0, || {
+            flusher.submit(bdev_ioband_host::bdev::IoType::Flush, 0, None);
+            reader.submit(bdev_ioband_host::bdev::IoType::Read, 1, None);
+        });
+        let mut flush_at = None;
+        let mut read_at = None;
+        for step in 1..=6u64 {
+            rig.run(1, ms);
+            if flush_at.is_none() && flusher.success.get() == 1 {
+                flush_at = Some(step);
+            }
+            if read_at.is_none() && reader.success.get() == 1 {
+                read_at = Some(step);
+            }
+        }
+        assert_eq!(
+            (flush_at, read_at),
+            (Some(flush_done_ms), Some(read_done_ms)),
+            "{name}"
+        );
+    }
+    let cfg = rig.on(0, || bdev_config(&app));
+    let slow = cfg
+        .iter()
+        .find(|e| e["params"]["name"] == "Slow")
+        .expect("Slow in config");
+    assert_eq!(slow["params"]["flush_latency_us"], 5000);
+    let plain = cfg
+        .iter()
+        .find(|e| e["params"]["name"] == "Plain")
+        .expect("Plain in config");
+    assert!(plain["params"].get("flush_latency_us").is_none(), "{plain}");
+}

@@ -6,6 +6,11 @@
 //! `queue_depth` I/Os are inside the device (all channels together); past that, `submit`
 //! answers [`SubmitError::NoMem`] and the caller parks the I/O. No data is stored.
 //!
+//! A FLUSH is served like any I/O unless the device has a flush latency (`flush_latency_us`
+//! of `bdev_model_create`, [`ModelBdev::with_flush_latency`]): then it completes that long
+//! after its submission without occupying the server (a cache flush that takes its time
+//! while the media keeps serving), though it still holds one of the `queue_depth` places.
+//!
 //! Threading: the server's "free at" tick and the occupancy are shared atomics (they are the
 //! device's own state, one device for every core); each channel keeps its I/Os in a heap on
 //! its reactor and completes them from its poller.
@@ -20,7 +25,8 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::{
-    check_geometry, Bdev, BdevError, BdevIo, IoCallback, IoChannel, IoStats, IoStatus, SubmitError,
+    check_geometry, Bdev, BdevError, BdevIo, IoCallback, IoChannel, IoStats, IoStatus, IoType,
+    SubmitError,
 };
 use crate::reactor::{self, PollerStatus};
 use crate::ticks::TICKS_PER_SEC;
@@ -47,6 +53,9 @@ struct Inner {
     name: String,
     uuid: String,
     params: ModelParams,
+    /// 0: a FLUSH is served like any I/O; else it completes this long after submission
+    /// without booking the server.
+    flush_latency_ticks: u64,
     free_at_ticks: AtomicU64,
     inside: AtomicU32,
     stats: IoStats,
@@ -65,6 +74,17 @@ impl ModelBdev {
         params: ModelParams,
         uuid: Option<String>,
     ) -> Result<ModelBdev, BdevError> {
+        ModelBdev::with_flush_latency(name, params, 0, uuid)
+    }
+
+    /// Makes one whose FLUSHes complete `flush_latency_ticks` after submission without
+    /// occupying the server (0: served like any I/O, as [`ModelBdev::new`]).
+    pub fn with_flush_latency(
+        name: &str,
+        params: ModelParams,
+        flush_latency_ticks: u64,
+        uuid: Option<String>,
+    ) -> Result<ModelBdev, BdevError> {
         check_geometry(params.block_size, params.num_blocks)?;
         if params.queue_depth == 0 {
             return Err(BdevError::Invalid {
@@ -77,6 +97,7 @@ impl ModelBdev {
                 name: name.to_owned(),
                 uuid: uuid.unwrap_or_else(|| super::make_uuid(name)),
                 params,
+                flush_latency_ticks,
                 free_at_ticks: AtomicU64::new(0),
                 inside: AtomicU32::new(0),
                 stats: IoStats::default(),
@@ -87,6 +108,12 @@ impl ModelBdev {
     /// The envelope.
     pub fn params(&self) -> ModelParams {
         self.inner.params
+    }
+
+    /// Ticks a FLUSH takes when it does not occupy the server (0: it is served like any
+    /// I/O).
+    pub fn flush_latency_ticks(&self) -> u64 {
+        self.inner.flush_latency_ticks
     }
 }
 
@@ -195,14 +222,17 @@ impl IoChannel for ModelChannel {
             return Err(SubmitError::NoMem(io));
         }
         let now = reactor::now_ticks();
-        let done_at_ticks = if io.fits(p.block_size, p.num_blocks) {
+        let flush_ticks = self.inner.flush_latency_ticks;
+        let done_at_ticks = if !io.fits(p.block_size, p.num_blocks) {
+            io.status = IoStatus::Failed;
+            now
+        } else if io.io_type == IoType::Flush && flush_ticks > 0 {
+            now.saturating_add(flush_ticks)
+        } else {
             let service = self.inner.service_ticks(io.len_bytes(p.block_size));
             self.inner
                 .book(now, service)
                 .saturating_add(p.latency_ticks)
-        } else {
-            io.status = IoStatus::Failed;
-            now
         };
         let seq = self.seq.get();
         self.seq.set(seq + 1);
@@ -260,15 +290,21 @@ impl Bdev for ModelBdev {
         json!({"model": {
             "iops": p.iops, "bandwidth_bytes_per_sec": p.bandwidth_bytes_per_sec,
             "latency_us": p.latency_ticks / 1000, "queue_depth": p.queue_depth,
+            "flush_latency_us": self.inner.flush_latency_ticks / 1000,
         }})
     }
     fn config_entry(&self) -> Option<serde_json::Value> {
         let p = &self.inner.params;
-        Some(json!({"method": "bdev_model_create", "params": {
+        let mut entry = json!({"method": "bdev_model_create", "params": {
             "name": self.inner.name, "uuid": self.inner.uuid,
             "block_size": p.block_size, "num_blocks": p.num_blocks, "iops": p.iops,
             "bandwidth_bytes_per_sec": p.bandwidth_bytes_per_sec,
             "latency_us": p.latency_ticks / 1000, "queue_depth": p.queue_depth,
-        }}))
+        }});
+        // Written only when set, so configs of devices without it read as before.
+        if self.inner.flush_latency_ticks > 0 {
+            entry["params"]["flush_latency_us"] = json!(self.inner.flush_latency_ticks / 1000);
+        }
+        Some(entry)
     }
 }

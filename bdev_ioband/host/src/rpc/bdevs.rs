@@ -13,7 +13,7 @@ use serde_json::json;
 use super::dispatch::{bdev_error, decode, ioband_error, no_params, Handler};
 use crate::app::App;
 use crate::bdev::file::{FileBdev, FileFlavor, FileOptions};
-use crate::bdev::model::ModelParams;
+use crate::bdev::model::{ModelBdev, ModelParams};
 use crate::bdev::{BdevError, BdevRef};
 use crate::reactor;
 use crate::ticks::TICKS_PER_SEC;
@@ -288,6 +288,10 @@ struct ModelCreateParams {
     latency_us: u64,
     #[serde(default = "default_queue_depth")]
     queue_depth: u32,
+    /// µs a FLUSH takes without occupying the device's server (0 or absent: a FLUSH is
+    /// served like any I/O).
+    #[serde(default)]
+    flush_latency_us: u64,
 }
 
 fn default_queue_depth() -> u32 {
@@ -315,8 +319,24 @@ fn bdev_model_create(app: &App, params: Params) -> Result<Value, Error> {
         latency_ticks: p.latency_us.saturating_mul(1000),
         queue_depth: p.queue_depth,
     };
-    app.create_model(&p.name, model, p.uuid)
-        .map_err(bdev_error)?;
+    if p.flush_latency_us == 0 {
+        app.create_model(&p.name, model, p.uuid)
+            .map_err(bdev_error)?;
+    } else {
+        bdev_ioband_engine::validate_name(&p.name).map_err(|e| {
+            bdev_error(BdevError::Invalid {
+                param: "name",
+                reason: e.to_string(),
+            })
+        })?;
+        let flush_ticks = p.flush_latency_us.saturating_mul(TICKS_PER_SEC / 1_000_000);
+        let bdev = ModelBdev::with_flush_latency(&p.name, model, flush_ticks, p.uuid)
+            .map_err(bdev_error)?;
+        app.bdevs
+            .borrow_mut()
+            .register(std::sync::Arc::new(bdev))
+            .map_err(bdev_error)?;
+    }
     Ok(Value::String(p.name))
 }
 
