@@ -1,6 +1,8 @@
-//! Tests of `ioband_perf` and `ioband_bench`'s pieces (the tool, not the speed): option and
-//! jobs-file errors through the real binary, the JSON output schema of a tiny run, the
-//! passthru vbdev and its RPCs, and the SVG writer's output parsed back.
+//! Tests of `ioband_perf` and `ioband_bench`'s pieces (the tool, not the speed): option,
+//! jobs-file and events-file errors through the real binary, the JSON output schema of a
+//! tiny run, jobs that start late (`startdelay`), the control schedule (`--events`), the
+//! flush workload and the model bdev's flush latency, the passthru vbdev and its RPCs, and
+//! the SVG writer's output parsed back.
 
 mod common;
 
@@ -30,8 +32,13 @@ const CONFIG: &str = r#"{"subsystems":[{"subsystem":"bdev","config":[
 ]}]}"#;
 
 fn perf(args: &[&str], dir: &PathBuf) -> (i32, String, String) {
+    perf_with(CONFIG, args, dir)
+}
+
+/// `ioband_perf --json <config> args...` in `dir`: (exit code, stdout, stderr).
+fn perf_with(config: &str, args: &[&str], dir: &PathBuf) -> (i32, String, String) {
     let cfg = dir.join("cfg.json");
-    std::fs::write(&cfg, CONFIG).expect("write config");
+    std::fs::write(&cfg, config).expect("write config");
     let out = Command::new(env!("CARGO_BIN_EXE_ioband_perf"))
         .current_dir(dir)
         .arg("--json")
@@ -111,7 +118,19 @@ fn options_are_checked() {
         .expect("runs");
     let text = String::from_utf8_lossy(&help.stdout);
     for opt in [
-        "-q", "-o", "-w", "-M", "-t", "-m", "--json", "-T", "-j", "--output",
+        "-q",
+        "-o",
+        "-w",
+        "-M",
+        "-t",
+        "-m",
+        "--json",
+        "-T",
+        "-j",
+        "--output",
+        "--events",
+        "startdelay",
+        "flush",
     ] {
         assert!(text.contains(opt), "help lacks {opt}: {text}");
     }
@@ -532,6 +551,235 @@ fn a_share_over_two_bdevs_gets_one_table() {
         ]
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A model device whose FLUSHes take 20 ms off its server, and an ioband bdev over it.
+const FLUSH_CONFIG: &str = r#"{"subsystems":[{"subsystem":"bdev","config":[
+ {"method":"bdev_model_create","params":{"name":"Model0","num_blocks":65536,"block_size":4096,
+  "iops":100000,"latency_us":10,"queue_depth":32,"flush_latency_us":20000}},
+ {"method":"bdev_ioband_create","params":{"name":"band0","base_bdev_name":"Model0","share":"s0","policy":"weight"}},
+ {"method":"bdev_ioband_set_settings","params":{"name":"band0","group":"tag:1","value":100}},
+ {"method":"bdev_ioband_set_settings","params":{"name":"band0","group":"tag:2","value":100}}
+]}]}"#;
+
+fn json_of(stdout: &str) -> Value {
+    serde_json::from_str(stdout).expect("stdout is one JSON document")
+}
+
+fn group<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v["shares"][0]["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .find(|g| g["group"] == name)
+        .unwrap_or_else(|| panic!("no group {name} in {v}"))
+}
+
+/// A job with `startdelay` submits only from its delay on, for its runtime; the run lasts
+/// until the latest job's end.
+#[test]
+fn startdelay_jobs_submit_only_in_their_interval() {
+    let dir = tmpdir("startdelay");
+    std::fs::write(
+        dir.join("j.ini"),
+        "[global]\nbs=4k\niodepth=4\nfilename=band0\n[early]\ngroup=tag:1\n\
+         [late]\ngroup=tag:2\nstartdelay=0.3\nruntime=0.2\n",
+    )
+    .expect("write jobs");
+    let (code, stdout, stderr) = perf(
+        &[
+            "-j",
+            "j.ini",
+            "-t",
+            "0.3",
+            "--window-ms",
+            "100",
+            "--output",
+            "json",
+        ],
+        &dir,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let v = json_of(&stdout);
+    assert!((v["duration_s"].as_f64().expect("duration") - 0.5).abs() < 1e-9);
+    let late = &v["results"][1];
+    assert_eq!(late["start_delay_s"], 0.3);
+    assert_eq!(v["results"][0]["start_delay_s"], 0.0);
+    let runtime = late["runtime"].as_f64().expect("runtime");
+    assert!(runtime > 0.0 && runtime <= 0.2 + 1e-9, "{late}");
+    assert!(late["ios"].as_u64().expect("ios") > 0);
+    // Nothing of the late job completes in its first three 100 ms windows.
+    let costs: Vec<u64> = group(&v, "tag:2")["window_cost"]
+        .as_array()
+        .expect("windows")
+        .iter()
+        .map(|c| c.as_u64().expect("cost"))
+        .collect();
+    assert!(costs.len() >= 5, "{costs:?}");
+    assert_eq!(&costs[..3], &[0, 0, 0], "{costs:?}");
+    assert!(costs[3..].iter().sum::<u64>() > 0, "{costs:?}");
+    // The early job ran from the start, and ended at 0.3 s: nothing after 0.3 s but its
+    // drain.
+    let early: Vec<u64> = group(&v, "tag:1")["window_cost"]
+        .as_array()
+        .expect("windows")
+        .iter()
+        .map(|c| c.as_u64().expect("cost"))
+        .collect();
+    assert!(early[0] > 0, "{early:?}");
+    assert!(early.iter().skip(4).all(|&c| c == 0), "{early:?}");
+    // The table shows the delay.
+    let (code, stdout, stderr) = perf(&["-j", "j.ini", "-t", "0.3"], &dir);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("startdelay: 0.3 s"), "{stdout}");
+}
+
+/// Events are called at their time on the running host: a weight set at 0.2 s is the
+/// group's weight at the end, and the report says when each event ran.
+#[test]
+fn events_change_settings_while_jobs_run() {
+    let dir = tmpdir("events");
+    std::fs::write(
+        dir.join("j.ini"),
+        "[global]\nbs=4k\niodepth=4\nfilename=band0\n[a]\ngroup=tag:1\n[b]\ngroup=tag:2\n",
+    )
+    .expect("write jobs");
+    std::fs::write(
+        dir.join("e.json"),
+        r#"[
+  {"at_s": 0.2, "method": "bdev_ioband_set_settings",
+   "params": {"name": "band0", "group": "tag:2", "value": 900}},
+  {"at_s": 0.1, "method": "bdev_ioband_set_device", "params": {"name": "band0", "io_throttle": 8}}
+]"#,
+    )
+    .expect("write events");
+    let (code, stdout, stderr) = perf(
+        &[
+            "-j", "j.ini", "-t", "0.4", "--events", "e.json", "--output", "json",
+        ],
+        &dir,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let v = json_of(&stdout);
+    let events = v["events"].as_array().expect("events");
+    assert_eq!(events.len(), 2);
+    // In time order, each at or after its time and before the run's end.
+    assert_eq!(events[0]["method"], "bdev_ioband_set_device");
+    assert_eq!(events[1]["method"], "bdev_ioband_set_settings");
+    for e in events {
+        let (at, ran) = (
+            e["at_s"].as_f64().expect("at"),
+            e["ran_at_s"].as_f64().expect("ran"),
+        );
+        assert!(ran >= at && ran < 0.4, "{e}");
+    }
+    assert_eq!(group(&v, "tag:2")["weight"], 900);
+    assert_eq!(group(&v, "tag:1")["weight"], 300);
+    assert_eq!(v["shares"][0]["io_throttle"], 8);
+}
+
+/// A failing event aborts the run with the RPC's error, naming the event's line; bad
+/// events files are refused before any I/O.
+#[test]
+fn events_errors_abort_or_refuse_the_run() {
+    let dir = tmpdir("events_err");
+    std::fs::write(
+        dir.join("e.json"),
+        "[\n {\"at_s\": 0.1, \"method\": \"bdev_ioband_set_settings\",\n  \"params\": {\"name\": \"nosuch\", \"group\": \"tag:1\", \"value\": 5}}\n]",
+    )
+    .expect("write events");
+    let args = [
+        "-q", "4", "-o", "4k", "-w", "randread", "-T", "band0", "-t", "5", "--events", "e.json",
+    ];
+    let started = std::time::Instant::now();
+    let (code, stdout, stderr) = perf(&args, &dir);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("e.json:2: event bdev_ioband_set_settings at 0.1 s failed:")
+            && stderr.contains("nosuch")
+            && stderr.contains("(code -19)"),
+        "{stderr}"
+    );
+    // The jobs were stopped, not run to their end.
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    let cases: &[(&str, &str)] = &[
+        (
+            "[{\"at_s\": 0.1, \"method\": \"bdev_nope\"}]",
+            "e.json:1: unknown method 'bdev_nope'",
+        ),
+        (
+            "[\n{\"at_s\": 0.1, \"method\": \"bdev_get_bdevs\"},\n{\"at_s\": 9, \"method\": \"bdev_get_bdevs\"}]",
+            "e.json:3: at_s 9 is after the run's end",
+        ),
+        (
+            "[{\"at\": 0.1, \"method\": \"bdev_get_bdevs\"}]",
+            "e.json:1: unknown key 'at'",
+        ),
+        ("[{\"at_s\": 0.1,", "e.json:1: not JSON"),
+    ];
+    for (text, want) in cases {
+        std::fs::write(dir.join("e.json"), text).expect("write events");
+        let (code, stdout, stderr) = perf(
+            &[
+                "-q", "4", "-o", "4k", "-w", "randread", "-T", "band0", "-t", "0.2", "--events",
+                "e.json",
+            ],
+            &dir,
+        );
+        assert_eq!(code, 2, "{text}: {stderr}");
+        assert!(stderr.contains(want), "{text}: {stderr:?}, want {want:?}");
+        assert!(!stdout.contains("IOPS"), "no I/O ran: {stdout}");
+    }
+}
+
+/// `-w flush` sends FLUSHes of 0 bytes; on a model with a flush latency each takes at least
+/// that long, directly and through ioband.
+#[test]
+fn flush_workload_on_a_slow_flush_model() {
+    let dir = tmpdir("flush");
+    for target in ["Model0", "band0"] {
+        let (code, stdout, stderr) = perf_with(
+            FLUSH_CONFIG,
+            &[
+                "-q", "1", "-w", "flush", "-o", "4k", "-t", "0.2", "-T", target, "-g", "tag:1",
+                "--output", "json",
+            ],
+            &dir,
+        );
+        assert_eq!(code, 0, "{stderr}");
+        let v = json_of(&stdout);
+        let r = &v["results"][0];
+        assert_eq!(r["workload"], "flush");
+        assert_eq!(
+            (r["io_size"].as_u64(), r["bytes"].as_u64()),
+            (Some(0), Some(0))
+        );
+        let ios = r["ios"].as_u64().expect("ios");
+        // 0.2 s of one outstanding 20 ms FLUSH: at most 10 complete in time.
+        assert!((1..=10).contains(&ios), "{r}");
+        assert!(
+            r["min_latency_us"].as_f64().expect("min") >= 19_900.0,
+            "{r}"
+        );
+    }
+    // In a jobs file too, beside a reader that keeps going.
+    std::fs::write(
+        dir.join("j.ini"),
+        "[global]\nfilename=band0\n[reader]\ngroup=tag:1\niodepth=4\n[syncer]\ngroup=tag:2\nrw=flush\niodepth=1\n",
+    )
+    .expect("write jobs");
+    let (code, stdout, stderr) = perf_with(
+        FLUSH_CONFIG,
+        &["-j", "j.ini", "-t", "0.2", "--output", "json"],
+        &dir,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let v = json_of(&stdout);
+    assert_eq!(v["results"][1]["workload"], "flush");
+    assert!(
+        v["results"][0]["ios"].as_u64().expect("ios")
+            > v["results"][1]["ios"].as_u64().expect("ios")
+    );
 }
 
 /// The model's FLUSH, with a flush latency, completes that long after submission and

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use bdev_ioband_host::perf::events::parse_events;
 use bdev_ioband_host::perf::jobs::{parse_jobs, Defaults};
 use bdev_ioband_host::perf::opts::{
     parse_depth, parse_group, parse_mask, parse_pct, parse_seconds, parse_size, JobSpec, Origin,
@@ -30,7 +31,13 @@ enum Output {
     name = "ioband_perf",
     version,
     after_help = "Examples:\n  ioband_perf --json bdevs.json -q 128 -o 4096 -w randread -t 5 -T band0\n  \
-                  ioband_perf --json bdevs.json -j tenants.ini -t 10 --output json"
+                  ioband_perf --json bdevs.json -j tenants.ini -t 10 --output json\n  \
+                  ioband_perf --json bdevs.json -j tenants.ini -t 10 --events events.json\n\n\
+                  Jobs-file keys: filename, bs, iodepth, rw, rwmixread, cpumask, runtime, \
+                  startdelay, group.\n\
+                  Events file: a JSON array of {\"at_s\": SECONDS, \"method\": NAME, \
+                  \"params\": {..}}; each is called at its time on the main reactor, and a \
+                  failing call aborts the run."
 )]
 struct Args {
     /// Queue depth: I/Os each job keeps outstanding (required without -j).
@@ -39,7 +46,8 @@ struct Args {
     /// I/O size in bytes: 4096, 4k, 128K, 1M (required without -j).
     #[arg(short = 'o', value_name = "SIZE", value_parser = parse_size)]
     io_size: Option<u64>,
-    /// Workload: read, write, randread, randwrite, rw, randrw (required without -j).
+    /// Workload: read, write, randread, randwrite, rw, randrw, or flush (every I/O a FLUSH
+    /// of 0 bytes) (required without -j).
     #[arg(short = 'w', value_name = "PATTERN")]
     workload: Option<String>,
     /// Read percentage of rw and randrw.
@@ -63,6 +71,10 @@ struct Args {
     /// Jobs file (bdevperf's INI format plus `group=`); see PERF.md.
     #[arg(short = 'j', long = "jobs", value_name = "FILE")]
     jobs: Option<PathBuf>,
+    /// Control schedule: a JSON array of {"at_s", "method", "params"}: JSON-RPC calls made
+    /// at those times (seconds after the start) while the jobs run; see PERF.md.
+    #[arg(long = "events", value_name = "FILE")]
+    events: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     output: Output,
@@ -119,6 +131,7 @@ fn jobs_of(args: &Args) -> Result<Vec<JobSpec>, String> {
         workload,
         cpumask: None,
         runtime_s: None,
+        start_delay_s: 0.0,
         group: args.group.clone(),
         origin: Origin::default(),
     }])
@@ -148,6 +161,19 @@ fn main() -> ExitCode {
         },
         None => None,
     };
+    let events = match &args.events {
+        Some(p) => {
+            let file = p.display().to_string();
+            match std::fs::read_to_string(p) {
+                Ok(text) => match parse_events(&text, &file) {
+                    Ok(e) => e,
+                    Err(e) => return fail(e),
+                },
+                Err(e) => return fail(format!("{file}: {e}")),
+            }
+        }
+        None => Vec::new(),
+    };
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
@@ -160,12 +186,13 @@ fn main() -> ExitCode {
         progress: args.output == Output::Table,
         stop,
         seed: args.seed,
+        events,
         ..RunConfig::new(lcores, jobs, args.time)
     };
     if args.output == Output::Table {
         println!(
             "Running I/O for {} seconds on {} job(s), core mask {}...",
-            args.time,
+            cfg.duration_s(),
             cfg.jobs.len(),
             args.cpumask
         );

@@ -78,13 +78,10 @@ fn job(name: &str, bdev: &str, qd: u32, size: u64, group: Option<GroupKey>, core
         bdev: bdev.to_owned(),
         queue_depth: qd,
         io_size: size,
-        workload: Workload {
-            random: true,
-            read_pct: 100,
-            mixed: false,
-        },
+        workload: Workload::RANDREAD,
         cpumask: Some(vec![core]),
         runtime_s: None,
+        start_delay_s: 0.0,
         group,
         origin: Origin::default(),
     }

@@ -1,4 +1,6 @@
-//! One job on its reactor: a closed loop of `queue_depth` descriptors on one channel.
+//! One job on its reactor: a closed loop of `queue_depth` descriptors on one channel,
+//! submitting from `run_start + start_delay` until `run_start + start_delay + runtime`
+//! (a job with a delay waits in its poller, its descriptors ready).
 //!
 //! Everything the I/O path touches is allocated when the job starts (descriptors and
 //! their buffers, the histogram, the per-window counters); a completion records latency,
@@ -40,7 +42,9 @@ pub struct JobPlan {
     pub workload: Workload,
     /// Group tag.
     pub group: Option<GroupKey>,
-    /// Ticks it submits for.
+    /// Ticks after the run's start before its first submission.
+    pub start_delay_ticks: u64,
+    /// Ticks it submits for, from its first submission.
     pub runtime_ticks: u64,
     /// Length of a share window in ticks.
     pub window_ticks: u64,
@@ -62,7 +66,7 @@ pub struct Live {
 pub struct JobOutcome {
     /// Index of the job.
     pub index: usize,
-    /// Tick of its first submission.
+    /// Tick of its first submission (its end, if it never started).
     pub start_ticks: u64,
     /// Tick at which it stopped submitting.
     pub end_ticks: u64,
@@ -87,7 +91,13 @@ struct State {
     block_size: u32,
     num_blocks: u64,
     run_start: u64,
+    /// Tick of the first submission: `run_start + start_delay`.
+    start_at_ticks: u64,
     start_ticks: Cell<u64>,
+    started: Cell<bool>,
+    // Descriptors of a job waiting for its start.
+    #[allow(clippy::vec_box)]
+    waiting: RefCell<Vec<Box<BdevIo>>>,
     end_ticks: Cell<u64>,
     outstanding: Cell<u32>,
     next_offset: Cell<u64>,
@@ -120,6 +130,18 @@ impl State {
     /// Fills `io` for its next round and submits it.
     fn issue(&self, mut io: Box<BdevIo>, now: u64) {
         let p = &self.plan;
+        io.status = IoStatus::Pending;
+        if io.group.is_none() && p.group.is_some() {
+            io.group.clone_from(&p.group);
+        }
+        io.user_ctx = now;
+        if p.workload.flush {
+            io.io_type = IoType::Flush;
+            io.offset_blocks = 0;
+            io.num_blocks = 0;
+            self.submit(io);
+            return;
+        }
         let span = (self.num_blocks / p.io_blocks).max(1);
         let slot = if p.workload.random {
             self.next_rand() % span
@@ -141,13 +163,27 @@ impl State {
                 }
             }
         };
-        io.status = IoStatus::Pending;
-        if io.group.is_none() && p.group.is_some() {
-            io.group.clone_from(&p.group);
-        }
-        io.user_ctx = now;
+        self.submit(io);
+    }
+
+    fn submit(&self, io: Box<BdevIo>) {
         if let Err(SubmitError::NoMem(io)) = self.ch.submit(io, &self.cb) {
             self.parked.borrow_mut().push(io);
+        }
+    }
+
+    /// Submits every descriptor: the job's start.
+    fn launch(&self, now: u64) {
+        self.started.set(true);
+        self.start_ticks.set(now);
+        let descriptors = std::mem::take(&mut *self.waiting.borrow_mut());
+        self.outstanding
+            .set(u32::try_from(descriptors.len()).unwrap_or(u32::MAX));
+        for io in descriptors {
+            self.issue(io, now);
+        }
+        if self.outstanding.get() == 0 {
+            self.finish(now);
         }
     }
 
@@ -210,6 +246,19 @@ impl State {
             // Interrupted: stop at once; completions drain the rest.
             self.end_ticks.set(now);
         }
+        if !self.started.get() {
+            if now >= self.end_ticks.get() {
+                // Stopped before its start: it ran for no time.
+                self.start_ticks.set(self.end_ticks.get());
+                self.finish(self.end_ticks.get());
+                return PollerStatus::Done;
+            }
+            if now < self.start_at_ticks {
+                return PollerStatus::Idle;
+            }
+            self.launch(now);
+            return PollerStatus::Busy;
+        }
         let parked = std::mem::take(&mut *self.parked.borrow_mut());
         if parked.is_empty() {
             return PollerStatus::Idle;
@@ -263,9 +312,16 @@ pub fn start(
     };
     let block_size = plan.bdev.block_size();
     let num_blocks = plan.bdev.num_blocks();
-    let windows = super::to_usize(plan.runtime_ticks / plan.window_ticks.max(1)) + 2;
+    let start_at_ticks = run_start.saturating_add(plan.start_delay_ticks);
+    let end_ticks = start_at_ticks.saturating_add(plan.runtime_ticks);
+    let windows =
+        super::to_usize((end_ticks - run_start) / plan.window_ticks.max(1)).saturating_add(2);
     let qd = plan.queue_depth;
-    let buf_len = super::to_usize(plan.io_blocks * u64::from(block_size));
+    let buf_len = if plan.workload.flush {
+        0
+    } else {
+        super::to_usize(plan.io_blocks * u64::from(block_size))
+    };
     let seed = plan.seed | 1;
     let state = Rc::new_cyclic(|weak: &Weak<State>| {
         let w = weak.clone();
@@ -275,14 +331,17 @@ pub fn start(
             }
         });
         State {
-            end_ticks: Cell::new(run_start + plan.runtime_ticks),
+            end_ticks: Cell::new(end_ticks),
             plan,
             ch,
             cb,
             block_size,
             num_blocks,
             run_start,
+            start_at_ticks,
             start_ticks: Cell::new(0),
+            started: Cell::new(false),
+            waiting: RefCell::new(Vec::new()),
             outstanding: Cell::new(0),
             next_offset: Cell::new(0),
             rng: Cell::new(seed),
@@ -303,7 +362,7 @@ pub fn start(
     state
         .next_offset
         .set((state.plan.index as u64 * 7919) % span);
-    let descriptors: Vec<Box<BdevIo>> = (0..qd)
+    *state.waiting.borrow_mut() = (0..qd)
         .map(|_| {
             Box::new(BdevIo {
                 buf: vec![0u8; buf_len],
@@ -314,14 +373,10 @@ pub fn start(
         .collect();
     let held = state.clone();
     if let Err(e) = reactor::register_poller("perf_job", 0, move |now| held.poll(now)) {
-        state.finish(0);
-        let _ = e;
-        return;
+        return fail(&state.plan, &state.tx, e.to_string());
     }
     let now = reactor::now_ticks();
-    state.start_ticks.set(now);
-    state.outstanding.set(qd);
-    for io in descriptors {
-        state.issue(io, now);
+    if now >= start_at_ticks {
+        state.launch(now);
     }
 }

@@ -18,15 +18,22 @@
 //! rw=randrw
 //! rwmixread=70
 //! runtime=5           ; seconds (default: -t)
+//! startdelay=2        ; seconds after the run starts before its first I/O (default 0)
+//!
+//! [syncer]
+//! filename=band0
+//! rw=flush            ; every I/O a FLUSH of 0 bytes
+//! iodepth=1
 //! ```
 //!
-//! Keys: `filename`, `bs`, `iodepth`, `rw`, `rwmixread`, `cpumask`, `runtime`, `group`.
+//! Keys: `filename`, `bs`, `iodepth`, `rw`, `rwmixread`, `cpumask`, `runtime`,
+//! `startdelay`, `group`.
 //! Every error names `file:line` and is reported before any I/O starts; unknown bdevs are
 //! checked (with the line of their `filename`) once the bdevs exist.
 
 use super::opts::{
-    parse_depth, parse_group, parse_mask, parse_pct, parse_seconds, parse_size, JobSpec, Origin,
-    Workload,
+    parse_delay, parse_depth, parse_group, parse_mask, parse_pct, parse_seconds, parse_size,
+    JobSpec, Origin, Workload,
 };
 use bdev_ioband_engine::GroupKey;
 
@@ -39,6 +46,7 @@ pub const KEYS: &[&str] = &[
     "rwmixread",
     "cpumask",
     "runtime",
+    "startdelay",
     "group",
 ];
 
@@ -64,6 +72,7 @@ struct Section {
     rwmixread: Option<u8>,
     cpumask: Option<Vec<u32>>,
     runtime: Option<f64>,
+    startdelay: Option<f64>,
     group: Option<GroupKey>,
 }
 
@@ -78,6 +87,7 @@ impl Section {
             rwmixread: self.rwmixread.or(base.rwmixread),
             cpumask: self.cpumask.clone().or_else(|| base.cpumask.clone()),
             runtime: self.runtime.or(base.runtime),
+            startdelay: self.startdelay.or(base.startdelay),
             group: self.group.clone().or_else(|| base.group.clone()),
         }
     }
@@ -99,6 +109,7 @@ impl Section {
             "rwmixread" => self.rwmixread = Some(parse_pct(value)?),
             "cpumask" => self.cpumask = Some(parse_mask(value)?),
             "runtime" => self.runtime = Some(parse_seconds(value)?),
+            "startdelay" => self.startdelay = Some(parse_delay(value)?),
             "group" => self.group = Some(parse_group(value)?),
             other => {
                 return Err(format!(
@@ -145,6 +156,7 @@ pub fn parse_jobs(text: &str, file: &str, defaults: &Defaults) -> Result<Vec<Job
             workload,
             cpumask: s.cpumask,
             runtime_s: s.runtime,
+            start_delay_s: s.startdelay.unwrap_or(0.0),
             group: s.group,
             origin: Origin {
                 file: Some(file.to_owned()),
@@ -245,9 +257,10 @@ mod tests {
     fn global_and_jobs() {
         let text = "# demo\n[global]\nbs=4k\niodepth=32\n\n[a]\nfilename=band0\ngroup=tag:1 ; a\n\
                     cpumask=0x2\n[b]\nfilename=band0\nrw=randrw\nrwmixread=70\nbs=128K\n\
-                    group=initiator:nqn.2014-08.org.example:host-b\nruntime=0.5\n";
+                    group=initiator:nqn.2014-08.org.example:host-b\nruntime=0.5\n\
+                    startdelay=1.5\n[c]\nfilename=band0\nrw=flush\n";
         let jobs = parse_jobs(text, "j.ini", &defaults()).expect("parses");
-        assert_eq!(jobs.len(), 2);
+        assert_eq!(jobs.len(), 3);
         let (a, b) = (&jobs[0], &jobs[1]);
         assert_eq!((a.name.as_str(), a.bdev.as_str()), ("a", "band0"));
         assert_eq!((a.queue_depth, a.io_size), (32, 4096));
@@ -262,6 +275,8 @@ mod tests {
             Some(GroupKey::Initiator("nqn.2014-08.org.example:host-b".into()))
         );
         assert_eq!(b.runtime_s, Some(0.5));
+        assert_eq!((a.start_delay_s, b.start_delay_s), (0.0, 1.5));
+        assert_eq!(jobs[2].workload, Workload::FLUSH);
     }
 
     #[test]
@@ -301,6 +316,10 @@ mod tests {
                 "j.ini:3: cpumask: core mask '0x0' selects no core",
             ),
             ("[a]\nfilename=x\nrwmixread=120\n", "j.ini:3: rwmixread:"),
+            (
+                "[a]\nfilename=x\nstartdelay=-2\n",
+                "j.ini:3: startdelay: '-2' is not a delay",
+            ),
         ];
         for (text, want) in cases {
             let err = parse_jobs(text, "j.ini", &defaults()).expect_err(text);

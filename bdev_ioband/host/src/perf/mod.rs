@@ -5,12 +5,14 @@
 //! configured against achieved shares.
 //!
 //! Split by concern: [`opts`] (sizes, masks, workloads, the job description), [`jobs`]
-//! (the INI jobs file), [`job`] (the I/O loop on a reactor), [`hist`] (latency histogram),
-//! [`run`] (host start-up, job placement, collection), [`report`] (figures, share math,
+//! (the INI jobs file), [`events`] (the control schedule: timed JSON-RPC calls), [`job`]
+//! (the I/O loop on a reactor), [`hist`] (latency histogram), [`run`] (host start-up, job
+//! placement, control events, collection), [`report`] (figures, share math,
 //! text and JSON), [`svg`] (plots for the benchmark report) and [`bench`] (the standard
 //! scenarios behind `scripts/bench`).
 
 pub mod bench;
+pub mod events;
 pub mod hist;
 pub mod job;
 pub mod jobs;

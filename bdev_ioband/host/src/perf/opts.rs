@@ -1,6 +1,6 @@
 //! The values `ioband_perf` takes on its command line and in jobs files: sizes (`4096`,
-//! `4k`, `128K`, `1m`), core masks (`0x3`), workloads (`randread`, `rw`...) and the job
-//! description they combine into.
+//! `4k`, `128K`, `1m`), core masks (`0x3`), workloads (`randread`, `rw`, `flush`...),
+//! durations and delays, and the job description they combine into.
 //!
 //! Pure parsing: nothing here touches a reactor.
 
@@ -68,11 +68,32 @@ pub struct Workload {
     pub read_pct: u8,
     /// Whether the workload is a mix (rw, randrw), as it was named.
     pub mixed: bool,
+    /// Every I/O is a FLUSH of 0 bytes (`flush`; `random`, `read_pct`, `mixed` unused).
+    pub flush: bool,
 }
 
+/// The workload names [`Workload::parse`] knows.
+pub const WORKLOADS: &str = "read, write, randread, randwrite, rw, randrw or flush";
+
 impl Workload {
-    /// Parses `read`, `write`, `randread`, `randwrite`, `rw` or `randrw`; `mix` is the
-    /// read percentage of the mixed ones.
+    /// 100% random reads.
+    pub const RANDREAD: Workload = Workload {
+        random: true,
+        read_pct: 100,
+        mixed: false,
+        flush: false,
+    };
+
+    /// Only FLUSHes, of 0 bytes each.
+    pub const FLUSH: Workload = Workload {
+        random: false,
+        read_pct: 0,
+        mixed: false,
+        flush: true,
+    };
+
+    /// Parses `read`, `write`, `randread`, `randwrite`, `rw`, `randrw` or `flush`; `mix` is
+    /// the read percentage of the mixed ones.
     pub fn parse(name: &str, mix: u8) -> Result<Workload, String> {
         let (random, read_pct, mixed) = match name {
             "read" => (false, 100, false),
@@ -81,21 +102,22 @@ impl Workload {
             "randwrite" => (true, 0, false),
             "rw" => (false, mix, true),
             "randrw" => (true, mix, true),
-            other => {
-                return Err(format!(
-                    "unknown workload '{other}' (expected read, write, randread, randwrite, rw or randrw)"
-                ))
-            }
+            "flush" => return Ok(Workload::FLUSH),
+            other => return Err(format!("unknown workload '{other}' (expected {WORKLOADS})")),
         };
         Ok(Workload {
             random,
             read_pct,
             mixed,
+            flush: false,
         })
     }
 
     /// Its name as bdevperf prints it.
     pub fn name(&self) -> &'static str {
+        if self.flush {
+            return "flush";
+        }
         match (self.random, self.mixed, self.read_pct) {
             (false, true, _) => "rw",
             (true, true, _) => "randrw",
@@ -126,6 +148,16 @@ pub fn parse_seconds(text: &str) -> Result<f64, String> {
         Ok(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Ok(s),
         _ => Err(format!(
             "'{text}' is not a duration in seconds (0 < t <= 86400)"
+        )),
+    }
+}
+
+/// Parses a delay in seconds (fio's `startdelay`): 0 or more, fractions allowed.
+pub fn parse_delay(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && (0.0..=86_400.0).contains(&s) => Ok(s),
+        _ => Err(format!(
+            "'{text}' is not a delay in seconds (0 <= t <= 86400)"
         )),
     }
 }
@@ -162,7 +194,7 @@ impl Origin {
 }
 
 /// One job: a closed loop of `queue_depth` I/Os of `io_size` bytes on one bdev, from one
-/// reactor, tagged with one group.
+/// reactor, tagged with one group, from `start_delay_s` for its runtime.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobSpec {
     /// Its name (the jobs-file section, or the bdev's name).
@@ -177,8 +209,11 @@ pub struct JobSpec {
     pub workload: Workload,
     /// Lcores it may run on (`None`: chosen round-robin over the reactors).
     pub cpumask: Option<Vec<u32>>,
-    /// Seconds it runs (`None`: the run's `-t`).
+    /// Seconds it runs (`None`: the run's `-t`), counted from its start.
     pub runtime_s: Option<f64>,
+    /// Seconds after the run's start before it submits its first I/O (fio's
+    /// `startdelay`); it submits only in `[start_delay_s, start_delay_s + runtime)`.
+    pub start_delay_s: f64,
     /// Group tag carried by each I/O (`None`: untagged, the default group).
     pub group: Option<GroupKey>,
     /// Where it was defined.
@@ -222,6 +257,12 @@ mod tests {
             "randwrite"
         );
         assert!(Workload::parse("verify", 50).is_err());
+        let f = Workload::parse("flush", 70).expect("ok");
+        assert_eq!((f, f.name()), (Workload::FLUSH, "flush"));
+        assert_eq!(Workload::RANDREAD.name(), "randread");
         assert!(parse_pct("101").is_err());
+        assert_eq!(parse_delay("0"), Ok(0.0));
+        assert_eq!(parse_delay("2.5"), Ok(2.5));
+        assert!(parse_delay("-1").is_err() && parse_delay("soon").is_err());
     }
 }

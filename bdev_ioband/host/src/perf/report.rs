@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use bdev_ioband_engine::Policy;
 use serde::Serialize;
 
+use super::events::EventReport;
 use super::hist::Histogram;
 
 /// Version of the JSON schema; bumped only when a key changes meaning or goes away.
@@ -36,6 +37,8 @@ pub struct JobReport {
     pub io_size: u64,
     /// Group tag (`tag:1`...), `null` if untagged.
     pub group: Option<String>,
+    /// Seconds after the run's start before its first I/O (`startdelay`).
+    pub start_delay_s: f64,
     /// `finished`, `terminated` (interrupted) or `failed`.
     pub status: String,
     /// Seconds it submitted for.
@@ -128,6 +131,9 @@ pub struct GroupShare {
     pub window_cost: Vec<u64>,
     /// Achieved share in each window.
     pub window_share: Vec<f64>,
+    /// KiB/s achieved in each window from the run's start (bytes ÷ 1024 ÷ window), under
+    /// every policy.
+    pub window_kib_per_sec: Vec<f64>,
     /// Least KiB/s ÷ min over the windows used (range-bw with a min).
     pub min_met_ratio: Option<f64>,
     /// Greatest KiB/s ÷ max − 1 over the windows used (range-bw with a max; ≤ 0: never
@@ -172,6 +178,10 @@ pub struct ShareTable {
     pub max_exceeded_ratio: Option<f64>,
     /// Σ KiB/s of the active groups.
     pub total_kib_per_sec: f64,
+    /// The share's io_throttle in force at the end of the run (`null` where unknown).
+    pub io_throttle: Option<u32>,
+    /// The share's io_limit in force at the end of the run (`null` where unknown).
+    pub io_limit: Option<u32>,
 }
 
 /// A run's report.
@@ -185,8 +195,13 @@ pub struct RunReport {
     pub core_count: usize,
     /// `-t`, seconds.
     pub runtime: f64,
+    /// Seconds from the start to the latest end of any job (at least `runtime`); share
+    /// tables' rates are over it.
+    pub duration_s: f64,
     /// Share window, seconds.
     pub window_s: f64,
+    /// The control events that ran, in order.
+    pub events: Vec<EventReport>,
     /// Per job.
     pub results: Vec<JobReport>,
     /// Sum.
@@ -309,6 +324,9 @@ pub fn share_table(
                 .zip(&window_totals)
                 .map(|(&c, &t)| ratio(c, t))
                 .collect();
+            let window_kib_per_sec: Vec<f64> = (0..n_windows)
+                .map(|w| kib_rate(g.windows.get(w).map_or(0, |&(_, b)| b), window_s))
+                .collect();
             let worst = configured.and_then(|c| {
                 max_f(used.iter().filter_map(|&w| {
                     let s = *window_share.get(w)?;
@@ -354,6 +372,7 @@ pub fn share_table(
                 cost,
                 window_cost,
                 window_share,
+                window_kib_per_sec,
                 min_met_ratio: min_met,
                 max_exceeded_ratio: max_exc,
             }
@@ -391,6 +410,8 @@ pub fn share_table(
         min_met_ratio: min_f(groups.iter().filter_map(|g| g.min_met_ratio)),
         max_exceeded_ratio: max_f(groups.iter().filter_map(|g| g.max_exceeded_ratio)),
         total_kib_per_sec: groups.iter().map(|g| g.kib_per_sec).sum(),
+        io_throttle: None,
+        io_limit: None,
         groups,
     }
 }
@@ -430,10 +451,15 @@ pub fn render_text(r: &RunReport) -> String {
             .as_ref()
             .map(|g| format!(", group: {g}"))
             .unwrap_or_default();
+        let delay = if j.start_delay_s > 0.0 {
+            format!(", startdelay: {} s", j.start_delay_s)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "Job: {} (Core Mask {}, workload: {}{}, depth: {}, IO size: {}{})",
-            j.job, j.core_mask, j.workload, mix, j.queue_depth, j.io_size, group
+            "Job: {} (Core Mask {}, workload: {}{}, depth: {}, IO size: {}{}{})",
+            j.job, j.core_mask, j.workload, mix, j.queue_depth, j.io_size, group, delay
         );
         let _ = writeln!(
             out,
@@ -661,6 +687,7 @@ mod tests {
         assert!((a.min_met_ratio.expect("min") - 1.0).abs() < 1e-12);
         assert_eq!(a.max_exceeded_ratio, None);
         assert!((b.max_exceeded_ratio.expect("max") - 0.01).abs() < 1e-12);
+        assert_eq!(a.window_kib_per_sec, vec![900.0, 1000.0, 1100.0]);
         assert!((t.max_exceeded_ratio.expect("max") - 0.01).abs() < 1e-12);
         assert!((t.total_kib_per_sec - 1505.0).abs() < 1e-9);
         assert_eq!(t.jain_index, None);

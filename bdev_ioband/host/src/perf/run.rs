@@ -1,10 +1,12 @@
 //! One run: start the embedded host (one reactor thread per core of the mask, the main
 //! reactor on the calling thread), create the bdevs from an SPDK JSON config, resolve and
-//! check every job before any I/O, run the jobs on their reactors, then collect their
-//! outcomes and the ioband share tables and stop the host.
+//! check every job (and the control schedule) before any I/O, run the jobs on their
+//! reactors while making the scheduled control calls, then collect their outcomes and the
+//! ioband share tables and stop the host.
 //!
 //! Threading: [`run`] owns the main reactor and polls it itself (the jobs placed on core 0
-//! run there); the other reactors run on their own threads until the run stops them.
+//! run there, and the control events are called there); the other reactors run on their
+//! own threads until the run stops them.
 
 use std::io::{IsTerminal, Write};
 use std::rc::Rc;
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use bdev_ioband_engine::GroupKey;
 
+use super::events::{check_events, in_time_order, ControlEvent, EventReport};
 use super::hist::Histogram;
 use super::job::{self, JobOutcome, JobPlan, Live};
 use super::opts::{format_mask, JobSpec};
@@ -39,6 +42,8 @@ pub struct RunConfig {
     pub jobs: Vec<JobSpec>,
     /// Seconds each job runs unless it says otherwise.
     pub runtime_s: f64,
+    /// Control calls made while the jobs run.
+    pub events: Vec<ControlEvent>,
     /// Share window, seconds.
     pub window_s: f64,
     /// Print a live `\r` progress line (only where stdout is a terminal).
@@ -50,6 +55,15 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
+    /// Seconds from the run's start to the latest end of any job (`startdelay` +
+    /// runtime), and at least `runtime_s`: the run's duration.
+    pub fn duration_s(&self) -> f64 {
+        self.jobs
+            .iter()
+            .map(|j| j.start_delay_s + j.runtime_s.unwrap_or(self.runtime_s))
+            .fold(self.runtime_s, f64::max)
+    }
+
     /// A run of `jobs` on `lcores` with defaults for the rest.
     pub fn new(lcores: Vec<u32>, jobs: Vec<JobSpec>, runtime_s: f64) -> RunConfig {
         RunConfig {
@@ -57,6 +71,7 @@ impl RunConfig {
             config_json: None,
             jobs,
             runtime_s,
+            events: Vec::new(),
             window_s: 1.0,
             progress: false,
             stop: Arc::new(AtomicBool::new(false)),
@@ -160,7 +175,9 @@ fn resolve(cfg: &RunConfig, app: &App) -> Result<Vec<(JobSpec, BdevRef, u32)>, S
         let multi = bdevs.len() > 1;
         for bdev in bdevs {
             let bs = u64::from(bdev.block_size());
-            if spec.io_size % bs != 0 {
+            if spec.workload.flush {
+                // A FLUSH moves no data: its size does not matter.
+            } else if spec.io_size % bs != 0 {
                 return Err(format!(
                     "{}I/O size {} of job [{}] is not a multiple of {}'s block size {}",
                     o.at(o.bs_line),
@@ -170,7 +187,7 @@ fn resolve(cfg: &RunConfig, app: &App) -> Result<Vec<(JobSpec, BdevRef, u32)>, S
                     bs
                 ));
             }
-            if spec.io_size / bs > bdev.num_blocks() {
+            if !spec.workload.flush && spec.io_size / bs > bdev.num_blocks() {
                 return Err(format!(
                     "{}I/O size {} of job [{}] is larger than {}",
                     o.at(o.bs_line),
@@ -305,7 +322,7 @@ fn share_tables(
         }
         let complete = super::sat_usize((runtime_s / window_s + 1e-9).floor());
         let inputs: Vec<GroupInput> = inputs.into_iter().map(|(_, g)| g).collect();
-        tables.push(report::share_table(
+        let mut table = report::share_table(
             &bdevs.join(","),
             &share_name,
             share.policy(),
@@ -313,7 +330,10 @@ fn share_tables(
             runtime_s,
             window_s,
             complete,
-        ));
+        );
+        table.io_throttle = Some(share.params().effective_io_throttle());
+        table.io_limit = Some(share.params().effective_io_limit());
+        tables.push(table);
     }
     tables
 }
@@ -330,8 +350,9 @@ fn job_report(spec: &JobSpec, lcore: u32, o: &JobOutcome, interrupted: bool) -> 
         workload: spec.workload.name().to_owned(),
         percentage: spec.workload.read_pct,
         queue_depth: spec.queue_depth,
-        io_size: spec.io_size,
+        io_size: if spec.workload.flush { 0 } else { spec.io_size },
         group: spec.group.as_ref().map(ToString::to_string),
+        start_delay_s: spec.start_delay_s,
         status: if o.error.is_some() {
             "failed"
         } else if interrupted {
@@ -366,6 +387,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport, String> {
     if cfg.window_s.is_nan() || cfg.window_s <= 0.0 {
         return Err("the share window must be positive".into());
     }
+    check_events(&cfg.events, &Methods::new(), cfg.duration_s())?;
     let mut host = Host::start(&cfg.lcores)?;
     let result = run_on(&mut host, cfg);
     host.stop();
@@ -384,11 +406,8 @@ fn run_on(host: &mut Host, cfg: &RunConfig) -> Result<RunReport, String> {
     let lives: Vec<Arc<Live>> = jobs.iter().map(|_| Arc::new(Live::default())).collect();
     let job_stop = Arc::new(AtomicBool::new(false));
     let window_ticks = super::sat_u64(cfg.window_s * TICKS_PER_SEC as f64).max(1);
-    let max_runtime = jobs
-        .iter()
-        .map(|(s, _, _)| s.runtime_s.unwrap_or(cfg.runtime_s))
-        .fold(0.0, f64::max);
-    host.main.enter(|| -> Result<(), String> {
+    let to_ticks = |s: f64| super::sat_u64(s * TICKS_PER_SEC as f64);
+    let run_start = host.main.enter(|| -> Result<u64, String> {
         let run_start = reactor::now_ticks();
         for (i, (spec, bdev, core)) in jobs.iter().enumerate() {
             let runtime = spec.runtime_s.unwrap_or(cfg.runtime_s);
@@ -400,7 +419,8 @@ fn run_on(host: &mut Host, cfg: &RunConfig) -> Result<RunReport, String> {
                 io_blocks: spec.io_size / u64::from(bdev.block_size()),
                 workload: spec.workload,
                 group: spec.group.clone(),
-                runtime_ticks: super::sat_u64(runtime * TICKS_PER_SEC as f64),
+                start_delay_ticks: to_ticks(spec.start_delay_s),
+                runtime_ticks: to_ticks(runtime),
                 window_ticks,
                 seed: cfg.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
             };
@@ -408,13 +428,18 @@ fn run_on(host: &mut Host, cfg: &RunConfig) -> Result<RunReport, String> {
             reactor::send_msg(*core, move || job::start(plan, run_start, live, stop, tx))
                 .map_err(|e| e.to_string())?;
         }
-        Ok(())
+        Ok(run_start)
     })?;
     drop(tx);
 
+    let methods = Methods::new();
+    let schedule = in_time_order(&cfg.events);
+    let mut next_event = 0usize;
+    let mut event_reports: Vec<EventReport> = Vec::with_capacity(schedule.len());
+    let mut event_error: Option<String> = None;
     let tty = cfg.progress && std::io::stdout().is_terminal();
     let started = Instant::now();
-    let deadline = started + Duration::from_secs_f64(max_runtime) + Duration::from_secs(30);
+    let deadline = started + Duration::from_secs_f64(cfg.duration_s()) + Duration::from_secs(30);
     let mut outcomes: Vec<Option<JobOutcome>> = vec![None; jobs.len()];
     let mut got = 0;
     let mut polls: u32 = 0;
@@ -426,6 +451,34 @@ fn run_on(host: &mut Host, cfg: &RunConfig) -> Result<RunReport, String> {
         polls = polls.wrapping_add(1);
         if polls % 256 != 0 {
             continue;
+        }
+        while let Some(ev) = schedule.get(next_event).filter(|_| event_error.is_none()) {
+            let now = host.main.enter(reactor::now_ticks);
+            if now < run_start.saturating_add(to_ticks(ev.at_s)) {
+                break;
+            }
+            next_event += 1;
+            let params = jsonrpc_core::Params::Map(ev.params.clone());
+            match host.main.enter(|| methods.call(&app, &ev.method, params)) {
+                Ok(_) => event_reports.push(EventReport {
+                    at_s: ev.at_s,
+                    ran_at_s: now.saturating_sub(run_start) as f64 / TICKS_PER_SEC as f64,
+                    method: ev.method.clone(),
+                    params: serde_json::Value::Object(ev.params.clone()),
+                }),
+                Err(e) => {
+                    // The run is void: stop the jobs, let them drain, report the RPC's error.
+                    event_error = Some(format!(
+                        "{}: event {} at {} s failed: {} (code {})",
+                        ev.origin,
+                        ev.method,
+                        ev.at_s,
+                        e.message,
+                        e.code.code()
+                    ));
+                    job_stop.store(true, Ordering::Relaxed);
+                }
+            }
         }
         while let Ok(o) = rx.try_recv() {
             let i = o.index;
@@ -469,6 +522,9 @@ fn run_on(host: &mut Host, cfg: &RunConfig) -> Result<RunReport, String> {
     if tty {
         println!();
     }
+    if let Some(e) = event_error {
+        return Err(e);
+    }
     let outcomes: Vec<JobOutcome> = outcomes.into_iter().flatten().collect();
     if let Some(o) = outcomes.iter().find(|o| o.error.is_some()) {
         return Err(format!(
@@ -487,15 +543,18 @@ fn run_on(host: &mut Host, cfg: &RunConfig) -> Result<RunReport, String> {
             job_report(spec, lcore, o, interrupted)
         })
         .collect();
+    let duration_s = cfg.duration_s();
     let shares = host
         .main
-        .enter(|| share_tables(&app, &jobs, &outcomes, cfg.runtime_s, cfg.window_s));
+        .enter(|| share_tables(&app, &jobs, &outcomes, duration_s, cfg.window_s));
     Ok(RunReport {
         version: report::SCHEMA_VERSION,
         core_mask: format_mask(&cfg.lcores),
         core_count: cfg.lcores.len(),
         runtime: cfg.runtime_s,
+        duration_s,
         window_s: cfg.window_s,
+        events: event_reports,
         total: report::total_of(&results, &all),
         results,
         shares,
