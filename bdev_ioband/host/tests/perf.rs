@@ -486,6 +486,8 @@ fn svg_writer_is_well_formed() {
     let svg = line_chart("share <over> time", "seconds", "share (%)", &series, None);
     let n = check_xml(&svg).unwrap_or_else(|e| panic!("{e}\n{svg}"));
     assert!(n > 10);
+    // Short solid series get a marker per point (a lone point shows), dashed ones none.
+    assert_eq!(svg.matches("<circle").count(), 3, "{svg}");
     assert!(svg.contains("<svg") && svg.contains("polyline") && svg.contains("&lt;w 300&gt;"));
     let many: Vec<Series> = (0..30)
         .map(|i| Series {
@@ -844,4 +846,20 @@ fn model_flush_latency_does_not_occupy_the_server() {
         .find(|e| e["params"]["name"] == "Plain")
         .expect("Plain in config");
     assert!(plain["params"].get("flush_latency_us").is_none(), "{plain}");
+}
+
+#[test]
+fn bench_refuses_an_unknown_scenario() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ioband_bench"))
+        .args(["--only", "closed_loop,nope", "--out"])
+        .arg(tmpdir("bench_only"))
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown scenario 'nope'"), "{stderr}");
+    assert!(
+        stderr.contains("churn") && stderr.contains("slow_io"),
+        "{stderr}"
+    );
 }

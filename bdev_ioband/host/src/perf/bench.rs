@@ -12,11 +12,24 @@
 //! 3. weight-iosize: a 4 KiB and a 128 KiB tenant of equal weight, bandwidth shares, with
 //!    `weight` for contrast;
 //! 4. range-bw: min honoured under contention, max never exceeded, spare redistributed;
-//! 5. scaling: 1 against 2 reactors on a null base (bare, passthru, ioband).
+//! 5. scaling: 1 against 2 reactors on a null base (bare, passthru, ioband);
+//! 6. closed_loop ([`closed_loop`]): a QD-1 tenant beside a deep one, its slowdown against
+//!    the device's utilization, and the curve of both over `io_throttle`;
+//! 7. victim ([`victim`]): a QD-1 tenant's p99 latency beside a QD-128 one;
+//! 8. churn ([`churn`]): range-bw groups that arrive, leave and change settings mid-run;
+//! 9. slow_io ([`slow_io`]): three tenants beside one that keeps a slow FLUSH outstanding.
 //!
-//! Figures are reported, never asserted.
+//! Every scenario runs with the default share knobs unless it says otherwise. Figures are
+//! reported, never asserted; [`summary`] sets the pass/fail flags of the targets.
+//!
+//! Runs on the calling thread (each run starts and stops its own host).
 
+mod churn;
+mod closed_loop;
 mod fairness;
+mod slow_io;
+mod summary;
+mod victim;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -24,6 +37,7 @@ use std::path::Path;
 use bdev_ioband_engine::{GroupKey, Policy};
 use serde_json::{json, Value};
 
+use super::events::ControlEvent;
 use super::opts::{JobSpec, Origin, Workload};
 use super::report::{share_table, GroupInput, RunReport, ShareTable};
 use super::run::{run, RunConfig};
@@ -37,37 +51,52 @@ pub const REPORT_SCHEMA: u32 = 1;
 /// How to run the benchmark.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
-    /// About a minute in all (else a few minutes).
+    /// A few minutes in all (else about a quarter of an hour).
     pub quick: bool,
     /// Print a line per run to stderr.
     pub verbose: bool,
+    /// Run only these scenarios (names of [`SCENARIO_NAMES`]; empty: all).
+    pub only: Vec<String>,
 }
 
+/// Seconds of each run, per scenario.
 struct Durations {
-    overhead: f64,
-    fairness: f64,
-    iosize: f64,
-    range: f64,
-    scaling: f64,
+    overhead_s: f64,
+    fairness_s: f64,
+    iosize_s: f64,
+    range_s: f64,
+    scaling_s: f64,
+    closed_loop_s: f64,
+    victim_s: f64,
+    churn: churn::Times,
+    slow_io_s: f64,
 }
 
 impl BenchOptions {
     fn durations(&self) -> Durations {
         if self.quick {
             Durations {
-                overhead: 2.0,
-                fairness: 4.0,
-                iosize: 3.0,
-                range: 4.0,
-                scaling: 2.0,
+                overhead_s: 2.0,
+                fairness_s: 4.0,
+                iosize_s: 3.0,
+                range_s: 4.0,
+                scaling_s: 2.0,
+                closed_loop_s: 2.0,
+                victim_s: 3.0,
+                churn: churn::Times::QUICK,
+                slow_io_s: 3.0,
             }
         } else {
             Durations {
-                overhead: 5.0,
-                fairness: 10.0,
-                iosize: 8.0,
-                range: 10.0,
-                scaling: 5.0,
+                overhead_s: 5.0,
+                fairness_s: 10.0,
+                iosize_s: 8.0,
+                range_s: 10.0,
+                scaling_s: 5.0,
+                closed_loop_s: 5.0,
+                victim_s: 8.0,
+                churn: churn::Times::FULL,
+                slow_io_s: 8.0,
             }
         }
     }
@@ -100,9 +129,23 @@ fn null(name: &str) -> Value {
 }
 
 fn model(name: &str, iops: u64, bw_mib: u64, latency_us: u64) -> Value {
+    model_qd(name, iops, bw_mib, latency_us, 128)
+}
+
+/// A model device with its own queue depth.
+fn model_qd(name: &str, iops: u64, bw_mib: u64, latency_us: u64, queue_depth: u32) -> Value {
     json!({"method": "bdev_model_create", "params": {"name": name, "num_blocks": 1u64 << 20,
         "block_size": 4096, "iops": iops, "bandwidth_mib_per_sec": bw_mib,
-        "latency_us": latency_us, "queue_depth": 128}})
+        "latency_us": latency_us, "queue_depth": queue_depth}})
+}
+
+/// `bdev_ioband_set_device` on `name`'s share with `knobs` (an object of knob values).
+fn set_device(name: &str, knobs: Value) -> Value {
+    let mut params = json!({"name": name});
+    if let (Some(p), Value::Object(k)) = (params.as_object_mut(), knobs) {
+        p.extend(k);
+    }
+    json!({"method": "bdev_ioband_set_device", "params": params})
 }
 
 fn ioband(name: &str, base: &str, policy: &str) -> Value {
@@ -127,9 +170,34 @@ fn go(
     secs: f64,
     window_s: f64,
 ) -> Result<RunReport, String> {
+    go_with_events(
+        opts,
+        label,
+        lcores,
+        cfg_json,
+        jobs,
+        secs,
+        window_s,
+        Vec::new(),
+    )
+}
+
+/// [`go`] with a control schedule.
+#[allow(clippy::too_many_arguments)]
+fn go_with_events(
+    opts: &BenchOptions,
+    label: &str,
+    lcores: Vec<u32>,
+    cfg_json: &str,
+    jobs: Vec<JobSpec>,
+    secs: f64,
+    window_s: f64,
+    events: Vec<ControlEvent>,
+) -> Result<RunReport, String> {
     let cfg = RunConfig {
         config_json: Some(cfg_json.to_owned()),
         window_s,
+        events,
         ..RunConfig::new(lcores, jobs, secs)
     };
     let r = run(&cfg).map_err(|e| format!("{label}: {e}"))?;
@@ -183,12 +251,40 @@ pub fn rewindow(t: &ShareTable, factor: usize, runtime_s: f64) -> ShareTable {
     let window_s = t.window_s * factor as f64;
     let complete = super::sat_usize((runtime_s / window_s + 1e-9).floor());
     let policy = Policy::parse(&t.policy).unwrap_or(Policy::Weight);
-    share_table(
+    let mut out = share_table(
         &t.bdev, &t.share, policy, &inputs, runtime_s, window_s, complete,
-    )
+    );
+    out.io_throttle = t.io_throttle;
+    out.io_limit = t.io_limit;
+    out
 }
 
 type Scenario = fn(&BenchOptions, &Durations, &mut Out) -> Result<(), String>;
+
+/// The scenarios in the order they run, by the names `--only` takes.
+pub const SCENARIO_NAMES: [&str; 9] = [
+    "overhead",
+    "fairness",
+    "weight_iosize",
+    "range_bw",
+    "scaling",
+    "closed_loop",
+    "victim",
+    "churn",
+    "slow_io",
+];
+
+const SCENARIOS: [(&str, Scenario); 9] = [
+    (SCENARIO_NAMES[0], overhead),
+    (SCENARIO_NAMES[1], fairness::fairness),
+    (SCENARIO_NAMES[2], iosize),
+    (SCENARIO_NAMES[3], range_bw),
+    (SCENARIO_NAMES[4], scaling),
+    (SCENARIO_NAMES[5], closed_loop::closed_loop),
+    (SCENARIO_NAMES[6], victim::victim),
+    (SCENARIO_NAMES[7], churn::churn),
+    (SCENARIO_NAMES[8], slow_io::slow_io),
+];
 
 struct Out {
     json: serde_json::Map<String, Value>,
@@ -252,7 +348,7 @@ fn overhead(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Result<(), Str
                 vec![0],
                 &cfg,
                 jobs,
-                d.overhead,
+                d.overhead_s,
                 1.0,
             )?;
             iops[t].push(r.total.iops);
@@ -367,11 +463,11 @@ fn iosize(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Result<(), Strin
             vec![0],
             &config(entries),
             jobs,
-            d.iosize,
+            d.iosize_s,
             FINE_WINDOW_S,
         )?;
         let fine = r.shares.first().cloned().ok_or("iosize: no share table")?;
-        let coarse = rewindow(&fine, 10, d.iosize);
+        let coarse = rewindow(&fine, 10, d.iosize_s);
         let mib = |i: usize| r.results.get(i).map_or(0.0, |j| j.mibps);
         let bytes_share = |i: usize| {
             let t: u64 = r.results.iter().map(|j| j.bytes).sum();
@@ -398,7 +494,7 @@ fn iosize(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Result<(), Strin
                 let pts = g
                     .window_share
                     .iter()
-                    .take(complete_fine_windows(d.iosize))
+                    .take(complete_fine_windows(d.iosize_s))
                     .enumerate()
                     .map(|(w, &s)| ((w as f64 + 0.5) * FINE_WINDOW_S, s * 100.0))
                     .collect();
@@ -481,7 +577,7 @@ fn range_bw(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Result<(), Str
         vec![0],
         &config(entries),
         jobs,
-        d.range,
+        d.range_s,
         FINE_WINDOW_S,
     )?;
     let fine = r
@@ -489,7 +585,7 @@ fn range_bw(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Result<(), Str
         .first()
         .cloned()
         .ok_or("range-bw: no share table")?;
-    let coarse = rewindow(&fine, 10, d.range);
+    let coarse = rewindow(&fine, 10, d.range_s);
     let work = coarse.total_kib_per_sec / capacity_kib;
     let mut md = String::from(
         "## 4. range-bw (model: 200 MiB/s; 64 KiB randread, 4 tenants QD 32; 1 s windows)\n\n\
@@ -521,7 +617,7 @@ fn range_bw(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Result<(), Str
             points: g
                 .window_cost
                 .iter()
-                .take(complete_fine_windows(d.range))
+                .take(complete_fine_windows(d.range_s))
                 .enumerate()
                 .map(|(w, &b)| {
                     (
@@ -604,7 +700,7 @@ fn scaling(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Result<(), Stri
                 lcores,
                 &cfg,
                 jobs,
-                d.scaling,
+                d.scaling_s,
                 1.0,
             )?;
             iops[k] = r.total.iops;
@@ -651,6 +747,16 @@ fn load_average() -> Option<f64> {
 
 /// Runs every scenario and writes `report.json`, `report.md` and the SVGs into `dir`.
 pub fn run_all(opts: &BenchOptions, dir: &Path) -> Result<Value, String> {
+    if let Some(bad) = opts
+        .only
+        .iter()
+        .find(|o| !SCENARIO_NAMES.contains(&o.as_str()))
+    {
+        return Err(format!(
+            "unknown scenario '{bad}' (scenarios: {})",
+            SCENARIO_NAMES.join(", ")
+        ));
+    }
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let load_before = load_average();
     let d = opts.durations();
@@ -659,14 +765,10 @@ pub fn run_all(opts: &BenchOptions, dir: &Path) -> Result<Value, String> {
         md: String::new(),
         svgs: Vec::new(),
     };
-    let steps: [(&str, Scenario); 5] = [
-        ("overhead", overhead),
-        ("fairness", fairness::fairness),
-        ("weight-iosize", iosize),
-        ("range-bw", range_bw),
-        ("scaling", scaling),
-    ];
-    for (name, step) in steps {
+    for (name, step) in SCENARIOS {
+        if !opts.only.is_empty() && !opts.only.iter().any(|o| o == name) {
+            continue;
+        }
         if opts.verbose {
             eprintln!("scenario {name}");
         }
@@ -689,16 +791,10 @@ pub fn run_all(opts: &BenchOptions, dir: &Path) -> Result<Value, String> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())),
     );
-    let o = &out.json;
-    let get = |a: &str, b: &str| o.get(a).and_then(|v| v.get(b)).and_then(Value::as_f64);
-    let targets = json!({
-        "overhead_ratio_ge_0_90": get("overhead", "ioband_vs_passthru_iops_ratio").map(|v| v >= 0.90),
-        "share_error_64_groups_le_2pct": get("fairness", "groups_64_max_share_error").map(|v| v <= 0.02),
-        "range_bw_min_met_ge_0_98": get("range_bw", "min_met_ratio").map(|v| v >= 0.98),
-        "range_bw_max_exceeded_le_1pct": get("range_bw", "max_exceeded_ratio").map(|v| v <= 0.01),
-    });
+    let (summary, targets) = summary::summarize(&out.json);
     report.extend(out.json.clone());
     report.insert("targets_met".into(), targets.clone());
+    report.insert("summary".into(), summary.clone());
     let report = Value::Object(report);
     let mut md = format!(
         "# bdev_ioband benchmark report ({} run, {cpus} CPUs)\n\nTargets met: {}\n\n\
@@ -709,6 +805,7 @@ pub fn run_all(opts: &BenchOptions, dir: &Path) -> Result<Value, String> {
         load_before.map_or("unknown".into(), |l| format!("{l:.2}")),
         load_average().map_or("unknown".into(), |l| format!("{l:.2}")),
     );
+    md.push_str(&summary::render_md(&summary));
     md.push_str(&out.md);
     let write = |name: &str, text: &str| {
         std::fs::write(dir.join(name), text).map_err(|e| format!("{}/{name}: {e}", dir.display()))

@@ -1,5 +1,5 @@
-//! A small SVG writer for the benchmark report: line charts (share over time) and bar
-//! charts (IOPS of ioband against passthrough). Plain strings, no dependency; text is
+//! A small SVG writer for the benchmark report: line charts (share over time, and curves of
+//! a few marked points) and bar charts (IOPS of ioband against passthrough). Plain strings, no dependency; text is
 //! XML-escaped and every number is finite, so the output is well-formed SVG 1.1.
 
 use std::fmt::Write as _;
@@ -10,6 +10,9 @@ const LEFT: f64 = 80.0;
 const RIGHT: f64 = 190.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 56.0;
+
+/// Solid series of at most this many points get a marker on each.
+const MARKED_POINTS: usize = 12;
 
 /// Colours cycled over series and bars.
 const PALETTE: &[&str] = &[
@@ -182,6 +185,18 @@ pub fn line_chart(
                 r#"<polyline fill="none" stroke="{colour}" stroke-width="1.6"{dash} points="{}"/>"#,
                 path.join(" ")
             );
+        }
+        // A short solid series (a few measured points) gets a marker on each point, so
+        // that a single point shows.
+        if !s.dashed && s.points.len() <= MARKED_POINTS {
+            for &(x, y) in &s.points {
+                let _ = writeln!(
+                    out,
+                    r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{colour}"/>"#,
+                    sx(x),
+                    sy(y)
+                );
+            }
         }
         if i < 20 {
             let ly = TOP + 14.0 * i as f64 + 6.0;
