@@ -2,7 +2,11 @@
 //! simulation harness (simulated time, model device, closed-loop tenants).
 
 // Test arithmetic on small, bounded values (group counts, drawn weights, rates).
-#![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss
+)]
 
 use bdev_ioband_engine::sim::{self, Action, Arrival, ModelDevice, SimConfig, SimReport, Tenant};
 use bdev_ioband_engine::{GroupKey, GroupValue, Op, Policy, ShareParams, DEFAULT_WEIGHT};
@@ -55,8 +59,11 @@ fn weights(max_groups: usize) -> impl Strategy<Value = Vec<u32>> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
-    /// With every group backlogged, each group's share of the dispatched cost in every
-    /// 1-second window is within 2% (absolute) of weight / Σweight, for 2..=256 groups.
+    /// With every group backlogged, each group's dispatched cost in every 1-second window
+    /// is within 2% (relative: of what it is due, weight / Σweight of the window's work) of
+    /// its due, give or take the one I/O that straddles a window's edge, for 2..=256
+    /// groups. (An absolute bound would pass a group that gets nothing when most fair
+    /// shares are below it, as with 256 groups.)
     #[test]
     fn saturating_groups_get_their_weight_share(
         ws in weights(256),
@@ -79,11 +86,16 @@ proptest! {
         let cfg = config(params, device, tenants.clone(), 2);
         let report = sim::run(&cfg).unwrap();
         let want = sim::weight_shares(&tenants);
+        let io_cost = |t: usize| params.policy.cost(tenants[t].io_bytes) as f64;
         for w in 0..report.windows.len() {
-            for (t, got) in report.cost_shares(w).iter().enumerate() {
+            let total: f64 = report.windows[w].iter().map(|s| s.cost as f64).sum();
+            for (t, s) in report.windows[w].iter().enumerate() {
+                let due = want[t] * total;
+                let off = ((s.cost as f64 - due).abs() - io_cost(t)).max(0.0) / due;
                 prop_assert!(
-                    (got - want[t]).abs() <= 0.02,
-                    "window {} group {} (weight {}): got {:.4}, want {:.4}", w, t, ws[t], got, want[t]
+                    off <= 0.02,
+                    "window {} group {} (weight {}): cost {} against {:.1} due ({:.2}% off)",
+                    w, t, ws[t], s.cost, due, off * 100.0
                 );
             }
         }

@@ -23,9 +23,11 @@
 //!   quarter above the floor (the base is queueing), else up by one. It settles about a
 //!   quarter above the bandwidth-delay product: the base stays busy, and a low-depth
 //!   tenant's I/O waits behind at most about a quarter of a device's worth of others.
-//! - A stale floor while the hold binds starts a **probe**: one period at the least depth
-//!   (at most one period in `FLOOR_TTL_MS`, so its cost stays below a percent or two),
-//!   whose least latency becomes the new floor (the queue has drained by then); the depth
+//! - A stale floor while the hold binds starts a **probe**: a period in which nothing at
+//!   all is dispatched at or above the least depth (not even reservations or the laggard),
+//!   lasting until an I/O has completed into the drained share
+//!   (at most one probe in `FLOOR_TTL_MS`, so its cost stays below a percent or two);
+//!   the least latency of those drained completions becomes the new floor; the depth
 //!   then resumes from half of what it was.
 //! - Periods in which the hold was not engaged leave the depth alone: the latency then
 //!   says nothing about it.
@@ -57,14 +59,21 @@ pub(super) struct DepthControl {
     floor_ticks: u64,
     floor_confirmed_ticks: u64,
     floor_probed: bool,
+    /// Bytes completed in this period, and the base's throughput over the last one.
+    bytes: u64,
+    bytes_per_sec: u64,
 }
 
 impl DepthControl {
-    /// Starts at `max_depth` (io_limit): nothing is known of the base yet.
+    /// Starts at dm-ioband's fixed io_throttle (4), within `max_depth` (io_limit): nothing
+    /// is known of the base yet, and a share that starts with every group idle must not
+    /// hand its whole io_limit out in arrival order before the weights can act. The first
+    /// period in which the hold engages probes the floor; the depth then grows by one per
+    /// period until the base queues.
     pub(super) fn new(max_depth: u32, ticks_per_sec: u64) -> DepthControl {
         let ticks_per_ms = (ticks_per_sec / 1000).max(1);
         DepthControl {
-            depth: max_depth.max(MIN_DEPTH),
+            depth: crate::DEFAULT_IO_THROTTLE.clamp(MIN_DEPTH, max_depth.max(MIN_DEPTH)),
             max_depth: max_depth.max(MIN_DEPTH),
             ticks_per_ms,
             period_start_ticks: 0,
@@ -78,12 +87,21 @@ impl DepthControl {
             floor_ticks: u64::MAX,
             floor_confirmed_ticks: 0,
             floor_probed: false,
+            bytes: 0,
+            bytes_per_sec: 0,
         }
     }
 
     /// The depth in force.
     pub(super) fn depth(&self) -> u32 {
         self.depth
+    }
+
+    /// Whether a probe runs: until the period ends, nothing at all is dispatched at or
+    /// above the least depth (reservations and laggards included), so that the base
+    /// drains and the period's least latency is the base's own.
+    pub(super) fn probing(&self) -> bool {
+        self.probing
     }
 
     /// The latency floor in ticks, if one has been seen.
@@ -103,20 +121,44 @@ impl DepthControl {
         self.held = true;
     }
 
-    /// Accounts one completion; returns the new depth when a period ended and it moved.
-    pub(super) fn on_completion(&mut self, latency_ticks: u64, now_ticks: u64) -> Option<u32> {
+    /// Accounts one completion; returns whether a period ended (the depth may have moved).
+    ///
+    /// `in_flight` is what the share still has in flight after this completion: during a
+    /// probe only completions into a drained share (fewer than the least depth left)
+    /// measure the floor, and the probe lasts until one has.
+    pub(super) fn on_completion(
+        &mut self,
+        latency_ticks: u64,
+        bytes: u64,
+        now_ticks: u64,
+        in_flight: u32,
+    ) -> bool {
+        self.bytes = self.bytes.saturating_add(bytes);
         self.latency_sum_ticks = self.latency_sum_ticks.saturating_add(latency_ticks);
         self.completions += 1;
-        self.period_min_ticks = self.period_min_ticks.min(latency_ticks);
-        if now_ticks.saturating_sub(self.period_start_ticks) < self.period_ticks {
-            return None;
+        if !self.probing || in_flight < MIN_DEPTH {
+            self.period_min_ticks = self.period_min_ticks.min(latency_ticks);
         }
-        let before = self.depth;
+        if now_ticks.saturating_sub(self.period_start_ticks) < self.period_ticks
+            || (self.probing && self.period_min_ticks == u64::MAX)
+        {
+            return false;
+        }
         self.end_period(now_ticks);
-        (self.depth != before).then_some(self.depth)
+        true
+    }
+
+    /// Bytes per second the base completed over the last period (0 before the first).
+    pub(super) fn bytes_per_sec(&self) -> u64 {
+        self.bytes_per_sec
     }
 
     fn end_period(&mut self, now_ticks: u64) {
+        let elapsed_ticks = now_ticks.saturating_sub(self.period_start_ticks).max(1);
+        let per_sec = u128::from(self.bytes) * u128::from(self.ticks_per_ms) * 1000
+            / u128::from(elapsed_ticks);
+        self.bytes_per_sec = u64::try_from(per_sec).unwrap_or(u64::MAX);
+        self.bytes = 0;
         let least = self.period_min_ticks;
         let mean = self.latency_sum_ticks / self.completions.max(1);
         if self.probing {
@@ -173,7 +215,7 @@ mod tests {
             let latency = floor + u64::from(d.saturating_sub(bdp)) * floor / u64::from(bdp);
             for _ in 0..d {
                 c.note_held();
-                c.on_completion(latency, now);
+                c.on_completion(latency, 4096, now, 0);
             }
             now += latency;
             seen.push(c.depth());
@@ -196,9 +238,9 @@ mod tests {
     fn nothing_moves_while_nothing_is_held() {
         let mut c = DepthControl::new(64, 1_000_000);
         for t in 0..100_000 {
-            assert_eq!(c.on_completion(10_000, t), None);
+            c.on_completion(10_000, 4096, t, 0);
         }
-        assert_eq!(c.depth(), 64);
+        assert_eq!(c.depth(), crate::DEFAULT_IO_THROTTLE);
     }
 
     #[test]
@@ -206,21 +248,37 @@ mod tests {
         let mut c = DepthControl::new(64, 1_000_000);
         // The first period in which the hold binds probes: nothing is known of the base.
         c.note_held();
-        assert_eq!(c.on_completion(500, 1_000), Some(MIN_DEPTH));
-        // The probe period sees the base drained: its least latency is the floor, and the
-        // depth resumes from half of what it was.
-        c.on_completion(100, 2_000);
-        assert_eq!(c.on_completion(120, 20_000), Some(32));
+        assert!(c.on_completion(500, 4096, 1_000, 0));
+        assert_eq!(c.depth(), MIN_DEPTH);
+        assert!(c.probing());
+        // The probe lasts until an I/O completes into a drained share, however long.
+        assert!(!c.on_completion(90, 4096, 30_000, 5));
+        assert!(c.probing());
+        assert!(c.on_completion(100, 4096, 30_500, 1));
+        // Its least latency is the floor, and the depth resumes from half of what it was
+        // (at least one above the least).
         assert_eq!(c.floor_ticks(), Some(100));
+        assert_eq!(c.depth(), MIN_DEPTH + 1);
         // Periods in which nothing is held move nothing, whatever the latency.
-        for t in (30_000..2_030_000).step_by(1000) {
-            assert_eq!(c.on_completion(400, t), None);
+        for t in (32_000..2_032_000).step_by(1000) {
+            c.on_completion(400, 4096, t, 0);
+            assert_eq!(c.depth(), MIN_DEPTH + 1);
         }
         // The hold binds again once the floor is older than FLOOR_TTL_MS: a new probe.
         c.note_held();
-        assert_eq!(c.on_completion(400, 2_100_000), Some(MIN_DEPTH));
-        c.on_completion(300, 2_100_500);
-        c.on_completion(300, 2_110_000);
+        assert!(c.on_completion(400, 4096, 2_100_000, 0));
+        assert_eq!(c.depth(), MIN_DEPTH);
+        c.on_completion(300, 4096, 2_100_500, 0);
+        c.on_completion(300, 4096, 2_110_000, 0);
         assert_eq!(c.floor_ticks(), Some(300));
+    }
+
+    #[test]
+    fn the_delivered_rate_is_measured_per_period() {
+        let mut c = DepthControl::new(64, 1_000_000);
+        c.on_completion(10, 1 << 20, 500, 0);
+        c.on_completion(10, 1 << 20, 1_000, 0);
+        // 2 MiB in 1 ms.
+        assert_eq!(c.bytes_per_sec(), 2 * (1 << 20) * 1000);
     }
 }

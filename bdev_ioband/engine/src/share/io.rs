@@ -72,10 +72,14 @@ impl<T> Share<T> {
         let untimed = !ranged || (g.params.max_kib_per_sec == 0 && g.params.min_kib_per_sec == 0);
         let direct = idle_queue
             && untimed
-            && self.in_flight < self.io_limit
+            && self.in_flight < self.dispatch_limit()
             && self.reserve.is_empty()
             && self.limited.is_empty()
-            && !(self.params.policy.is_weight() && self.held(vtime, now_ticks));
+            && !(if ranged {
+                self.spare_held()
+            } else {
+                self.held(vtime, now_ticks)
+            });
         if direct {
             let ticket = self.charge(slot, op, bytes, now_sub, Phase::Weight);
             // Its queue stays empty and it is untimed: only its active mark can change.
@@ -119,9 +123,15 @@ impl<T> Share<T> {
             - (self.latency_ewma_scaled >> LATENCY_EWMA_SHIFT)
             + latency.min(u64::MAX >> LATENCY_EWMA_SHIFT);
         self.refresh_grace();
-        if let Some(depth) = self.depth.on_completion(latency, now_ticks) {
+        if self
+            .depth
+            .on_completion(latency, ticket.bytes, now_ticks, self.in_flight)
+        {
             if self.params.io_throttle == 0 {
-                self.io_throttle = depth;
+                self.io_throttle = self.depth.depth();
+            }
+            if self.ranged() {
+                self.refresh_spare_cap(now_ticks);
             }
         }
         let slot = ticket.group.slot;
@@ -239,27 +249,27 @@ impl<T> Share<T> {
             self.reposition(slot, now_sub);
         }
         let weight_policy = self.params.policy.is_weight();
-        while self.in_flight < self.io_limit {
+        while self.in_flight < self.dispatch_limit() {
             let due = self.reserve.peek().filter(|&(tag, _)| tag <= now_sub);
+            // Reservations behind by more than the lag bound cannot all be met: they
+            // alternate with the weighted order (spare cap or not), so that min-0 groups
+            // still move.
+            let behind =
+                due.is_some_and(|(tag, _)| now_sub.saturating_sub(tag) >= self.reserve_lag_sub);
+            let yield_turn = behind && self.spare_turn;
             let weighted = match self.ready.peek() {
-                Some((vt, slot)) if !(weight_policy && self.held(vt, now_ticks)) => Some(slot),
-                _ => None,
+                Some((vt, slot)) if weight_policy => (!self.held(vt, now_ticks)).then_some(slot),
+                Some((_, slot)) => (yield_turn || !self.spare_held()).then_some(slot),
+                None => None,
             };
             let (slot, phase) = match (due, weighted) {
-                (Some((tag, slot)), weighted) => {
-                    // Reservations behind by more than the lag bound cannot all be met:
-                    // alternate with the weighted order so that min-0 groups still move.
-                    let behind = now_sub.saturating_sub(tag) >= self.reserve_lag_sub;
-                    match weighted {
-                        Some(w) if behind && self.spare_turn && w != slot => {
-                            self.spare_turn = false;
-                            (w, Phase::Weight)
-                        }
-                        _ => {
-                            self.spare_turn = behind;
-                            (slot, Phase::Reservation)
-                        }
-                    }
+                (Some((_, slot)), Some(w)) if yield_turn && w != slot => {
+                    self.spare_turn = false;
+                    (w, Phase::Weight)
+                }
+                (Some((_, slot)), _) => {
+                    self.spare_turn = behind;
+                    (slot, Phase::Reservation)
                 }
                 (None, Some(slot)) => (slot, Phase::Weight),
                 (None, None) => break,
@@ -270,7 +280,7 @@ impl<T> Share<T> {
 
     /// Whether a group at virtual time `vt` must wait: it runs more than an epoch ahead of
     /// the slowest active group `S`, and the share has at least `max(io_throttle, ⌈d·W/w⌉)`
-    /// I/Os in flight (`d`: what `S` has queued and in flight, `w` its weight, `W` the
+    /// I/Os in flight (`d`: what `S` has queued and in flight, at least 1, `w` its weight, `W` the
     /// share's total weight).
     ///
     /// Being ahead is what engages the auto hold depth (see `depth`), whether or not the
@@ -302,13 +312,59 @@ impl<T> Share<T> {
                 self.active.set(slot, g.vtime);
                 continue;
             }
-            let depth = u64::from(g.in_flight) + g.queue.len() as u64;
+            // An anticipated laggard between two I/Os counts as one: the depth it is owed
+            // does not flap with its think time.
+            let depth = (u64::from(g.in_flight) + g.queue.len() as u64).max(1);
             let weight = u64::from(g.params.weight.max(1));
             let fair_depth = (depth * self.weight_total.max(1)).div_ceil(weight);
             self.depth.note_held();
             return u64::from(self.in_flight) >= fair_depth.max(u64::from(self.io_throttle));
         }
         false
+    }
+
+    /// Most I/Os in flight right now: io_limit, or the least depth while the auto hold
+    /// depth probes the base's latency floor.
+    fn dispatch_limit(&self) -> u32 {
+        if self.params.io_throttle == 0 && self.depth.probing() {
+            self.io_limit.min(super::depth::MIN_DEPTH)
+        } else {
+            self.io_limit
+        }
+    }
+
+    /// range-bw: whether spare bandwidth waits: the share is at the spare cap (see the
+    /// module doc), or at a set `io_throttle` above it. The cap needs no latency floor, so
+    /// range-bw never engages the auto hold depth (nor its probes, which would cost the
+    /// reservations their drain time).
+    fn spare_held(&self) -> bool {
+        if self.spare_cap == u32::MAX {
+            return false;
+        }
+        self.in_flight >= self.spare_cap.max(self.params.io_throttle)
+    }
+
+    /// Recomputes the spare cap from the active groups with a min (once per period of the
+    /// hold depth: O(groups with a min), off the per-I/O path).
+    fn refresh_spare_cap(&mut self, now_ticks: u64) {
+        let delivered = u128::from(self.depth.bytes_per_sec());
+        let mut cap = u128::from(u32::MAX);
+        for &slot in &self.min_slots {
+            let Some(g) = self.slots[slot as usize].group.as_ref() else {
+                continue;
+            };
+            let depth = u128::from(g.in_flight) + g.queue.len() as u128;
+            let idle =
+                depth == 0 && now_ticks.saturating_sub(g.last_event_ticks) >= self.grace_ticks;
+            if idle || g.params.min_kib_per_sec == 0 {
+                continue;
+            }
+            // An eighth above the min, so that the edge of the cap is not the edge of the
+            // min.
+            let min_bytes_per_sec = u128::from(g.params.min_kib_per_sec) * 1024 * 9 / 8;
+            cap = cap.min((depth.max(1) * delivered).div_ceil(min_bytes_per_sec));
+        }
+        self.spare_cap = u32::try_from(cap).unwrap_or(u32::MAX);
     }
 
     fn dispatch_one<F: FnMut(T, Ticket)>(

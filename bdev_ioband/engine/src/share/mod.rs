@@ -21,7 +21,8 @@
 //! - **The hold** (dm-ioband's `io_throttle` epoch refusal in virtual time): a group more
 //!   than one epoch (`token` tokens of the share's work) ahead of the slowest active group
 //!   `S` is held while the share has at least `max(io_throttle, ⌈d·W/w⌉)` I/Os in flight,
-//!   where `d` is what `S` has queued and in flight, `w` its weight and `W` the share's total
+//!   where `d` is what `S` has queued and in flight (at least 1: an anticipated tenant
+//!   between two I/Os counts as one), `w` its weight and `W` the share's total
 //!   weight. So the others keep the device's queue short while a low-depth tenant is owed
 //!   service (its next I/O does not wait behind their backlog at the base), and a deep
 //!   laggard lets the share keep as much in flight as gives it its weight's part of the
@@ -39,7 +40,14 @@
 //!   charged only when due); a changed min restarts it at `now`, so a raised min takes
 //!   effect at once. When reservations cannot all be met (Σmin above what the device
 //!   delivers, possible while `capacity` is unknown), every other dispatch goes by weight,
-//!   so min-0 groups are slowed, not starved. A group ahead of its limit tag waits in a
+//!   so min-0 groups are slowed, not starved. Spare bandwidth is handed out only below
+//!   `max(io_throttle as set, min over active groups with a min of ⌈d·X/(1.125·min)⌉)`
+//!   in flight
+//!   (`d`: the
+//!   group's queued and in-flight I/O, `X`: the bytes per second the base delivered over
+//!   the last period): past that depth a group's part of the in-flight I/O is below its
+//!   min's part of the device (Little's law), and its I/O would wait too long at the base
+//!   for its min, however early it was dispatched. A group ahead of its limit tag waits in a
 //!   timed heap. A group that waited for a free slot may catch up by one I/O, so in any
 //!   window of `w` seconds it moves at most `max·w` plus two I/Os (the fence post and that
 //!   catch-up); it banks no reservation and no limit credit while idle.
@@ -139,6 +147,11 @@ pub struct Share<T> {
     reserve: IndexedHeap<u128>,
     limited: IndexedHeap<u128>,
     active: IndexedHeap<u128>,
+    /// Slots of the groups with a min (any policy; used under range-bw).
+    min_slots: Vec<u32>,
+    /// range-bw: in-flight level from which spare bandwidth waits, recomputed each period
+    /// of the hold depth from the active groups with a min (u32::MAX: none).
+    spare_cap: u32,
     in_flight: u32,
     vclock: u128,
     weight_total: u64,
@@ -188,6 +201,8 @@ impl<T> Share<T> {
             reserve: IndexedHeap::default(),
             limited: IndexedHeap::default(),
             active: IndexedHeap::default(),
+            min_slots: Vec::new(),
+            spare_cap: u32::MAX,
             in_flight: 0,
             vclock: 0,
             weight_total: 0,
@@ -506,8 +521,8 @@ impl<T> Share<T> {
         self.set_group_params(slot, old, new)
     }
 
-    /// Sets a group's weight and range together (both apply under every policy: the
-    /// weight shares spare bandwidth, the range reserves and caps).
+    /// Sets a group's weight and range together. Both are kept under every policy; the
+    /// range schedules only under `range-bw` (where the weight shares spare bandwidth).
     pub fn set_group(
         &mut self,
         dev: DeviceIdx,
@@ -545,6 +560,11 @@ impl<T> Share<T> {
             } else if new.max_kib_per_sec != old.max_kib_per_sec {
                 g.limit_tag = g.limit_tag.min(now_sub);
             }
+        }
+        if new.min_kib_per_sec > 0 && old.min_kib_per_sec == 0 {
+            self.min_slots.push(slot);
+        } else if new.min_kib_per_sec == 0 && old.min_kib_per_sec > 0 {
+            self.min_slots.retain(|&s| s != slot);
         }
         self.reposition(slot, now_sub);
         Ok(())
@@ -677,6 +697,9 @@ impl<T> Share<T> {
         }
         self.weight_total += u64::from(params.weight);
         self.min_total_kib_per_sec += u64::from(params.min_kib_per_sec);
+        if params.min_kib_per_sec > 0 {
+            self.min_slots.push(slot);
+        }
         self.refresh_derived();
         slot
     }
@@ -694,6 +717,7 @@ impl<T> Share<T> {
             heap.remove(slot);
         }
         self.free_slots.push(slot);
+        self.min_slots.retain(|&s| s != slot);
         self.weight_total -= u64::from(group.params.weight);
         self.min_total_kib_per_sec -= u64::from(group.params.min_kib_per_sec);
         self.refresh_derived();

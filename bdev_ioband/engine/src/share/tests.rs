@@ -203,6 +203,58 @@ fn range_bw_max_spaces_dispatches_exactly() {
 }
 
 #[test]
+fn under_weight_a_range_is_kept_but_not_applied() {
+    let (mut s, d) = share(ShareParams::default(), 1000);
+    let a = s.attach(d, GroupKey::Tag(1), None).unwrap();
+    let capped = GroupParams {
+        weight: 100,
+        min_kib_per_sec: 0,
+        max_kib_per_sec: 4,
+    };
+    s.set_group(d, &GroupKey::Tag(1), capped).unwrap();
+    let n: usize = (0..6)
+        .map(|io| submit(&mut s, d, a, io, 1024, 0).len())
+        .sum();
+    assert_eq!(n, 6, "a max does not cap under weight");
+    assert_eq!(s.next_wakeup_ticks(), None);
+    assert_eq!(s.group_info(d, &GroupKey::Tag(1)).unwrap().0, capped);
+}
+
+#[test]
+fn a_policy_switch_lets_no_capped_io_escape_its_max() {
+    // 4 KiB/s with 1 KiB I/O: one I/O every 250 ticks under range-bw.
+    let params = ShareParams {
+        policy: Policy::RangeBw,
+        ..Default::default()
+    };
+    let (mut s, d) = share(params, 1000);
+    let range = GroupValue::RangeBw {
+        min_kib_per_sec: 0,
+        max_kib_per_sec: 4,
+    };
+    let a = s.attach(d, GroupKey::Tag(1), Some(range)).unwrap();
+    let mut out = Vec::new();
+    for io in 0..4 {
+        out.extend(submit(&mut s, d, a, io, 1024, 0));
+    }
+    assert_eq!(ids(&out), [0]);
+    // Switching policy back and forth while I/O waits on the limit tag: the group goes
+    // back into the timed heap only, never into the ready heap beside it.
+    let weight = ShareParams {
+        policy: Policy::WeightIosize,
+        ..params
+    };
+    s.set_params(weight).unwrap();
+    s.set_params(params).unwrap();
+    let mut got = Vec::new();
+    s.poll(1, &mut |io, _| got.push(io));
+    assert!(got.is_empty(), "dispatched {got:?} before the limit tag");
+    assert_eq!(s.next_wakeup_ticks(), Some(250));
+    s.poll(250, &mut |io, _| got.push(io));
+    assert_eq!(got, [1]);
+}
+
+#[test]
 fn range_bw_min_is_reserved_against_a_heavier_weight() {
     let params = ShareParams {
         policy: Policy::RangeBw,
