@@ -100,7 +100,8 @@ pub struct ShareParams {
     /// The policy of every group in the share.
     pub policy: Policy,
     /// In-flight level at and above which the weight policies hold a group that runs more
-    /// than one epoch ahead of the slowest active group (0 = 4).
+    /// than one epoch ahead of the slowest active group (0 = auto: adapted to the base's
+    /// latency, starting at dm-ioband's 4; see the share's module documentation).
     pub io_throttle: u32,
     /// Most I/Os in flight for the whole share (0 = 3/2 of the base's queue depth).
     pub io_limit: u32,
@@ -134,7 +135,8 @@ impl Default for ShareParams {
 }
 
 impl ShareParams {
-    /// The io_throttle in force.
+    /// The io_throttle a share starts with: the set one, or (auto) dm-ioband's 4, from
+    /// which the share adapts it ([`crate::Share::io_throttle_in_force`]).
     pub fn effective_io_throttle(&self) -> u32 {
         if self.io_throttle == 0 {
             DEFAULT_IO_THROTTLE.min(self.effective_io_limit())

@@ -13,7 +13,7 @@
 //! | write | effect |
 //! |---|---|
 //! | `<s> policy <p>` | weight, weight-iosize, range-bw, default (= weight); groups keep values |
-//! | `<s> io_throttle <n>` | 0..=32767, 0 = default (4); must not exceed a set io_limit |
+//! | `<s> io_throttle <n>` | 0..=32767, 0 = auto (adapted to the base, from 4); must not exceed a set io_limit |
 //! | `<s> io_limit <n>` | 0..=32767, 0 = default (⌊3·nr_requests/2⌋) |
 //! | `<s> token <n>` | 0..=2147483647 tokens per epoch, 0 = default |
 //! | `<s> carryover <n>` | 0..=2147483647 epochs, 0 = default |

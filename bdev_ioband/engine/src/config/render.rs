@@ -14,7 +14,8 @@
 //! share2 policy=range-bw io_throttle=4 io_limit=192 capacity=400000 idle_grace=500
 //!   ioband2
 //! ```
-//! The numbers are the values in force; ` capacity=` appears only when a capacity is set,
+//! The numbers are the values in force (with `io_throttle` 0, auto, the hold depth the share
+//! has adapted to its base by now); ` capacity=` appears only when a capacity is set,
 //! ` idle_grace=` (µs) only when one is set (auto, 0, follows the observed completion
 //! latency and is not shown).
 //!
@@ -104,7 +105,7 @@ pub fn share_listing<T>(share: &Share<T>) -> ShareListing {
     ShareListing {
         share: share.name().to_owned(),
         policy: p.policy,
-        io_throttle: p.effective_io_throttle(),
+        io_throttle: share.io_throttle_in_force(),
         io_limit: p.effective_io_limit(),
         token: weight.then(|| clamp(p.effective_token())),
         carryover: weight.then(|| clamp(p.effective_carryover())),
