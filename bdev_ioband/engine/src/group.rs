@@ -193,6 +193,8 @@ pub struct Ticket {
     pub(crate) bytes: u64,
     /// Tick of its dispatch, for the share's completion latency.
     pub(crate) dispatched_ticks: u64,
+    /// Scheduling cost charged for it (tokens: 1, or sectors), returned on completion.
+    pub(crate) cost: u64,
 }
 
 impl Ticket {

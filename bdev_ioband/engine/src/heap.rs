@@ -44,6 +44,11 @@ impl<K: Ord + Copy> IndexedHeap<K> {
         self.heap.first().copied()
     }
 
+    /// The slots in the heap, in no particular order.
+    pub(crate) fn slots(&self) -> impl Iterator<Item = u32> + '_ {
+        self.heap.iter().map(|&(_, slot)| slot)
+    }
+
     pub(crate) fn contains(&self, slot: u32) -> bool {
         self.pos.get(slot as usize).is_some_and(|&p| p != ABSENT)
     }

@@ -106,6 +106,44 @@ proptest! {
         assert_exactly_once(&both)?;
     }
 
+    /// Deep closed-loop tenants whose depths together stay below io_limit (so nothing
+    /// queues for want of a slot: only the hold divides the device) get their weight's
+    /// share of the work within 2% per window, in I/Os under `weight` and in sectors under
+    /// `weight-iosize` with 4 KiB and 128 KiB tenants.
+    #[test]
+    fn deep_tenants_below_io_limit_get_their_weight_share(
+        tenants in prop::collection::vec((1u32..=8, 8u32..=32, any::<bool>()), 2..=5),
+        iosize in any::<bool>(),
+    ) {
+        let policy = if iosize { Policy::WeightIosize } else { Policy::Weight };
+        let params = ShareParams { policy, ..ShareParams::default() };
+        let list: Vec<Tenant> = tenants
+            .iter()
+            .enumerate()
+            .map(|(i, &(w, qd, big))| {
+                let bytes = if iosize && big { 131_072 } else { 4096 };
+                tenant(i, GroupValue::Weight(w * 100), bytes, Arrival::Saturating { queue_depth: qd })
+            })
+            .collect();
+        let dev = ModelDevice { iops: 200_000, bytes_per_sec: 400 << 20, latency_ticks: 20 };
+        let mut cfg = config(params, dev, list.clone(), 3);
+        cfg.window_ticks = SEC / 2;
+        let report = sim::run(&cfg).unwrap();
+        let w_sum: u32 = tenants.iter().map(|t| t.0).sum();
+        let cost = |t: usize| params.policy.cost(list[t].io_bytes) as f64;
+        // The first half second holds the start-up of the hold depth.
+        for w in 1..report.windows.len() {
+            let total: f64 = report.windows[w].iter().map(|s| s.cost as f64).sum();
+            for (t, s) in report.windows[w].iter().enumerate() {
+                let due = total * f64::from(tenants[t].0) / f64::from(w_sum);
+                let off = ((s.cost as f64 - due).abs() - cost(t)).max(0.0) / due;
+                prop_assert!(off <= 0.02, "window {} tenant {} {:?}: cost {} against {:.0} due ({:.2}% off)",
+                    w, t, tenants[t], s.cost, due, off * 100.0);
+            }
+        }
+        assert_exactly_once(&report)?;
+    }
+
     /// Tenants arrive, leave and change weight: in every window that starts at least a
     /// second after the last change, each present group's share of the work is within 2%
     /// (relative) of weight / Σweight of the groups present, give or take one I/O.

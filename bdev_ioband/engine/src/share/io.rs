@@ -78,14 +78,12 @@ impl<T> Share<T> {
             && !(if ranged {
                 self.spare_held()
             } else {
-                self.held(vtime, now_ticks)
+                self.held(vtime, self.params.policy.cost(bytes), now_ticks)
             });
         if direct {
             let ticket = self.charge(slot, op, bytes, now_sub, Phase::Weight);
             // Its queue stays empty and it is untimed: only its active mark can change.
-            if !self.active.contains(slot) {
-                self.active.set(slot, vtime);
-            }
+            self.activate(slot, vtime);
             sink(io, ticket);
             if !self.ready.is_empty() {
                 self.run(now_ticks, now_sub, seq, sink);
@@ -116,6 +114,7 @@ impl<T> Share<T> {
     /// round trip away) keeps its place.
     pub fn complete<F: FnMut(T, Ticket)>(&mut self, ticket: Ticket, now_ticks: u64, sink: &mut F) {
         self.in_flight = self.in_flight.saturating_sub(1);
+        self.cost_in_flight = self.cost_in_flight.saturating_sub(ticket.cost);
         let now_sub = self.now_subticks(now_ticks);
         let now_ticks = ticks_of(now_sub);
         let latency = now_ticks.saturating_sub(ticket.dispatched_ticks);
@@ -133,6 +132,7 @@ impl<T> Share<T> {
             if self.ranged() {
                 self.refresh_spare_cap(now_ticks);
             }
+            self.expire_idle(now_ticks);
         }
         let slot = ticket.group.slot;
         let ranged = self.ranged();
@@ -140,13 +140,15 @@ impl<T> Share<T> {
             if entry.generation == ticket.group.generation {
                 if let Some(g) = entry.group.as_mut() {
                     g.in_flight = g.in_flight.saturating_sub(1);
+                    g.cost_in_flight = g.cost_in_flight.saturating_sub(ticket.cost);
                     g.stats.in_flight = u64::from(g.in_flight);
                     g.stats.completed_ios += 1;
                     g.last_event_ticks = now_ticks;
                     // Active again for the grace (an expired entry was dropped lazily).
                     let capped = ranged && g.params.max_kib_per_sec > 0;
-                    if !capped && !self.active.contains(slot) {
-                        self.active.set(slot, g.vtime);
+                    let vtime = g.vtime;
+                    if !capped {
+                        self.activate(slot, vtime);
                     }
                 }
             }
@@ -227,10 +229,11 @@ impl<T> Share<T> {
         // A capped group is slow on purpose: it never holds the others back. Keys in the
         // active heap may lag the group's virtual time, and an idle group leaves it only
         // when its grace has run out (see `held`); a new entry gets the current time.
+        let (busy, vtime) = (!g.queue.is_empty() || g.in_flight > 0, g.vtime);
         if max > 0 {
-            self.active.remove(slot);
-        } else if (!g.queue.is_empty() || g.in_flight > 0) && !self.active.contains(slot) {
-            self.active.set(slot, g.vtime);
+            self.deactivate(slot);
+        } else if busy {
+            self.activate(slot, vtime);
         }
     }
 
@@ -258,7 +261,10 @@ impl<T> Share<T> {
                 due.is_some_and(|(tag, _)| now_sub.saturating_sub(tag) >= self.reserve_lag_sub);
             let yield_turn = behind && self.spare_turn;
             let weighted = match self.ready.peek() {
-                Some((vt, slot)) if weight_policy => (!self.held(vt, now_ticks)).then_some(slot),
+                Some((vt, slot)) if weight_policy => {
+                    let cost = self.front_cost(slot);
+                    (!self.held(vt, cost, now_ticks)).then_some(slot)
+                }
                 Some((_, slot)) => (yield_turn || !self.spare_held()).then_some(slot),
                 None => None,
             };
@@ -278,10 +284,12 @@ impl<T> Share<T> {
         }
     }
 
-    /// Whether a group at virtual time `vt` must wait: it runs more than an epoch ahead of
-    /// the slowest active group `S`, and the share has at least `max(io_throttle, ⌈d·W/w⌉)`
-    /// I/Os in flight (`d`: what `S` has queued and in flight, at least 1, `w` its weight, `W` the
-    /// share's total weight).
+    /// Whether an I/O of `cost` from a group at virtual time `vt` must wait: the group runs
+    /// more than an epoch ahead of the slowest active group `S`, the share has at least
+    /// `io_throttle` I/Os in flight, and the I/O would take the cost in flight past
+    /// `⌊d·W/w⌋` (`d`: the cost `S` has queued and in
+    /// flight, at least its last I/O's; `w` its weight; `W` the weight of the active
+    /// groups).
     ///
     /// Being ahead is what engages the auto hold depth (see `depth`), whether or not the
     /// share is at that depth now: the depth adapts only while it matters to someone.
@@ -293,34 +301,49 @@ impl<T> Share<T> {
     /// heap work per I/O); otherwise the top is brought up to date until it is exact. An
     /// entry whose group has nothing queued and no event within the grace leaves the heap
     /// there: the group has gone idle (or has only slow I/O in flight) and paces no one.
-    fn held(&mut self, vt: u128, now_ticks: u64) -> bool {
+    fn held(&mut self, vt: u128, cost: u64, now_ticks: u64) -> bool {
         while let Some((key, slot)) = self.active.peek() {
             if vt <= key + self.epoch_vt {
                 return false;
             }
             let Some(g) = self.slots[slot as usize].group.as_ref() else {
-                self.active.remove(slot);
+                self.deactivate(slot);
                 continue;
             };
             if g.queue.is_empty()
                 && now_ticks.saturating_sub(g.last_event_ticks) >= self.grace_ticks
             {
-                self.active.remove(slot);
+                self.deactivate(slot);
                 continue;
             }
             if g.vtime > key {
                 self.active.set(slot, g.vtime);
                 continue;
             }
-            // An anticipated laggard between two I/Os counts as one: the depth it is owed
-            // does not flap with its think time.
-            let depth = (u64::from(g.in_flight) + g.queue.len() as u64).max(1);
+            // In cost (I/Os, or sectors under weight-iosize): what S has in flight and
+            // queued; an anticipated laggard between two I/Os counts as its last one, so
+            // the depth it is owed does not flap with its think time.
+            let queued = g
+                .queue
+                .front()
+                .map_or(0, |p| self.params.policy.cost(p.bytes));
+            let owed = (g.cost_in_flight + queued * g.queue.len() as u64).max(g.last_cost);
             let weight = u64::from(g.params.weight.max(1));
-            let fair_depth = (depth * self.weight_total.max(1)).div_ceil(weight);
+            // Rounded down: at this depth S has at least its weight's part in flight.
+            let fair_cost = owed * self.weight_active.max(weight) / weight;
             self.depth.note_held();
-            return u64::from(self.in_flight) >= fair_depth.max(u64::from(self.io_throttle));
+            return self.in_flight >= self.io_throttle && self.cost_in_flight + cost > fair_cost;
         }
         false
+    }
+
+    /// Cost of the I/O at the head of a group's queue (0 if none).
+    fn front_cost(&self, slot: u32) -> u64 {
+        self.slots[slot as usize]
+            .group
+            .as_ref()
+            .and_then(|g| g.queue.front())
+            .map_or(0, |p| self.params.policy.cost(p.bytes))
     }
 
     /// Most I/Os in flight right now: io_limit, or the least depth while the auto hold
@@ -338,33 +361,38 @@ impl<T> Share<T> {
     /// range-bw never engages the auto hold depth (nor its probes, which would cost the
     /// reservations their drain time).
     fn spare_held(&self) -> bool {
-        if self.spare_cap == u32::MAX {
+        if self.spare_cap_cost == u64::MAX {
             return false;
         }
-        self.in_flight >= self.spare_cap.max(self.params.io_throttle)
+        self.cost_in_flight >= self.spare_cap_cost && self.in_flight >= self.params.io_throttle
     }
 
     /// Recomputes the spare cap from the active groups with a min (once per period of the
     /// hold depth: O(groups with a min), off the per-I/O path).
     fn refresh_spare_cap(&mut self, now_ticks: u64) {
         let delivered = u128::from(self.depth.bytes_per_sec());
-        let mut cap = u128::from(u32::MAX);
+        let mut cap = u128::from(u64::MAX);
         for &slot in &self.min_slots {
             let Some(g) = self.slots[slot as usize].group.as_ref() else {
                 continue;
             };
-            let depth = u128::from(g.in_flight) + g.queue.len() as u128;
+            let queued = g
+                .queue
+                .front()
+                .map_or(0, |p| self.params.policy.cost(p.bytes));
+            let owed = u128::from(g.cost_in_flight + queued * g.queue.len() as u64);
             let idle =
-                depth == 0 && now_ticks.saturating_sub(g.last_event_ticks) >= self.grace_ticks;
+                owed == 0 && now_ticks.saturating_sub(g.last_event_ticks) >= self.grace_ticks;
             if idle || g.params.min_kib_per_sec == 0 {
                 continue;
             }
             // An eighth above the min, so that the edge of the cap is not the edge of the
             // min.
             let min_bytes_per_sec = u128::from(g.params.min_kib_per_sec) * 1024 * 9 / 8;
-            cap = cap.min((depth.max(1) * delivered).div_ceil(min_bytes_per_sec));
+            let owed = owed.max(u128::from(g.last_cost));
+            cap = cap.min((owed * delivered).div_ceil(min_bytes_per_sec));
         }
-        self.spare_cap = u32::try_from(cap).unwrap_or(u32::MAX);
+        self.spare_cap_cost = u64::try_from(cap).unwrap_or(u64::MAX);
     }
 
     fn dispatch_one<F: FnMut(T, Ticket)>(
@@ -407,6 +435,7 @@ impl<T> Share<T> {
             op,
             bytes,
             dispatched_ticks: ticks_of(now_sub),
+            cost,
         };
         let Some(g) = entry.group.as_mut() else {
             return ticket;
@@ -449,7 +478,10 @@ impl<T> Share<T> {
         }
 
         g.in_flight += 1;
+        g.cost_in_flight += cost;
+        g.last_cost = cost;
         self.in_flight += 1;
+        self.cost_in_flight += cost;
         let s = &mut g.stats;
         s.dispatched_ios += 1;
         s.dispatched_bytes += bytes;

@@ -20,15 +20,17 @@
 //!   times the share's smoothed completion latency, within 1..=10 ms.
 //! - **The hold** (dm-ioband's `io_throttle` epoch refusal in virtual time): a group more
 //!   than one epoch (`token` tokens of the share's work) ahead of the slowest active group
-//!   `S` is held while the share has at least `max(io_throttle, ⌈d·W/w⌉)` I/Os in flight,
-//!   where `d` is what `S` has queued and in flight (at least 1: an anticipated tenant
-//!   between two I/Os counts as one), `w` its weight and `W` the share's total
-//!   weight. So the others keep the device's queue short while a low-depth tenant is owed
-//!   service (its next I/O does not wait behind their backlog at the base), and a deep
-//!   laggard lets the share keep as much in flight as gives it its weight's part of the
-//!   in-flight I/O (Little's law: equal latency, throughput in proportion to depth). No
+//!   `S` is held while the share has at least `io_throttle` I/Os in flight and its next
+//!   I/O would take the cost in flight past `⌊d·W/w⌋`, where `d` is the cost `S` has queued and in flight (at
+//!   least that of its last I/O: an anticipated tenant between two I/Os counts as one),
+//!   `w` its weight and `W` the weight of the active groups. So the others keep the
+//!   device's queue short while a low-depth tenant is owed service (its next I/O does not
+//!   wait behind their backlog at the base), and a deep laggard lets the share keep as much
+//!   in flight as gives it its weight's part of the in-flight work (Little's law: equal
+//!   latency, throughput in proportion to depth; in sectors under `weight-iosize`). No
 //!   group is ever held below that depth, so the hold costs no throughput where depth
-//!   costs no latency. An idle group that wakes up re-enters at most `carryover` epochs
+//!   costs no latency. `io_throttle` 0 (the default) adapts the depth to the base's latency
+//!   (see [`depth`]). An idle group that wakes up re-enters at most `carryover` epochs
 //!   behind the leader, which caps its banked credit at `carryover × initial` tokens, as
 //!   dm-ioband's epoch credit does.
 //! - **range-bw** (mClock's three tags): per group, a reservation tag that runs at `min`
@@ -116,6 +118,9 @@ struct Group<T> {
     reserve_tag: u128,
     limit_tag: u128,
     in_flight: u32,
+    /// Cost of its I/O in flight, and of its last dispatched I/O.
+    cost_in_flight: u64,
+    last_cost: u64,
     /// Tick of its last submission or completion: activity is judged from it.
     last_event_ticks: u64,
     stats: GroupStats,
@@ -149,12 +154,16 @@ pub struct Share<T> {
     active: IndexedHeap<u128>,
     /// Slots of the groups with a min (any policy; used under range-bw).
     min_slots: Vec<u32>,
-    /// range-bw: in-flight level from which spare bandwidth waits, recomputed each period
-    /// of the hold depth from the active groups with a min (u32::MAX: none).
-    spare_cap: u32,
+    /// range-bw: cost in flight from which spare bandwidth waits, recomputed each period
+    /// of the hold depth from the active groups with a min (u64::MAX: none).
+    spare_cap_cost: u64,
     in_flight: u32,
+    /// Cost of everything in flight (tokens: I/Os, or sectors).
+    cost_in_flight: u64,
     vclock: u128,
     weight_total: u64,
+    /// Sum of the weights of the groups in the active heap.
+    weight_active: u64,
     min_total_kib_per_sec: u64,
     next_seq: u64,
     last_now_subticks: u128,
@@ -202,10 +211,12 @@ impl<T> Share<T> {
             limited: IndexedHeap::default(),
             active: IndexedHeap::default(),
             min_slots: Vec::new(),
-            spare_cap: u32::MAX,
+            spare_cap_cost: u64::MAX,
             in_flight: 0,
+            cost_in_flight: 0,
             vclock: 0,
             weight_total: 0,
+            weight_active: 0,
             min_total_kib_per_sec: 0,
             next_seq: 0,
             last_now_subticks: 0,
@@ -302,6 +313,45 @@ impl<T> Share<T> {
         self.io_throttle
     }
 
+    /// Puts a group in the active heap (keyed by `vtime`) if it is not there yet.
+    pub(super) fn activate(&mut self, slot: u32, vtime: u128) {
+        if !self.active.contains(slot) {
+            self.active.set(slot, vtime);
+            if let Some(g) = self.slots[slot as usize].group.as_ref() {
+                self.weight_active += u64::from(g.params.weight);
+            }
+        }
+    }
+
+    /// Takes a group out of the active heap, if it is there.
+    pub(super) fn deactivate(&mut self, slot: u32) {
+        if self.active.contains(slot) {
+            self.active.remove(slot);
+            if let Some(g) = self.slots[slot as usize].group.as_ref() {
+                self.weight_active -= u64::from(g.params.weight);
+            }
+        }
+    }
+
+    /// Drops from the active heap every group whose grace has run out with nothing queued
+    /// (once per period of the hold depth: `held` only ever looks at the top, so without
+    /// this a group that left would count in the active weight until it reached the top).
+    pub(super) fn expire_idle(&mut self, now_ticks: u64) {
+        let grace = self.grace_ticks;
+        let expired: Vec<u32> = self
+            .active
+            .slots()
+            .filter(|&slot| {
+                !self.slots[slot as usize].group.as_ref().is_some_and(|g| {
+                    !g.queue.is_empty() || now_ticks.saturating_sub(g.last_event_ticks) < grace
+                })
+            })
+            .collect();
+        for slot in expired {
+            self.deactivate(slot);
+        }
+    }
+
     /// The least completion latency the auto hold depth currently judges against, in
     /// ticks (none before the first completion).
     pub fn latency_floor_ticks(&self) -> Option<u64> {
@@ -336,7 +386,7 @@ impl<T> Share<T> {
                 g.vtime = vclock;
                 g.vtime_rem = 0;
                 g.reserve_tag = now_sub;
-                self.active.remove(index_u32(slot));
+                self.deactivate(index_u32(slot));
                 self.reposition(index_u32(slot), now_sub);
             }
         }
@@ -546,6 +596,9 @@ impl<T> Share<T> {
         self.check_min_sum(min_total, self.params.capacity_kib_per_sec)?;
         self.min_total_kib_per_sec = min_total;
         self.weight_total = self.weight_total - u64::from(old.weight) + u64::from(new.weight);
+        if self.active.contains(slot) {
+            self.weight_active = self.weight_active - u64::from(old.weight) + u64::from(new.weight);
+        }
         self.refresh_derived();
         let now_sub = self.last_now_subticks;
         if let Some(g) = self.slots[slot as usize].group.as_mut() {
@@ -669,6 +722,8 @@ impl<T> Share<T> {
             reserve_tag: self.last_now_subticks,
             limit_tag: 0,
             in_flight: 0,
+            cost_in_flight: 0,
+            last_cost: 0,
             last_event_ticks: u64::try_from(self.last_now_subticks >> SUBTICK_SHIFT)
                 .unwrap_or(u64::MAX),
             stats: GroupStats::default(),
@@ -705,6 +760,7 @@ impl<T> Share<T> {
     }
 
     fn free_slot(&mut self, slot: u32) -> Option<Group<T>> {
+        self.deactivate(slot);
         let entry = self.slots.get_mut(slot as usize)?;
         let group = entry.group.take()?;
         entry.generation = entry.generation.wrapping_add(1);
