@@ -185,6 +185,9 @@ pub enum Op {
     Other,
 }
 
+// Hosts keep a ticket in each I/O's context (the SPDK host in 48 bytes of driver_ctx).
+const _: () = assert!(std::mem::size_of::<Ticket>() <= 32);
+
 /// What a dispatched I/O carries back to [`crate::Share::complete`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket {
@@ -193,8 +196,9 @@ pub struct Ticket {
     pub(crate) bytes: u64,
     /// Tick of its dispatch, for the share's completion latency.
     pub(crate) dispatched_ticks: u64,
-    /// Scheduling cost charged for it (tokens: 1, or sectors), returned on completion.
-    pub(crate) cost: u64,
+    /// Scheduling cost charged for it (tokens: 1, or sectors), returned on completion
+    /// (u32 keeps the ticket within 32 bytes; one I/O's sectors fit).
+    pub(crate) cost: u32,
 }
 
 impl Ticket {

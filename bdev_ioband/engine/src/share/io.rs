@@ -114,7 +114,7 @@ impl<T> Share<T> {
     /// round trip away) keeps its place.
     pub fn complete<F: FnMut(T, Ticket)>(&mut self, ticket: Ticket, now_ticks: u64, sink: &mut F) {
         self.in_flight = self.in_flight.saturating_sub(1);
-        self.cost_in_flight = self.cost_in_flight.saturating_sub(ticket.cost);
+        self.cost_in_flight = self.cost_in_flight.saturating_sub(u64::from(ticket.cost));
         let now_sub = self.now_subticks(now_ticks);
         let now_ticks = ticks_of(now_sub);
         let latency = now_ticks.saturating_sub(ticket.dispatched_ticks);
@@ -140,7 +140,7 @@ impl<T> Share<T> {
             if entry.generation == ticket.group.generation {
                 if let Some(g) = entry.group.as_mut() {
                     g.in_flight = g.in_flight.saturating_sub(1);
-                    g.cost_in_flight = g.cost_in_flight.saturating_sub(ticket.cost);
+                    g.cost_in_flight = g.cost_in_flight.saturating_sub(u64::from(ticket.cost));
                     g.stats.in_flight = u64::from(g.in_flight);
                     g.stats.completed_ios += 1;
                     g.last_event_ticks = now_ticks;
@@ -421,7 +421,8 @@ impl<T> Share<T> {
     /// Accounts one I/O of `slot` as dispatched: virtual time, range tags, in-flight
     /// counts and counters. Returns its ticket.
     fn charge(&mut self, slot: u32, op: Op, bytes: u64, now_sub: u128, phase: Phase) -> Ticket {
-        let cost = self.params.policy.cost(bytes);
+        // One I/O's cost fits u32 (sectors of up to 2 TiB); the ticket carries it so.
+        let cost = u64::from(u32::try_from(self.params.policy.cost(bytes)).unwrap_or(u32::MAX));
         let ticks_per_sec = u128::from(self.ticks_per_sec);
         let ranged = self.ranged();
         let reserve_lag_sub = self.reserve_lag_sub;
@@ -435,7 +436,7 @@ impl<T> Share<T> {
             op,
             bytes,
             dispatched_ticks: ticks_of(now_sub),
-            cost,
+            cost: u32::try_from(cost).unwrap_or(u32::MAX),
         };
         let Some(g) = entry.group.as_mut() else {
             return ticket;
