@@ -31,7 +31,6 @@ impl<K: Ord + Copy> IndexedHeap<K> {
         }
     }
 
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.heap.len()
     }
@@ -42,11 +41,6 @@ impl<K: Ord + Copy> IndexedHeap<K> {
 
     pub(crate) fn peek(&self) -> Option<(K, u32)> {
         self.heap.first().copied()
-    }
-
-    /// The slots in the heap, in no particular order.
-    pub(crate) fn slots(&self) -> impl Iterator<Item = u32> + '_ {
-        self.heap.iter().map(|&(_, slot)| slot)
     }
 
     pub(crate) fn contains(&self, slot: u32) -> bool {

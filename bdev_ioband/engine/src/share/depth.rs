@@ -1,39 +1,44 @@
-//! The hold depth in force when `io_throttle` is 0 (auto): the in-flight level from which a
-//! share holds groups that run ahead, adapted to the base's latency.
+//! The window in force when `io_throttle` is 0 (auto): how many I/Os a weight share keeps
+//! in flight while two or more groups are active, adapted to the base's latency.
 //!
 //! Owned by the share, on its owner thread; fed from completions only (one addition and
 //! one comparison per I/O, the rest once per period).
 //!
 //! # Why it adapts
-//! The hold keeps the base's queue short while a low-depth tenant is owed service, so that
-//! the tenant's next I/O does not wait behind the others' backlog. How short is a property
-//! of the base, not of the share: a device that completes `X` I/Os per second with an
-//! unloaded latency `L` needs about `X·L` I/Os in flight to stay busy (its bandwidth-delay
-//! product). A fixed depth is either below that on a fast NVMe namespace (the hold then
-//! throws throughput away) or far above it on a slow device (the hold then protects
-//! nobody). dm-ioband's fixed 4 is both, depending on the device.
+//! The window keeps the base's queue short, so that a low-depth tenant's next I/O does not
+//! wait behind the others' backlog, and makes backlogged tenants queue in the share, where
+//! virtual time orders them by weight. How short is a property of the base, not of the
+//! share: a device that completes `X` I/Os per second with an unloaded latency `L` needs
+//! about `X·L` I/Os in flight to stay busy (its bandwidth-delay product). A fixed window is
+//! either below that on a fast NVMe namespace (it then throws throughput away) or far above
+//! it on a slow device (it then protects nobody). dm-ioband's fixed 4 is both, depending on
+//! the device.
 //!
 //! # The rule (latency-floor AIMD, as TCP Vegas and BBR judge a path)
-//! - The **floor** is the least completion latency seen recently: what an I/O takes when it
-//!   does not queue. It is measured by a probe (below) and lowered by any period that sees
-//!   less; it is stale [`FLOOR_TTL_MS`] after its probe, and before the first one.
-//! - Every period (16 floors, within 1..=100 ms) in which the hold was engaged (a group ran
-//!   more than an epoch ahead of an active one, so the depth decided whether it went),
-//!   the depth moves: down by a quarter if the period's mean latency was more than a
-//!   quarter above the floor (the base is queueing), else up by one. It settles about a
-//!   quarter above the bandwidth-delay product: the base stays busy, and a low-depth
-//!   tenant's I/O waits behind at most about a quarter of a device's worth of others.
-//! - A stale floor while the hold binds starts a **probe**: a period in which nothing at
-//!   all is dispatched at or above the least depth (not even reservations or the laggard),
-//!   lasting until an I/O has completed into the drained share
-//!   (at most one probe in `FLOOR_TTL_MS`, so its cost stays below a percent or two);
-//!   the least latency of those drained completions becomes the new floor; the depth
-//!   then resumes from half of what it was.
-//! - Periods in which the hold was not engaged leave the depth alone: the latency then
-//!   says nothing about it.
+//! - The **floor** is the least completion latency of a drained share: what an I/O takes
+//!   when it does not queue. A **probe** measures it: a period in which nothing at all is
+//!   dispatched at or above [`PROBE_DEPTH`] (not reservations, not anyone), lasting until
+//!   an I/O has completed into the drained share; the least latency of those completions
+//!   is the floor. Any later period that sees less lowers it. It is stale
+//!   [`FLOOR_TTL_MS`] after its probe (and before the first): the next period in which
+//!   the window binds probes again, so one probe in `FLOOR_TTL_MS` at most, whose cost
+//!   is the drain of a short queue.
+//! - Every period (16 floors, within 1..=100 ms) in which the window bound (a dispatch
+//!   waited for it), the window moves: down by a quarter if the period's mean latency was
+//!   more than a quarter above the floor (the base is queueing), else up by one; never
+//!   below [`MIN_DEPTH`] nor above `io_limit`. It settles about a quarter above the
+//!   bandwidth-delay product: the base stays busy, and a low-depth tenant's I/O waits
+//!   behind about a quarter of a device's worth of others. After a probe it resumes from
+//!   half of what it was.
+//! - Periods in which the window did not bind leave it alone: the latency then says
+//!   nothing about it.
 
-/// Least hold depth the rule goes down to.
-pub(super) const MIN_DEPTH: u32 = 2;
+/// Least depth the rule goes down to: dm-ioband's io_throttle. With mixed I/O sizes the
+/// floor (set by the small I/O) understates what large ones take, so the latency rule
+/// alone would go down to a depth that leaves the base idle between large I/Os.
+pub(super) const MIN_DEPTH: u32 = 4;
+/// In-flight level of a probe: everything else waits until the share has drained to it.
+pub(super) const PROBE_DEPTH: u32 = 2;
 /// How long a floor lasts without confirmation, in ms.
 pub const FLOOR_TTL_MS: u64 = 2_000;
 /// Bounds of a period, in µs, and its length in floors.
@@ -68,7 +73,7 @@ impl DepthControl {
     /// Starts at dm-ioband's fixed io_throttle (4), within `max_depth` (io_limit): nothing
     /// is known of the base yet, and a share that starts with every group idle must not
     /// hand its whole io_limit out in arrival order before the weights can act. The first
-    /// period in which the hold engages probes the floor; the depth then grows by one per
+    /// period in which the window binds probes the floor; the window then grows by one per
     /// period until the base queues.
     pub(super) fn new(max_depth: u32, ticks_per_sec: u64) -> DepthControl {
         let ticks_per_ms = (ticks_per_sec / 1000).max(1);
@@ -115,8 +120,7 @@ impl DepthControl {
         self.depth = self.depth.min(self.max_depth);
     }
 
-    /// The hold was engaged in this period: a group ran more than an epoch ahead of an
-    /// active one, so the depth decided whether it went.
+    /// The window bound in this period (a dispatch waited for it).
     pub(super) fn note_held(&mut self) {
         self.held = true;
     }
@@ -136,7 +140,7 @@ impl DepthControl {
         self.bytes = self.bytes.saturating_add(bytes);
         self.latency_sum_ticks = self.latency_sum_ticks.saturating_add(latency_ticks);
         self.completions += 1;
-        if !self.probing || in_flight < MIN_DEPTH {
+        if !self.probing || in_flight < PROBE_DEPTH {
             self.period_min_ticks = self.period_min_ticks.min(latency_ticks);
         }
         if now_ticks.saturating_sub(self.period_start_ticks) < self.period_ticks
@@ -167,7 +171,7 @@ impl DepthControl {
             self.floor_ticks = least;
             self.floor_confirmed_ticks = now_ticks;
             self.floor_probed = true;
-            self.depth = (self.depth_before_probe / 2).max(MIN_DEPTH + 1);
+            self.depth = (self.depth_before_probe / 2).max(MIN_DEPTH);
         } else if least < self.floor_ticks {
             // A lower floor is always right; it does not make a probe unnecessary (a floor
             // learnt while the base queued would never be corrected otherwise).
@@ -180,7 +184,7 @@ impl DepthControl {
             if stale {
                 self.probing = true;
                 self.depth_before_probe = self.depth;
-                self.depth = MIN_DEPTH;
+                self.depth = PROBE_DEPTH;
             } else if mean > self.floor_ticks.saturating_add(self.floor_ticks / 4) {
                 self.depth = (self.depth * 3 / 4).max(MIN_DEPTH);
             } else {
@@ -218,19 +222,27 @@ mod tests {
                 c.on_completion(latency, 4096, now, 0);
             }
             now += latency;
-            seen.push(c.depth());
+            if !c.probing() {
+                seen.push(c.depth());
+            }
         }
         seen
     }
 
     #[test]
-    fn depth_settles_a_quarter_above_the_bandwidth_delay_product() {
+    fn depth_settles_a_quarter_above_the_bandwidth_delay_product_or_at_the_least() {
         for (bdp, floor) in [(5u32, 250u64), (50, 80), (2, 1000)] {
             let seen = settle(bdp, floor);
             let tail = &seen[seen.len() - 1000..];
             let (lo, hi) = (tail.iter().min().unwrap(), tail.iter().max().unwrap());
-            assert!(*lo >= bdp * 3 / 4, "bdp {bdp}: depth fell to {lo}");
-            assert!(*hi <= bdp + bdp / 4 + 2, "bdp {bdp}: depth rose to {hi}");
+            assert!(
+                *lo >= (bdp * 3 / 4).max(MIN_DEPTH),
+                "bdp {bdp}: depth fell to {lo}"
+            );
+            assert!(
+                *hi <= (bdp + bdp / 4).max(MIN_DEPTH) + 2,
+                "bdp {bdp}: depth rose to {hi}"
+            );
         }
     }
 
@@ -249,25 +261,25 @@ mod tests {
         // The first period in which the hold binds probes: nothing is known of the base.
         c.note_held();
         assert!(c.on_completion(500, 4096, 1_000, 0));
-        assert_eq!(c.depth(), MIN_DEPTH);
+        assert_eq!(c.depth(), PROBE_DEPTH);
         assert!(c.probing());
         // The probe lasts until an I/O completes into a drained share, however long.
         assert!(!c.on_completion(90, 4096, 30_000, 5));
         assert!(c.probing());
         assert!(c.on_completion(100, 4096, 30_500, 1));
         // Its least latency is the floor, and the depth resumes from half of what it was
-        // (at least one above the least).
+        // (at least the least depth).
         assert_eq!(c.floor_ticks(), Some(100));
-        assert_eq!(c.depth(), MIN_DEPTH + 1);
+        assert_eq!(c.depth(), MIN_DEPTH);
         // Periods in which nothing is held move nothing, whatever the latency.
         for t in (32_000..2_032_000).step_by(1000) {
             c.on_completion(400, 4096, t, 0);
-            assert_eq!(c.depth(), MIN_DEPTH + 1);
+            assert_eq!(c.depth(), MIN_DEPTH);
         }
         // The hold binds again once the floor is older than FLOOR_TTL_MS: a new probe.
         c.note_held();
         assert!(c.on_completion(400, 4096, 2_100_000, 0));
-        assert_eq!(c.depth(), MIN_DEPTH);
+        assert_eq!(c.depth(), PROBE_DEPTH);
         c.on_completion(300, 4096, 2_100_500, 0);
         c.on_completion(300, 4096, 2_110_000, 0);
         assert_eq!(c.floor_ticks(), Some(300));

@@ -65,29 +65,25 @@ impl<T> Share<T> {
             }
             Op::Other => g.stats.other_ios += 1,
         }
-        // Fast path: nothing of this group waits, there is room, no timed limit is in play
-        // anywhere in the share and the group is not held. Whatever else waits is held
-        // (the last run left it so), so this I/O overtakes nobody it should not.
-        let (idle_queue, vtime) = (g.queue.is_empty(), g.vtime);
+        // Fast path: nothing waits anywhere (so this I/O overtakes nobody), no timed limit
+        // is in play in the share, and the window has room.
+        let idle_queue = g.queue.is_empty();
         let untimed = !ranged || (g.params.max_kib_per_sec == 0 && g.params.min_kib_per_sec == 0);
+        self.activate(slot, now_ticks);
         let direct = idle_queue
             && untimed
-            && self.in_flight < self.dispatch_limit()
+            && self.ready.is_empty()
             && self.reserve.is_empty()
             && self.limited.is_empty()
+            && self.in_flight < self.dispatch_limit()
             && !(if ranged {
                 self.spare_held()
             } else {
-                self.held(vtime, self.params.policy.cost(bytes), now_ticks)
+                self.windowed(now_ticks)
             });
         if direct {
             let ticket = self.charge(slot, op, bytes, now_sub, Phase::Weight);
-            // Its queue stays empty and it is untimed: only its active mark can change.
-            self.activate(slot, vtime);
             sink(io, ticket);
-            if !self.ready.is_empty() {
-                self.run(now_ticks, now_sub, seq, sink);
-            }
             return Admit::Accepted;
         }
         let Some(g) = self.slots[slot as usize].group.as_mut() else {
@@ -132,10 +128,8 @@ impl<T> Share<T> {
             if self.ranged() {
                 self.refresh_spare_cap(now_ticks);
             }
-            self.expire_idle(now_ticks);
         }
         let slot = ticket.group.slot;
-        let ranged = self.ranged();
         if let Some(entry) = self.slots.get_mut(slot as usize) {
             if entry.generation == ticket.group.generation {
                 if let Some(g) = entry.group.as_mut() {
@@ -145,11 +139,7 @@ impl<T> Share<T> {
                     g.stats.completed_ios += 1;
                     g.last_event_ticks = now_ticks;
                     // Active again for the grace (an expired entry was dropped lazily).
-                    let capped = ranged && g.params.max_kib_per_sec > 0;
-                    let vtime = g.vtime;
-                    if !capped {
-                        self.activate(slot, vtime);
-                    }
+                    self.activate(slot, now_ticks);
                 }
             }
         }
@@ -161,7 +151,7 @@ impl<T> Share<T> {
     }
 
     /// Dispatches whatever has become eligible by `now_ticks` (a max that has refilled, a
-    /// reservation that has come due, a group whose hold lifted as an idle one expired).
+    /// reservation that has come due, the window that opened as an idle group expired).
     /// Hosts call this from their poller.
     pub fn poll<F: FnMut(T, Ticket)>(&mut self, now_ticks: u64, sink: &mut F) {
         let now_sub = self.now_subticks(now_ticks);
@@ -186,8 +176,9 @@ impl<T> Share<T> {
     /// Limits the credit a group brings back when it has nothing queued or in flight.
     ///
     /// This runs for an anticipated group too (a closed-loop tenant between two I/Os):
-    /// what keeps such a tenant's place is that it stays in the active set and paces the
-    /// others, not banked virtual time, so its credit stays bounded by `carryover`.
+    /// what keeps such a tenant's place is that it stays active and keeps the window
+    /// closed around the others, not banked virtual time, so its credit stays bounded by
+    /// `carryover` (and, having used less than its share, it re-enters first in order).
     pub(super) fn wake(&mut self, slot: u32, now_sub: u128) {
         let Some(g) = self.slots[slot as usize].group.as_mut() else {
             return;
@@ -226,15 +217,6 @@ impl<T> Share<T> {
                 self.reserve.remove(slot);
             }
         }
-        // A capped group is slow on purpose: it never holds the others back. Keys in the
-        // active heap may lag the group's virtual time, and an idle group leaves it only
-        // when its grace has run out (see `held`); a new entry gets the current time.
-        let (busy, vtime) = (!g.queue.is_empty() || g.in_flight > 0, g.vtime);
-        if max > 0 {
-            self.deactivate(slot);
-        } else if busy {
-            self.activate(slot, vtime);
-        }
     }
 
     fn run<F: FnMut(T, Ticket)>(
@@ -261,10 +243,7 @@ impl<T> Share<T> {
                 due.is_some_and(|(tag, _)| now_sub.saturating_sub(tag) >= self.reserve_lag_sub);
             let yield_turn = behind && self.spare_turn;
             let weighted = match self.ready.peek() {
-                Some((vt, slot)) if weight_policy => {
-                    let cost = self.front_cost(slot);
-                    (!self.held(vt, cost, now_ticks)).then_some(slot)
-                }
+                Some((_, slot)) if weight_policy => (!self.windowed(now_ticks)).then_some(slot),
                 Some((_, slot)) => (yield_turn || !self.spare_held()).then_some(slot),
                 None => None,
             };
@@ -284,73 +263,53 @@ impl<T> Share<T> {
         }
     }
 
-    /// Whether an I/O of `cost` from a group at virtual time `vt` must wait: the group runs
-    /// more than an epoch ahead of the slowest active group `S`, the share has at least
-    /// `io_throttle` I/Os in flight, and the I/O would take the cost in flight past
-    /// `⌊d·W/w⌋` (`d`: the cost `S` has queued and in
-    /// flight, at least its last I/O's; `w` its weight; `W` the weight of the active
-    /// groups).
+    /// Whether the weight policies' window is full: at least two groups are active (with
+    /// anticipation: queued, or an event within the grace) and the share has `io_throttle`
+    /// or more I/Os in flight. What waits then goes in virtual-time order as slots free,
+    /// so the base's queue stays short for a low-depth tenant and backlogged tenants get
+    /// their weights in cost; the auto depth sits a quarter above the base's
+    /// bandwidth-delay product, so the base stays busy. One active group alone is never
+    /// windowed: nobody is owed anything.
     ///
-    /// Being ahead is what engages the auto hold depth (see `depth`), whether or not the
-    /// share is at that depth now: the depth adapts only while it matters to someone.
-    ///
-    /// The active heap's keys are updated lazily: a dispatch raises a group's virtual time
-    /// but not its key, so a key is a lower bound of its group's virtual time and the top
-    /// key a lower bound of the true minimum. If `vt` is within an epoch of that bound it is
-    /// within an epoch of the minimum, and nothing needs fixing (the common case, and no
-    /// heap work per I/O); otherwise the top is brought up to date until it is exact. An
-    /// entry whose group has nothing queued and no event within the grace leaves the heap
-    /// there: the group has gone idle (or has only slow I/O in flight) and paces no one.
-    fn held(&mut self, vt: u128, cost: u64, now_ticks: u64) -> bool {
-        while let Some((key, slot)) = self.active.peek() {
-            if vt <= key + self.epoch_vt {
-                return false;
-            }
-            let Some(g) = self.slots[slot as usize].group.as_ref() else {
-                self.deactivate(slot);
-                continue;
-            };
-            if g.queue.is_empty()
-                && now_ticks.saturating_sub(g.last_event_ticks) >= self.grace_ticks
-            {
-                self.deactivate(slot);
-                continue;
-            }
-            if g.vtime > key {
-                self.active.set(slot, g.vtime);
-                continue;
-            }
-            // In cost (I/Os, or sectors under weight-iosize): what S has in flight and
-            // queued; an anticipated laggard between two I/Os counts as its last one, so
-            // the depth it is owed does not flap with its think time.
-            let queued = g
-                .queue
-                .front()
-                .map_or(0, |p| self.params.policy.cost(p.bytes));
-            let owed = (g.cost_in_flight + queued * g.queue.len() as u64).max(g.last_cost);
-            let weight = u64::from(g.params.weight.max(1));
-            // Rounded down: at this depth S has at least its weight's part in flight.
-            let fair_cost = owed * self.weight_active.max(weight) / weight;
-            self.depth.note_held();
-            return self.in_flight >= self.io_throttle && self.cost_in_flight + cost > fair_cost;
+    /// A full window engages the auto hold depth (see `depth`): the depth adapts only while
+    /// it matters to someone.
+    fn windowed(&mut self, now_ticks: u64) -> bool {
+        if self.in_flight < self.io_throttle || !self.contended(now_ticks) {
+            return false;
         }
-        false
+        self.depth.note_held();
+        true
     }
 
-    /// Cost of the I/O at the head of a group's queue (0 if none).
-    fn front_cost(&self, slot: u32) -> u64 {
-        self.slots[slot as usize]
-            .group
-            .as_ref()
-            .and_then(|g| g.queue.front())
-            .map_or(0, |p| self.params.policy.cost(p.bytes))
+    /// Whether two or more groups are active. The active heap is keyed by a lower bound
+    /// of each group's last event (keys are refreshed only here, lazily), so if the top is
+    /// within the grace, everyone is; a top past it is refreshed or leaves the heap. A
+    /// group with I/O queued is always active; one with only slow I/O in flight is not,
+    /// once the grace has passed since its submission.
+    fn contended(&mut self, now_ticks: u64) -> bool {
+        while self.active.len() >= 2 {
+            let Some((key, slot)) = self.active.peek() else {
+                break;
+            };
+            if now_ticks.saturating_sub(key) < self.grace_ticks {
+                return true;
+            }
+            match self.slots[slot as usize].group.as_ref() {
+                Some(g) if !g.queue.is_empty() => self.active.set(slot, now_ticks),
+                Some(g) if now_ticks.saturating_sub(g.last_event_ticks) < self.grace_ticks => {
+                    self.active.set(slot, g.last_event_ticks);
+                }
+                _ => self.active.remove(slot),
+            }
+        }
+        false
     }
 
     /// Most I/Os in flight right now: io_limit, or the least depth while the auto hold
     /// depth probes the base's latency floor.
     fn dispatch_limit(&self) -> u32 {
         if self.params.io_throttle == 0 && self.depth.probing() {
-            self.io_limit.min(super::depth::MIN_DEPTH)
+            self.io_limit.min(super::depth::PROBE_DEPTH)
         } else {
             self.io_limit
         }

@@ -14,25 +14,21 @@
 //!   `idle_grace` after its last submission or completion otherwise (BFQ's idling and
 //!   blk-iocost's period activity, as one rule). A closed-loop tenant at queue depth 1, or
 //!   one a network round trip away, is idle for a moment after every completion; the grace
-//!   keeps it active across that gap, so it keeps its place. A group whose only I/O is one
-//!   slow request in flight stops being active once the grace has passed since it was
-//!   submitted: it never paces the others for longer than that. The default grace is four
-//!   times the share's smoothed completion latency, within 1..=10 ms.
-//! - **The hold** (dm-ioband's `io_throttle` epoch refusal in virtual time): a group more
-//!   than one epoch (`token` tokens of the share's work) ahead of the slowest active group
-//!   `S` is held while the share has at least `io_throttle` I/Os in flight and its next
-//!   I/O would take the cost in flight past `⌊d·W/w⌋`, where `d` is the cost `S` has queued and in flight (at
-//!   least that of its last I/O: an anticipated tenant between two I/Os counts as one),
-//!   `w` its weight and `W` the weight of the active groups. So the others keep the
-//!   device's queue short while a low-depth tenant is owed service (its next I/O does not
-//!   wait behind their backlog at the base), and a deep laggard lets the share keep as much
-//!   in flight as gives it its weight's part of the in-flight work (Little's law: equal
-//!   latency, throughput in proportion to depth; in sectors under `weight-iosize`). No
-//!   group is ever held below that depth, so the hold costs no throughput where depth
-//!   costs no latency. `io_throttle` 0 (the default) adapts the depth to the base's latency
-//!   (see [`depth`]). An idle group that wakes up re-enters at most `carryover` epochs
-//!   behind the leader, which caps its banked credit at `carryover × initial` tokens, as
-//!   dm-ioband's epoch credit does.
+//!   keeps it active across that gap. A group whose only I/O is one slow request in flight
+//!   stops being active once the grace has passed since it was submitted. The default
+//!   grace is four times the share's smoothed completion latency, within 1..=10 ms.
+//! - **The window** (`io_throttle`, dm-ioband's knob given a precise meaning): while two or
+//!   more groups are active, the share keeps at most `io_throttle` I/Os in flight and what
+//!   waits is dispatched in virtual-time order as slots free. That does two things: the
+//!   base's queue stays short, so a low-depth tenant's next I/O (first in order, since it
+//!   used less than its share) waits behind a short queue instead of the others' backlog;
+//!   and tenants that never fill `io_limit` (closed loops below it) still queue in the
+//!   share, where virtual time gives them their weights, in cost. A group alone is never
+//!   windowed. `io_throttle` 0 (the default) adapts the window to the base: about a
+//!   quarter above its bandwidth-delay product, judged from latency (see [`depth`]), so
+//!   the base stays busy. An idle group that wakes up re-enters at most `carryover` epochs
+//!   (`token` tokens of the share's work) behind the leader, which caps its banked credit
+//!   at `carryover × initial` tokens, as dm-ioband's epoch credit does.
 //! - **range-bw** (mClock's three tags): per group, a reservation tag that runs at `min`
 //!   and a limit tag that runs at `max`, in ticks. A group whose reservation tag is due is
 //!   served first (the reservation phase) and only those dispatches advance its
@@ -42,14 +38,13 @@
 //!   charged only when due); a changed min restarts it at `now`, so a raised min takes
 //!   effect at once. When reservations cannot all be met (Σmin above what the device
 //!   delivers, possible while `capacity` is unknown), every other dispatch goes by weight,
-//!   so min-0 groups are slowed, not starved. Spare bandwidth is handed out only below
-//!   `max(io_throttle as set, min over active groups with a min of ⌈d·X/(1.125·min)⌉)`
-//!   in flight
-//!   (`d`: the
-//!   group's queued and in-flight I/O, `X`: the bytes per second the base delivered over
-//!   the last period): past that depth a group's part of the in-flight I/O is below its
-//!   min's part of the device (Little's law), and its I/O would wait too long at the base
-//!   for its min, however early it was dispatched. A group ahead of its limit tag waits in a
+//!   so min-0 groups are slowed, not starved. range-bw has no window; spare bandwidth is
+//!   handed out only below `max(io_throttle as set, min over the active groups with a min
+//!   of ⌈d·X/(1.125·min)⌉)` of cost in flight (`d`: the group's queued and in-flight cost,
+//!   `X`: the bytes per second the base delivered over the last period): past that depth
+//!   a group's part of the in-flight work is below its min's part of the device (Little's
+//!   law), and its I/O would wait too long at the base for its min, however early it was
+//!   dispatched. A group ahead of its limit tag waits in a
 //!   timed heap. A group that waited for a free slot may catch up by one I/O, so in any
 //!   window of `w` seconds it moves at most `max·w` plus two I/Os (the fence post and that
 //!   catch-up); it banks no reservation and no limit credit while idle.
@@ -151,7 +146,8 @@ pub struct Share<T> {
     ready: IndexedHeap<u128>,
     reserve: IndexedHeap<u128>,
     limited: IndexedHeap<u128>,
-    active: IndexedHeap<u128>,
+    /// Active groups, keyed by a lower bound of their last event's tick.
+    active: IndexedHeap<u64>,
     /// Slots of the groups with a min (any policy; used under range-bw).
     min_slots: Vec<u32>,
     /// range-bw: cost in flight from which spare bandwidth waits, recomputed each period
@@ -162,8 +158,6 @@ pub struct Share<T> {
     cost_in_flight: u64,
     vclock: u128,
     weight_total: u64,
-    /// Sum of the weights of the groups in the active heap.
-    weight_active: u64,
     min_total_kib_per_sec: u64,
     next_seq: u64,
     last_now_subticks: u128,
@@ -216,7 +210,6 @@ impl<T> Share<T> {
             cost_in_flight: 0,
             vclock: 0,
             weight_total: 0,
-            weight_active: 0,
             min_total_kib_per_sec: 0,
             next_seq: 0,
             last_now_subticks: 0,
@@ -313,42 +306,11 @@ impl<T> Share<T> {
         self.io_throttle
     }
 
-    /// Puts a group in the active heap (keyed by `vtime`) if it is not there yet.
-    pub(super) fn activate(&mut self, slot: u32, vtime: u128) {
+    /// Marks a group active at `now_ticks` (a no-op if it is: the key is a lower bound,
+    /// refreshed lazily by `contended`).
+    pub(super) fn activate(&mut self, slot: u32, now_ticks: u64) {
         if !self.active.contains(slot) {
-            self.active.set(slot, vtime);
-            if let Some(g) = self.slots[slot as usize].group.as_ref() {
-                self.weight_active += u64::from(g.params.weight);
-            }
-        }
-    }
-
-    /// Takes a group out of the active heap, if it is there.
-    pub(super) fn deactivate(&mut self, slot: u32) {
-        if self.active.contains(slot) {
-            self.active.remove(slot);
-            if let Some(g) = self.slots[slot as usize].group.as_ref() {
-                self.weight_active -= u64::from(g.params.weight);
-            }
-        }
-    }
-
-    /// Drops from the active heap every group whose grace has run out with nothing queued
-    /// (once per period of the hold depth: `held` only ever looks at the top, so without
-    /// this a group that left would count in the active weight until it reached the top).
-    pub(super) fn expire_idle(&mut self, now_ticks: u64) {
-        let grace = self.grace_ticks;
-        let expired: Vec<u32> = self
-            .active
-            .slots()
-            .filter(|&slot| {
-                !self.slots[slot as usize].group.as_ref().is_some_and(|g| {
-                    !g.queue.is_empty() || now_ticks.saturating_sub(g.last_event_ticks) < grace
-                })
-            })
-            .collect();
-        for slot in expired {
-            self.deactivate(slot);
+            self.active.set(slot, now_ticks);
         }
     }
 
@@ -386,7 +348,6 @@ impl<T> Share<T> {
                 g.vtime = vclock;
                 g.vtime_rem = 0;
                 g.reserve_tag = now_sub;
-                self.deactivate(index_u32(slot));
                 self.reposition(index_u32(slot), now_sub);
             }
         }
@@ -596,9 +557,6 @@ impl<T> Share<T> {
         self.check_min_sum(min_total, self.params.capacity_kib_per_sec)?;
         self.min_total_kib_per_sec = min_total;
         self.weight_total = self.weight_total - u64::from(old.weight) + u64::from(new.weight);
-        if self.active.contains(slot) {
-            self.weight_active = self.weight_active - u64::from(old.weight) + u64::from(new.weight);
-        }
         self.refresh_derived();
         let now_sub = self.last_now_subticks;
         if let Some(g) = self.slots[slot as usize].group.as_mut() {
@@ -742,14 +700,10 @@ impl<T> Share<T> {
             }
         };
         let n = self.slots.len();
-        for heap in [
-            &mut self.ready,
-            &mut self.reserve,
-            &mut self.limited,
-            &mut self.active,
-        ] {
+        for heap in [&mut self.ready, &mut self.reserve, &mut self.limited] {
             heap.reserve_slots(n);
         }
+        self.active.reserve_slots(n);
         self.weight_total += u64::from(params.weight);
         self.min_total_kib_per_sec += u64::from(params.min_kib_per_sec);
         if params.min_kib_per_sec > 0 {
@@ -760,18 +714,13 @@ impl<T> Share<T> {
     }
 
     fn free_slot(&mut self, slot: u32) -> Option<Group<T>> {
-        self.deactivate(slot);
         let entry = self.slots.get_mut(slot as usize)?;
         let group = entry.group.take()?;
         entry.generation = entry.generation.wrapping_add(1);
-        for heap in [
-            &mut self.ready,
-            &mut self.reserve,
-            &mut self.limited,
-            &mut self.active,
-        ] {
+        for heap in [&mut self.ready, &mut self.reserve, &mut self.limited] {
             heap.remove(slot);
         }
+        self.active.remove(slot);
         self.free_slots.push(slot);
         self.min_slots.retain(|&s| s != slot);
         self.weight_total -= u64::from(group.params.weight);

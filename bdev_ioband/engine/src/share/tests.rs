@@ -115,44 +115,42 @@ fn weight_iosize_charges_sectors() {
 }
 
 #[test]
-fn io_throttle_holds_a_group_an_epoch_ahead_of_an_active_one() {
-    // Three groups of weight 128 (with the default group): Wtot 384. token 6 makes an
-    // epoch exactly two I/Os of a weight-128 group.
+fn io_throttle_is_the_window_while_two_groups_are_active() {
     let params = ShareParams {
         io_limit: 8,
         io_throttle: 2,
-        token: 6,
         ..Default::default()
     };
     let (mut s, d) = share(params, 1000);
     let a = s.attach(d, GroupKey::Tag(1), weight(128)).unwrap();
     let b = s.attach(d, GroupKey::Tag(2), weight(128)).unwrap();
-    s.set_value(d, &GroupKey::None, GroupValue::Weight(128))
-        .unwrap();
+    // A alone: nobody is owed anything, no window.
     let a1 = submit(&mut s, d, a, 1, 4096, 0);
     assert_eq!(ids(&a1), [1]);
+    // B arrives: two groups are active, so the share keeps io_throttle (2) in flight and
+    // the rest of B waits.
     let mut b_out = Vec::new();
     for io in 100..110 {
         b_out.extend(submit(&mut s, d, b, io, 4096, 0));
     }
-    // B may run one epoch (two I/Os) past A, which waits on its completion.
-    assert_eq!(ids(&b_out), [100, 101, 102, 103]);
-    // A comes back: it goes at once, and B gets one more, up to the depth at which A
-    // (now two in flight, a third of the weight) has its third of the in-flight I/O.
-    let out = submit(&mut s, d, a, 2, 4096, 1);
-    assert_eq!(ids(&out), [2, 104]);
-    // The order of A's completion and its next submission does not matter: a completed
-    // A stays active for the grace (one tick here: 1 ms at 1000 ticks/s), and B stays
-    // held at io_throttle in flight while A owes nothing but is expected back.
-    assert!(complete(&mut s, a1[0].1, 1).is_empty());
-    assert!(complete(&mut s, out[0].1, 2).is_empty());
+    assert_eq!(ids(&b_out), [100]);
+    // A comes back with the window full: it waits too, but first in virtual-time order
+    // (ties go by slot), so it takes the first slot that frees.
+    assert!(submit(&mut s, d, a, 2, 4096, 1).is_empty());
+    let out = complete(&mut s, a1[0].1, 1);
+    assert_eq!(ids(&out), [2]);
+    assert_eq!(ids(&complete(&mut s, b_out[0].1, 1)), [101]);
+    // A completes with nothing queued: the order of its completion and its next
+    // submission does not matter, it stays active for the grace (one tick here: 1 ms at
+    // 1000 ticks/s), and the window stays.
     assert_eq!(s.idle_grace_ticks(), 1);
+    assert_eq!(ids(&complete(&mut s, out[0].1, 2)), [102]);
     let mut polled = Vec::new();
     s.poll(2, &mut |io, t| polled.push((io, t)));
     assert!(polled.is_empty());
-    // A stays away past the grace: it no longer paces B, which fills io_limit.
+    // A stays away past the grace: B alone is owed nothing and fills io_limit.
     s.poll(3, &mut |io, t| polled.push((io, t)));
-    assert_eq!(ids(&polled), [105, 106, 107]);
+    assert_eq!(ids(&polled), [103, 104, 105, 106, 107, 108]);
     assert_eq!(s.in_flight(), 8);
 }
 
