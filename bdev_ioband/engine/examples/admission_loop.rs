@@ -17,7 +17,7 @@ fn main() {
         .unwrap_or(1_000_000);
     let backlogged = args.next().as_deref() == Some("backlogged");
     let (io_limit, depth) = if backlogged { (64, 4096) } else { (256, 128) };
-    // io_throttle at io_limit: no epoch hold, so "direct" measures accounting alone.
+    // io_throttle at io_limit: the window never binds, so "direct" measures accounting alone.
     let params = ShareParams {
         io_limit,
         io_throttle: io_limit,

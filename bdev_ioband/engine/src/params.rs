@@ -99,9 +99,9 @@ impl std::fmt::Display for Policy {
 pub struct ShareParams {
     /// The policy of every group in the share.
     pub policy: Policy,
-    /// In-flight level at and above which the weight policies hold a group that runs more
-    /// than one epoch ahead of the slowest active group (0 = auto: adapted to the base's
-    /// latency, starting at dm-ioband's 4; see the share's module documentation).
+    /// The window of the weight policies: most I/Os in flight while two or more groups are
+    /// active (0 = auto: adapted to the base's latency, from dm-ioband's 4 and never below
+    /// it; see the share's module documentation).
     pub io_throttle: u32,
     /// Most I/Os in flight for the whole share (0 = 3/2 of the base's queue depth).
     pub io_limit: u32,
