@@ -25,7 +25,8 @@
 //!   is the drain of a short queue.
 //! - Every period (16 floors, within 1..=100 ms) in which the window bound (a dispatch
 //!   waited for it), the window moves: down by a quarter if the period's mean latency was
-//!   more than a quarter above the floor (the base is queueing), else up by one; never
+//!   more than a quarter and more than [`QUEUE_DELAY_MIN_US`] above the floor (the base is
+//!   queueing), else up by one; never
 //!   below [`MIN_DEPTH`] nor above `io_limit`. It settles about a quarter above the
 //!   bandwidth-delay product: the base stays busy, and a low-depth tenant's I/O waits
 //!   behind about a quarter of a device's worth of others. After a probe it resumes from
@@ -39,6 +40,11 @@
 pub(super) const MIN_DEPTH: u32 = 4;
 /// In-flight level of a probe: everything else waits until the share has drained to it.
 pub(super) const PROBE_DEPTH: u32 = 2;
+/// Queueing delay, in µs, below which the window is not narrowed: the shortest round trip a
+/// remote tenant has (NVMe/TCP or iSCSI over loopback takes more). Below it a narrower
+/// window buys a tenant nothing it could notice, and costs throughput where the host's CPU,
+/// not the base, is what queues (a RAM or null base).
+pub const QUEUE_DELAY_MIN_US: u64 = 20;
 /// How long a floor lasts without confirmation, in ms.
 pub const FLOOR_TTL_MS: u64 = 2_000;
 /// Bounds of a period, in µs, and its length in floors.
@@ -52,6 +58,7 @@ pub(super) struct DepthControl {
     depth: u32,
     max_depth: u32,
     ticks_per_ms: u64,
+    queue_delay_min_ticks: u64,
     period_start_ticks: u64,
     period_ticks: u64,
     latency_sum_ticks: u64,
@@ -81,6 +88,7 @@ impl DepthControl {
             depth: crate::DEFAULT_IO_THROTTLE.clamp(MIN_DEPTH, max_depth.max(MIN_DEPTH)),
             max_depth: max_depth.max(MIN_DEPTH),
             ticks_per_ms,
+            queue_delay_min_ticks: QUEUE_DELAY_MIN_US * ticks_per_sec / 1_000_000,
             period_start_ticks: 0,
             period_ticks: PERIOD_MIN_US * ticks_per_ms / 1000,
             latency_sum_ticks: 0,
@@ -185,7 +193,9 @@ impl DepthControl {
                 self.probing = true;
                 self.depth_before_probe = self.depth;
                 self.depth = PROBE_DEPTH;
-            } else if mean > self.floor_ticks.saturating_add(self.floor_ticks / 4) {
+            } else if mean > self.floor_ticks.saturating_add(self.floor_ticks / 4)
+                && mean.saturating_sub(self.floor_ticks) > self.queue_delay_min_ticks
+            {
                 self.depth = (self.depth * 3 / 4).max(MIN_DEPTH);
             } else {
                 self.depth = (self.depth + 1).min(self.max_depth);

@@ -61,7 +61,7 @@ use crate::EngineError;
 mod depth;
 mod io;
 
-pub use depth::FLOOR_TTL_MS;
+pub use depth::{FLOOR_TTL_MS, QUEUE_DELAY_MIN_US};
 
 /// Fixed-point scale of virtual time: one token at weight 1 advances it by this much.
 const VT_SCALE: u128 = 1 << 20;
