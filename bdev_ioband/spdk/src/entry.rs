@@ -117,12 +117,11 @@ pub extern "C" fn ioband_rs_done(dev_id: u64, bdev_io: *mut c_void) {
     guard("done", (), || io::done(dev_id, bdev_io))
 }
 
-/// A dispatched I/O could not be submitted to the base.
+/// A bdev_io may be free again (the io_wait entry of the head of the parked queue fired,
+/// or the shim's fallback message when io_wait could not be armed).
 #[no_mangle]
-pub extern "C" fn ioband_rs_dispatch_failed(dev_id: u64, bdev_io: *mut c_void) {
-    guard("dispatch_failed", (), || {
-        io::dispatch_failed(dev_id, bdev_io)
-    })
+pub extern "C" fn ioband_rs_io_wait_done() {
+    guard("io_wait_done", (), io::io_wait_done)
 }
 
 /// A bdev is being destructed.

@@ -1,6 +1,11 @@
 //! The C shim's API (`src/shim/ioband_shim.h`), declared by hand: our own functions, no
 //! SPDK type crosses (SPDK objects are opaque `*mut c_void`).
 //!
+//! The Rust layer reaches the shim only through the trait [`ShimApi`], whose one
+//! implementation in use is [`Active`]: [`CShim`] (the C functions, linked from
+//! `ioband_shim.c`). The other direction, the `ioband_rs_*` functions the shim calls, is
+//! [`crate::entry`].
+//!
 //! Every function here must be called on the owner thread (the SPDK app thread).
 
 use std::ffi::{c_char, c_int, c_void};
@@ -12,6 +17,8 @@ pub const RS_IO_AREA: usize = 48;
 pub const IO_READ: c_int = 0;
 /// `IOBAND_IO_WRITE`.
 pub const IO_WRITE: c_int = 1;
+/// `IOBAND_IO_OTHER` (write zeroes, unmap, flush).
+pub const IO_OTHER: c_int = 2;
 /// `IOBAND_IO_RESET`.
 pub const IO_RESET: c_int = 3;
 
@@ -21,6 +28,9 @@ pub const STATUS_BASE: c_int = 0;
 pub const STATUS_FAILED: c_int = 1;
 /// `IOBAND_STATUS_ABORTED`.
 pub const STATUS_ABORTED: c_int = 2;
+
+/// `-ENOMEM` from [`ShimApi::dispatch`]: no `spdk_bdev_io` for the base right now.
+pub const DISPATCH_NOMEM: c_int = -12;
 
 /// RPC method numbers (`IOBAND_RPC_*`).
 pub mod method {
@@ -41,13 +51,28 @@ pub mod method {
     pub const GET_IOSTAT: c_int = 6;
 }
 
-extern "C" {
-    /// `spdk_get_ticks()`.
-    pub fn ioband_shim_ticks() -> u64;
+/// The shim's functions (`ioband_shim_*`), one for one. Only [`crate::shim`] calls them.
+///
+/// Every function is `unsafe` as its C counterpart is: pointers must be what the shim
+/// handed over (live, not yet consumed), strings NUL-terminated or `len` bytes long, and
+/// the caller must be on the owner thread.
+pub trait ShimApi {
+    /// The tick of the calling thread's current poll pass (`ioband_shim_pass_ticks`):
+    /// SPDK's per-thread pass tick, no clock read of our own (see the shim).
+    ///
+    /// # Safety
+    /// Owner thread.
+    unsafe fn pass_ticks() -> u64;
     /// Whether a bdev of that name exists.
-    pub fn ioband_shim_bdev_exists(name: *const c_char) -> c_int;
+    ///
+    /// # Safety
+    /// `name` is NUL-terminated.
+    unsafe fn bdev_exists(name: *const c_char) -> c_int;
     /// Opens, claims and registers; 0 with `*node_out` set, or a negative errno.
-    pub fn ioband_shim_node_create(
+    ///
+    /// # Safety
+    /// Strings NUL-terminated, `node_out` writable.
+    unsafe fn node_create(
         name: *const c_char,
         base: *const c_char,
         dev_id: u64,
@@ -55,26 +80,167 @@ extern "C" {
         node_out: *mut *mut c_void,
     ) -> c_int;
     /// Unregisters the node's bdev; replies to `request` (may be null) when done.
-    pub fn ioband_shim_node_unregister(node: *mut c_void, request: *mut c_void);
+    ///
+    /// # Safety
+    /// `node` live; `request` null or not yet replied to (the shim replies).
+    unsafe fn node_unregister(node: *mut c_void, request: *mut c_void);
     /// The Rust area of an I/O ([`RS_IO_AREA`] bytes, 8-aligned).
-    pub fn ioband_shim_io_area(bdev_io: *mut c_void) -> *mut c_void;
-    /// Submits a dispatched I/O to the base; 0 or a negative errno.
-    pub fn ioband_shim_dispatch(node: *mut c_void, bdev_io: *mut c_void) -> c_int;
+    ///
+    /// # Safety
+    /// `bdev_io` is an ioband I/O not yet completed.
+    unsafe fn io_area(bdev_io: *mut c_void) -> *mut c_void;
+    /// Submits a dispatched I/O to its base once: 0, [`DISPATCH_NOMEM`] (nothing was
+    /// submitted; park it and [`ShimApi::io_wait`]), or another negative errno.
+    ///
+    /// # Safety
+    /// `bdev_io` is an ioband I/O not yet completed.
+    unsafe fn dispatch(bdev_io: *mut c_void) -> c_int;
+    /// Asks for `ioband_rs_io_wait_done` once a `spdk_bdev_io` may be free (io_wait on the
+    /// I/O's base channel, with the I/O's own wait entry); 0 when armed, a negative errno
+    /// when not (the owner poller retries then).
+    ///
+    /// # Safety
+    /// `bdev_io` is a parked ioband I/O whose wait entry is not armed already.
+    unsafe fn io_wait(bdev_io: *mut c_void) -> c_int;
     /// Completes an ioband I/O (on its own thread, by message if needed).
-    pub fn ioband_shim_complete(bdev_io: *mut c_void, status: c_int);
+    ///
+    /// # Safety
+    /// `bdev_io` is an ioband I/O not yet completed; it is the bdev layer's again after.
+    unsafe fn complete(bdev_io: *mut c_void, status: c_int);
     /// A JSON-RPC result (`json`: one JSON value).
-    pub fn ioband_shim_rpc_result(request: *mut c_void, json: *const c_char, len: usize);
+    ///
+    /// # Safety
+    /// `request` not yet replied to; `json` is `len` bytes.
+    unsafe fn rpc_result(request: *mut c_void, json: *const c_char, len: usize);
     /// A JSON-RPC error.
-    pub fn ioband_shim_rpc_error(request: *mut c_void, code: c_int, message: *const c_char);
+    ///
+    /// # Safety
+    /// `request` not yet replied to; `message` NUL-terminated.
+    unsafe fn rpc_error(request: *mut c_void, code: c_int, message: *const c_char);
     /// Writes one raw JSON value.
-    pub fn ioband_shim_json_write_raw(w: *mut c_void, json: *const c_char, len: usize);
+    ///
+    /// # Safety
+    /// `w` is the writer lent to the current callback; `json` is `len` bytes.
+    unsafe fn json_write_raw(w: *mut c_void, json: *const c_char, len: usize);
     /// Writes a name and one raw JSON value.
-    pub fn ioband_shim_json_write_named_raw(
+    ///
+    /// # Safety
+    /// As [`ShimApi::json_write_raw`]; `name` NUL-terminated.
+    unsafe fn json_write_named_raw(
         w: *mut c_void,
         name: *const c_char,
         json: *const c_char,
         len: usize,
     );
     /// SPDK log: 0 error, 1 warning, 2 notice.
-    pub fn ioband_shim_log(level: c_int, message: *const c_char);
+    ///
+    /// # Safety
+    /// `message` NUL-terminated.
+    unsafe fn log(level: c_int, message: *const c_char);
+}
+
+/// The implementation the crate is built with.
+pub type Active = CShim;
+
+/// The C shim (`ioband_shim.c`, compiled and linked by build.rs).
+#[derive(Debug)]
+pub struct CShim;
+
+mod sys {
+    use std::ffi::{c_char, c_int, c_void};
+
+    extern "C" {
+        pub fn ioband_shim_pass_ticks() -> u64;
+        pub fn ioband_shim_bdev_exists(name: *const c_char) -> c_int;
+        pub fn ioband_shim_node_create(
+            name: *const c_char,
+            base: *const c_char,
+            dev_id: u64,
+            claim_key: u64,
+            node_out: *mut *mut c_void,
+        ) -> c_int;
+        pub fn ioband_shim_node_unregister(node: *mut c_void, request: *mut c_void);
+        pub fn ioband_shim_io_area(bdev_io: *mut c_void) -> *mut c_void;
+        pub fn ioband_shim_dispatch(bdev_io: *mut c_void) -> c_int;
+        pub fn ioband_shim_io_wait(bdev_io: *mut c_void) -> c_int;
+        pub fn ioband_shim_complete(bdev_io: *mut c_void, status: c_int);
+        pub fn ioband_shim_rpc_result(request: *mut c_void, json: *const c_char, len: usize);
+        pub fn ioband_shim_rpc_error(request: *mut c_void, code: c_int, message: *const c_char);
+        pub fn ioband_shim_json_write_raw(w: *mut c_void, json: *const c_char, len: usize);
+        pub fn ioband_shim_json_write_named_raw(
+            w: *mut c_void,
+            name: *const c_char,
+            json: *const c_char,
+            len: usize,
+        );
+        pub fn ioband_shim_log(level: c_int, message: *const c_char);
+    }
+}
+
+// SAFETY (of every call below): each forwards to the C function of the same name, whose
+// contract the trait method's own `# Safety` states and its caller upholds.
+impl ShimApi for CShim {
+    unsafe fn pass_ticks() -> u64 {
+        // SAFETY: see the impl's comment.
+        unsafe { sys::ioband_shim_pass_ticks() }
+    }
+    unsafe fn bdev_exists(name: *const c_char) -> c_int {
+        // SAFETY: see the impl's comment.
+        unsafe { sys::ioband_shim_bdev_exists(name) }
+    }
+    unsafe fn node_create(
+        name: *const c_char,
+        base: *const c_char,
+        dev_id: u64,
+        claim_key: u64,
+        node_out: *mut *mut c_void,
+    ) -> c_int {
+        // SAFETY: see the impl's comment.
+        unsafe { sys::ioband_shim_node_create(name, base, dev_id, claim_key, node_out) }
+    }
+    unsafe fn node_unregister(node: *mut c_void, request: *mut c_void) {
+        // SAFETY: see the impl's comment.
+        unsafe { sys::ioband_shim_node_unregister(node, request) }
+    }
+    unsafe fn io_area(bdev_io: *mut c_void) -> *mut c_void {
+        // SAFETY: see the impl's comment.
+        unsafe { sys::ioband_shim_io_area(bdev_io) }
+    }
+    unsafe fn dispatch(bdev_io: *mut c_void) -> c_int {
+        // SAFETY: see the impl's comment.
+        unsafe { sys::ioband_shim_dispatch(bdev_io) }
+    }
+    unsafe fn io_wait(bdev_io: *mut c_void) -> c_int {
+        // SAFETY: see the impl's comment.
+        unsafe { sys::ioband_shim_io_wait(bdev_io) }
+    }
+    unsafe fn complete(bdev_io: *mut c_void, status: c_int) {
+        // SAFETY: see the impl's comment.
+        unsafe { sys::ioband_shim_complete(bdev_io, status) }
+    }
+    unsafe fn rpc_result(request: *mut c_void, json: *const c_char, len: usize) {
+        // SAFETY: see the impl's comment.
+        unsafe { sys::ioband_shim_rpc_result(request, json, len) }
+    }
+    unsafe fn rpc_error(request: *mut c_void, code: c_int, message: *const c_char) {
+        // SAFETY: see the impl's comment.
+        unsafe { sys::ioband_shim_rpc_error(request, code, message) }
+    }
+    unsafe fn json_write_raw(w: *mut c_void, json: *const c_char, len: usize) {
+        // SAFETY: see the impl's comment.
+        unsafe { sys::ioband_shim_json_write_raw(w, json, len) }
+    }
+    unsafe fn json_write_named_raw(
+        w: *mut c_void,
+        name: *const c_char,
+        json: *const c_char,
+        len: usize,
+    ) {
+        // SAFETY: see the impl's comment.
+        unsafe { sys::ioband_shim_json_write_named_raw(w, name, json, len) }
+    }
+    unsafe fn log(level: c_int, message: *const c_char) {
+        // SAFETY: see the impl's comment.
+        unsafe { sys::ioband_shim_log(level, message) }
+    }
 }

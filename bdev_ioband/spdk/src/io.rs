@@ -7,7 +7,18 @@
 //! to the device's default group otherwise. `initiator:` and `cgroup:` groups can be
 //! configured (the RPC contract is the embedded host's) but no SPDK I/O is ever classified
 //! into them: tenants are told apart by topology (one ioband bdev per tenant in a share).
+//!
+//! Time: the engine is given [`shim::pass_ticks`], the tick of the owner thread's current
+//! poll pass, read once per call from the shim (a submit, a completion, a poller pass, a
+//! batch of failed dispatches) and passed down; nothing here reads a clock.
+//!
+//! Out of bdev_ios (ENOMEM): a dispatch the base cannot take for want of a `spdk_bdev_io`
+//! is parked here, in dispatch order, and everything dispatched after it waits behind it;
+//! the head's io_wait entry brings [`io_wait_done`], which submits them again in order. An
+//! I/O is never failed for ENOMEM.
 
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::ffi::{c_int, c_void};
 use std::mem::{align_of, size_of, MaybeUninit};
 
@@ -124,7 +135,7 @@ fn submit_locked(
         ffi::IO_WRITE => Op::Write,
         _ => Op::Other,
     };
-    let now = shim::ticks();
+    let now = shim::pass_ticks();
     match share.submit(device, group, io, op, bytes, now, &mut sink(fx)) {
         Admit::Accepted => 0,
         // The handle goes back to the shim, which fails the I/O.
@@ -142,28 +153,22 @@ pub fn done(dev_id: u64, io: *mut c_void) {
     // stays active in its share, keeping its place under io_throttle.
     shim::complete(io, ffi::STATUS_BASE);
     if let Some(ticket) = ticket_of(&area) {
-        with_state(|st| return_ticket(st, &mut fx, dev_id, ticket));
+        let now = shim::pass_ticks();
+        with_state(|st| return_ticket(st, &mut fx, dev_id, ticket, now));
     }
     run_effects(fx);
 }
 
-/// A dispatched I/O could not be submitted to the base (not even after io_wait).
-pub fn dispatch_failed(dev_id: u64, io: *mut c_void) {
-    let Some(io) = IoHandle::new(io) else { return };
-    let mut fx = Effects::take();
-    fail_dispatched(&mut fx, dev_id, io);
-    run_effects(fx);
-}
-
-fn fail_dispatched(fx: &mut Effects, dev_id: u64, io: IoHandle) {
+/// Fails a dispatched I/O the base refused; its ticket goes back.
+fn fail_dispatched(fx: &mut Effects, io: IoHandle, now: u64) {
     let area = read_area(&io);
     fx.complete.push((io, ffi::STATUS_FAILED));
     if let Some(ticket) = ticket_of(&area) {
-        with_state(|st| return_ticket(st, fx, dev_id, ticket));
+        with_state(|st| return_ticket(st, fx, area.dev_id, ticket, now));
     }
 }
 
-fn return_ticket(st: &mut State, fx: &mut Effects, dev_id: u64, ticket: Ticket) {
+fn return_ticket(st: &mut State, fx: &mut Effects, dev_id: u64, ticket: Ticket, now: u64) {
     let Some(dev) = st.devs.get(&dev_id) else {
         return;
     };
@@ -171,15 +176,20 @@ fn return_ticket(st: &mut State, fx: &mut Effects, dev_id: u64, ticket: Ticket) 
         return;
     };
     if let Some(share) = st.engine.share_by_id_mut(id) {
-        share.complete(ticket, shim::ticks(), &mut sink(fx));
+        share.complete(ticket, now, &mut sink(fx));
     }
 }
 
-/// Owner poller: re-drives shares that hold queued I/O. Returns whether it dispatched.
+/// Owner poller: resumes parked dispatches whose io_wait could not be armed, re-drives
+/// shares that hold queued I/O. Returns whether it did anything.
 pub fn poll() -> bool {
+    let resumed = !parked_is_empty() && !ARMED.get();
+    if resumed {
+        resume_parked();
+    }
     let mut fx = Effects::take();
+    let now = shim::pass_ticks();
     with_state(|st| {
-        let now = shim::ticks();
         let mut ids = std::mem::take(&mut st.poll_ids);
         ids.clear();
         ids.extend(st.engine.share_ids());
@@ -190,7 +200,7 @@ pub fn poll() -> bool {
         }
         st.poll_ids = ids;
     });
-    let busy = !fx.is_empty();
+    let busy = resumed || !fx.is_empty();
     run_effects(fx);
     busy
 }
@@ -277,8 +287,7 @@ pub fn run_effects(mut fx: Effects) {
             shim::complete(io, status);
         }
         for io in fx.dispatch.drain(..) {
-            let rc = shim::dispatch(&io);
-            if rc != 0 {
+            if let Err(io) = submit_or_park(io) {
                 failed.push(io);
             }
         }
@@ -286,9 +295,116 @@ pub fn run_effects(mut fx: Effects) {
             fx.recycle();
             return;
         }
+        let now = shim::pass_ticks();
         for io in failed {
-            let dev_id = read_area(&io).dev_id;
-            fail_dispatched(&mut fx, dev_id, io);
+            fail_dispatched(&mut fx, io, now);
         }
     }
+}
+
+thread_local! {
+    /// Dispatched I/O that met ENOMEM at the base, in dispatch order (owner thread only).
+    static PARKED: RefCell<VecDeque<IoHandle>> = const { RefCell::new(VecDeque::new()) };
+    /// The head's io_wait is armed: `io_wait_done` will come. While it is, no parked I/O is
+    /// submitted (the head's wait entry sits in SPDK's queue).
+    static ARMED: Cell<bool> = const { Cell::new(false) };
+    /// `resume_parked` is running (a callback during a submission finds it so).
+    static DRAINING: Cell<bool> = const { Cell::new(false) };
+    /// An io_wait callback came while draining: drain once more.
+    static AGAIN: Cell<bool> = const { Cell::new(false) };
+}
+
+fn parked_is_empty() -> bool {
+    PARKED.with(|p| p.try_borrow().is_ok_and(|q| q.is_empty()))
+}
+
+fn park_back(io: IoHandle) {
+    PARKED.with(|p| p.borrow_mut().push_back(io));
+}
+
+fn park_front(io: IoHandle) {
+    PARKED.with(|p| p.borrow_mut().push_front(io));
+}
+
+fn unpark_front() -> Option<IoHandle> {
+    PARKED.with(|p| p.borrow_mut().pop_front())
+}
+
+/// Arms io_wait with the head of the parked queue unless it is armed already.
+fn arm_parked() {
+    if ARMED.get() {
+        return;
+    }
+    let armed = PARKED.with(|p| p.borrow().front().is_some_and(shim::io_wait));
+    ARMED.set(armed);
+}
+
+/// How many dispatched I/O wait for a bdev_io.
+pub fn parked_len() -> usize {
+    PARKED.with(|p| p.borrow().len())
+}
+
+/// Submits a released I/O to its base, or parks it behind earlier ones (so that running
+/// out of bdev_ios never reorders what the engine released). `Err`: the base refused it.
+fn submit_or_park(io: IoHandle) -> Result<(), IoHandle> {
+    if DRAINING.get() || !parked_is_empty() {
+        park_back(io);
+        return Ok(());
+    }
+    match shim::dispatch(&io) {
+        0 => Ok(()),
+        ffi::DISPATCH_NOMEM => {
+            park_back(io);
+            arm_parked();
+            Ok(())
+        }
+        _ => Err(io),
+    }
+}
+
+/// The io_wait callback (or its fallback message): a bdev_io may be free.
+pub fn io_wait_done() {
+    ARMED.set(false);
+    resume_parked();
+}
+
+/// Submits parked I/O again, in order, until the queue is empty or the base is out of
+/// bdev_ios again (then the new head arms io_wait).
+fn resume_parked() {
+    if ARMED.get() {
+        return;
+    }
+    if DRAINING.get() {
+        AGAIN.set(true);
+        return;
+    }
+    DRAINING.set(true);
+    let mut failed = Vec::new();
+    loop {
+        AGAIN.set(false);
+        while let Some(io) = unpark_front() {
+            match shim::dispatch(&io) {
+                0 => {}
+                ffi::DISPATCH_NOMEM => {
+                    park_front(io);
+                    arm_parked();
+                    break;
+                }
+                _ => failed.push(io),
+            }
+        }
+        if !AGAIN.get() || ARMED.get() {
+            break;
+        }
+    }
+    DRAINING.set(false);
+    if failed.is_empty() {
+        return;
+    }
+    let mut fx = Effects::take();
+    let now = shim::pass_ticks();
+    for io in failed {
+        fail_dispatched(&mut fx, io, now);
+    }
+    run_effects(fx);
 }

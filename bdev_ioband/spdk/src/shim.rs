@@ -1,4 +1,5 @@
-//! Safe wrappers over [`crate::ffi`]: the only place that calls the shim.
+//! Safe wrappers over [`crate::ffi::ShimApi`]: the only place that calls the shim (the C
+//! shim in a real build, the mock in tests).
 //!
 //! Every wrapper runs on the owner thread (the SPDK app thread); the types here are not
 //! `Send`, which keeps them there.
@@ -6,7 +7,7 @@
 use std::ffi::{c_int, c_void, CString};
 use std::ptr::NonNull;
 
-use crate::ffi;
+use crate::ffi::{Active as Shim, ShimApi};
 
 /// An ioband `spdk_bdev_io` the engine holds: owned by the bdev layer, lent to us from
 /// `submit_request` until we complete it (exactly once, through [`complete`]).
@@ -55,9 +56,7 @@ impl JsonWriter {
     pub fn raw(&self, json: &str) {
         // SAFETY: the writer is live for the callback we are in (the shim lent it); the
         // pointer and length describe `json`, valid for the call.
-        unsafe {
-            ffi::ioband_shim_json_write_raw(self.0.as_ptr(), json.as_ptr().cast(), json.len())
-        }
+        unsafe { Shim::json_write_raw(self.0.as_ptr(), json.as_ptr().cast(), json.len()) }
     }
 
     /// Writes `"name": <json>` (inside an object).
@@ -65,7 +64,7 @@ impl JsonWriter {
         let name = c_string(name);
         // SAFETY: as in `raw`; `name` is NUL-terminated and outlives the call.
         unsafe {
-            ffi::ioband_shim_json_write_named_raw(
+            Shim::json_write_named_raw(
                 self.0.as_ptr(),
                 name.as_ptr(),
                 json.as_ptr().cast(),
@@ -80,17 +79,20 @@ pub fn c_string(s: &str) -> CString {
     CString::new(s.replace('\0', "\u{FFFD}")).unwrap_or_default()
 }
 
-/// The tick counter (`spdk_get_ticks`).
-pub fn ticks() -> u64 {
-    // SAFETY: no arguments; spdk_get_ticks is callable from any thread.
-    unsafe { ffi::ioband_shim_ticks() }
+/// The tick of this thread's current poll pass: SPDK reads the clock once at the start of
+/// each pass of a thread (and after each poller); this returns that reading and reads no
+/// clock itself (interrupt mode aside: see `ioband_shim_pass_ticks`). The I/O path calls
+/// it at most once per call from the shim (one submit, one completion, one poller pass).
+pub fn pass_ticks() -> u64 {
+    // SAFETY: no arguments; owner thread (every entry point runs there).
+    unsafe { Shim::pass_ticks() }
 }
 
 /// Whether a bdev of that name exists.
 pub fn bdev_exists(name: &str) -> bool {
     let name = c_string(name);
     // SAFETY: `name` is NUL-terminated and outlives the call; owner thread.
-    unsafe { ffi::ioband_shim_bdev_exists(name.as_ptr()) != 0 }
+    unsafe { Shim::bdev_exists(name.as_ptr()) != 0 }
 }
 
 /// Opens and claims `base` and registers ioband bdev `name`; a negative errno on failure
@@ -102,9 +104,8 @@ pub fn node_create(name: &str, base: &str, dev_id: u64, claim_key: u64) -> Resul
     let mut out: *mut c_void = std::ptr::null_mut();
     // SAFETY: both strings are NUL-terminated and outlive the call; `out` is a valid place
     // for the node pointer; owner thread (RPC handlers and examine run there).
-    let rc = unsafe {
-        ffi::ioband_shim_node_create(name.as_ptr(), base.as_ptr(), dev_id, claim_key, &mut out)
-    };
+    let rc =
+        unsafe { Shim::node_create(name.as_ptr(), base.as_ptr(), dev_id, claim_key, &mut out) };
     match (rc, NonNull::new(out)) {
         (0, Some(node)) => Ok(NodePtr(node)),
         (0, None) => Err(-libc_enomem()),
@@ -122,45 +123,54 @@ pub fn node_unregister(node: NodePtr, request: Option<Request>) {
     // SAFETY: `node` is live (the shim frees it only after destruct, which forgets it here
     // first); `req` is null or a request that has not been replied to, whose reply now
     // belongs to the shim.
-    unsafe { ffi::ioband_shim_node_unregister(node.0.as_ptr(), req) }
+    unsafe { Shim::node_unregister(node.0.as_ptr(), req) }
 }
 
-/// Submits a dispatched I/O to its base. 0 or a negative errno.
+/// Submits a dispatched I/O to its base once: 0, [`crate::ffi::DISPATCH_NOMEM`] (not
+/// submitted: no bdev_io now) or another negative errno.
 pub fn dispatch(io: &IoHandle) -> c_int {
     // SAFETY: `io` is an ioband bdev_io we own (not completed); the shim finds its node in
     // the I/O's context; owner thread.
-    unsafe { ffi::ioband_shim_dispatch(std::ptr::null_mut(), io.as_ptr()) }
+    unsafe { Shim::dispatch(io.as_ptr()) }
+}
+
+/// Arms io_wait with a parked I/O's wait entry: `ioband_rs_io_wait_done` follows once a
+/// bdev_io may be free. Whether it was armed (if not, the owner poller retries).
+pub fn io_wait(io: &IoHandle) -> bool {
+    // SAFETY: `io` is an ioband bdev_io we own and hold parked; its wait entry is not armed
+    // (io.rs arms only the head of the parked queue, once per io_wait_done).
+    unsafe { Shim::io_wait(io.as_ptr()) == 0 }
 }
 
 /// Completes an ioband I/O; consumes the handle (exactly once).
 pub fn complete(io: IoHandle, status: c_int) {
     // SAFETY: `io` is an ioband bdev_io we own and have not completed; ownership goes back
     // to the bdev layer here, and the handle is consumed.
-    unsafe { ffi::ioband_shim_complete(io.as_ptr(), status) }
+    unsafe { Shim::complete(io.as_ptr(), status) }
 }
 
 /// The Rust area of an I/O's driver_ctx.
 pub fn io_area(io: &IoHandle) -> *mut c_void {
     // SAFETY: `io` is an ioband bdev_io (its driver_ctx is the shim's struct ioband_io).
-    unsafe { ffi::ioband_shim_io_area(io.as_ptr()) }
+    unsafe { Shim::io_area(io.as_ptr()) }
 }
 
 /// Sends a JSON-RPC result.
 pub fn rpc_result(request: Request, json: &str) {
     // SAFETY: `request` has not been replied to (consumed here); `json` is valid for the call.
-    unsafe { ffi::ioband_shim_rpc_result(request.0.as_ptr(), json.as_ptr().cast(), json.len()) }
+    unsafe { Shim::rpc_result(request.0.as_ptr(), json.as_ptr().cast(), json.len()) }
 }
 
 /// Sends a JSON-RPC error.
 pub fn rpc_error(request: Request, code: i32, message: &str) {
     let message = c_string(message);
     // SAFETY: `request` has not been replied to (consumed here); `message` is NUL-terminated.
-    unsafe { ffi::ioband_shim_rpc_error(request.0.as_ptr(), code, message.as_ptr()) }
+    unsafe { Shim::rpc_error(request.0.as_ptr(), code, message.as_ptr()) }
 }
 
 /// Logs through SPDK's log (0 error, 1 warning, 2 notice).
 pub fn log(level: c_int, message: &str) {
     let message = c_string(&format!("ioband: {message}"));
     // SAFETY: `message` is NUL-terminated and outlives the call.
-    unsafe { ffi::ioband_shim_log(level, message.as_ptr()) }
+    unsafe { Shim::log(level, message.as_ptr()) }
 }

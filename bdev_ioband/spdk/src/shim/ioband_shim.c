@@ -78,15 +78,10 @@ struct ioband_io {
 	int sc;
 	/* Completions whose message could not be sent yet (owner thread only). */
 	TAILQ_ENTRY(ioband_io) retry_link;
-	/* Dispatched I/O waiting for a bdev_io (owner thread only). */
-	TAILQ_ENTRY(ioband_io) park_link;
 };
 
 static TAILQ_HEAD(, ioband_node) g_nodes = TAILQ_HEAD_INITIALIZER(g_nodes);
 static TAILQ_HEAD(, ioband_io) g_complete_retry = TAILQ_HEAD_INITIALIZER(g_complete_retry);
-/* Dispatched I/O that met -ENOMEM at the base, in dispatch order: new dispatches queue
- * behind them, so that running out of bdev_ios never reorders what the engine released. */
-static TAILQ_HEAD(, ioband_io) g_parked = TAILQ_HEAD_INITIALIZER(g_parked);
 static struct spdk_thread *g_owner;
 static struct spdk_poller *g_poller;
 
@@ -107,10 +102,37 @@ io_node(struct spdk_bdev_io *bdev_io)
 	return SPDK_CONTAINEROF(bdev_io->bdev, struct ioband_node, bdev);
 }
 
+/*
+ * The engine's clock: at most one clock read per poll pass of the thread, none per I/O.
+ *
+ * An SPDK thread reads the TSC once when a pass of it begins (spdk_thread_poll's `now`,
+ * from the reactor) and once after each poller it runs, and keeps the reading as its
+ * "last tsc". In poll mode that is the pass tick: this returns it and reads nothing. In
+ * interrupt mode the thread refreshes it only after a pass (it may have slept since), so
+ * the first call in a pass reads the clock and the rest of the pass reuses that reading.
+ * These are the module's only spdk_get_ticks() calls (a unit test holds it to that).
+ */
 uint64_t
-ioband_shim_ticks(void)
+ioband_shim_pass_ticks(void)
 {
-	return spdk_get_ticks();
+	static __thread uint64_t pass_last_tsc = UINT64_MAX;
+	static __thread uint64_t pass_ticks;
+	struct spdk_thread *thread = spdk_get_thread();
+	uint64_t last;
+
+	if (thread == NULL) {
+		/* Not an SPDK thread (never the I/O path). */
+		return spdk_get_ticks();
+	}
+	last = spdk_thread_get_last_tsc(thread);
+	if (!spdk_interrupt_mode_is_enabled()) {
+		return last;
+	}
+	if (last != pass_last_tsc) {
+		pass_last_tsc = last;
+		pass_ticks = spdk_get_ticks();
+	}
+	return pass_ticks;
 }
 
 int
@@ -333,8 +355,6 @@ base_io_done(struct spdk_bdev_io *base_io, bool success, void *cb_arg)
 	ioband_rs_done(ctx->node->dev_id, orig);
 }
 
-static int base_submit_once(struct spdk_bdev_io *bdev_io);
-static void parked_resume(void *arg);
 
 static void
 init_ext_io_opts(struct spdk_bdev_io *bdev_io, struct spdk_bdev_ext_io_opts *opts)
@@ -393,71 +413,34 @@ base_submit_once(struct spdk_bdev_io *bdev_io)
 	return rc;
 }
 
-/* Waits for a bdev_io on the head's base channel (io_wait), or, when the thread's cache
- * is not empty after all, resumes on the next turn. */
 static void
-parked_arm(void)
+io_wait_cb(void *arg)
 {
-	struct ioband_io *ctx = TAILQ_FIRST(&g_parked);
-	struct ioband_node *node = ctx->node;
-
-	ctx->wait.bdev = node->base_bdev;
-	ctx->wait.cb_fn = parked_resume;
-	ctx->wait.cb_arg = NULL;
-	if (spdk_bdev_queue_io_wait(node->base_bdev, node->owner_base_ch, &ctx->wait) != 0 &&
-	    spdk_thread_send_msg(g_owner, parked_resume, NULL) != 0) {
-		/* Neither: the owner poller resumes (parked_poll). */
-		ctx->wait.cb_fn = NULL;
-	}
-}
-
-static void
-parked_resume(void *arg)
-{
-	struct ioband_io *ctx;
-
 	(void)arg;
-	while ((ctx = TAILQ_FIRST(&g_parked)) != NULL) {
-		struct spdk_bdev_io *bdev_io = spdk_bdev_io_from_ctx(ctx);
-		int rc = base_submit_once(bdev_io);
-
-		if (rc == -ENOMEM) {
-			parked_arm();
-			return;
-		}
-		TAILQ_REMOVE(&g_parked, ctx, park_link);
-		if (rc != 0) {
-			ioband_rs_dispatch_failed(ctx->node->dev_id, bdev_io);
-		}
-	}
-}
-
-/* 0 (at the base, or parked behind earlier I/O until a bdev_io frees up), or a negative
- * errno for an I/O the base refuses (Rust fails it). */
-static int
-submit_to_base(struct spdk_bdev_io *bdev_io)
-{
-	struct ioband_io *ctx = io_ctx(bdev_io);
-	int rc;
-
-	if (!TAILQ_EMPTY(&g_parked)) {
-		TAILQ_INSERT_TAIL(&g_parked, ctx, park_link);
-		return 0;
-	}
-	rc = base_submit_once(bdev_io);
-	if (rc == -ENOMEM) {
-		TAILQ_INSERT_TAIL(&g_parked, ctx, park_link);
-		parked_arm();
-		return 0;
-	}
-	return rc;
+	ioband_rs_io_wait_done();
 }
 
 int
-ioband_shim_dispatch(void *node, void *bdev_io)
+ioband_shim_io_wait(void *io)
 {
-	(void)node;
-	return submit_to_base(bdev_io);
+	struct spdk_bdev_io *bdev_io = io;
+	struct ioband_io *ctx = io_ctx(bdev_io);
+	struct ioband_node *node = ctx->node;
+
+	ctx->wait.bdev = node->base_bdev;
+	ctx->wait.cb_fn = io_wait_cb;
+	ctx->wait.cb_arg = NULL;
+	if (spdk_bdev_queue_io_wait(node->base_bdev, node->owner_base_ch, &ctx->wait) == 0) {
+		return 0;
+	}
+	/* The thread's bdev_io cache is not empty after all: try again on the next turn. */
+	return spdk_thread_send_msg(g_owner, io_wait_cb, NULL);
+}
+
+int
+ioband_shim_dispatch(void *bdev_io)
+{
+	return base_submit_once(bdev_io);
 }
 
 static int
@@ -475,10 +458,6 @@ owner_poll(void *arg)
 			break;
 		}
 		TAILQ_REMOVE(&g_complete_retry, ctx, retry_link);
-		busy = 1;
-	}
-	if (!TAILQ_EMPTY(&g_parked) && TAILQ_FIRST(&g_parked)->wait.cb_fn == NULL) {
-		parked_resume(NULL);
 		busy = 1;
 	}
 	busy |= ioband_rs_poll();

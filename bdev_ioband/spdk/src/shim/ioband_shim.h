@@ -62,19 +62,21 @@ void ioband_rs_dump_info(uint64_t dev_id, void *w);
 int ioband_rs_submit(uint64_t dev_id, void *bdev_io, int kind, uint64_t bytes, uint64_t thread_id);
 /* The base completed an I/O that Rust dispatched (status recorded by the shim). */
 void ioband_rs_done(uint64_t dev_id, void *bdev_io);
-/* The shim could not submit a dispatched I/O to the base (after io_wait retries). */
-void ioband_rs_dispatch_failed(uint64_t dev_id, void *bdev_io);
 /* The bdev layer destructs an ioband bdev: complete its queued I/O, forget the node. */
 void ioband_rs_node_destruct(uint64_t dev_id);
 /* The shim freed the node of a device (after destruct and its last completion). */
 void ioband_rs_node_freed(uint64_t dev_id);
-/* Owner poller: re-drive timed queues. Returns 1 if it did work. */
+/* A bdev_io may be free: the wait entry armed by ioband_shim_io_wait fired (or its fallback
+ * message ran). */
+void ioband_rs_io_wait_done(void);
+/* Owner poller: re-drive timed queues and parked dispatches. Returns 1 if it did work. */
 int ioband_rs_poll(void);
 
 /* ---- implemented in C (ioband_shim.c) ------------------------------------------------ */
 
-/* spdk_get_ticks() */
-uint64_t ioband_shim_ticks(void);
+/* The tick of the calling thread's current poll pass, for the engine's clock. The only
+ * clock reads of the module are in here, at most one per pass of the thread (see .c). */
+uint64_t ioband_shim_pass_ticks(void);
 /* Whether a bdev of that name exists. */
 int ioband_shim_bdev_exists(const char *name);
 /* Opens and claims `base` (shared-writer claim with `claim_key`), registers ioband bdev
@@ -85,9 +87,15 @@ int ioband_shim_node_create(const char *name, const char *base, uint64_t dev_id,
 void ioband_shim_node_unregister(void *node, void *request);
 /* The Rust area of an I/O's driver_ctx (IOBAND_RS_IO_AREA bytes, 8-aligned). */
 void *ioband_shim_io_area(void *bdev_io);
-/* Submits a dispatched I/O to the base (owner channel); parks on io_wait on -ENOMEM.
- * 0, or a negative errno when the I/O could not be submitted (Rust then fails it). */
-int ioband_shim_dispatch(void *node, void *bdev_io);
+/* Submits a dispatched I/O to the base (owner channel), once: 0; -ENOMEM, nothing was
+ * submitted for want of a bdev_io (Rust parks it and calls ioband_shim_io_wait); another
+ * negative errno, the base refused it (Rust fails it). */
+int ioband_shim_dispatch(void *bdev_io);
+/* Arms io_wait on the I/O's base channel with the I/O's own wait entry; when that cannot
+ * be armed (the thread's bdev_io cache is not empty after all), sends a message instead.
+ * Either way ioband_rs_io_wait_done follows: 0. Neither: a negative errno (Rust's poller
+ * retries). */
+int ioband_shim_io_wait(void *bdev_io);
 /* Completes an ioband I/O on its own thread. */
 void ioband_shim_complete(void *bdev_io, int status);
 /* JSON-RPC replies (app thread). `json` is one complete JSON value. */
