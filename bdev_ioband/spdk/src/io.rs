@@ -22,7 +22,7 @@ use std::collections::VecDeque;
 use std::ffi::{c_int, c_void};
 use std::mem::{align_of, size_of, MaybeUninit};
 
-use bdev_ioband_engine::{Admit, GroupKey, Op, ShareParams, Ticket};
+use bdev_ioband_engine::{Admit, GroupKey, Op, ShareId, ShareParams, Ticket};
 
 use crate::ffi;
 use crate::shim::{self, IoHandle};
@@ -32,9 +32,12 @@ use crate::state::{with_state, Effects, State};
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct IoArea {
-    /// The device the I/O was submitted to.
-    dev_id: u64,
-    /// Whether `ticket` holds the share's ticket (not for resets, which bypass the share).
+    /// The share that released the I/O, by handle: its ticket goes back there and nowhere
+    /// else. The handle goes stale when the share is removed (the ticket is then dropped),
+    /// even if a share of the same name is created meanwhile (a drain that removed the
+    /// device's last share, a delete and a create).
+    share: MaybeUninit<ShareId>,
+    /// Whether `share` and `ticket` are written (not for resets, which bypass the share).
     has_ticket: bool,
     ticket: MaybeUninit<Ticket>,
 }
@@ -56,21 +59,25 @@ fn read_area(io: &IoHandle) -> IoArea {
     unsafe { p.read() }
 }
 
-fn ticket_of(area: &IoArea) -> Option<Ticket> {
-    // SAFETY: has_ticket is set only together with a written ticket.
+fn ticket_of(area: &IoArea) -> Option<(ShareId, Ticket)> {
+    // SAFETY: has_ticket is set only together with a written share and ticket.
     area.has_ticket
-        .then(|| unsafe { area.ticket.assume_init() })
+        .then(|| unsafe { (area.share.assume_init(), area.ticket.assume_init()) })
 }
 
 const ENODEV: c_int = 19;
 
-/// The sink that the engine hands dispatchable I/O to.
-fn sink(fx: &mut Effects) -> impl FnMut(IoHandle, Ticket) + '_ {
-    |io, ticket| {
-        let mut area = read_area(&io);
-        area.has_ticket = true;
-        area.ticket = MaybeUninit::new(ticket);
-        write_area(&io, area);
+/// The sink that share `share` hands dispatchable I/O to.
+fn sink(fx: &mut Effects, share: ShareId) -> impl FnMut(IoHandle, Ticket) + '_ {
+    move |io, ticket| {
+        write_area(
+            &io,
+            IoArea {
+                share: MaybeUninit::new(share),
+                has_ticket: true,
+                ticket: MaybeUninit::new(ticket),
+            },
+        );
         fx.dispatch.push(io);
     }
 }
@@ -102,7 +109,7 @@ fn submit_locked(
     write_area(
         &io,
         IoArea {
-            dev_id,
+            share: MaybeUninit::uninit(),
             has_ticket: false,
             ticket: MaybeUninit::uninit(),
         },
@@ -136,15 +143,15 @@ fn submit_locked(
         _ => Op::Other,
     };
     let now = shim::pass_ticks();
-    match share.submit(device, group, io, op, bytes, now, &mut sink(fx)) {
+    match share.submit(device, group, io, op, bytes, now, &mut sink(fx, share_id)) {
         Admit::Accepted => 0,
         // The handle goes back to the shim, which fails the I/O.
         Admit::NoDevice(_) => -ENODEV,
     }
 }
 
-/// The base completed a dispatched I/O.
-pub fn done(dev_id: u64, io: *mut c_void) {
+/// The base completed a dispatched I/O (of device `_dev_id`: the ticket knows its share).
+pub fn done(_dev_id: u64, io: *mut c_void) {
     let Some(io) = IoHandle::new(io) else { return };
     let mut fx = Effects::take();
     let area = read_area(&io);
@@ -152,9 +159,9 @@ pub fn done(dev_id: u64, io: *mut c_void) {
     // submitter on this thread sends its next I/O from the completion callback and so
     // stays active in its share, keeping its place under io_throttle.
     shim::complete(io, ffi::STATUS_BASE);
-    if let Some(ticket) = ticket_of(&area) {
+    if let Some((share, ticket)) = ticket_of(&area) {
         let now = shim::pass_ticks();
-        with_state(|st| return_ticket(st, &mut fx, dev_id, ticket, now));
+        with_state(|st| return_ticket(st, &mut fx, share, ticket, now));
     }
     run_effects(fx);
 }
@@ -163,20 +170,15 @@ pub fn done(dev_id: u64, io: *mut c_void) {
 fn fail_dispatched(fx: &mut Effects, io: IoHandle, now: u64) {
     let area = read_area(&io);
     fx.complete.push((io, ffi::STATUS_FAILED));
-    if let Some(ticket) = ticket_of(&area) {
-        with_state(|st| return_ticket(st, fx, area.dev_id, ticket, now));
+    if let Some((share, ticket)) = ticket_of(&area) {
+        with_state(|st| return_ticket(st, fx, share, ticket, now));
     }
 }
 
-fn return_ticket(st: &mut State, fx: &mut Effects, dev_id: u64, ticket: Ticket, now: u64) {
-    let Some(dev) = st.devs.get(&dev_id) else {
-        return;
-    };
-    let Ok(id) = st.engine.share_id(&dev.share) else {
-        return;
-    };
-    if let Some(share) = st.engine.share_by_id_mut(id) {
-        share.complete(ticket, now, &mut sink(fx));
+fn return_ticket(st: &mut State, fx: &mut Effects, share: ShareId, ticket: Ticket, now: u64) {
+    // A stale handle (the share was removed) finds nothing: the ticket is dropped.
+    if let Some(s) = st.engine.share_by_id_mut(share) {
+        s.complete(ticket, now, &mut sink(fx, share));
     }
 }
 
@@ -195,7 +197,7 @@ pub fn poll() -> bool {
         ids.extend(st.engine.share_ids());
         for &id in &ids {
             if let Some(share) = st.engine.share_by_id_mut(id) {
-                share.poll(now, &mut sink(&mut fx));
+                share.poll(now, &mut sink(&mut fx, id));
             }
         }
         st.poll_ids = ids;
