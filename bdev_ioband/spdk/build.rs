@@ -4,6 +4,12 @@
 //! or an install prefix, using `include/` and `lib/`), else through pkg-config's
 //! `spdk_bdev`. Nothing of SPDK is copied, generated or committed: the shim includes the
 //! headers where they are, and the Rust side declares only the shim's own API.
+//!
+//! Without SPDK (or with the `mock-shim` feature) nothing is compiled or linked here: the
+//! Rust layer's unit tests run against the mock of the shim's API (`src/mock.rs`). A build
+//! script cannot tell `cargo test` from `cargo build`, so it sets `cfg(ioband_no_spdk)` and
+//! the crate itself refuses a non-test build without SPDK (`compile_error!` in `lib.rs`),
+//! with the message below.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -55,21 +61,27 @@ fn from_pkg_config() -> Option<Spdk> {
 }
 
 fn main() {
+    println!("cargo::rustc-check-cfg=cfg(ioband_no_spdk)");
     println!("cargo:rerun-if-env-changed=SPDK_DIR");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
     println!("cargo:rerun-if-changed=src/shim/ioband_shim.c");
     println!("cargo:rerun-if-changed=src/shim/ioband_shim.h");
 
+    if env::var_os("CARGO_FEATURE_MOCK_SHIM").is_some() {
+        println!("cargo:warning=bdev_ioband_spdk: feature mock-shim: the C shim is not compiled, nothing of SPDK is linked");
+        println!("cargo:rustc-cfg=ioband_no_spdk");
+        return;
+    }
     let spdk = match env::var_os("SPDK_DIR") {
         Some(dir) => from_dir(Path::new(&dir)),
         None => match from_pkg_config() {
             Some(s) => s,
             None => {
-                eprintln!(
-                    "bdev_ioband_spdk needs SPDK: set SPDK_DIR to a built SPDK tree or install \
-                     prefix (e.g. SPDK_DIR=/opt/spdk-src), or make `pkg-config spdk_bdev` work"
-                );
-                std::process::exit(1);
+                // Unit tests build against the mock; any other build stops in lib.rs with
+                // "bdev_ioband_spdk needs SPDK: set SPDK_DIR ...".
+                println!("cargo:warning=bdev_ioband_spdk: no SPDK (SPDK_DIR unset): the C shim is not compiled; only `cargo test` (mock shim) builds");
+                println!("cargo:rustc-cfg=ioband_no_spdk");
+                return;
             }
         },
     };
@@ -101,10 +113,8 @@ fn main() {
     for lib in SPDK_LIBS {
         println!("cargo:rustc-link-lib=dylib={lib}");
     }
-    // The preloaded library finds the SPDK libraries it was built against.
-    println!(
-        "cargo:rustc-cdylib-link-arg=-Wl,-rpath,{}",
-        spdk.lib.display()
-    );
+    // The preloaded library (and a unit-test binary, which links the shim too) finds the
+    // SPDK libraries it was built against.
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", spdk.lib.display());
     println!("cargo:rustc-cdylib-link-arg=-Wl,--no-as-needed");
 }

@@ -3,8 +3,9 @@
 //!
 //! The Rust layer reaches the shim only through the trait [`ShimApi`], whose one
 //! implementation in use is [`Active`]: [`CShim`] (the C functions, linked from
-//! `ioband_shim.c`). The other direction, the `ioband_rs_*` functions the shim calls, is
-//! [`crate::entry`].
+//! `ioband_shim.c`) in a real build, [`crate::mock::MockShim`] (a recording model of the
+//! shim, no SPDK) under `cfg(test)` or the `mock-shim` feature. The other direction, the
+//! `ioband_rs_*` functions the shim calls, is [`crate::entry`], the same in both builds.
 //!
 //! Every function here must be called on the owner thread (the SPDK app thread).
 
@@ -140,12 +141,18 @@ pub trait ShimApi {
 }
 
 /// The implementation the crate is built with.
+#[cfg(not(any(test, feature = "mock-shim")))]
 pub type Active = CShim;
+/// The implementation the crate is built with.
+#[cfg(any(test, feature = "mock-shim"))]
+pub type Active = crate::mock::MockShim;
 
 /// The C shim (`ioband_shim.c`, compiled and linked by build.rs).
+#[cfg(not(any(test, feature = "mock-shim")))]
 #[derive(Debug)]
 pub struct CShim;
 
+#[cfg(not(any(test, feature = "mock-shim")))]
 mod sys {
     use std::ffi::{c_char, c_int, c_void};
 
@@ -179,6 +186,7 @@ mod sys {
 
 // SAFETY (of every call below): each forwards to the C function of the same name, whose
 // contract the trait method's own `# Safety` states and its caller upholds.
+#[cfg(not(any(test, feature = "mock-shim")))]
 impl ShimApi for CShim {
     unsafe fn pass_ticks() -> u64 {
         // SAFETY: see the impl's comment.
