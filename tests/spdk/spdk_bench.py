@@ -7,6 +7,9 @@ Four stacks, each measured in the same bdevperf build with libbdev_ioband_spdk.s
     null       bdevperf -> null bdev
     passthru   bdevperf -> SPDK's passthru -> null
     ioband     bdevperf -> ioband (policy weight, one share) -> null
+    qos        bdevperf -> null bdev with SPDK's own QoS (bdev_set_qos_limit rw_ios_per_sec
+               QOS_CAP_IOPS, a cap no run comes near: what is measured is the cost of SPDK's
+               QoS path, the baseline for "ioband / SPDK QoS")
 
 with `groups` = 1 (one bdev, every job on it) or 8 (8 null bases, one passthru or ioband bdev
 on each; the 8 ioband bdevs are one share, so 8 default groups scheduled together, at equal
@@ -38,7 +41,8 @@ sys.path.insert(0, str(HERE.parent))
 from rpctools import RawClient, short_tmpdir  # noqa: E402
 from spdktools import CRATE, SpdkTarget, spdk_binary  # noqa: E402
 
-STACKS = ('null', 'passthru', 'ioband')
+STACKS = ('null', 'passthru', 'ioband', 'qos')
+QOS_CAP_IOPS = 100_000_000   # a multiple of 1000, as SPDK requires; far above any run here
 NUM_BLOCKS = 1 << 18     # 1 GiB of 4 KiB blocks (a null bdev holds no data)
 
 
@@ -51,6 +55,10 @@ def bdev_config(stack, groups):
         cfg.append({'method': 'bdev_null_create',
                     'params': {'name': base, 'num_blocks': NUM_BLOCKS, 'block_size': 4096}})
         if stack == 'null':
+            leaves.append(base)
+        elif stack == 'qos':
+            cfg.append({'method': 'bdev_set_qos_limit',
+                        'params': {'name': base, 'rw_ios_per_sec': QOS_CAP_IOPS}})
             leaves.append(base)
         elif stack == 'passthru':
             cfg.append({'method': 'bdev_passthru_create',
@@ -121,19 +129,19 @@ def main():
     root = Path(os.environ['SPDK_DIR'])
     assert spdk_binary(root, 'bdevperf'), 'no bdevperf in %s' % root
     lib = Path(args.lib) if args.lib else CRATE / 'target' / 'release' / 'libbdev_ioband_spdk.so'
-    print('bdevperf randread 4 KiB, total QD %d, %d s per run, median of %d interleaved runs'
-          % (args.qd, args.seconds, args.reps))
-    print('%-6s %-6s %12s %12s %12s %9s %9s' % ('cores', 'groups', 'null', 'passthru', 'ioband',
-                                                'ib/pt', 'pt/null'))
+    print('bdevperf randread 4 KiB, total QD %d, %d s per run, median of %d interleaved runs;'
+          ' qos: SPDK QoS at %d IOPS (never reached)' % (args.qd, args.seconds, args.reps, QOS_CAP_IOPS))
+    print('%-6s %-6s %12s %12s %12s %12s %9s %9s %9s' % (
+        'cores', 'groups', 'null', 'passthru', 'ioband', 'qos', 'ib/pt', 'ib/qos', 'pt/null'))
     for cores in [int(c) for c in args.cores.split(',')]:
         for groups in [int(g) for g in args.groups.split(',')]:
             iops, runs = compare(root, lib, groups, cores, reps=args.reps, seconds=args.seconds, qd=args.qd)
             failed = sum(r['io_failed'] for _, r in runs)
             med = {s: statistics.median(v) for s, v in iops.items()}
-            print('%-6d %-6d %12.0f %12.0f %12.0f %9.3f %9.3f%s' % (
-                cores, groups, med['null'], med['passthru'], med['ioband'],
-                med['ioband'] / med['passthru'], med['passthru'] / med['null'],
-                '  FAILED I/O: %d' % failed if failed else ''))
+            print('%-6d %-6d %12.0f %12.0f %12.0f %12.0f %9.3f %9.3f %9.3f%s' % (
+                cores, groups, med['null'], med['passthru'], med['ioband'], med['qos'],
+                med['ioband'] / med['passthru'], med['ioband'] / med['qos'],
+                med['passthru'] / med['null'], '  FAILED I/O: %d' % failed if failed else ''))
             print('       runs: ' + '; '.join('%s %s' % (s, ' '.join('%.0f' % x for x in v))
                                               for s, v in iops.items()), flush=True)
 
