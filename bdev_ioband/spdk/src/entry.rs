@@ -24,6 +24,7 @@ fn guard<R>(what: &str, on_panic: R, f: impl FnOnce() -> R) -> R {
 #[no_mangle]
 pub extern "C" fn ioband_rs_init(ticks_per_sec: u64) -> c_int {
     guard("init", -12, || {
+        io::forget_parked();
         state::init(ticks_per_sec);
         0
     })
@@ -32,7 +33,10 @@ pub extern "C" fn ioband_rs_init(ticks_per_sec: u64) -> c_int {
 /// Module fini.
 #[no_mangle]
 pub extern "C" fn ioband_rs_fini() {
-    guard("fini", (), state::fini)
+    guard("fini", (), || {
+        io::forget_parked();
+        state::fini();
+    })
 }
 
 /// One RPC call.

@@ -341,6 +341,20 @@ fn arm_parked() {
     ARMED.set(armed);
 }
 
+/// Forgets parked I/O (module init and fini: by fini every ioband bdev has been
+/// destructed, which waits for its parked I/O, so this finds none unless something went
+/// wrong, and then the handles would be stale).
+pub fn forget_parked() {
+    PARKED.with(|p| {
+        if let Ok(mut q) = p.try_borrow_mut() {
+            q.clear();
+        }
+    });
+    ARMED.set(false);
+    DRAINING.set(false);
+    AGAIN.set(false);
+}
+
 /// How many dispatched I/O wait for a bdev_io.
 pub fn parked_len() -> usize {
     PARKED.with(|p| p.borrow().len())

@@ -423,3 +423,23 @@ fn a_ticket_never_returns_to_a_share_created_again_under_its_name() {
     h.base_done(c);
     assert_eq!(h.all_completed_once(), [STATUS_BASE; 3]);
 }
+
+#[test]
+fn module_fini_forgets_what_is_parked() {
+    {
+        let h = Harness::new();
+        h.add_base("Null0");
+        create(&h, "io0", "Null0", json!({}));
+        h.mock(|m| m.dispatch_rc.push_back(NOMEM));
+        h.submit("io0", IO_READ, 4096, 1);
+        assert_eq!(parked_len(), 1);
+    } // fini, with an I/O parked (the shim would never let it come to that)
+    let h = Harness::new();
+    assert_eq!(parked_len(), 0);
+    h.add_base("Null0");
+    create(&h, "io0", "Null0", json!({}));
+    let a = h.submit("io0", IO_READ, 4096, 1);
+    assert_eq!(h.at_base(), [a], "queued behind a stale handle");
+    h.base_done(a);
+    assert_eq!(h.all_completed_once(), [STATUS_BASE]);
+}
