@@ -18,8 +18,8 @@
 //! - The **floor** is the least completion latency of a drained share: what an I/O takes
 //!   when it does not queue. A **probe** measures it: a period in which nothing at all is
 //!   dispatched at or above [`PROBE_DEPTH`] (not reservations, not anyone), lasting until
-//!   an I/O has completed into the drained share; the least latency of those completions
-//!   is the floor. Any later period that sees less lowers it. It is stale
+//!   an I/O has completed into the drained share (or for 8 periods at most: slow requests
+//!   may hold the probe's slots); the least latency of those completions is the floor. Any later period that sees less lowers it. It is stale
 //!   [`FLOOR_TTL_MS`] after its probe (and before the first): the next period in which
 //!   the window binds probes again, so one probe in `FLOOR_TTL_MS` at most, whose cost
 //!   is the drain of a short queue.
@@ -40,6 +40,8 @@
 pub(super) const MIN_DEPTH: u32 = 4;
 /// In-flight level of a probe: everything else waits until the share has drained to it.
 pub(super) const PROBE_DEPTH: u32 = 2;
+/// Most periods a probe waits for the share to drain.
+const PROBE_PERIODS_MAX: u64 = 8;
 /// Queueing delay, in µs, below which the window is not narrowed: the shortest round trip a
 /// remote tenant has (NVMe/TCP or iSCSI over loopback takes more). Below it a narrower
 /// window buys a tenant nothing it could notice, and costs throughput where the host's CPU,
@@ -64,6 +66,7 @@ pub(super) struct DepthControl {
     latency_sum_ticks: u64,
     completions: u64,
     period_min_ticks: u64,
+    period_any_min_ticks: u64,
     held: bool,
     probing: bool,
     /// Depth before the probe began; the probe ends at half of it.
@@ -94,6 +97,7 @@ impl DepthControl {
             latency_sum_ticks: 0,
             completions: 0,
             period_min_ticks: u64::MAX,
+            period_any_min_ticks: u64::MAX,
             held: false,
             probing: false,
             depth_before_probe: MIN_DEPTH,
@@ -148,12 +152,15 @@ impl DepthControl {
         self.bytes = self.bytes.saturating_add(bytes);
         self.latency_sum_ticks = self.latency_sum_ticks.saturating_add(latency_ticks);
         self.completions += 1;
+        self.period_any_min_ticks = self.period_any_min_ticks.min(latency_ticks);
         if !self.probing || in_flight < PROBE_DEPTH {
             self.period_min_ticks = self.period_min_ticks.min(latency_ticks);
         }
-        if now_ticks.saturating_sub(self.period_start_ticks) < self.period_ticks
-            || (self.probing && self.period_min_ticks == u64::MAX)
-        {
+        let elapsed = now_ticks.saturating_sub(self.period_start_ticks);
+        let undrained = self.probing
+            && self.period_min_ticks == u64::MAX
+            && elapsed < self.period_ticks.saturating_mul(PROBE_PERIODS_MAX);
+        if elapsed < self.period_ticks || undrained {
             return false;
         }
         self.end_period(now_ticks);
@@ -174,9 +181,15 @@ impl DepthControl {
         let least = self.period_min_ticks;
         let mean = self.latency_sum_ticks / self.completions.max(1);
         if self.probing {
-            // The queue drained at the least depth: what this period saw is the floor.
+            // The queue drained at the least depth: what this period saw is the floor. A
+            // share that never drained (slow requests holding both probe slots) keeps the
+            // floor it had, or takes the least it saw, and tries again after the TTL.
             self.probing = false;
-            self.floor_ticks = least;
+            if least != u64::MAX {
+                self.floor_ticks = least;
+            } else if self.floor_ticks == u64::MAX {
+                self.floor_ticks = self.period_any_min_ticks;
+            }
             self.floor_confirmed_ticks = now_ticks;
             self.floor_probed = true;
             self.depth = (self.depth_before_probe / 2).max(MIN_DEPTH);
@@ -210,6 +223,7 @@ impl DepthControl {
         self.latency_sum_ticks = 0;
         self.completions = 0;
         self.period_min_ticks = u64::MAX;
+        self.period_any_min_ticks = u64::MAX;
         self.held = false;
     }
 }
@@ -293,6 +307,24 @@ mod tests {
         c.on_completion(300, 4096, 2_100_500, 0);
         c.on_completion(300, 4096, 2_110_000, 0);
         assert_eq!(c.floor_ticks(), Some(300));
+    }
+
+    #[test]
+    fn a_probe_that_cannot_drain_ends_after_eight_periods() {
+        let mut c = DepthControl::new(64, 1_000_000);
+        c.note_held();
+        c.on_completion(500, 4096, 1_000, 0);
+        assert!(c.probing());
+        // The period is 16 floors (8 ms) from here; slow requests keep two in flight.
+        let mut t = 1_000;
+        while c.probing() {
+            t += 1_000;
+            c.on_completion(600, 4096, t, 2);
+            assert!(t < 100_000, "the probe never ended");
+        }
+        assert!(t > 8 * 8_000, "ended after {t} ticks");
+        // It kept the floor it had learnt before the probe.
+        assert_eq!(c.floor_ticks(), Some(500));
     }
 
     #[test]
