@@ -174,8 +174,11 @@ fn assert_exactly_once(clients: &[std::rc::Rc<Client>]) {
 fn deleting_an_ioband_bdev_under_load_completes_everything_once() {
     let mut rig = Rig::new(2);
     let app = rig.on(0, App::new).expect("app");
+    // The window at io_limit: this test wants the base's queue overrun (I/O parked on
+    // ENOMEM), which the default window (sized to the base's latency) avoids.
     let params = ShareParams {
         io_limit: 24,
+        io_throttle: 24,
         ..ShareParams::default()
     };
     rig.on(0, || {
@@ -322,8 +325,12 @@ fn shared_owner_channels_and_stacked_iobands_complete_everything_once() {
     // paths. All of them complete exactly once, through deletion too.
     let mut rig = Rig::new(2);
     let app = rig.on(0, App::new).expect("app");
+    // The window at io_limit: this test is about completion paths, and the default window
+    // (it learns the base's latency over milliseconds) would slow the few hundred passes
+    // it runs.
     let params = ShareParams {
         io_limit: 24,
+        io_throttle: 24,
         ..ShareParams::default()
     };
     let (band0, band1) = rig.on(0, || {
