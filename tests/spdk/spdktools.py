@@ -98,3 +98,9 @@ def spdk_env(root):
     lib_dir = str(spdk_lib_dir(root))
     env['LD_LIBRARY_PATH'] = os.pathsep.join([lib_dir] + [p for p in [env.get('LD_LIBRARY_PATH')] if p])
     return env
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds a live process has used so far (from /proc/PID/stat)."""
+    fields = Path('/proc/%d/stat' % pid).read_text().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
