@@ -54,6 +54,10 @@ impl<T> Share<T> {
             return Admit::NoDevice(io);
         };
         g.last_event_ticks = now_ticks;
+        if g.expected {
+            g.expected = false;
+            self.expected -= 1;
+        }
         match op {
             Op::Read => {
                 g.stats.read_ios += 1;
@@ -138,6 +142,10 @@ impl<T> Share<T> {
                     g.stats.in_flight = u64::from(g.in_flight);
                     g.stats.completed_ios += 1;
                     g.last_event_ticks = now_ticks;
+                    if g.in_flight == 0 && g.queue.is_empty() && !g.expected {
+                        g.expected = true;
+                        self.expected += 1;
+                    }
                     // Active again for the grace (an expired entry was dropped lazily).
                     self.activate(slot, now_ticks);
                 }
@@ -265,16 +273,24 @@ impl<T> Share<T> {
 
     /// Whether the weight policies' window is full: at least two groups are active (with
     /// anticipation: queued, or an event within the grace) and the share has `io_throttle`
-    /// or more I/Os in flight. What waits then goes in virtual-time order as slots free,
+    /// or more I/Os in flight, counting one slot kept free for each active group that has
+    /// nothing queued or in flight (a closed loop between two I/Os, expected back within
+    /// the grace: BFQ's idling, as a reserved slot), up to half the window. What waits then goes in virtual-time order as slots free,
     /// so the base's queue stays short for a low-depth tenant and backlogged tenants get
-    /// their weights in cost; the auto depth sits a quarter above the base's
+    /// their weights in cost; the auto depth sits about half above the base's
     /// bandwidth-delay product, so the base stays busy. One active group alone is never
     /// windowed: nobody is owed anything.
     ///
     /// A full window engages the auto hold depth (see `depth`): the depth adapts only while
     /// it matters to someone.
     fn windowed(&mut self, now_ticks: u64) -> bool {
-        if self.in_flight < self.io_throttle || !self.contended(now_ticks) {
+        if self.in_flight + self.expected.min(self.io_throttle / 2) < self.io_throttle
+            || !self.contended(now_ticks)
+        {
+            return false;
+        }
+        // Pruned now: every expected group is within its grace.
+        if self.in_flight + self.expected.min(self.io_throttle / 2) < self.io_throttle {
             return false;
         }
         self.depth.note_held();
@@ -299,7 +315,15 @@ impl<T> Share<T> {
                 Some(g) if now_ticks.saturating_sub(g.last_event_ticks) < self.grace_ticks => {
                     self.active.set(slot, g.last_event_ticks);
                 }
-                _ => self.active.remove(slot),
+                _ => {
+                    self.active.remove(slot);
+                    if let Some(g) = self.slots[slot as usize].group.as_mut() {
+                        if g.expected {
+                            g.expected = false;
+                            self.expected -= 1;
+                        }
+                    }
+                }
             }
         }
         false

@@ -24,9 +24,12 @@
 //!   used less than its share) waits behind a short queue instead of the others' backlog;
 //!   and tenants that never fill `io_limit` (closed loops below it) still queue in the
 //!   share, where virtual time gives them their weights, in cost. A group alone is never
-//!   windowed. `io_throttle` 0 (the default) adapts the window to the base: about a
-//!   quarter above its bandwidth-delay product, judged from latency (see [`depth`]), so
-//!   the base stays busy. An idle group that wakes up re-enters at most `carryover` epochs
+//!   windowed. One slot is kept free for each active group that has nothing queued or in
+//!   flight (a closed loop between two I/Os, expected back within the grace; BFQ's
+//!   idling as a reserved slot), up to half the window, so its next I/O does not wait for
+//!   a completion. `io_throttle` 0 (the default) adapts the window to the base: about half
+//!   above its bandwidth-delay product, judged from latency (see [`depth`]), so the base
+//!   stays busy. An idle group that wakes up re-enters at most `carryover` epochs
 //!   (`token` tokens of the share's work) behind the leader, which caps its banked credit
 //!   at `carryover × initial` tokens, as dm-ioband's epoch credit does.
 //! - **range-bw** (mClock's three tags): per group, a reservation tag that runs at `min`
@@ -118,6 +121,9 @@ struct Group<T> {
     last_cost: u64,
     /// Tick of its last submission or completion: activity is judged from it.
     last_event_ticks: u64,
+    /// Counted in `expected`: active with nothing queued or in flight (a closed loop
+    /// between two I/Os), so the window keeps a slot free for it.
+    expected: bool,
     stats: GroupStats,
 }
 
@@ -148,6 +154,8 @@ pub struct Share<T> {
     limited: IndexedHeap<u128>,
     /// Active groups, keyed by a lower bound of their last event's tick.
     active: IndexedHeap<u64>,
+    /// How many active groups have nothing queued or in flight (see `Group::expected`).
+    expected: u32,
     /// Slots of the groups with a min (any policy; used under range-bw).
     min_slots: Vec<u32>,
     /// range-bw: cost in flight from which spare bandwidth waits, recomputed each period
@@ -204,6 +212,7 @@ impl<T> Share<T> {
             reserve: IndexedHeap::default(),
             limited: IndexedHeap::default(),
             active: IndexedHeap::default(),
+            expected: 0,
             min_slots: Vec::new(),
             spare_cap_cost: u64::MAX,
             in_flight: 0,
@@ -684,6 +693,7 @@ impl<T> Share<T> {
             last_cost: 0,
             last_event_ticks: u64::try_from(self.last_now_subticks >> SUBTICK_SHIFT)
                 .unwrap_or(u64::MAX),
+            expected: false,
             stats: GroupStats::default(),
         };
         let slot = match self.free_slots.pop() {
@@ -716,6 +726,9 @@ impl<T> Share<T> {
     fn free_slot(&mut self, slot: u32) -> Option<Group<T>> {
         let entry = self.slots.get_mut(slot as usize)?;
         let group = entry.group.take()?;
+        if group.expected {
+            self.expected -= 1;
+        }
         entry.generation = entry.generation.wrapping_add(1);
         for heap in [&mut self.ready, &mut self.reserve, &mut self.limited] {
             heap.remove(slot);

@@ -142,15 +142,20 @@ fn io_throttle_is_the_window_while_two_groups_are_active() {
     assert_eq!(ids(&complete(&mut s, b_out[0].1, 1)), [101]);
     // A completes with nothing queued: the order of its completion and its next
     // submission does not matter, it stays active for the grace (one tick here: 1 ms at
-    // 1000 ticks/s), and the window stays.
+    // 1000 ticks/s), and the window keeps a slot free for it (BFQ's idling): B does not
+    // take the slot A's completion freed.
     assert_eq!(s.idle_grace_ticks(), 1);
-    assert_eq!(ids(&complete(&mut s, out[0].1, 2)), [102]);
+    assert!(complete(&mut s, out[0].1, 2).is_empty());
     let mut polled = Vec::new();
     s.poll(2, &mut |io, t| polled.push((io, t)));
     assert!(polled.is_empty());
+    // A comes back within the grace: its slot is there.
+    let back = submit(&mut s, d, a, 3, 4096, 2);
+    assert_eq!(ids(&back), [3]);
+    assert!(complete(&mut s, back[0].1, 2).is_empty());
     // A stays away past the grace: B alone is owed nothing and fills io_limit.
     s.poll(3, &mut |io, t| polled.push((io, t)));
-    assert_eq!(ids(&polled), [103, 104, 105, 106, 107, 108]);
+    assert_eq!(ids(&polled), [102, 103, 104, 105, 106, 107, 108]);
     assert_eq!(s.in_flight(), 8);
 }
 
