@@ -72,6 +72,7 @@ impl Policy {
     }
 
     /// Whether groups are configured by weight (as opposed to range-bw).
+    #[inline]
     pub fn is_weight(self) -> bool {
         !matches!(self, Policy::RangeBw)
     }
@@ -80,6 +81,7 @@ impl Policy {
     ///
     /// `weight` charges 1 per I/O; the others charge 512-byte sectors (at least 1, so that
     /// a flush or a zero-length I/O is not free).
+    #[inline]
     pub fn cost(self, bytes: u64) -> u64 {
         match self {
             Policy::Weight => 1,

@@ -78,6 +78,8 @@ pub(super) struct DepthControl {
     /// Bytes completed in this period, and the base's throughput over the last one.
     bytes: u64,
     bytes_per_sec: u64,
+    /// Mean completion latency, smoothed over periods (each moves it a quarter of the way).
+    smoothed_latency_ticks: u64,
 }
 
 impl DepthControl {
@@ -107,6 +109,7 @@ impl DepthControl {
             floor_probed: false,
             bytes: 0,
             bytes_per_sec: 0,
+            smoothed_latency_ticks: 0,
         }
     }
 
@@ -143,6 +146,7 @@ impl DepthControl {
     /// `in_flight` is what the share still has in flight after this completion: during a
     /// probe only completions into a drained share (fewer than the least depth left)
     /// measure the floor, and the probe lasts until one has.
+    #[inline]
     pub(super) fn on_completion(
         &mut self,
         latency_ticks: u64,
@@ -168,6 +172,11 @@ impl DepthControl {
         true
     }
 
+    /// The mean completion latency, smoothed over periods (0 before the first).
+    pub(super) fn smoothed_latency_ticks(&self) -> u64 {
+        self.smoothed_latency_ticks
+    }
+
     /// Bytes per second the base completed over the last period (0 before the first).
     pub(super) fn bytes_per_sec(&self) -> u64 {
         self.bytes_per_sec
@@ -181,6 +190,11 @@ impl DepthControl {
         self.bytes = 0;
         let least = self.period_min_ticks;
         let mean = self.latency_sum_ticks / self.completions.max(1);
+        self.smoothed_latency_ticks = if self.smoothed_latency_ticks == 0 {
+            mean
+        } else {
+            self.smoothed_latency_ticks - self.smoothed_latency_ticks / 4 + mean / 4
+        };
         if self.probing {
             // The queue drained at the least depth: what this period saw is the floor. A
             // share that never drained (slow requests holding both probe slots) keeps the

@@ -5,8 +5,7 @@
 //! update), never a scan over groups.
 
 use super::{
-    rate_subticks, Admit, DeviceIdx, Pending, Share, LATENCY_EWMA_SHIFT, SUBTICK_SHIFT, VT_SCALE,
-    VT_SCALE_U64,
+    rate_subticks, Admit, DeviceIdx, Pending, Share, SUBTICK_SHIFT, VT_SCALE, VT_SCALE_U64,
 };
 use crate::group::{GroupId, Op, Ticket};
 
@@ -57,7 +56,11 @@ impl<T> Share<T> {
         if g.expected {
             g.expected = false;
             self.expected -= 1;
+            self.refresh_window_gate();
         }
+        let Some(g) = self.slots[slot as usize].group.as_mut() else {
+            return Admit::NoDevice(io);
+        };
         match op {
             Op::Read => {
                 g.stats.read_ios += 1;
@@ -118,17 +121,15 @@ impl<T> Share<T> {
         let now_sub = self.now_subticks(now_ticks);
         let now_ticks = ticks_of(now_sub);
         let latency = now_ticks.saturating_sub(ticket.dispatched_ticks);
-        self.latency_ewma_scaled = self.latency_ewma_scaled
-            - (self.latency_ewma_scaled >> LATENCY_EWMA_SHIFT)
-            + latency.min(u64::MAX >> LATENCY_EWMA_SHIFT);
-        self.refresh_grace();
         if self
             .depth
             .on_completion(latency, ticket.bytes, now_ticks, self.in_flight)
         {
             if self.params.io_throttle == 0 {
                 self.io_throttle = self.depth.depth();
+                self.refresh_window_gate();
             }
+            self.refresh_grace();
             if self.ranged() {
                 self.refresh_spare_cap(now_ticks);
             }
@@ -145,6 +146,7 @@ impl<T> Share<T> {
                     if g.in_flight == 0 && g.queue.is_empty() && !g.expected {
                         g.expected = true;
                         self.expected += 1;
+                        self.refresh_window_gate();
                     }
                     // Active again for the grace (an expired entry was dropped lazily).
                     self.activate(slot, now_ticks);
@@ -283,18 +285,28 @@ impl<T> Share<T> {
     ///
     /// A full window engages the auto hold depth (see `depth`): the depth adapts only while
     /// it matters to someone.
+    #[inline(always)]
     fn windowed(&mut self, now_ticks: u64) -> bool {
-        if self.in_flight + self.expected.min(self.io_throttle / 2) < self.io_throttle
-            || !self.contended(now_ticks)
-        {
+        self.in_flight >= self.window_gate && self.window_full(now_ticks)
+    }
+
+    fn window_full(&mut self, now_ticks: u64) -> bool {
+        if !self.contended(now_ticks) {
             return false;
         }
         // Pruned now: every expected group is within its grace.
-        if self.in_flight + self.expected.min(self.io_throttle / 2) < self.io_throttle {
+        if self.in_flight < self.window_gate {
             return false;
         }
         self.depth.note_held();
         true
+    }
+
+    /// Recomputes the in-flight level at which the window is full (after `io_throttle` or
+    /// the count of expected groups changed).
+    #[inline]
+    pub(super) fn refresh_window_gate(&mut self) {
+        self.window_gate = self.io_throttle - self.expected.min(self.io_throttle / 2);
     }
 
     /// Whether two or more groups are active. The active heap is keyed by a lower bound
@@ -321,6 +333,7 @@ impl<T> Share<T> {
                         if g.expected {
                             g.expected = false;
                             self.expected -= 1;
+                            self.refresh_window_gate();
                         }
                     }
                 }
@@ -331,6 +344,7 @@ impl<T> Share<T> {
 
     /// Most I/Os in flight right now: io_limit, or the least depth while the auto hold
     /// depth probes the base's latency floor.
+    #[inline]
     fn dispatch_limit(&self) -> u32 {
         if self.params.io_throttle == 0 && self.depth.probing() {
             self.io_limit.min(super::depth::PROBE_DEPTH)

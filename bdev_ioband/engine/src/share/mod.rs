@@ -80,8 +80,6 @@ const GRACE_AUTO_MIN_US: u64 = 1_000;
 const GRACE_AUTO_MAX_US: u64 = 10_000;
 /// The derived `idle_grace` is this many smoothed completion latencies.
 const GRACE_AUTO_LATENCIES: u64 = 4;
-/// Smoothing of the completion latency: each sample moves the mean by 1/2^this.
-const LATENCY_EWMA_SHIFT: u32 = 4;
 
 /// Index of an ioband device within its share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -156,6 +154,9 @@ pub struct Share<T> {
     active: IndexedHeap<u64>,
     /// How many active groups have nothing queued or in flight (see `Group::expected`).
     expected: u32,
+    /// In-flight level at which the window is full: io_throttle less the slots kept free
+    /// for expected groups (at most half of it).
+    window_gate: u32,
     /// Slots of the groups with a min (any policy; used under range-bw).
     min_slots: Vec<u32>,
     /// range-bw: cost in flight from which spare bandwidth waits, recomputed each period
@@ -177,8 +178,6 @@ pub struct Share<T> {
     grace_ticks: u64,
     grace_min_ticks: u64,
     grace_max_ticks: u64,
-    /// Smoothed dispatch-to-completion latency, in ticks << LATENCY_EWMA_SHIFT.
-    latency_ewma_scaled: u64,
     /// Most a reservation tag may lag now, in subticks.
     reserve_lag_sub: u128,
     /// The auto hold depth (used while `io_throttle` is 0).
@@ -213,6 +212,7 @@ impl<T> Share<T> {
             limited: IndexedHeap::default(),
             active: IndexedHeap::default(),
             expected: 0,
+            window_gate: 0,
             min_slots: Vec::new(),
             spare_cap_cost: u64::MAX,
             in_flight: 0,
@@ -229,7 +229,6 @@ impl<T> Share<T> {
             grace_ticks: 0,
             grace_min_ticks: 0,
             grace_max_ticks: 0,
-            latency_ewma_scaled: 0,
             reserve_lag_sub: 0,
             spare_turn: false,
             depth: depth::DepthControl::new(params.effective_io_limit(), ticks_per_sec),
@@ -280,6 +279,7 @@ impl<T> Share<T> {
         } else {
             self.params.io_throttle
         };
+        self.refresh_window_gate();
         let total = u128::from(self.weight_total.max(1));
         self.epoch_vt = u128::from(self.params.effective_token()) * VT_SCALE / total;
         self.credit_vt = self.epoch_vt * u128::from(self.params.effective_carryover());
@@ -297,9 +297,11 @@ impl<T> Share<T> {
     }
 
     /// The grace in force: the set one, or a multiple of the smoothed latency.
+    #[inline]
     pub(super) fn refresh_grace(&mut self) {
-        let latency = self.latency_ewma_scaled >> LATENCY_EWMA_SHIFT;
-        self.grace_ticks = latency
+        self.grace_ticks = self
+            .depth
+            .smoothed_latency_ticks()
             .saturating_mul(GRACE_AUTO_LATENCIES)
             .clamp(self.grace_min_ticks, self.grace_max_ticks);
     }
@@ -317,6 +319,7 @@ impl<T> Share<T> {
 
     /// Marks a group active at `now_ticks` (a no-op if it is: the key is a lower bound,
     /// refreshed lazily by `contended`).
+    #[inline]
     pub(super) fn activate(&mut self, slot: u32, now_ticks: u64) {
         if !self.active.contains(slot) {
             self.active.set(slot, now_ticks);
@@ -726,10 +729,11 @@ impl<T> Share<T> {
     fn free_slot(&mut self, slot: u32) -> Option<Group<T>> {
         let entry = self.slots.get_mut(slot as usize)?;
         let group = entry.group.take()?;
+        entry.generation = entry.generation.wrapping_add(1);
         if group.expected {
+            // refresh_derived below recomputes the window gate.
             self.expected -= 1;
         }
-        entry.generation = entry.generation.wrapping_add(1);
         for heap in [&mut self.ready, &mut self.reserve, &mut self.limited] {
             heap.remove(slot);
         }

@@ -116,9 +116,11 @@ fn weight_iosize_charges_sectors() {
 
 #[test]
 fn io_throttle_is_the_window_while_two_groups_are_active() {
+    // A grace of 1 ms: one tick at 1000 ticks/s.
     let params = ShareParams {
         io_limit: 8,
         io_throttle: 2,
+        idle_grace_us: 1000,
         ..Default::default()
     };
     let (mut s, d) = share(params, 1000);
@@ -141,9 +143,8 @@ fn io_throttle_is_the_window_while_two_groups_are_active() {
     assert_eq!(ids(&out), [2]);
     assert_eq!(ids(&complete(&mut s, b_out[0].1, 1)), [101]);
     // A completes with nothing queued: the order of its completion and its next
-    // submission does not matter, it stays active for the grace (one tick here: 1 ms at
-    // 1000 ticks/s), and the window keeps a slot free for it (BFQ's idling): B does not
-    // take the slot A's completion freed.
+    // submission does not matter, it stays active for the grace, and the window keeps a
+    // slot free for it (BFQ's idling): B does not take the slot A's completion freed.
     assert_eq!(s.idle_grace_ticks(), 1);
     assert!(complete(&mut s, out[0].1, 2).is_empty());
     let mut polled = Vec::new();
