@@ -324,67 +324,54 @@ fn range(min_mib: u32, max_mib: u32) -> GroupValue {
     }
 }
 
+/// A group with a `min_mib` MiB/s min and nine min-0 tenants that arrive as `others` says,
+/// every one keeping 32 I/Os of 64 KiB outstanding.
+fn one_min_among_ten(min_mib: u32, others: Arrival) -> Vec<Tenant> {
+    let mut tenants = vec![tenant(
+        0,
+        range(min_mib, 0),
+        65_536,
+        Arrival::Saturating { queue_depth: 32 },
+    )];
+    tenants.extend((1..10).map(|i| tenant(i, range(0, 0), 65_536, others)));
+    tenants
+}
+
+/// Tenant 0 got its `min_mib` MiB/s (within 2%, give or take the I/O at an edge) in
+/// every window of `windows`.
+fn assert_min_met(r: &SimReport, windows: std::ops::Range<usize>, min_mib: u64) {
+    for w in windows {
+        let got = r.windows[w][0].bytes;
+        assert!(
+            got + 65_536 >= (min_mib << 20) * 98 / 100,
+            "window {w}: {got} B/s under the {min_mib} MiB/s min"
+        );
+    }
+}
+
 /// A reservation is not charged for spare bandwidth: a group with a 50 MiB/s min that ran
 /// alone (taking the whole device by weight) still gets its min at once when nine
 /// equal-weight tenants arrive.
 #[test]
 fn a_min_survives_a_solo_run_on_spare_bandwidth() {
-    let mut tenants = vec![tenant(
-        0,
-        range(50, 0),
-        65_536,
-        Arrival::Saturating { queue_depth: 32 },
-    )];
-    for i in 1..10 {
-        tenants.push(tenant(
-            i,
-            range(0, 0),
-            65_536,
-            Arrival::IdleThenBusy {
-                queue_depth: 32,
-                start_ticks: 3 * SEC,
-            },
-        ));
-    }
-    let r = range_case(tenants, Vec::new(), 6);
-    for w in 3..6 {
-        let got = r.windows[w][0].bytes;
-        assert!(
-            got + 65_536 >= (50 << 20) * 98 / 100,
-            "window {w}: {got} B/s under the 50 MiB/s min"
-        );
-    }
+    let late = Arrival::IdleThenBusy {
+        queue_depth: 32,
+        start_ticks: 3 * SEC,
+    };
+    let r = range_case(one_min_among_ten(50, late), Vec::new(), 6);
+    assert_min_met(&r, 3..6, 50);
 }
 
 /// A raised min takes effect within one window.
 #[test]
 fn a_raised_min_takes_effect_at_once() {
-    let mut tenants = vec![tenant(
-        0,
-        range(1, 0),
-        65_536,
-        Arrival::Saturating { queue_depth: 32 },
-    )];
-    for i in 1..10 {
-        tenants.push(tenant(
-            i,
-            range(0, 0),
-            65_536,
-            Arrival::Saturating { queue_depth: 32 },
-        ));
-    }
+    let tenants = one_min_among_ten(1, Arrival::Saturating { queue_depth: 32 });
     let r = range_case(
         tenants,
         vec![(2 * SEC, Action::SetValue(0, range(50, 0)))],
         5,
     );
-    for w in 2..5 {
-        let got = r.windows[w][0].bytes;
-        assert!(
-            got + 65_536 >= (50 << 20) * 98 / 100,
-            "window {w}: {got} B/s under the raised min"
-        );
-    }
+    assert_min_met(&r, 2..5, 50);
 }
 
 /// With `capacity` unknown, mins above what the device delivers do not starve min-0

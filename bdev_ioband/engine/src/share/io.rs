@@ -168,10 +168,20 @@ impl<T> Share<T> {
         self.run(ticks_of(now_sub), now_sub, self.next_seq, sink);
     }
 
-    /// The earliest tick at which a timed limit lifts for a waiting group, if any; a host
-    /// poller may sleep until then when nothing else is pending.
+    /// The earliest tick at which something waiting may become dispatchable without a
+    /// completion (a timed limit lifts, a reservation comes due), if any; a host poller may
+    /// sleep until then when nothing else is pending.
     pub fn next_wakeup_ticks(&self) -> Option<u64> {
-        let (tag, _) = self.limited.peek()?;
+        let limit = self.limited.peek().map(|(tag, _)| tag);
+        let reserve = self
+            .reserve
+            .peek()
+            .map(|(tag, _)| tag)
+            .filter(|&tag| tag > self.last_now_subticks);
+        let tag = match (limit, reserve) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
         let ticks = tag.div_ceil(1 << SUBTICK_SHIFT);
         Some(u64::try_from(ticks).unwrap_or(u64::MAX))
     }
@@ -358,16 +368,22 @@ impl<T> Share<T> {
     /// range-bw never engages the auto hold depth (nor its probes, which would cost the
     /// reservations their drain time).
     fn spare_held(&self) -> bool {
-        if self.spare_cap_cost == u64::MAX {
-            return false;
-        }
-        self.cost_in_flight >= self.spare_cap_cost && self.in_flight >= self.params.io_throttle
+        // Never with nothing in flight: the cap keeps the base's queue short, it never
+        // leaves the base idle.
+        self.cost_in_flight > 0
+            && self.cost_in_flight >= self.spare_cap_cost
+            && self.in_flight >= self.params.io_throttle
     }
 
     /// Recomputes the spare cap from the active groups with a min (once per period of the
     /// hold depth: O(groups with a min), off the per-I/O path).
     fn refresh_spare_cap(&mut self, now_ticks: u64) {
         let delivered = u128::from(self.depth.bytes_per_sec());
+        if delivered == 0 {
+            // Nothing delivered in the last period: nothing to size the cap from.
+            self.spare_cap_cost = u64::MAX;
+            return;
+        }
         let mut cap = u128::from(u64::MAX);
         for &slot in &self.min_slots {
             let Some(g) = self.slots[slot as usize].group.as_ref() else {

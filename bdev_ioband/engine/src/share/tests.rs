@@ -259,6 +259,31 @@ fn a_policy_switch_lets_no_capped_io_escape_its_max() {
 }
 
 #[test]
+fn a_reservation_due_later_is_a_wakeup() {
+    // A group with a min and nothing else to go on: it must not wait for an event that
+    // never comes. 4 KiB/s with 1 KiB I/O: its reservation comes due every 250 ticks.
+    let params = ShareParams {
+        policy: Policy::RangeBw,
+        io_limit: 1,
+        ..Default::default()
+    };
+    let (mut s, d) = share(params, 1000);
+    let range = GroupValue::RangeBw {
+        min_kib_per_sec: 4,
+        max_kib_per_sec: 0,
+    };
+    let a = s.attach(d, GroupKey::Tag(1), Some(range)).unwrap();
+    let first = submit(&mut s, d, a, 1, 1024, 0);
+    assert!(submit(&mut s, d, a, 2, 1024, 0).is_empty());
+    // I/O 2 waits (io_limit is in flight) with its reservation tag one I/O ahead: the
+    // share names that tick as a wakeup, so a poller that sleeps comes back for it.
+    assert_eq!(s.next_wakeup_ticks(), Some(250));
+    // The completion dispatches it at once, by weight (spare bandwidth).
+    let second = complete(&mut s, first[0].1, 10);
+    assert_eq!(ids(&second), [2]);
+}
+
+#[test]
 fn range_bw_min_is_reserved_against_a_heavier_weight() {
     let params = ShareParams {
         policy: Policy::RangeBw,
