@@ -263,6 +263,14 @@ fn detaching_a_group_under_load_loses_nothing() {
     assert!(clients
         .iter()
         .all(|c| c.aborted.get() == 0 && c.failed.get() == 0));
+    // Every ticket came back: the share counts nothing in flight.
+    let in_flight = app
+        .ioband
+        .borrow()
+        .engine()
+        .share("s0")
+        .map(|s| s.in_flight());
+    assert_eq!(in_flight.ok(), Some(0));
 }
 
 #[test]
