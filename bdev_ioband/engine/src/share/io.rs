@@ -316,9 +316,10 @@ impl<T> Share<T> {
     /// the count of expected groups changed).
     #[inline]
     pub(super) fn refresh_window_gate(&mut self) {
-        // Never below the probe's depth: the window keeps slots free, it never shuts.
+        // Never below the probe's depth (or a set io_throttle under it): the window keeps
+        // slots free, it never shuts.
         self.window_gate = (self.io_throttle - self.expected.min(self.io_throttle / 2))
-            .max(super::depth::PROBE_DEPTH);
+            .max(self.io_throttle.min(super::depth::PROBE_DEPTH));
     }
 
     /// Whether two or more groups are active. The active heap is keyed by a lower bound
