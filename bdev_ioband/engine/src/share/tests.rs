@@ -177,9 +177,10 @@ fn io_throttle_at_io_limit_is_plain_fair_queuing() {
     assert_eq!(n, 7);
 }
 
-#[test]
-fn range_bw_max_spaces_dispatches_exactly() {
-    // 1000 ticks a second; 4 KiB/s with 1 KiB I/O is one I/O every 250 ticks.
+/// A range-bw share at 1000 ticks a second with one group capped at 4 KiB/s (with 1 KiB
+/// I/O, one I/O every 250 ticks) that has submitted `n` I/Os at tick 0: the first went,
+/// the rest wait on its limit tag.
+fn capped_share_with_waiting_io(n: u32) -> (Share<u32>, DeviceIdx, ShareParams) {
     let params = ShareParams {
         policy: Policy::RangeBw,
         ..Default::default()
@@ -191,10 +192,16 @@ fn range_bw_max_spaces_dispatches_exactly() {
     };
     let a = s.attach(d, GroupKey::Cgroup(7), Some(range)).unwrap();
     let mut out = Vec::new();
-    for io in 0..6 {
+    for io in 0..n {
         out.extend(submit(&mut s, d, a, io, 1024, 0));
     }
     assert_eq!(ids(&out), [0]);
+    (s, d, params)
+}
+
+#[test]
+fn range_bw_max_spaces_dispatches_exactly() {
+    let (mut s, _, _) = capped_share_with_waiting_io(6);
     assert_eq!(s.next_wakeup_ticks(), Some(250));
     let mut times = vec![0];
     for now in 1..=1000 {
@@ -225,22 +232,7 @@ fn under_weight_a_range_is_kept_but_not_applied() {
 
 #[test]
 fn a_policy_switch_lets_no_capped_io_escape_its_max() {
-    // 4 KiB/s with 1 KiB I/O: one I/O every 250 ticks under range-bw.
-    let params = ShareParams {
-        policy: Policy::RangeBw,
-        ..Default::default()
-    };
-    let (mut s, d) = share(params, 1000);
-    let range = GroupValue::RangeBw {
-        min_kib_per_sec: 0,
-        max_kib_per_sec: 4,
-    };
-    let a = s.attach(d, GroupKey::Tag(1), Some(range)).unwrap();
-    let mut out = Vec::new();
-    for io in 0..4 {
-        out.extend(submit(&mut s, d, a, io, 1024, 0));
-    }
-    assert_eq!(ids(&out), [0]);
+    let (mut s, _, params) = capped_share_with_waiting_io(4);
     // Switching policy back and forth while I/O waits on the limit tag: the group goes
     // back into the timed heap only, never into the ready heap beside it.
     let weight = ShareParams {
