@@ -8,44 +8,25 @@
     clippy::cast_precision_loss
 )]
 
-use bdev_ioband_engine::sim::{self, Action, Arrival, ModelDevice, SimConfig, SimReport, Tenant};
-use bdev_ioband_engine::{GroupKey, GroupValue, Op, Policy, ShareParams, DEFAULT_WEIGHT};
+use bdev_ioband_engine::sim::{self, Action, Arrival, ModelDevice, SimConfig, Tenant};
+use bdev_ioband_engine::{GroupValue, Op, Policy, ShareParams, DEFAULT_WEIGHT};
 use proptest::prelude::*;
 
-const TPS: u64 = 1_000_000; // microsecond ticks
-const SEC: u64 = TPS;
+mod common;
 
+use common::{assert_exactly_once, SEC};
+
+/// Tenant `i` of the common kind, spread over the two ioband devices, every third writing.
 fn tenant(i: usize, value: GroupValue, io_bytes: u64, arrival: Arrival) -> Tenant {
     Tenant {
-        key: GroupKey::Tag(i as u32 + 1),
-        value,
         device: i % 2,
         op: if i % 3 == 0 { Op::Write } else { Op::Read },
-        io_bytes,
-        arrival,
-        think_ticks: 0,
-        slow_ticks: 0,
+        ..common::tenant(i, value, io_bytes, arrival)
     }
 }
 
 fn config(params: ShareParams, device: ModelDevice, tenants: Vec<Tenant>, secs: u64) -> SimConfig {
-    SimConfig {
-        params,
-        ticks_per_sec: TPS,
-        device,
-        ioband_devices: 2,
-        tenants,
-        duration_ticks: secs * SEC,
-        window_ticks: SEC,
-        actions: Vec::new(),
-    }
-}
-
-fn assert_exactly_once(r: &SimReport) -> Result<(), TestCaseError> {
-    prop_assert_eq!(r.dispatched_twice, 0);
-    prop_assert_eq!(r.never_dispatched, 0);
-    prop_assert_eq!(&r.submitted, &r.completed);
-    Ok(())
+    common::config(params, device, tenants, secs, 2)
 }
 
 /// Weights spread log-uniformly over 1..=1000.

@@ -11,44 +11,17 @@
 )]
 
 use bdev_ioband_engine::sim::{self, Action, Arrival, ModelDevice, SimConfig, SimReport, Tenant};
-use bdev_ioband_engine::{GroupKey, GroupValue, Op, Policy, ShareParams};
+use bdev_ioband_engine::{GroupValue, Op, Policy, ShareParams};
 use proptest::prelude::*;
 
-const TPS: u64 = 1_000_000; // microsecond ticks
-const SEC: u64 = TPS;
+mod common;
+
+use common::{assert_exactly_once, tenant, SEC};
+
 const MIB: u32 = 1024; // KiB/s in one MiB/s
 
-fn tenant(i: usize, value: GroupValue, io_bytes: u64, arrival: Arrival) -> Tenant {
-    Tenant {
-        key: GroupKey::Tag(i as u32 + 1),
-        value,
-        device: 0,
-        op: Op::Read,
-        io_bytes,
-        arrival,
-        think_ticks: 0,
-        slow_ticks: 0,
-    }
-}
-
 fn config(params: ShareParams, device: ModelDevice, tenants: Vec<Tenant>, secs: u64) -> SimConfig {
-    SimConfig {
-        params,
-        ticks_per_sec: TPS,
-        device,
-        ioband_devices: 1,
-        tenants,
-        duration_ticks: secs * SEC,
-        window_ticks: SEC,
-        actions: Vec::new(),
-    }
-}
-
-fn assert_exactly_once(r: &SimReport) -> Result<(), TestCaseError> {
-    prop_assert_eq!(r.dispatched_twice, 0);
-    prop_assert_eq!(r.never_dispatched, 0);
-    prop_assert_eq!(&r.submitted, &r.completed);
-    Ok(())
+    common::config(params, device, tenants, secs, 1)
 }
 
 /// I/Os per second of tenant `t` over windows `from..`.
