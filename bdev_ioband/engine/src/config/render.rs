@@ -14,7 +14,7 @@
 //! share2 policy=range-bw io_throttle=4 io_limit=192 capacity=400000 idle_grace=500
 //!   ioband2
 //! ```
-//! The numbers are the values in force (with `io_throttle` 0, auto, the hold depth the share
+//! The numbers are the values in force (with `io_throttle` 0, auto, the window the share
 //! has adapted to its base by now); ` capacity=` appears only when a capacity is set,
 //! ` idle_grace=` (µs) only when one is set (auto, 0, follows the observed completion
 //! latency and is not shown).

@@ -55,7 +55,7 @@ const PERIOD_MIN_US: u64 = 1_000;
 const PERIOD_MAX_US: u64 = 100_000;
 const PERIOD_FLOORS: u64 = 16;
 
-/// The auto hold depth and what it is judged from.
+/// The auto window and what it is judged from.
 #[derive(Debug, Clone)]
 pub(super) struct DepthControl {
     depth: u32,
@@ -68,7 +68,7 @@ pub(super) struct DepthControl {
     completions: u64,
     period_min_ticks: u64,
     period_any_min_ticks: u64,
-    held: bool,
+    bound: bool,
     probing: bool,
     /// Depth before the probe began; the probe ends at half of it.
     depth_before_probe: u32,
@@ -101,7 +101,7 @@ impl DepthControl {
             completions: 0,
             period_min_ticks: u64::MAX,
             period_any_min_ticks: u64::MAX,
-            held: false,
+            bound: false,
             probing: false,
             depth_before_probe: MIN_DEPTH,
             floor_ticks: u64::MAX,
@@ -137,8 +137,8 @@ impl DepthControl {
     }
 
     /// The window bound in this period (a dispatch waited for it).
-    pub(super) fn note_held(&mut self) {
-        self.held = true;
+    pub(super) fn note_bound(&mut self) {
+        self.bound = true;
     }
 
     /// Accounts one completion; returns whether a period ended (the depth may have moved).
@@ -216,7 +216,7 @@ impl DepthControl {
         let stale = !self.floor_probed
             || now_ticks.saturating_sub(self.floor_confirmed_ticks)
                 > FLOOR_TTL_MS * self.ticks_per_ms;
-        if self.held {
+        if self.bound {
             if stale {
                 self.probing = true;
                 self.depth_before_probe = self.depth;
@@ -239,7 +239,7 @@ impl DepthControl {
         self.completions = 0;
         self.period_min_ticks = u64::MAX;
         self.period_any_min_ticks = u64::MAX;
-        self.held = false;
+        self.bound = false;
     }
 }
 
@@ -257,7 +257,7 @@ mod tests {
             let d = c.depth();
             let latency = floor + u64::from(d.saturating_sub(bdp)) * floor / u64::from(bdp);
             for _ in 0..d {
-                c.note_held();
+                c.note_bound();
                 c.on_completion(latency, 4096, now, 0);
             }
             now += latency;
@@ -284,7 +284,7 @@ mod tests {
     }
 
     #[test]
-    fn nothing_moves_while_nothing_is_held() {
+    fn nothing_moves_while_the_window_does_not_bind() {
         let mut c = DepthControl::new(64, 1_000_000);
         for t in 0..100_000 {
             c.on_completion(10_000, 4096, t, 0);
@@ -295,8 +295,8 @@ mod tests {
     #[test]
     fn the_floor_is_probed_at_the_least_depth_and_again_when_stale() {
         let mut c = DepthControl::new(64, 1_000_000);
-        // The first period in which the hold binds probes: nothing is known of the base.
-        c.note_held();
+        // The first period in which the window binds probes: nothing is known of the base.
+        c.note_bound();
         assert!(c.on_completion(500, 4096, 1_000, 0));
         assert_eq!(c.depth(), PROBE_DEPTH);
         assert!(c.probing());
@@ -308,13 +308,13 @@ mod tests {
         // (at least the least depth).
         assert_eq!(c.floor_ticks(), Some(100));
         assert_eq!(c.depth(), MIN_DEPTH);
-        // Periods in which nothing is held move nothing, whatever the latency.
+        // Periods in which the window does not bind move nothing, whatever the latency.
         for t in (32_000..2_032_000).step_by(1000) {
             c.on_completion(400, 4096, t, 0);
             assert_eq!(c.depth(), MIN_DEPTH);
         }
         // The hold binds again once the floor is older than FLOOR_TTL_MS: a new probe.
-        c.note_held();
+        c.note_bound();
         assert!(c.on_completion(400, 4096, 2_100_000, 0));
         assert_eq!(c.depth(), PROBE_DEPTH);
         c.on_completion(300, 4096, 2_100_500, 0);
@@ -325,7 +325,7 @@ mod tests {
     #[test]
     fn a_probe_that_cannot_drain_ends_after_eight_periods() {
         let mut c = DepthControl::new(64, 1_000_000);
-        c.note_held();
+        c.note_bound();
         c.on_completion(500, 4096, 1_000, 0);
         assert!(c.probing());
         // The period is 16 floors (8 ms) from here; slow requests keep two in flight.

@@ -293,7 +293,7 @@ impl<T> Share<T> {
     /// bandwidth-delay product, so the base stays busy. One active group alone is never
     /// windowed: nobody is owed anything.
     ///
-    /// A full window engages the auto hold depth (see `depth`): the depth adapts only while
+    /// A full window engages the auto window (see `depth`): it adapts only while
     /// it matters to someone.
     #[inline(always)]
     fn windowed(&mut self, now_ticks: u64) -> bool {
@@ -308,7 +308,7 @@ impl<T> Share<T> {
         if self.in_flight < self.window_gate {
             return false;
         }
-        self.depth.note_held();
+        self.depth.note_bound();
         true
     }
 
@@ -368,7 +368,7 @@ impl<T> Share<T> {
 
     /// range-bw: whether spare bandwidth waits: the share is at the spare cap (see the
     /// module doc), or at a set `io_throttle` above it. The cap needs no latency floor, so
-    /// range-bw never engages the auto hold depth (nor its probes, which would cost the
+    /// range-bw never engages the auto window (nor its probes, which would cost the
     /// reservations their drain time).
     fn spare_held(&self) -> bool {
         // Never with nothing in flight: the cap keeps the base's queue short, it never
@@ -379,7 +379,7 @@ impl<T> Share<T> {
     }
 
     /// Recomputes the spare cap from the active groups with a min (once per period of the
-    /// hold depth: O(groups with a min), off the per-I/O path).
+    /// auto window: O(groups with a min), off the per-I/O path).
     fn refresh_spare_cap(&mut self, now_ticks: u64) {
         let delivered = u128::from(self.depth.bytes_per_sec());
         if delivered == 0 {

@@ -160,7 +160,7 @@ pub struct Share<T> {
     /// Slots of the groups with a min (any policy; used under range-bw).
     min_slots: Vec<u32>,
     /// range-bw: cost in flight from which spare bandwidth waits, recomputed each period
-    /// of the hold depth from the active groups with a min (u64::MAX: none).
+    /// of the auto window from the active groups with a min (u64::MAX: none).
     spare_cap_cost: u64,
     in_flight: u32,
     /// Cost of everything in flight (tokens: I/Os, or sectors).
@@ -180,7 +180,7 @@ pub struct Share<T> {
     grace_max_ticks: u64,
     /// Most a reservation tag may lag now, in subticks.
     reserve_lag_sub: u128,
-    /// The auto hold depth (used while `io_throttle` is 0).
+    /// The auto window (used while `io_throttle` is 0).
     depth: depth::DepthControl,
     /// Whether the next due reservation yields to the weighted order (only while the
     /// reservations are behind by more than `reserve_lag_sub`).
@@ -312,7 +312,7 @@ impl<T> Share<T> {
         self.grace_ticks
     }
 
-    /// The hold depth in force: the set `io_throttle`, or the adapted one when it is 0.
+    /// The window in force: the set `io_throttle`, or the adapted one when it is 0.
     pub fn io_throttle_in_force(&self) -> u32 {
         self.io_throttle
     }
@@ -326,7 +326,7 @@ impl<T> Share<T> {
         }
     }
 
-    /// The least completion latency the auto hold depth currently judges against, in
+    /// The least completion latency the auto window currently judges against, in
     /// ticks (none before the first completion).
     pub fn latency_floor_ticks(&self) -> Option<u64> {
         self.depth.floor_ticks()
