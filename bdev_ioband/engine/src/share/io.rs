@@ -83,11 +83,7 @@ impl<T> Share<T> {
             && self.reserve.is_empty()
             && self.limited.is_empty()
             && self.in_flight < self.dispatch_limit()
-            && !(if ranged {
-                self.spare_held()
-            } else {
-                self.windowed(now_ticks)
-            });
+            && !self.weighted_waits(now_ticks);
         if direct {
             let ticket = self.charge(slot, op, bytes, now_sub, Phase::Weight);
             sink(io, ticket);
@@ -253,7 +249,6 @@ impl<T> Share<T> {
             self.limited.remove(slot);
             self.reposition(slot, now_sub);
         }
-        let weight_policy = self.params.policy.is_weight();
         while self.in_flight < self.dispatch_limit() {
             let due = self.reserve.peek().filter(|&(tag, _)| tag <= now_sub);
             // Reservations behind by more than the lag bound cannot all be met: they
@@ -263,8 +258,8 @@ impl<T> Share<T> {
                 due.is_some_and(|(tag, _)| now_sub.saturating_sub(tag) >= self.reserve_lag_sub);
             let yield_turn = behind && self.spare_turn;
             let weighted = match self.ready.peek() {
-                Some((_, slot)) if weight_policy => (!self.windowed(now_ticks)).then_some(slot),
-                Some((_, slot)) => (yield_turn || !self.spare_held()).then_some(slot),
+                // (yield_turn is only ever set under range-bw: only it has reservations.)
+                Some((_, slot)) => (yield_turn || !self.weighted_waits(now_ticks)).then_some(slot),
                 None => None,
             };
             let (slot, phase) = match (due, weighted) {
@@ -295,6 +290,17 @@ impl<T> Share<T> {
     ///
     /// A full window engages the auto window (see `depth`): it adapts only while
     /// it matters to someone.
+    /// Whether a dispatch in the weighted order waits: for the window under the weight
+    /// policies, for the spare cap under range-bw.
+    #[inline(always)]
+    fn weighted_waits(&mut self, now_ticks: u64) -> bool {
+        if self.ranged() {
+            self.spare_held()
+        } else {
+            self.windowed(now_ticks)
+        }
+    }
+
     #[inline(always)]
     fn windowed(&mut self, now_ticks: u64) -> bool {
         self.in_flight >= self.window_gate && self.window_full(now_ticks)

@@ -306,12 +306,6 @@ impl<T> Share<T> {
             .clamp(self.grace_min_ticks, self.grace_max_ticks);
     }
 
-    /// How long a group with nothing queued stays active after its last submission or
-    /// completion, in ticks (the set `idle_grace`, or the derived one).
-    pub fn idle_grace_ticks(&self) -> u64 {
-        self.grace_ticks
-    }
-
     /// The window in force: the set `io_throttle`, or the adapted one when it is 0.
     pub fn io_throttle_in_force(&self) -> u32 {
         self.io_throttle
@@ -324,12 +318,6 @@ impl<T> Share<T> {
         if !self.active.contains(slot) {
             self.active.set(slot, now_ticks);
         }
-    }
-
-    /// The least completion latency the auto window currently judges against, in
-    /// ticks (none before the first completion).
-    pub fn latency_floor_ticks(&self) -> Option<u64> {
-        self.depth.floor_ticks()
     }
 
     /// Whether the share applies groups' min and max (only `range-bw` does).
