@@ -220,6 +220,14 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
+/// The share table of a run over one share, or an error naming the scenario.
+fn first_share(r: &RunReport, scenario: &str) -> Result<ShareTable, String> {
+    r.shares
+        .first()
+        .cloned()
+        .ok_or_else(|| format!("{scenario}: no share table"))
+}
+
 /// The same share table over windows `factor` times as long.
 pub fn rewindow(t: &ShareTable, factor: usize, runtime_s: f64) -> ShareTable {
     let factor = factor.max(1);
@@ -465,7 +473,7 @@ fn iosize(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Result<(), Strin
             d.iosize_s,
             FINE_WINDOW_S,
         )?;
-        let fine = r.shares.first().cloned().ok_or("iosize: no share table")?;
+        let fine = first_share(&r, "iosize")?;
         let coarse = rewindow(&fine, 10, d.iosize_s);
         let mib = |i: usize| r.results.get(i).map_or(0.0, |j| j.mibps);
         let bytes_share = |i: usize| {
@@ -579,11 +587,7 @@ fn range_bw(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Result<(), Str
         d.range_s,
         FINE_WINDOW_S,
     )?;
-    let fine = r
-        .shares
-        .first()
-        .cloned()
-        .ok_or("range-bw: no share table")?;
+    let fine = first_share(&r, "range-bw")?;
     let coarse = rewindow(&fine, 10, d.range_s);
     let work = coarse.total_kib_per_sec / capacity_kib;
     let mut md = String::from(

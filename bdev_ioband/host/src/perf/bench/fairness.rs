@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 use super::super::report::ShareTable;
 use super::super::svg::{line_chart, Series};
 use super::{
-    complete_fine_windows, config, go, ioband, job, model, pctv, rewindow, setting, BenchOptions,
-    Durations, Out, FINE_WINDOW_S,
+    complete_fine_windows, config, first_share, go, ioband, job, model, pctv, rewindow, setting,
+    BenchOptions, Durations, Out, FINE_WINDOW_S,
 };
 
 /// Weights spread log-uniformly over 1..=100.
@@ -113,11 +113,7 @@ pub(super) fn fairness(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Res
             d.fairness_s,
             FINE_WINDOW_S,
         )?;
-        let fine = r
-            .shares
-            .first()
-            .cloned()
-            .ok_or("fairness: no share table")?;
+        let fine = first_share(&r, "fairness")?;
         let coarse = rewindow(
             &fine,
             super::super::sat_usize((1.0 / FINE_WINDOW_S).round()),
