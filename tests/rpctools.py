@@ -179,6 +179,11 @@ class ConnectionClosed(Exception):
     pass
 
 
+class RawParams(str):
+    """Params written as JSON text, sent as they are: what a dict cannot say (a key twice,
+    a number such as 1e309)."""
+
+
 class RawClient:
     """One connection; sends bytes or requests and reads one JSON value per reply."""
 
@@ -233,9 +238,12 @@ class RawClient:
         """Sends one request (params omitted when None) and returns the whole reply object."""
         req = {'jsonrpc': '2.0', 'method': method, 'id': self.next_id}
         self.next_id += 1
-        if params is not None and with_params:
-            req['params'] = params
-        self.send_raw(json.dumps(req).encode())
+        if isinstance(params, RawParams) and with_params:
+            self.send_raw(json.dumps(req)[:-1].encode() + b', "params": ' + params.encode() + b'}')
+        else:
+            if params is not None and with_params:
+                req['params'] = params
+            self.send_raw(json.dumps(req).encode())
         resp = self.recv_value()
         assert resp.get('id') == req['id'], 'reply id %r for request %r' % (resp.get('id'), req)
         return resp

@@ -14,7 +14,7 @@ import socket
 
 import pytest
 
-from rpctools import ConnectionClosed, RawClient, Target, describe, short_tmpdir
+from rpctools import ConnectionClosed, RawClient, RawParams, Target, describe, short_tmpdir
 
 NQN = 'nqn.2014-08.org.nvmexpress:uuid:1b4e28ba-2fa1-11d2-883f-0016d3ccabcd'
 MODEL = ['bdev_model_create', 'Model0', '64', '512', '--iops', '50000', '--latency-us', '100',
@@ -347,7 +347,37 @@ BAD_CALLS = [
                                                   'iops': 1000, 'latency_us': 10, 'queue_depth': 8,
                                                   'color': 'red'}, P, 'color'),
     ('model-delete-unknown', 'bdev_model_delete', {'name': 'NoSuch'}, -19, None),
+    # issue #10: a key given twice (SPDK's decoders refuse it; serde kept the last)
+    ('duplicate-key-set-settings', 'bdev_ioband_set_settings',
+     RawParams('{"name": "io0", "value": 5, "value": 9}'), P, 'duplicate field `value`'),
+    ('duplicate-key-create', 'bdev_ioband_create',
+     RawParams('{"name": "ioX", "base_bdev_name": "Model0", "name": "ioY"}'), P, 'duplicate field `name`'),
+    ('duplicate-key-set-device', 'bdev_ioband_set_device',
+     RawParams('{"name": "share0", "io_limit": 8, "io_limit": 16}'), P, 'io_limit'),
+    # issue #10: null is not a value (it detached a group)
+    ('null-value-detaches-nothing', 'bdev_ioband_set_settings',
+     {'name': 'io0', 'group': 'initiator:' + NQN, 'value': None}, P, 'value'),
+    ('null-group', 'bdev_ioband_set_settings', {'name': 'io0', 'group': None, 'value': 3}, P, 'group'),
+    ('null-create-share', 'bdev_ioband_create',
+     {'name': 'ioX', 'base_bdev_name': 'Model0', 'share': None}, P, 'share'),
+    ('null-set-device-knob', 'bdev_ioband_set_device', {'name': 'share0', 'io_limit': None}, P, 'io_limit'),
+    ('null-get-devices-share', 'bdev_ioband_get_devices', {'share': None}, P, 'share'),
+    ('null-get-iostat-name', 'bdev_ioband_get_iostat', {'name': None}, P, 'name'),
+    # issue #10: numbers out of range are -32602 naming the field (1e309 closed the connection)
+    ('number-1e309', 'bdev_ioband_set_device', RawParams('{"name": "share0", "io_limit": 1e309}'), P, 'io_limit'),
+    ('number-1e309-value', 'bdev_ioband_set_settings', RawParams('{"name": "io0", "value": 1e309}'), P, 'value'),
+    ('number-2-pow-64', 'bdev_ioband_set_device', {'name': 'share0', 'token': 2 ** 64}, P, 'token'),
+    ('number-2-pow-32', 'bdev_ioband_create',
+     {'name': 'ioX', 'base_bdev_name': 'Model0', 'io_limit': 2 ** 32}, P, 'io_limit'),
+    # issue #10: a huge name is not echoed whole (check_refused bounds every message)
+    ('huge-name-not-echoed', 'bdev_ioband_set_settings', {'name': 'A' * 900000, 'value': 3}, -19, 'AAAA…'),
+    ('huge-command-not-echoed', 'bdev_ioband_set_device',
+     {'command': 'B' * 900000 + ' io_limit 8'}, E, 'BBBB…'),
 ]
+
+# The longest error message either host sends (bytes; the engine's MAX_MESSAGE_BYTES and
+# its closing ellipsis).
+MAX_MESSAGE_BYTES = 1024 + 3
 
 
 def check_refused(target, method, params, code, mention):
@@ -359,6 +389,7 @@ def check_refused(target, method, params, code, mention):
         err = resp['error']
         assert err['code'] == code, err
         assert isinstance(err['message'], str) and err['message'], err
+        assert len(err['message'].encode()) <= MAX_MESSAGE_BYTES, len(err['message'])
         if mention:
             assert mention in err['message'], err
         # the same connection goes on serving

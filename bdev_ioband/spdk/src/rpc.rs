@@ -13,6 +13,7 @@
 
 use std::ffi::c_int;
 
+use bdev_ioband_engine::config::decode::{bound_message, check_text, decode_value};
 use bdev_ioband_engine::config::rpc::{
     self as types, config_params, rpc_code, CreateParams, DeleteParams, INVALID_PARAMS,
 };
@@ -62,28 +63,19 @@ fn not_running() -> RpcError {
     errno_error(19, "the ioband module is not initialised".to_owned())
 }
 
-/// Decodes params like the embedded host: absent (or null) params are `{}`, a non-object is
-/// -32602, a serde failure is -32602 with the field's path and serde's message.
+/// Decodes params as the embedded host does, with the engine's strict decoding: the text
+/// is checked first (a key given twice, a `null`, a number out of range such as `1e309`,
+/// more than the one request bound), then absent (or null) params are `{}`, a non-object
+/// is -32602, a serde failure is -32602 with the field's path and serde's message.
 fn decode<T: DeserializeOwned>(params: Option<&str>) -> Result<T, RpcError> {
-    let value: Value = match params {
-        None => Value::Object(serde_json::Map::new()),
-        Some(text) => serde_json::from_str(text).map_err(|e| invalid_params(e.to_string()))?,
-    };
-    let value = match value {
-        Value::Object(_) => value,
-        Value::Null => Value::Object(serde_json::Map::new()),
-        _ => return Err(invalid_params("params must be an object".to_owned())),
-    };
-    // Name the offending field ("io_limit: invalid type: ..."), as the embedded host does.
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." {
-            invalid_params(inner.to_string())
-        } else {
-            invalid_params(format!("{path}: {inner}"))
+    let value: Option<Value> = match params {
+        None => None,
+        Some(text) => {
+            check_text(text).map_err(|e| invalid_params(e.to_string()))?;
+            Some(serde_json::from_str(text).map_err(|e| invalid_params(e.to_string()))?)
         }
-    })
+    };
+    decode_value(value).map_err(|e| invalid_params(e.to_string()))
 }
 
 fn to_value<T: Serialize>(v: T) -> Result<Value, RpcError> {
@@ -106,7 +98,7 @@ pub enum Step {
 pub fn finish(request: Request, step: Step) {
     match step {
         Step::Reply(Ok(v)) => shim::rpc_result(request, &v.to_string()),
-        Step::Reply(Err(e)) => shim::rpc_error(request, e.code, &e.message),
+        Step::Reply(Err(e)) => shim::rpc_error(request, e.code, &bound_message(&e.message)),
         Step::Unregister(node) => shim::node_unregister(node, Some(request)),
     }
 }

@@ -65,9 +65,12 @@
 //!
 //! # JSON-RPC
 //!
-//! See [`rpc`] for the method contract, its serde types and handlers.
+//! See [`rpc`] for the method contract, its serde types and handlers, and [`decode`] for
+//! the strict decoding of params (no duplicate key, no `null`) and the bounds on requests
+//! and on error messages that both hosts apply.
 
 mod apply;
+pub mod decode;
 pub mod render;
 pub mod rpc;
 mod text;

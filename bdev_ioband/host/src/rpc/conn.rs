@@ -3,13 +3,16 @@
 //!
 //! Owned by the server on the main reactor.
 
+use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 
+use bdev_ioband_engine::config::decode::{bound_message, check_text, ParamsError};
 use jsonrpc_core::{Call, Error, ErrorCode, Id, Output, Version};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::dispatch::Methods;
+use super::dispatch::{params_error, Methods};
 use super::MAX_REQUEST_BYTES;
 use crate::app::App;
 
@@ -104,16 +107,21 @@ impl Conn {
 
 /// Handles every complete JSON value at the front of `inbuf` (consuming it) and appends
 /// the responses to `out`, each followed by a newline.
+///
+/// Values are cut out as raw text (a syntax check only), so that each request's params
+/// reach the strict check ([`check_text`]: duplicate keys, `null`, numbers out of range)
+/// as the client wrote them: a bad params value is -32602 for that request, never a parse
+/// error for the connection.
 pub fn process(methods: &Methods, app: &App, inbuf: &mut Vec<u8>, out: &mut Vec<u8>) -> Flow {
     let mut consumed = 0;
     let mut flow = Flow::Continue;
     {
-        let mut stream = serde_json::Deserializer::from_slice(inbuf).into_iter::<Value>();
+        let mut stream = serde_json::Deserializer::from_slice(inbuf).into_iter::<&RawValue>();
         loop {
             match stream.next() {
-                Some(Ok(value)) => {
+                Some(Ok(raw)) => {
                     consumed = stream.byte_offset();
-                    if let Some(response) = handle_value(methods, app, value) {
+                    if let Some(response) = handle_value(methods, app, raw) {
                         push(out, &response);
                     }
                 }
@@ -158,40 +166,84 @@ fn parse_error(detail: &str) -> Error {
     }
 }
 
+fn invalid_request() -> Error {
+    Error::new(ErrorCode::InvalidRequest)
+}
+
+/// The response for `result`, its error message bounded ([`bound_message`]).
+fn output(result: Result<Value, Error>, id: Id) -> Value {
+    let result = result.map_err(|e| Error {
+        message: bound_message(&e.message),
+        ..e
+    });
+    serde_json::to_value(Output::from(result, id, Some(Version::V2))).unwrap_or(Value::Null)
+}
+
 fn failure(error: Error, id: Id) -> Value {
-    serde_json::to_value(Output::from(Err(error), id, Some(Version::V2))).unwrap_or(Value::Null)
+    output(Err(error), id)
 }
 
-fn handle_value(methods: &Methods, app: &App, value: Value) -> Option<Value> {
-    match value {
-        Value::Array(items) if items.is_empty() => {
-            Some(failure(Error::new(ErrorCode::InvalidRequest), Id::Null))
-        }
-        Value::Array(items) => {
-            let outs: Vec<Value> = items
-                .into_iter()
-                .filter_map(|i| handle_single(methods, app, i))
-                .collect();
-            (!outs.is_empty()).then_some(Value::Array(outs))
-        }
-        single => handle_single(methods, app, single),
+fn handle_value(methods: &Methods, app: &App, raw: &RawValue) -> Option<Value> {
+    if !raw.get().starts_with('[') {
+        return handle_single(methods, app, raw);
     }
+    let items: Vec<&RawValue> = match serde_json::from_str(raw.get()) {
+        Ok(items) => items,
+        Err(_) => return Some(failure(invalid_request(), Id::Null)),
+    };
+    if items.is_empty() {
+        return Some(failure(invalid_request(), Id::Null));
+    }
+    let outs: Vec<Value> = items
+        .into_iter()
+        .filter_map(|i| handle_single(methods, app, i))
+        .collect();
+    (!outs.is_empty()).then_some(Value::Array(outs))
 }
 
-fn handle_single(methods: &Methods, app: &App, value: Value) -> Option<Value> {
-    let Ok(call) = serde_json::from_value::<Call>(value) else {
-        return Some(failure(Error::new(ErrorCode::InvalidRequest), Id::Null));
+fn handle_single(methods: &Methods, app: &App, raw: &RawValue) -> Option<Value> {
+    // The envelope's members as raw text: `params` goes through the strict check, the rest
+    // (jsonrpc, method, id) is parsed as jsonrpc_core expects it.
+    let Ok(mut members) = serde_json::from_str::<BTreeMap<String, &RawValue>>(raw.get()) else {
+        return Some(failure(invalid_request(), Id::Null));
+    };
+    let params = members.remove("params");
+    let mut envelope = serde_json::Map::new();
+    for (key, value) in members {
+        let Ok(value) = serde_json::from_str::<Value>(value.get()) else {
+            return Some(failure(invalid_request(), Id::Null));
+        };
+        envelope.insert(key, value);
+    }
+    let mut refused = None;
+    if let Some(params) = params {
+        let parsed = check_text(params.get()).and_then(|()| {
+            serde_json::from_str::<Value>(params.get()).map_err(|e| ParamsError::Invalid {
+                path: String::new(),
+                message: e.to_string(),
+            })
+        });
+        match parsed {
+            Ok(value) => {
+                envelope.insert("params".to_owned(), value);
+            }
+            Err(e) => refused = Some(e),
+        }
+    }
+    let Ok(call) = serde_json::from_value::<Call>(Value::Object(envelope)) else {
+        return Some(failure(invalid_request(), Id::Null));
+    };
+    let run = |method: &str, params| match &refused {
+        Some(e) if methods.has(method) => Err(params_error(e)),
+        _ => methods.call(app, method, params),
     };
     match call {
-        Call::MethodCall(c) => {
-            let result = methods.call(app, &c.method, c.params);
-            serde_json::to_value(Output::from(result, c.id, Some(Version::V2))).ok()
-        }
+        Call::MethodCall(c) => Some(output(run(&c.method, c.params), c.id)),
         // SPDK answers a notification only when it fails, with id null.
-        Call::Notification(n) => match methods.call(app, &n.method, n.params) {
+        Call::Notification(n) => match run(&n.method, n.params) {
             Ok(_) => None,
             Err(e) => Some(failure(e, Id::Null)),
         },
-        Call::Invalid { id } => Some(failure(Error::new(ErrorCode::InvalidRequest), id)),
+        Call::Invalid { id } => Some(failure(invalid_request(), id)),
     }
 }

@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::app::App;
 use crate::bdev::BdevError;
 use crate::ioband::IobandError;
+use bdev_ioband_engine::config::decode::{decode_value, ParamsError};
 use bdev_ioband_engine::config::rpc::rpc_code;
 use bdev_ioband_engine::EngineError;
 
@@ -48,6 +49,11 @@ impl Methods {
         }
     }
 
+    /// Whether `method` is served.
+    pub fn has(&self, method: &str) -> bool {
+        self.table.contains_key(method)
+    }
+
     /// Method names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.table.keys().copied()
@@ -60,24 +66,21 @@ impl Default for Methods {
     }
 }
 
-/// Decodes params into `T`; absent params decode as `{}` (so an all-optional type gets
-/// its defaults and a required field is reported missing by name).
+/// Decodes params into `T` (the engine's strict decoding, shared with the SPDK host):
+/// absent params decode as `{}` (so an all-optional type gets its defaults and a required
+/// field is reported missing by name), a `null` inside is refused naming the field.
 pub fn decode<T: DeserializeOwned>(params: Params) -> Result<T, Error> {
     let value = match params {
-        Params::None => Value::Object(serde_json::Map::new()),
-        Params::Map(map) => Value::Object(map),
-        Params::Array(_) => return Err(invalid_params("params must be an object".to_owned())),
+        Params::None => None,
+        Params::Map(map) => Some(Value::Object(map)),
+        Params::Array(items) => Some(Value::Array(items)),
     };
-    // Name the offending field, as SPDK's decoders do ("io_limit: invalid type: ...").
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." {
-            invalid_params(inner.to_string())
-        } else {
-            invalid_params(format!("{path}: {inner}"))
-        }
-    })
+    decode_value(value).map_err(|e| params_error(&e))
+}
+
+/// -32602 for params that the strict decoding refused.
+pub fn params_error(e: &ParamsError) -> Error {
+    invalid_params(e.to_string())
 }
 
 /// Rejects params for a method that takes none.

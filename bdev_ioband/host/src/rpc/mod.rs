@@ -4,9 +4,11 @@
 //!
 //! Errors: -32700 parse error (then the connection closes, as SPDK does: there is no
 //! resync point), -32600 invalid request, -32601 unknown method, -32602 invalid params
-//! naming the field, negative errno otherwise. A request larger than
-//! [`MAX_REQUEST_BYTES`] gets -32700 and the connection closes; nothing a client sends
-//! reaches past its own connection.
+//! naming the field (a key given twice, a `null`, a number out of range such as `1e309`
+//! included: params are checked as text, see `bdev_ioband_engine::config::decode`),
+//! negative errno otherwise. A request larger than [`MAX_REQUEST_BYTES`] gets -32700 and
+//! the connection closes; nothing a client sends reaches past its own connection. Error
+//! messages echo at most 256 characters of any one word of input.
 //!
 //! Threading: the server, its connections and the [`App`] it serves belong to the main
 //! reactor.
@@ -35,8 +37,9 @@ use crate::reactor::{self, PollerStatus, ReactorError};
 
 /// SPDK's default socket path.
 pub const DEFAULT_RPC_SOCKET: &str = "/var/tmp/spdk.sock";
-/// Largest request accepted (bytes of one JSON value, or of unparsed input).
-pub const MAX_REQUEST_BYTES: usize = 1 << 20;
+/// Largest request accepted (bytes of one JSON value, or of unparsed input): the engine's
+/// one bound, which the SPDK host applies to params.
+pub use bdev_ioband_engine::config::decode::MAX_REQUEST_BYTES;
 /// Most connections served at once (SPDK: 64).
 pub const MAX_CONNECTIONS: usize = 64;
 /// How often the server polls its sockets, in ticks (1 ms).

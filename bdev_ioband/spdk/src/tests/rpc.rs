@@ -342,3 +342,74 @@ fn calls_before_init_or_after_fini_answer_enodev() {
     assert!(msg.contains("not initialised"), "{msg}");
     assert!(h.config_json().is_empty());
 }
+
+/// Issue #10: params are checked as text, as SPDK's decoders would: a key given twice, a
+/// `null`, a number out of range are -32602 naming the field, and change nothing; a huge
+/// name is not echoed whole.
+#[test]
+fn strict_params_duplicates_null_numbers_and_echo() {
+    let h = Harness::new();
+    h.add_base("Null0");
+    create(&h, "io0", "Null0", json!({"share": "s0"}));
+    h.rpc(
+        "bdev_ioband_set_settings",
+        json!({"name": "io0", "group": "tag:7", "value": 50}),
+    )
+    .ok();
+    let state = |h: &Harness| {
+        (
+            h.rpc("bdev_ioband_get_devices", Value::Null).ok(),
+            h.rpc("bdev_ioband_get_settings", Value::Null).ok(),
+        )
+    };
+    let before = state(&h);
+    for (method, params, mention) in [
+        (
+            "bdev_ioband_set_settings",
+            r#"{"name": "io0", "value": 5, "value": 9}"#,
+            "duplicate field `value`",
+        ),
+        (
+            "bdev_ioband_set_settings",
+            r#"{"name": "io0", "group": "tag:7", "value": null}"#,
+            "value: null",
+        ),
+        (
+            "bdev_ioband_create",
+            r#"{"name": "io1", "base_bdev_name": "Null0", "share": null}"#,
+            "share: null",
+        ),
+        (
+            "bdev_ioband_set_device",
+            r#"{"name": "s0", "io_limit": 1e309}"#,
+            "io_limit: number out of range",
+        ),
+        (
+            "bdev_ioband_set_device",
+            r#"{"name": "s0", "token": 18446744073709551616}"#,
+            "token: ",
+        ),
+    ] {
+        let (code, msg) = h.rpc_text(method, params).err();
+        assert_eq!(code, INVALID_PARAMS, "{params}: {msg}");
+        assert!(msg.contains(mention), "{params}: {msg}");
+    }
+    assert_eq!(state(&h), before);
+
+    let name = "A".repeat(900_000);
+    let (_, msg) = h
+        .rpc(
+            "bdev_ioband_set_settings",
+            json!({"name": name, "value": 3}),
+        )
+        .err();
+    assert!(
+        msg.len() < 1200 && msg.contains("AAAA…"),
+        "{} bytes",
+        msg.len()
+    );
+    let big = format!(r#"{{"name": "{}"}}"#, "B".repeat(2 << 20));
+    let (code, msg) = h.rpc_text("bdev_ioband_delete", &big).err();
+    assert_eq!(code, INVALID_PARAMS, "{msg}");
+    assert!(msg.contains("above the limit"), "{msg}");
+}
