@@ -288,6 +288,11 @@ impl<T> Engine<T> {
 
     /// Attaches a group (with a value), or sets its value if it is attached: the `settings`
     /// write. `None` as value on an attached group detaches it.
+    ///
+    /// The value's form says what it sets, under every policy, as the `devices` messages
+    /// `weight` and `range-bw` do: a weight sets the group's weight, a range its min and
+    /// max; the policy only decides which one schedules (see
+    /// [`GroupValue::set_in`]). Changes nothing on error.
     pub fn write_setting(
         &mut self,
         device: &str,
@@ -296,12 +301,25 @@ impl<T> Engine<T> {
     ) -> Result<(), EngineError> {
         let r = self.device(device)?;
         let share = self.share_mut(&r.share)?;
-        let attached = *key == GroupKey::None || share.group_info(r.device, key).is_ok();
-        match (attached, value) {
-            (true, Some(v)) => share.set_value(r.device, key, v),
-            (true, None) => share.detach(r.device, key),
-            (false, Some(v)) => share.attach(r.device, key.clone(), Some(v)).map(|_| ()),
-            (false, None) => Err(EngineError::NoSuchGroup {
+        let old = if *key == GroupKey::None {
+            Some(share.group_info(r.device, key)?.0)
+        } else {
+            share.group_info(r.device, key).ok().map(|(p, _)| p)
+        };
+        match (old, value) {
+            (Some(old), Some(v)) => share.set_group(r.device, key, v.set_in(old)),
+            (Some(_), None) => share.detach(r.device, key),
+            (None, Some(v)) => {
+                let params = v.set_in(GroupParams::default());
+                params.validate()?;
+                share.attach(r.device, key.clone(), None)?;
+                // Σmin against capacity is checked here; a refusal takes the fresh group
+                // (nothing queued on it yet) back out, so nothing changed.
+                share.set_group(r.device, key, params).inspect_err(|_| {
+                    let _ = share.detach(r.device, key);
+                })
+            }
+            (None, None) => Err(EngineError::NoSuchGroup {
                 device: device.to_owned(),
                 group: key.to_string(),
             }),

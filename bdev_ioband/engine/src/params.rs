@@ -30,8 +30,9 @@ pub const SECTOR_BYTES: u64 = 512;
 /// How a share divides its device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Policy {
-    /// One token per I/O, tokens in proportion to weight.
-    #[serde(rename = "weight")]
+    /// One token per I/O, tokens in proportion to weight (`default` names it too, in JSON
+    /// as in text).
+    #[serde(rename = "weight", alias = "default")]
     Weight,
     /// One token per 512-byte sector, tokens in proportion to weight.
     #[serde(rename = "weight-iosize")]
@@ -196,8 +197,8 @@ impl ShareParams {
 
 /// A group's settings: its weight, and its range-bw bounds.
 ///
-/// Every group carries both; the share's policy decides which one the user sets through
-/// `settings` and which one schedules. (range-bw shares spare bandwidth by weight.)
+/// Every group carries both, and either can be set under every policy; the share's policy
+/// decides which one schedules. (range-bw shares spare bandwidth by weight.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupParams {
     /// Proportional weight, 1..=32767.
@@ -290,6 +291,24 @@ impl GroupValue {
         };
         next.validate()?;
         Ok(next)
+    }
+
+    /// `params` with this value set, whatever the policy: a weight sets the weight, a range
+    /// sets min and max (not validated). This is what `settings` writes and JSON-RPC's
+    /// `set_settings` do, the same as the `devices` messages `weight` and `range-bw`.
+    /// ([`GroupValue::apply`] is the share API's policy-checked form.)
+    pub fn set_in(self, params: GroupParams) -> GroupParams {
+        match self {
+            GroupValue::Weight(weight) => GroupParams { weight, ..params },
+            GroupValue::RangeBw {
+                min_kib_per_sec,
+                max_kib_per_sec,
+            } => GroupParams {
+                min_kib_per_sec,
+                max_kib_per_sec,
+                ..params
+            },
+        }
     }
 
     /// The value that `params` shows under `policy`.

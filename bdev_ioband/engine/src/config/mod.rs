@@ -8,7 +8,9 @@
 //!
 //! # The `devices` write language
 //!
-//! One write is `<share-or-device> <param> [<value>]`, words separated by white space:
+//! One write is `<share-or-device> <param> [<value>]`, words separated by white space; a
+//! word that starts with `#` begins a comment to the end of the text (in both write
+//! languages):
 //!
 //! | write | effect |
 //! |---|---|
@@ -51,10 +53,20 @@
 //! # The `settings` write language
 //!
 //! `<device> [<value>]` for a group that the caller names apart (in blkio, the writing
-//! cgroup): `<value>` is a weight `W` or a range `MIN:MAX` (KiB/s), whichever the device's
-//! policy uses. A group that is not attached is attached with that value; an attached one
-//! (and the default group, [`GroupKey::None`](crate::GroupKey::None)) gets it set. No value
-//! detaches the group (refused for the default group).
+//! cgroup): `<value>` is a weight `W` or a range `MIN:MAX` (KiB/s). A group that is not
+//! attached is attached with that value; an attached one (and the default group,
+//! [`GroupKey::None`](crate::GroupKey::None)) gets it set. No value detaches the group
+//! (refused for the default group).
+//!
+//! # One rule for text and JSON
+//!
+//! The text forms and the JSON forms mean the same. A value says what it sets, under every
+//! policy: a weight (`weight 300`, `300`, `"value": 300`) sets the group's weight, a range
+//! (`range-bw 0:5000`, `0:5000`, `"value": "0:5000"`) its min and max; the policy decides
+//! which one schedules (under the weight policies a range is kept for a later switch to
+//! `range-bw`; under `range-bw` the weight shares spare bandwidth). `default` is the policy
+//! `weight` in both (`policy default`, `"policy": "default"`), and 0 is a knob's default in
+//! both.
 //!
 //! # Read side
 //!
@@ -75,6 +87,8 @@ pub mod render;
 pub mod rpc;
 mod text;
 
+#[cfg(test)]
+mod one_rule_tests;
 #[cfg(test)]
 mod rpc_tests;
 #[cfg(test)]

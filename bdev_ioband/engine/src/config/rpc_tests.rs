@@ -448,7 +448,7 @@ fn set_settings_forms() {
         (json!({"name": "io1", "value": 0}), -22),
         (json!({"name": "io1", "value": -3}), -22),
         (json!({"name": "io1", "value": "1:2:3"}), -22),
-        (json!({"name": "io2", "value": 5}), -22),
+        (json!({"name": "io2", "value": "5:99999999999"}), -22),
         (json!({"name": "io1"}), -22),
         (json!({"name": "io1", "group": "tag:77"}), -2),
         (json!({"name": "nosuch", "value": 5}), -19),

@@ -381,11 +381,11 @@ fn bad_writes_change_nothing() {
         assert_eq!(snapshot(&e), before, "{line} changed the engine");
     }
     let settings_cases: &[(GroupKey, &str, Expect)] = &[
-        (host1(), "io2 300", |e| {
-            matches!(e, EngineError::WrongPolicy { .. })
+        (GroupKey::None, "io0 5:2000000000", |e| {
+            matches!(e, EngineError::OutOfRange { .. })
         }),
-        (GroupKey::None, "io0 5:10", |e| {
-            matches!(e, EngineError::WrongPolicy { .. })
+        (GroupKey::None, "io0 10:5", |e| {
+            matches!(e, EngineError::MinAboveMax { .. })
         }),
         (GroupKey::None, "io0", |e| {
             matches!(e, EngineError::DefaultGroup(_))

@@ -203,7 +203,7 @@ impl fmt::Display for DeviceCommand {
 impl DevicesWrite {
     /// Parses one write: `<share-or-device> <param> <value>` or `<share-or-device> reset`.
     pub fn parse(line: &str) -> Result<DevicesWrite, EngineError> {
-        let words: Vec<&str> = line.split_whitespace().collect();
+        let words = words(line);
         let (target, param, value) = match words.as_slice() {
             [] => {
                 return Err(EngineError::Parse(format!(
@@ -258,7 +258,7 @@ pub struct SettingsWrite {
 impl SettingsWrite {
     /// Parses `<device>`, `<device> <weight>` or `<device> <min>:<max>`.
     pub fn parse(line: &str) -> Result<SettingsWrite, EngineError> {
-        let words: Vec<&str> = line.split_whitespace().collect();
+        let words = words(line);
         let (device, value) = match words.as_slice() {
             [] => {
                 return Err(EngineError::Parse(format!(
@@ -563,6 +563,14 @@ fn parse_settings_line(line: &str) -> Result<SettingsLine, EngineError> {
         device: (*device).to_owned(),
         value,
     })
+}
+
+/// The words of a write: split at white space, up to a word that starts with `#` (a
+/// comment to the end of the text, as in the README's examples).
+fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace()
+        .take_while(|w| !w.starts_with('#'))
+        .collect()
 }
 
 /// Parses a decimal number for `param` and checks it against `min..=max`.
