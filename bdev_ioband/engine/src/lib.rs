@@ -28,4 +28,7 @@ pub use params::{
     DEFAULT_TOKENPOOL, DEFAULT_WEIGHT, IDLE_GRACE_MAX_US, RANGE_BW_MAX_KIB_PER_SEC, SECTOR_BYTES,
     SHORT_MAX, TOKEN_MAX,
 };
-pub use share::{Admit, DeviceIdx, Share, FLOOR_TTL_MS, QUEUE_DELAY_MIN_US, RESERVE_LAG_MAX_MS};
+pub use share::{
+    Admit, Batch, CoreReport, DeviceIdx, Grant, GroupGrant, GroupReport, Hub, Share, FLOOR_TTL_MS,
+    QUEUE_DELAY_MIN_US, RESERVE_LAG_MAX_MS,
+};

@@ -56,6 +56,50 @@ const PERIOD_MAX_US: u64 = 100_000;
 const PERIOD_FLOORS: u64 = 16;
 
 /// The auto window and what it is judged from.
+/// Completions gathered on one core between two reports (see [`DepthControl::on_batch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batch {
+    /// Sum of their latencies.
+    pub latency_sum_ticks: u64,
+    /// How many completed.
+    pub completions: u64,
+    /// Least latency among them (`u64::MAX`: none).
+    pub latency_min_ticks: u64,
+    /// Least latency among those that left fewer than the probe's depth in flight.
+    pub latency_min_drained_ticks: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Whether the window made a dispatch wait.
+    pub bound: bool,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch {
+            latency_sum_ticks: 0,
+            completions: 0,
+            latency_min_ticks: u64::MAX,
+            latency_min_drained_ticks: u64::MAX,
+            bytes: 0,
+            bound: false,
+        }
+    }
+}
+
+impl Batch {
+    /// Adds one completion that left `in_flight` in flight.
+    #[inline]
+    pub(super) fn add(&mut self, latency_ticks: u64, bytes: u64, in_flight: u32) {
+        self.latency_sum_ticks = self.latency_sum_ticks.wrapping_add(latency_ticks);
+        self.completions += 1;
+        self.latency_min_ticks = self.latency_min_ticks.min(latency_ticks);
+        if in_flight < PROBE_DEPTH {
+            self.latency_min_drained_ticks = self.latency_min_drained_ticks.min(latency_ticks);
+        }
+        self.bytes = self.bytes.wrapping_add(bytes);
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct DepthControl {
     depth: u32,
@@ -173,6 +217,37 @@ impl DepthControl {
     }
 
     /// The mean completion latency, smoothed over periods (0 before the first).
+    /// Takes a batch of completions gathered elsewhere (a core's report, when the share
+    /// spans cores): their latency sum and count, the least latency of all and of those
+    /// that completed into a drained core (below [`PROBE_DEPTH`] in flight there), their
+    /// bytes, and whether the window bound. Returns true when a period ended.
+    pub(super) fn on_batch(&mut self, batch: &Batch, now_ticks: u64) -> bool {
+        if batch.bound {
+            self.bound = true;
+        }
+        self.bytes = self.bytes.saturating_add(batch.bytes);
+        self.latency_sum_ticks = self
+            .latency_sum_ticks
+            .saturating_add(batch.latency_sum_ticks);
+        self.completions += batch.completions;
+        self.period_any_min_ticks = self.period_any_min_ticks.min(batch.latency_min_ticks);
+        let least = if self.probing {
+            batch.latency_min_drained_ticks
+        } else {
+            batch.latency_min_ticks
+        };
+        self.period_min_ticks = self.period_min_ticks.min(least);
+        let elapsed = now_ticks.saturating_sub(self.period_start_ticks);
+        let undrained = self.probing
+            && self.period_min_ticks == u64::MAX
+            && elapsed < self.period_ticks.saturating_mul(PROBE_PERIODS_MAX);
+        if elapsed < self.period_ticks || undrained || self.completions == 0 {
+            return false;
+        }
+        self.end_period(now_ticks);
+        true
+    }
+
     pub(super) fn smoothed_latency_ticks(&self) -> u64 {
         self.smoothed_latency_ticks
     }

@@ -75,6 +75,7 @@ impl<T> Share<T> {
         // Fast path: nothing waits anywhere (so this I/O overtakes nobody), no timed limit
         // is in play in the share, and the window has room.
         let idle_queue = g.queue.is_empty();
+        let vtime = g.vtime;
         let untimed = !ranged || (g.params.max_kib_per_sec == 0 && g.params.min_kib_per_sec == 0);
         self.activate(slot, now_ticks);
         let direct = idle_queue
@@ -83,7 +84,8 @@ impl<T> Share<T> {
             && self.reserve.is_empty()
             && self.limited.is_empty()
             && self.in_flight < self.dispatch_limit()
-            && !self.weighted_waits(now_ticks);
+            && !self.weighted_waits(now_ticks)
+            && !self.above_ceiling(vtime);
         if direct {
             let ticket = self.charge(slot, op, bytes, now_sub, Phase::Weight);
             sink(io, ticket);
@@ -117,11 +119,12 @@ impl<T> Share<T> {
         let now_sub = self.now_subticks(now_ticks);
         let now_ticks = ticks_of(now_sub);
         let latency = now_ticks.saturating_sub(ticket.dispatched_ticks);
+        self.batch.add(latency, ticket.bytes, self.in_flight);
         if self
             .depth
             .on_completion(latency, ticket.bytes, now_ticks, self.in_flight)
         {
-            if self.params.io_throttle == 0 {
+            if self.params.io_throttle == 0 && self.span.is_none() {
                 self.io_throttle = self.depth.depth();
                 self.refresh_window_gate();
             }
@@ -182,7 +185,7 @@ impl<T> Share<T> {
         Some(u64::try_from(ticks).unwrap_or(u64::MAX))
     }
 
-    fn now_subticks(&mut self, now_ticks: u64) -> u128 {
+    pub(super) fn now_subticks(&mut self, now_ticks: u64) -> u128 {
         let now = u128::from(now_ticks) << SUBTICK_SHIFT;
         // Time never runs backwards for the scheduler, whatever the host passes.
         self.last_now_subticks = self.last_now_subticks.max(now);
@@ -235,7 +238,7 @@ impl<T> Share<T> {
         }
     }
 
-    fn run<F: FnMut(T, Ticket)>(
+    pub(super) fn run<F: FnMut(T, Ticket)>(
         &mut self,
         now_ticks: u64,
         now_sub: u128,
@@ -259,7 +262,9 @@ impl<T> Share<T> {
             let yield_turn = behind && self.spare_turn;
             let weighted = match self.ready.peek() {
                 // (yield_turn is only ever set under range-bw: only it has reservations.)
-                Some((_, slot)) => (yield_turn || !self.weighted_waits(now_ticks)).then_some(slot),
+                Some((vt, slot)) => ((yield_turn || !self.weighted_waits(now_ticks))
+                    && !self.above_ceiling(vt))
+                .then_some(slot),
                 None => None,
             };
             let (slot, phase) = match (due, weighted) {
@@ -301,6 +306,15 @@ impl<T> Share<T> {
         }
     }
 
+    /// Whether a group at virtual time `vt` waits for the others on other cores (a share
+    /// that spans cores, while contended: see the span module).
+    #[inline(always)]
+    fn above_ceiling(&self, vt: u128) -> bool {
+        self.span
+            .as_ref()
+            .is_some_and(|s| s.contended && vt > s.vt_ceiling)
+    }
+
     #[inline(always)]
     fn windowed(&mut self, now_ticks: u64) -> bool {
         self.in_flight >= self.window_gate && self.window_full(now_ticks)
@@ -315,6 +329,7 @@ impl<T> Share<T> {
             return false;
         }
         self.depth.note_bound();
+        self.batch.bound = true;
         true
     }
 
@@ -358,14 +373,17 @@ impl<T> Share<T> {
                 }
             }
         }
-        false
+        // Alone here: contended if the hub saw other groups active on other cores.
+        self.span.as_ref().is_some_and(|s| s.contended)
     }
 
     /// Most I/Os in flight right now: io_limit, or the least depth while the auto hold
     /// depth probes the base's latency floor.
     #[inline]
     fn dispatch_limit(&self) -> u32 {
-        if self.params.io_throttle == 0 && self.depth.probing() {
+        if let Some(span) = &self.span {
+            span.limit
+        } else if self.params.io_throttle == 0 && self.depth.probing() {
             self.io_limit.min(super::depth::PROBE_DEPTH)
         } else {
             self.io_limit
@@ -410,7 +428,11 @@ impl<T> Share<T> {
             }
             // An eighth above the min, so that the edge of the cap is not the edge of the
             // min.
-            let min_bytes_per_sec = u128::from(g.params.min_kib_per_sec) * 1024 * 9 / 8;
+            // (On a core of a share that spans cores: its part of the min.)
+            let min_bytes_per_sec = (u128::from(g.params.min_kib_per_sec) * 1024 * 9 / 8
+                * u128::from(g.rate_frac)
+                / u128::from(super::span::FRAC_ONE))
+            .max(1);
             let owed = owed.max(u128::from(g.last_cost));
             cap = cap.min((owed * delivered).div_ceil(min_bytes_per_sec));
         }
@@ -488,6 +510,9 @@ impl<T> Share<T> {
         // phase advances the reservation tag (mClock: spare bandwidth is not charged to
         // the reservation), and never from further back than the lag bound.
         let tag_bytes = u128::from(bytes.max(1));
+        // A core of a share that spans cores runs its part of each rate (`rate_frac`).
+        let tag_bytes =
+            tag_bytes * u128::from(super::span::FRAC_ONE) / u128::from(g.rate_frac.max(1));
         if ranged && phase == Phase::Reservation && g.params.min_kib_per_sec > 0 {
             let interval = rate_subticks(tag_bytes, g.params.min_kib_per_sec, ticks_per_sec);
             g.reserve_tag = g.reserve_tag.max(now_sub.saturating_sub(reserve_lag_sub)) + interval;
@@ -502,6 +527,7 @@ impl<T> Share<T> {
 
         g.in_flight += 1;
         g.cost_in_flight += cost;
+        g.span_cost += cost;
         g.last_cost = cost;
         self.in_flight += 1;
         self.cost_in_flight += cost;
@@ -515,6 +541,6 @@ impl<T> Share<T> {
 }
 
 /// Whole ticks of a subtick time.
-fn ticks_of(now_sub: u128) -> u64 {
+pub(super) fn ticks_of(now_sub: u128) -> u64 {
     u64::try_from(now_sub >> SUBTICK_SHIFT).unwrap_or(u64::MAX)
 }

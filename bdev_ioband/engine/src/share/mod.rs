@@ -63,8 +63,10 @@ use crate::EngineError;
 
 mod depth;
 mod io;
+mod span;
 
-pub use depth::{FLOOR_TTL_MS, QUEUE_DELAY_MIN_US};
+pub use depth::{Batch, FLOOR_TTL_MS, QUEUE_DELAY_MIN_US};
+pub use span::{CoreReport, Grant, GroupGrant, GroupReport, Hub};
 
 /// Fixed-point scale of virtual time: one token at weight 1 advances it by this much.
 const VT_SCALE: u128 = 1 << 20;
@@ -119,6 +121,14 @@ struct Group<T> {
     last_cost: u64,
     /// Tick of its last submission or completion: activity is judged from it.
     last_event_ticks: u64,
+    /// Cost this core has dispatched for the group, ever (reported to the hub when the
+    /// share spans cores; never reset, unlike the stats).
+    span_cost: u64,
+    /// Cost the other cores had dispatched for the group, as of the last grant applied.
+    remote_cost: u64,
+    /// This core's part of the group's min and max, in 1/65536 (the whole when the share
+    /// does not span cores).
+    rate_frac: u32,
     /// Counted in `expected`: active with nothing queued or in flight (a closed loop
     /// between two I/Os), so the window keeps a slot free for it.
     expected: bool,
@@ -185,6 +195,10 @@ pub struct Share<T> {
     /// Whether the next due reservation yields to the weighted order (only while the
     /// reservations are behind by more than `reserve_lag_sub`).
     spare_turn: bool,
+    /// Set when the share spans cores: what the last grant of the hub allows this core.
+    span: Option<span::Span>,
+    /// Completions since the last report to the hub.
+    batch: depth::Batch,
 }
 
 impl<T> Share<T> {
@@ -231,6 +245,8 @@ impl<T> Share<T> {
             grace_max_ticks: 0,
             reserve_lag_sub: 0,
             spare_turn: false,
+            span: None,
+            batch: depth::Batch::default(),
             depth: depth::DepthControl::new(params.effective_io_limit(), ticks_per_sec),
         };
         share.refresh_derived();
@@ -274,10 +290,10 @@ impl<T> Share<T> {
     fn refresh_derived(&mut self) {
         self.io_limit = self.params.effective_io_limit();
         self.depth.set_max(self.io_limit);
-        self.io_throttle = if self.params.io_throttle == 0 {
-            self.depth.depth()
-        } else {
-            self.params.io_throttle
+        self.io_throttle = match &self.span {
+            Some(span) => span.window,
+            None if self.params.io_throttle == 0 => self.depth.depth(),
+            None => self.params.io_throttle,
         };
         self.refresh_window_gate();
         let total = u128::from(self.weight_total.max(1));
@@ -684,6 +700,9 @@ impl<T> Share<T> {
             last_cost: 0,
             last_event_ticks: u64::try_from(self.last_now_subticks >> SUBTICK_SHIFT)
                 .unwrap_or(u64::MAX),
+            span_cost: 0,
+            remote_cost: 0,
+            rate_frac: span::FRAC_ONE,
             expected: false,
             stats: GroupStats::default(),
         };

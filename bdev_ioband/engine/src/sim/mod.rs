@@ -17,8 +17,12 @@ use std::collections::{BinaryHeap, VecDeque};
 
 use crate::group::{GroupId, GroupKey, Op, Ticket};
 use crate::params::{GroupValue, ShareParams};
-use crate::share::{Admit, DeviceIdx};
-use crate::{Engine, EngineError};
+use crate::share::{Admit, DeviceIdx, Share};
+use crate::EngineError;
+
+mod span;
+
+pub use span::{run_span, SpanConfig, SpanReport};
 
 /// The device model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -299,26 +303,81 @@ impl World<'_> {
     }
 }
 
-/// Runs a simulation to the end, draining all I/O.
+/// Runs a simulation to the end, draining all I/O: one share on one core.
 pub fn run(config: &SimConfig) -> Result<SimReport, EngineError> {
-    let mut engine: Engine<usize> = Engine::new(config.ticks_per_sec);
-    let ndev = config.ioband_devices.max(1);
-    let mut dev_idx: Vec<DeviceIdx> = Vec::with_capacity(ndev);
-    for d in 0..ndev {
-        dev_idx.push(
-            engine
-                .create_device(&format!("sim{d}"), "sim", Some(config.params))?
-                .device,
-        );
+    Ok(simulate(config, None)?.sim)
+}
+
+/// The cores of a simulated run: one share replica each, the tenants spread over them.
+pub(crate) struct Cores {
+    pub(crate) shares: Vec<Share<usize>>,
+    pub(crate) devices: Vec<DeviceIdx>,
+    pub(crate) groups: Vec<GroupId>,
+}
+
+impl Cores {
+    /// `n` replicas built by the same control calls in the same order.
+    fn new(config: &SimConfig, n: usize) -> Result<Cores, EngineError> {
+        let ndev = config.ioband_devices.max(1);
+        let mut cores = Cores {
+            shares: Vec::with_capacity(n),
+            devices: Vec::new(),
+            groups: Vec::new(),
+        };
+        for _ in 0..n.max(1) {
+            let mut share = Share::new("sim", config.params, config.ticks_per_sec)?;
+            let devices = (0..ndev)
+                .map(|d| share.add_device(&format!("sim{d}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut groups = Vec::with_capacity(config.tenants.len());
+            for t in &config.tenants {
+                let dev = *devices.get(t.device).ok_or_else(|| {
+                    EngineError::Parse(format!("tenant device {} out of range", t.device))
+                })?;
+                groups.push(share.attach(dev, t.key.clone(), Some(t.value))?);
+            }
+            if n > 1 {
+                share.span_cores(u32::try_from(n).unwrap_or(u32::MAX));
+            }
+            cores.shares.push(share);
+            cores.devices = devices;
+            cores.groups = groups;
+        }
+        Ok(cores)
     }
-    let mut group_ids: Vec<GroupId> = Vec::with_capacity(config.tenants.len());
-    for t in &config.tenants {
-        let dev = *dev_idx.get(t.device).ok_or_else(|| {
-            EngineError::Parse(format!("tenant device {} out of range", t.device))
-        })?;
-        let share = engine.share_mut("sim")?;
-        group_ids.push(share.attach(dev, t.key.clone(), Some(t.value))?);
+
+    /// Applies a control action on every core.
+    fn act(&mut self, config: &SimConfig, action: &Action) -> Result<(), EngineError> {
+        for share in &mut self.shares {
+            match action {
+                Action::Detach(t) => {
+                    let tenant = &config.tenants[*t];
+                    share.detach(self.devices[tenant.device], &tenant.key)?;
+                }
+                Action::SetValue(t, v) => {
+                    let tenant = &config.tenants[*t];
+                    share.set_value(self.devices[tenant.device], &tenant.key, *v)?;
+                }
+                Action::SetParams(p) => share.set_params(*p)?,
+            }
+        }
+        Ok(())
     }
+}
+
+/// Runs a simulation over one share (`span` None) or over the replicas of a share that
+/// spans cores, exchanging with a hub as `span` says.
+pub(crate) fn simulate(
+    config: &SimConfig,
+    span: Option<&span::SpanConfig>,
+) -> Result<span::SpanReport, EngineError> {
+    let ncores = span.map_or(1, |s| s.cores.max(1));
+    let mut cores = Cores::new(config, ncores)?;
+    let mut exchange = match span {
+        Some(s) => Some(span::Exchange::new(config, s, &cores)?),
+        None => None,
+    };
+    let core_of = |t: usize| span.map_or(0, |s| s.core_of(t));
 
     let n = config.tenants.len();
     let nwin = usize::try_from(config.duration_ticks.div_ceil(config.window_ticks.max(1)))
@@ -353,23 +412,26 @@ pub fn run(config: &SimConfig) -> Result<SimReport, EngineError> {
             let Some((_, action)) = actions.pop_front() else {
                 break;
             };
-            let share = engine.share_mut("sim")?;
-            match action {
-                Action::Detach(t) => {
-                    let tenant = &config.tenants[t];
-                    share.detach(dev_idx[tenant.device], &tenant.key)?;
-                }
-                Action::SetValue(t, v) => {
-                    let tenant = &config.tenants[t];
-                    share.set_value(dev_idx[tenant.device], &tenant.key, v)?;
-                }
-                Action::SetParams(p) => share.set_params(p)?,
+            cores.act(config, &action)?;
+            if let (Some(x), Action::SetParams(p)) = (exchange.as_mut(), &action) {
+                x.set_params(*p)?;
             }
-            share.poll(now, &mut |id, tk| w.on_dispatch(id, tk, now));
+            for share in &mut cores.shares {
+                share.poll(now, &mut |id, tk| w.on_dispatch(id, tk, now));
+            }
         }
 
-        // Completions due now.
-        let share = engine.share_mut("sim")?;
+        // The exchange with the hub.
+        if let Some(x) = exchange.as_mut() {
+            let busy = !w.device.is_empty()
+                || now < config.duration_ticks
+                || cores.shares.iter().any(|s| s.queued() > 0);
+            x.step(now, busy, &mut cores, &mut |id, tk| {
+                w.on_dispatch(id, tk, now)
+            });
+        }
+
+        // Completions due now, each to the core that dispatched it.
         while w.device.peek().is_some_and(|d| d.0.done_ticks <= now) {
             let Some(Reverse(done)) = w.device.pop() else {
                 break;
@@ -381,9 +443,12 @@ pub fn run(config: &SimConfig) -> Result<SimReport, EngineError> {
             if think > 0 {
                 w.thinking[t].push_back(now + think);
             }
-            share.complete(done.ticket, now, &mut |id, tk| w.on_dispatch(id, tk, now));
+            cores.shares[core_of(t)]
+                .complete(done.ticket, now, &mut |id, tk| w.on_dispatch(id, tk, now));
         }
-        share.poll(now, &mut |id, tk| w.on_dispatch(id, tk, now));
+        for share in &mut cores.shares {
+            share.poll(now, &mut |id, tk| w.on_dispatch(id, tk, now));
+        }
 
         // Arrivals: closed loop up to each tenant's demand. Tenants that want I/O at the
         // same instant take turns, one I/O each, as simultaneous arrivals would.
@@ -423,9 +488,9 @@ pub fn run(config: &SimConfig) -> Result<SimReport, EngineError> {
                     w.dispatched.push(false);
                     w.outstanding[t] += 1;
                     w.report.submitted[t] += 1;
-                    let admit = share.submit(
-                        dev_idx[tenant.device],
-                        group_ids[t],
+                    let admit = cores.shares[core_of(t)].submit(
+                        cores.devices[tenant.device],
+                        cores.groups[t],
                         id,
                         tenant.op,
                         tenant.io_bytes,
@@ -440,12 +505,24 @@ pub fn run(config: &SimConfig) -> Result<SimReport, EngineError> {
         }
 
         // Next event.
+        let wakeup = cores
+            .shares
+            .iter()
+            .filter_map(Share::next_wakeup_ticks)
+            .min();
+        let queued = cores.shares.iter().any(|s| s.queued() > 0);
         let candidates = [
             w.device.peek().map(|d| d.0.done_ticks),
             next_change.filter(|&c| c < config.duration_ticks),
-            share.next_wakeup_ticks(),
+            wakeup,
             actions.front().map(|(at, _)| *at),
             Some(config.duration_ticks).filter(|&d| d > now),
+            exchange.as_ref().and_then(|x| {
+                x.next_event(
+                    now,
+                    queued || !w.device.is_empty() || now < config.duration_ticks,
+                )
+            }),
         ];
         match candidates.into_iter().flatten().filter(|&t| t > now).min() {
             Some(t) => now = t,
@@ -455,5 +532,10 @@ pub fn run(config: &SimConfig) -> Result<SimReport, EngineError> {
     }
     world.report.end_ticks = now;
     world.report.never_dispatched = world.dispatched.iter().filter(|d| !**d).count() as u64;
-    Ok(world.report)
+    Ok(span::SpanReport {
+        sim: world.report,
+        max_lag_cost: exchange.as_ref().map_or(0, |x| x.max_lag_cost),
+        lag_bound_cost: exchange.as_ref().map_or(0, |x| x.lag_bound_cost),
+        rounds: exchange.as_ref().map_or(0, |x| x.rounds),
+    })
 }

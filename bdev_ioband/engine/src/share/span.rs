@@ -1,0 +1,607 @@
+//! A share that spans cores: one replica of the share per core, and the hub that ties the
+//! replicas together once per exchange period.
+//!
+//! Each core owns its replica (the same devices and groups, created by the same control
+//! calls in the same order, so every [`crate::GroupId`] means the same group everywhere)
+//! and schedules the I/O submitted on that core with it, exactly as a share owned by one
+//! core does: no lock, no message and no cache line shared between cores per I/O. The
+//! [`Hub`] lives on the control core. Once per period `P` every core sends it a
+//! [`CoreReport`] (per group: cost dispatched here ever, demand, activity, virtual time;
+//! the period's completions), and the hub answers each core with a [`Grant`]. This is
+//! blk-iocost's period timer (per-group virtual time against a global clock, redistributed
+//! each period) with MQFQ's bounded-lag global virtual time, made explicit as messages.
+//!
+//! # What the hub decides
+//! - **Virtual time is global.** A grant carries, per group, the cost the *other* cores
+//!   have dispatched for it; the core adds what is new to the group's virtual time (cost /
+//!   weight). A group served on two cores is charged on both, so start-time fair queuing
+//!   on each core orders groups by their service everywhere. The share's virtual clock is
+//!   raised to the least virtual time of the groups active anywhere, so a group that wakes
+//!   re-enters against the whole share, not against one core.
+//! - **Contention is global.** A core whose groups are alone locally is windowed all the
+//!   same when two or more groups are active anywhere.
+//! - **The window is global, and split.** The hub runs the auto window (the latency-floor
+//!   AIMD of [`super::depth`]) on all cores' completions, and splits the window among
+//!   groups by weight, each capped at its demand (queued + in flight, one for a group
+//!   expected back within its grace): water-filling. A group's part goes to the cores it
+//!   has demand on, in proportion. Each core's window is its groups' parts (what no group
+//!   could take is spread evenly over the cores with active groups), made whole with a
+//!   fractional carry from period to period: a core due 0.25 of a slot has one slot one
+//!   period in four. Inside the core, virtual time orders its own groups. `io_limit` is
+//!   split the same way (half evenly, half by demand), and the probe's two slots too.
+//! - **Rates are split.** Under range-bw each core runs its part of a group's min and max,
+//!   in proportion to the group's demand there (each core keeps a small part, so an I/O
+//!   that arrives between two grants is not stuck behind an enormous tag; a tag already in
+//!   the future is rescaled when the part changes).
+//!
+//! # The lag bound
+//! Reports leave every core at the start of a period and reach the hub `D` later; the
+//! hub's grants reach the cores another `D` later. At any time a core's view of a group's
+//! service on the other cores is therefore at most `P + 2·D` old, and what it misses is
+//! what the other cores dispatched for that group in that time. In any interval the share
+//! dispatches at most what its cores' limits let be in flight at its start plus what
+//! completes during it, so with a device that completes at most `R` cost per second:
+//!
+//! > lag(group) ≤ (io_limit + cores) · c_max + R · (P + 2·D), in cost, so
+//! > lag(group) / weight in virtual time,
+//!
+//! where `c_max` is the largest cost of one I/O (the `+ cores` is the fractional carry:
+//! each core's whole window is at most one above its exact part). The multi-core
+//! simulation ([`crate::sim::run_span`]) measures the lag of every group on every core
+//! against this bound. The fairness error this costs over a window of `w` seconds is the
+//! lag divided by what the group is due in `w`.
+//!
+//! Owned: each replica by its core; the hub by the control core. Nothing here reads a
+//! clock: reports, grants and the hub take `now` in ticks.
+
+use super::depth::{Batch, DepthControl, PROBE_DEPTH};
+use super::io::ticks_of as io_ticks_of;
+use super::{Share, VT_SCALE};
+use crate::params::ShareParams;
+use crate::EngineError;
+
+/// The whole of a group's rate, in the 1/65536 units of `rate_frac`.
+pub(super) const FRAC_ONE: u32 = 1 << 16;
+/// Fixed-point scale of the hub's fractional slots.
+const SLOT_ONE: u64 = 1 << 16;
+
+/// What the last grant allows a core (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Span {
+    /// The core's window (its io_throttle in force).
+    pub(super) window: u32,
+    /// Most I/Os in flight on the core (its part of io_limit).
+    pub(super) limit: u32,
+    /// Whether two or more groups are active anywhere.
+    pub(super) contended: bool,
+    /// While contended, groups past this virtual time wait (see [`Grant::vt_ceiling`]).
+    pub(super) vt_ceiling: u128,
+}
+
+/// One group, as a core reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupReport {
+    /// Whether the slot holds a group.
+    pub present: bool,
+    /// The slot's generation (a group detached and another attached in its slot differ).
+    pub generation: u32,
+    /// Its weight.
+    pub weight: u32,
+    /// Cost this core has dispatched for it, ever.
+    pub cost: u64,
+    /// I/Os queued and in flight here, plus one if it is expected back (active, neither).
+    pub demand: u32,
+    /// Whether it is active here (queued, or an event within the grace).
+    pub active: bool,
+    /// I/Os queued here.
+    pub queued: u32,
+    /// Its virtual time here.
+    pub vtime: u128,
+}
+
+/// What one core tells the hub each period.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CoreReport {
+    /// When the core made it.
+    pub now_ticks: u64,
+    /// Per group slot.
+    pub groups: Vec<GroupReport>,
+    /// The completions since the previous report.
+    pub batch: Batch,
+    /// I/Os in flight on the core.
+    pub in_flight: u32,
+}
+
+/// One group, as the hub grants it to a core.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupGrant {
+    /// The slot's generation the grant is for (a core whose slot differs ignores it).
+    pub generation: u32,
+    /// Cost the other cores have dispatched for the group, ever.
+    pub remote_cost: u64,
+    /// The core's part of the group's min and max, in 1/65536.
+    pub rate_frac: u32,
+}
+
+/// What the hub allows one core until the next grant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grant {
+    /// The core's window while contended.
+    pub window: u32,
+    /// Most I/Os in flight on the core.
+    pub limit: u32,
+    /// Whether two or more groups are active anywhere.
+    pub contended: bool,
+    /// The least virtual time of the groups active anywhere.
+    pub vclock: u128,
+    /// While contended, a group whose virtual time is past this waits (MQFQ's throttle):
+    /// the least virtual time of the groups that queue for more than their part, plus
+    /// twice what the share's virtual time advances while a report and its grant travel.
+    pub vt_ceiling: u128,
+    /// Per group slot.
+    pub groups: Vec<GroupGrant>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct HubCore {
+    report: CoreReport,
+    /// This round's exact parts (fixed point).
+    window_part: u64,
+    limit_part: u64,
+}
+
+/// Per slot, summed over the cores (scratch of [`Hub::grant`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct SlotSum {
+    present: bool,
+    generation: u32,
+    weight: u32,
+    cost: u64,
+    demand: u64,
+    active: bool,
+    queued: u64,
+    vtime: u128,
+    /// The slots the group is due in the window (fixed point).
+    alloc: u64,
+}
+
+/// The hub of a share that spans cores (see the module doc). Owned by the control core.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    params: ShareParams,
+    io_limit: u32,
+    depth: DepthControl,
+    cores: Vec<HubCore>,
+    sums: Vec<SlotSum>,
+    order: Vec<u32>,
+    /// Per core: what it was given above (negative) or below its parts so far.
+    window_carry: Vec<i64>,
+    limit_carry: Vec<i64>,
+    wholes: Vec<u32>,
+    /// The throttle's reference (least virtual time of the groups queueing for more than
+    /// their part) at the last round, and when that was.
+    last_vmin: Option<(u128, u64)>,
+    /// How fast that reference advances, in virtual time per 2^16 ticks (smoothed).
+    vrate: u128,
+    /// The last round, and the smoothed age of the reports it used, in ticks.
+    last_round_ticks: u64,
+    report_age_ticks: u64,
+}
+
+impl Hub {
+    /// A hub for a share of `params` spread over `cores` cores.
+    pub fn new(cores: usize, params: ShareParams, ticks_per_sec: u64) -> Result<Hub, EngineError> {
+        params.validate()?;
+        if cores == 0 {
+            return Err(EngineError::OutOfRange {
+                param: "cores",
+                value: 0,
+                min: 1,
+                max: i64::from(u32::MAX),
+            });
+        }
+        let io_limit = params.effective_io_limit();
+        Ok(Hub {
+            params,
+            io_limit,
+            depth: DepthControl::new(io_limit, ticks_per_sec),
+            cores: vec![HubCore::default(); cores],
+            sums: Vec::new(),
+            order: Vec::new(),
+            window_carry: vec![0; cores],
+            limit_carry: vec![0; cores],
+            wholes: vec![0; cores],
+            last_vmin: None,
+            vrate: 0,
+            last_round_ticks: 0,
+            report_age_ticks: 0,
+        })
+    }
+
+    /// Follows a change of the share's knobs (made on every replica too).
+    pub fn set_params(&mut self, params: ShareParams) -> Result<(), EngineError> {
+        params.validate()?;
+        self.params = params;
+        self.io_limit = params.effective_io_limit();
+        self.depth.set_max(self.io_limit);
+        Ok(())
+    }
+
+    /// How many cores the share spans.
+    pub fn cores(&self) -> usize {
+        self.cores.len()
+    }
+
+    /// The window the hub splits now (the auto one, or io_throttle as set).
+    pub fn window(&self) -> u32 {
+        if self.params.io_throttle != 0 {
+            self.params.io_throttle
+        } else if self.depth.probing() {
+            PROBE_DEPTH.min(self.io_limit)
+        } else {
+            self.depth.depth()
+        }
+    }
+
+    /// Takes `core`'s report (swapped in: `report` gets back an old buffer to refill).
+    /// Out-of-range cores are ignored.
+    pub fn receive(&mut self, core: usize, report: &mut CoreReport, now_ticks: u64) {
+        let Some(slot) = self.cores.get_mut(core) else {
+            return;
+        };
+        std::mem::swap(&mut slot.report, report);
+        let age = now_ticks.saturating_sub(slot.report.now_ticks);
+        self.report_age_ticks = self.report_age_ticks - self.report_age_ticks / 8 + age / 8;
+        let batch = std::mem::take(&mut slot.report.batch);
+        self.depth.on_batch(&batch, now_ticks);
+    }
+
+    /// Computes every core's grant from the latest reports (`grants` has one entry per
+    /// core; its buffers are reused).
+    pub fn grant(&mut self, now_ticks: u64, grants: &mut [Grant]) {
+        self.sum_slots();
+        let n = self.cores.len();
+        let contended = self.sums.iter().filter(|s| s.active).count() >= 2;
+        let probing = self.params.io_throttle == 0 && self.depth.probing();
+        let window = u64::from(self.window());
+        let limit = if probing {
+            window
+        } else {
+            u64::from(self.io_limit)
+        };
+        if contended {
+            self.water_fill(window * SLOT_ONE);
+        }
+        let vclock = self
+            .sums
+            .iter()
+            .filter(|s| s.active)
+            .map(|s| s.vtime)
+            .min()
+            .unwrap_or(0);
+        let busy_cores = self
+            .cores
+            .iter()
+            .filter(|c| c.report.groups.iter().any(|g| g.active))
+            .count() as u64;
+        let demand_total: u64 = self.sums.iter().map(|s| s.demand).sum();
+        let alloc_total: u64 = self.sums.iter().map(|s| s.alloc).sum();
+        let spare = (window * SLOT_ONE).saturating_sub(alloc_total);
+        for (c, grant) in grants.iter_mut().enumerate().take(n) {
+            let core = &mut self.cores[c];
+            let mut part = 0u64;
+            let mut demand = 0u64;
+            grant.groups.clear();
+            grant.groups.resize(self.sums.len(), GroupGrant::default());
+            for (slot, sum) in self.sums.iter().enumerate() {
+                let mine = core.report.groups.get(slot).copied().unwrap_or_default();
+                let same = mine.present && sum.present && mine.generation == sum.generation;
+                let gg = &mut grant.groups[slot];
+                gg.generation = sum.generation;
+                gg.remote_cost = if same { sum.cost - mine.cost } else { 0 };
+                let d = if same { u64::from(mine.demand) } else { 0 };
+                demand += d;
+                // Its part of the group's rates: by demand, every core keeping a little.
+                let share = (d + 1) * u64::from(FRAC_ONE) / (sum.demand + n as u64);
+                gg.rate_frac = u32::try_from(share.max(1)).unwrap_or(FRAC_ONE);
+                if sum.demand > 0 {
+                    part += u64::try_from(
+                        u128::from(sum.alloc) * u128::from(d) / u128::from(sum.demand),
+                    )
+                    .unwrap_or(u64::MAX);
+                }
+            }
+            let active_here = core.report.groups.iter().any(|g| g.active);
+            if active_here || busy_cores == 0 {
+                part += spare / busy_cores.max(1);
+            }
+            // Half of io_limit evenly, half by demand.
+            let even = limit * SLOT_ONE / 2 / n as u64;
+            let by_demand = (limit * SLOT_ONE / 2 * demand)
+                .checked_div(demand_total)
+                .unwrap_or(even);
+            core.window_part = part;
+            core.limit_part = even + by_demand;
+            grant.contended = contended;
+            grant.vclock = vclock;
+        }
+        let parts: Vec<u64> = self.cores.iter().map(|c| c.window_part).collect();
+        apportion(
+            &parts,
+            &mut self.window_carry,
+            &mut self.wholes,
+            &mut self.order,
+        );
+        for ((g, &w), core) in grants.iter_mut().zip(&self.wholes).zip(&self.cores) {
+            // A core with I/O queued always has a slot, so that every group can move; the
+            // throttle below keeps those with a small part to it.
+            let queued = core.report.groups.iter().any(|g| g.queued > 0);
+            g.window = if queued { w.max(1) } else { w };
+        }
+        let parts: Vec<u64> = self.cores.iter().map(|c| c.limit_part).collect();
+        apportion(
+            &parts,
+            &mut self.limit_carry,
+            &mut self.wholes,
+            &mut self.order,
+        );
+        for (g, &w) in grants.iter_mut().zip(&self.wholes) {
+            g.limit = w;
+        }
+        let vt_ceiling = self.vt_ceiling(contended, now_ticks, grants);
+        for g in grants.iter_mut() {
+            g.vt_ceiling = vt_ceiling;
+        }
+    }
+
+    /// The throttle's ceiling for this round (u128::MAX: none). Its reference is the least
+    /// virtual time of the groups that queue and are due less than their demand (a group
+    /// capped at its demand, a closed loop at queue depth 1, cannot use more and must not
+    /// hold the others back); its slack is twice the reference's advance over a round
+    /// plus the reports' and grants' travel, so the group at the reference never waits
+    /// for it.
+    fn vt_ceiling(&mut self, contended: bool, now_ticks: u64, grants: &[Grant]) -> u128 {
+        // Only groups queued on a core that has a slot this round can move: one whose
+        // cores have none (a small part, whole one round in several) does not hold the
+        // others back meanwhile.
+        let mut vmin: Option<u128> = None;
+        for (core, grant) in self.cores.iter().zip(grants) {
+            if grant.window == 0 {
+                continue;
+            }
+            for (g, sum) in core.report.groups.iter().zip(&self.sums) {
+                let uncapped = sum.alloc < sum.demand.saturating_mul(SLOT_ONE);
+                if g.queued > 0 && sum.present && g.generation == sum.generation && uncapped {
+                    vmin = Some(vmin.map_or(sum.vtime, |v| v.min(sum.vtime)));
+                }
+            }
+        }
+        let interval = now_ticks.saturating_sub(self.last_round_ticks);
+        self.last_round_ticks = now_ticks;
+        let (Some(vmin), true) = (vmin, contended) else {
+            self.last_vmin = None;
+            return u128::MAX;
+        };
+        if let Some((last, at)) = self.last_vmin {
+            let dt = u128::from(now_ticks.saturating_sub(at).max(1));
+            let rate = vmin.saturating_sub(last) * 65_536 / dt;
+            self.vrate = self.vrate - self.vrate / 4 + rate / 4;
+        }
+        self.last_vmin = Some((vmin, now_ticks));
+        let travel = u128::from(interval + 2 * self.report_age_ticks);
+        let slack = (2 * self.vrate * travel / 65_536).max(VT_SCALE / 16);
+        vmin.saturating_add(slack)
+    }
+
+    /// Sums the latest reports per slot.
+    fn sum_slots(&mut self) {
+        let slots = self
+            .cores
+            .iter()
+            .map(|c| c.report.groups.len())
+            .max()
+            .unwrap_or(0);
+        self.sums.clear();
+        self.sums.resize(slots, SlotSum::default());
+        for core in &self.cores {
+            for (sum, g) in self.sums.iter_mut().zip(&core.report.groups) {
+                if !g.present {
+                    continue;
+                }
+                if !sum.present {
+                    sum.present = true;
+                    sum.generation = g.generation;
+                    sum.weight = g.weight;
+                } else if sum.generation != g.generation {
+                    // A control call not yet applied everywhere: the first core's view
+                    // holds until the others catch up.
+                    continue;
+                }
+                sum.cost += g.cost;
+                sum.demand += u64::from(g.demand);
+                sum.active |= g.active;
+                sum.queued += u64::from(g.queued);
+                sum.vtime = sum.vtime.max(g.vtime);
+            }
+        }
+    }
+
+    /// Splits `window` (fixed point) among the groups with demand, by weight, each capped
+    /// at its demand (water-filling, in order of demand per weight).
+    fn water_fill(&mut self, window: u64) {
+        self.order.clear();
+        self.order.extend(
+            (0..self.sums.len())
+                .filter(|&i| self.sums[i].demand > 0)
+                .map(|i| u32::try_from(i).unwrap_or(u32::MAX)),
+        );
+        let sums = &self.sums;
+        let per_weight = |i: u32| {
+            let s = &sums[i as usize];
+            u128::from(s.demand) * SLOT_ONE as u128 / u128::from(s.weight.max(1))
+        };
+        self.order.sort_by_key(|&i| (per_weight(i), i));
+        let mut left = u128::from(window);
+        let mut weight_left: u128 = self
+            .order
+            .iter()
+            .map(|&i| u128::from(self.sums[i as usize].weight.max(1)))
+            .sum();
+        for &i in &self.order {
+            let s = &mut self.sums[i as usize];
+            let w = u128::from(s.weight.max(1));
+            let fair = left * w / weight_left.max(1);
+            let cap = u128::from(s.demand) * u128::from(SLOT_ONE);
+            let alloc = fair.min(cap);
+            s.alloc = u64::try_from(alloc).unwrap_or(u64::MAX);
+            left -= alloc;
+            weight_left -= w;
+        }
+    }
+}
+
+/// Turns the cores' exact `parts` (fixed point) into whole slots in `out` that add up to
+/// their rounded total (largest remainder first), each core carrying what it got above or
+/// below its part into the next round: every core gets its part on average, and the cores
+/// together never hold more than the total.
+fn apportion(parts: &[u64], carry: &mut [i64], out: &mut [u32], order: &mut Vec<u32>) {
+    let one = SLOT_ONE as i64;
+    let mut total: i64 = 0;
+    order.clear();
+    for (c, (&part, carry)) in parts.iter().zip(carry.iter_mut()).enumerate() {
+        *carry += i64::try_from(part).unwrap_or(i64::MAX / 4);
+        total += *carry;
+        order.push(u32::try_from(c).unwrap_or(u32::MAX));
+    }
+    let mut left = (total.max(0) + one / 2) / one;
+    for (c, carry) in carry.iter_mut().enumerate() {
+        let whole = ((*carry).max(0) / one).min(left);
+        left -= whole;
+        *carry -= whole * one;
+        out[c] = u32::try_from(whole).unwrap_or(u32::MAX);
+    }
+    // The slots left go to the largest remainders.
+    order.sort_by_key(|&c| (std::cmp::Reverse(carry[c as usize]), c));
+    for &c in order.iter() {
+        if left <= 0 || carry[c as usize] <= 0 {
+            break;
+        }
+        carry[c as usize] -= one;
+        out[c as usize] += 1;
+        left -= 1;
+    }
+}
+
+impl<T> Share<T> {
+    /// Makes this share one of `cores` replicas of a share that spans cores, until the
+    /// first grant: an even part of the window and of io_limit, not contended.
+    pub fn span_cores(&mut self, cores: u32) {
+        let n = cores.max(1);
+        self.span = Some(Span {
+            window: (self.params.effective_io_throttle() / n).max(1),
+            limit: (self.io_limit / n).max(1),
+            contended: false,
+            vt_ceiling: u128::MAX,
+        });
+        self.refresh_derived();
+    }
+
+    /// A group's cost dispatched on this core and, as of the last grant, on the others.
+    pub fn span_costs(&self, id: crate::GroupId) -> Option<(u64, u64)> {
+        let entry = self.slots.get(id.slot as usize)?;
+        if entry.generation != id.generation {
+            return None;
+        }
+        let g = entry.group.as_ref()?;
+        Some((g.span_cost, g.remote_cost))
+    }
+
+    /// Whether this share is a replica of a share that spans cores.
+    pub fn spans_cores(&self) -> bool {
+        self.span.is_some()
+    }
+
+    /// Fills `out` with this core's report to the hub (once per period; O(groups)).
+    pub fn span_report(&mut self, now_ticks: u64, out: &mut CoreReport) {
+        let now = io_ticks_of(self.now_subticks(now_ticks));
+        out.now_ticks = now;
+        out.groups.clear();
+        out.groups.resize(self.slots.len(), GroupReport::default());
+        for (r, entry) in out.groups.iter_mut().zip(&self.slots) {
+            r.generation = entry.generation;
+            let Some(g) = entry.group.as_ref() else {
+                continue;
+            };
+            let idle = g.queue.is_empty() && g.in_flight == 0;
+            let active =
+                !g.queue.is_empty() || now.saturating_sub(g.last_event_ticks) < self.grace_ticks;
+            r.present = true;
+            r.weight = g.params.weight;
+            r.cost = g.span_cost;
+            r.active = active;
+            r.queued = u32::try_from(g.queue.len()).unwrap_or(u32::MAX);
+            r.demand = u32::try_from(g.queue.len())
+                .unwrap_or(u32::MAX)
+                .saturating_add(g.in_flight)
+                .saturating_add(u32::from(active && idle));
+            r.vtime = g.vtime;
+        }
+        out.batch = std::mem::take(&mut self.batch);
+        out.in_flight = self.in_flight;
+    }
+
+    /// Applies the hub's grant, then dispatches whatever it lets go.
+    pub fn apply_grant<F: FnMut(T, crate::Ticket)>(
+        &mut self,
+        grant: &Grant,
+        now_ticks: u64,
+        sink: &mut F,
+    ) {
+        let now_sub = self.now_subticks(now_ticks);
+        self.span = Some(Span {
+            window: grant.window,
+            limit: grant.limit,
+            contended: grant.contended,
+            vt_ceiling: grant.vt_ceiling,
+        });
+        for (slot, gg) in grant.groups.iter().enumerate() {
+            let Some(entry) = self.slots.get_mut(slot) else {
+                break;
+            };
+            if entry.generation != gg.generation {
+                continue;
+            }
+            let Some(g) = entry.group.as_mut() else {
+                continue;
+            };
+            let mut moved = false;
+            if gg.remote_cost > g.remote_cost {
+                let delta = u128::from(gg.remote_cost - g.remote_cost);
+                g.vtime += delta * VT_SCALE / u128::from(g.params.weight.max(1));
+                g.remote_cost = gg.remote_cost;
+                moved = true;
+            }
+            let frac = gg.rate_frac.clamp(1, FRAC_ONE);
+            if frac != g.rate_frac {
+                // A tag in the future was set at the old part: rescale what is left of it.
+                let rescale = |tag: u128| {
+                    if tag > now_sub {
+                        now_sub + (tag - now_sub) * u128::from(g.rate_frac) / u128::from(frac)
+                    } else {
+                        tag
+                    }
+                };
+                g.limit_tag = rescale(g.limit_tag);
+                g.reserve_tag = rescale(g.reserve_tag);
+                g.rate_frac = frac;
+                moved = true;
+            }
+            if moved && !g.queue.is_empty() {
+                self.reposition(u32::try_from(slot).unwrap_or(u32::MAX), now_sub);
+            }
+        }
+        self.vclock = self.vclock.max(grant.vclock);
+        self.refresh_derived();
+        self.run(io_ticks_of(now_sub), now_sub, self.next_seq, sink);
+    }
+}
