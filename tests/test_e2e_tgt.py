@@ -369,6 +369,18 @@ BAD_CALLS = [
     ('number-2-pow-64', 'bdev_ioband_set_device', {'name': 'share0', 'token': 2 ** 64}, P, 'token'),
     ('number-2-pow-32', 'bdev_ioband_create',
      {'name': 'ioX', 'base_bdev_name': 'Model0', 'io_limit': 2 ** 32}, P, 'io_limit'),
+    # issue #10: io_throttle above the default io_limit is refused (it raised the limit)
+    ('create-throttle-above-default-limit', 'bdev_ioband_create',
+     {'name': 'ioX', 'base_bdev_name': 'Model0', 'share': 'shareX', 'io_throttle': 200}, E, 'io_limit'),
+    ('set-device-throttle-above-default-limit', 'bdev_ioband_set_device',
+     {'name': 'share0', 'io_throttle': 30000}, E, 'io_limit'),
+    ('set-device-command-throttle-above-default-limit', 'bdev_ioband_set_device',
+     {'command': 'share1 io_throttle 30000'}, E, 'io_limit'),
+    # issue #10: a share and a device of another share may not have one name
+    ('create-share-named-like-device', 'bdev_ioband_create',
+     {'name': 'ioX', 'base_bdev_name': 'Model0', 'share': 'io1'}, -17, 'io1'),
+    ('create-device-named-like-share', 'bdev_ioband_create',
+     {'name': 'share1', 'base_bdev_name': 'Model0', 'share': 'share0'}, -17, 'share1'),
     # issue #10: a huge name is not echoed whole (check_refused bounds every message)
     ('huge-name-not-echoed', 'bdev_ioband_set_settings', {'name': 'A' * 900000, 'value': 3}, -19, 'AAAA…'),
     ('huge-command-not-echoed', 'bdev_ioband_set_device',

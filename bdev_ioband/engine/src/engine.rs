@@ -148,6 +148,20 @@ impl<T> Engine<T> {
             return Err(EngineError::DeviceExists(device.to_owned()));
         }
         let existing = self.names.get(share).copied();
+        // A name may be both a share and a device only when the device is in that share
+        // (the default: a device's share takes its name).
+        if device != share && self.names.contains_key(device) {
+            return Err(EngineError::NameTaken {
+                name: device.to_owned(),
+                taken_by: "a share",
+            });
+        }
+        if existing.is_none() && self.devices.contains_key(share) {
+            return Err(EngineError::NameTaken {
+                name: share.to_owned(),
+                taken_by: "an ioband device",
+            });
+        }
         let (index, idx) = match existing {
             Some(index) => {
                 let Some(existing) = self.slots[index as usize].share.as_mut() else {

@@ -26,6 +26,18 @@ pub enum EngineError {
     /// A device of this name exists already.
     #[error("an ioband device named '{0}' exists already")]
     DeviceExists(String),
+    /// A share would take the name of a device of another share, or a device the name of
+    /// another share: the text language could not tell them apart.
+    #[error(
+        "'{name}' is the name of {taken_by} already; a share and a device of another share \
+         may not have the same name"
+    )]
+    NameTaken {
+        /// The name asked for.
+        name: String,
+        /// What has it: "a share" or "an ioband device".
+        taken_by: &'static str,
+    },
     /// The group is attached already.
     #[error("group '{group}' is attached to ioband device '{device}' already")]
     GroupExists {
@@ -75,8 +87,11 @@ pub enum EngineError {
         /// The limit it was checked against.
         capacity_kib_per_sec: u64,
     },
-    /// io_throttle must not exceed io_limit.
-    #[error("io_throttle {io_throttle} must not exceed io_limit {io_limit}")]
+    /// io_throttle must not exceed io_limit (the one set, or the default one in force).
+    #[error(
+        "io_throttle {io_throttle} must not exceed io_limit {io_limit} \
+         (set io_limit with it to raise the limit)"
+    )]
     ThrottleAboveLimit {
         /// Requested or current io_throttle.
         io_throttle: u32,
@@ -113,7 +128,9 @@ impl EngineError {
         match self {
             EngineError::NoSuchShare(_) | EngineError::NoSuchDevice(_) => ENODEV,
             EngineError::NoSuchGroup { .. } => ENOENT,
-            EngineError::DeviceExists(_) | EngineError::GroupExists { .. } => EEXIST,
+            EngineError::DeviceExists(_)
+            | EngineError::GroupExists { .. }
+            | EngineError::NameTaken { .. } => EEXIST,
             EngineError::Internal(_) => EIO,
             _ => EINVAL,
         }

@@ -148,11 +148,11 @@ impl ShareParams {
         }
     }
 
-    /// The io_limit in force: ⌊3·nr_requests/2⌋ unless set, and never below io_throttle.
+    /// The io_limit in force: ⌊3·nr_requests/2⌋ unless set. A set io_throttle never
+    /// exceeds it ([`ShareParams::validate`] refuses that, the default limit included).
     pub fn effective_io_limit(&self) -> u32 {
         if self.io_limit == 0 {
-            let derived = (self.nr_requests.max(1) * 3 / 2).clamp(1, SHORT_MAX);
-            derived.max(self.io_throttle)
+            (self.nr_requests.max(1) * 3 / 2).clamp(1, SHORT_MAX)
         } else {
             self.io_limit
         }
@@ -185,10 +185,12 @@ impl ShareParams {
         check_range("nr_requests", self.nr_requests, 1, SHORT_MAX)?;
         check_range("capacity", self.capacity_kib_per_sec, 0, TOKEN_MAX)?;
         check_range("idle_grace", self.idle_grace_us, 0, IDLE_GRACE_MAX_US)?;
-        if self.io_limit != 0 && self.io_throttle > self.io_limit {
+        // Against the limit in force: a throttle above the default limit used to raise the
+        // limit silently (removing the cap); it is refused like one above a set limit.
+        if self.io_throttle > self.effective_io_limit() {
             return Err(EngineError::ThrottleAboveLimit {
                 io_throttle: self.io_throttle,
-                io_limit: self.io_limit,
+                io_limit: self.effective_io_limit(),
             });
         }
         Ok(())

@@ -103,9 +103,11 @@ pub fn dump_writes<T>(engine: &Engine<T>) -> Result<Vec<DevicesWrite>, EngineErr
         let p = share.params();
         let name = share.name();
         for command in [
+            // io_limit before io_throttle: into a fresh share (io_throttle auto), the limit
+            // is set first and the throttle then fits under it.
             DeviceCommand::Policy(p.policy),
-            DeviceCommand::IoThrottle(p.io_throttle),
             DeviceCommand::IoLimit(p.io_limit),
+            DeviceCommand::IoThrottle(p.io_throttle),
             DeviceCommand::Token(p.token),
             DeviceCommand::Carryover(p.carryover),
             DeviceCommand::Capacity(p.capacity_kib_per_sec),

@@ -39,9 +39,9 @@
 //!
 //! Names: share knobs (`policy` … `idle_grace`) look the name up as a share first, then as a
 //! device (its share). Group messages (`attach` … `reset`) look it up as a device first, then
-//! as a share (its first device, as blkio did). The two orders matter only when a share and a
-//! device of another share have the same name; each message then picks the meaning that it
-//! can act on.
+//! as a share (its first device, as blkio did). A share and a device of another share may
+//! not have the same name ([`EngineError::NameTaken`](crate::EngineError::NameTaken)), so a
+//! name that is both is a share and its own device, and the two orders agree.
 //!
 //! Differences from dm-ioband, on purpose: `io_limit` and `token` do not reset `token` and
 //! `carryover` to their defaults (0 already means "derived"); a `policy` change keeps every
@@ -87,6 +87,8 @@ pub mod render;
 pub mod rpc;
 mod text;
 
+#[cfg(test)]
+mod limits_tests;
 #[cfg(test)]
 mod one_rule_tests;
 #[cfg(test)]

@@ -105,7 +105,9 @@ pub fn share_listing<T>(share: &Share<T>) -> ShareListing {
     ShareListing {
         share: share.name().to_owned(),
         policy: p.policy,
-        io_throttle: share.io_throttle_in_force(),
+        // The adapted window may sit above io_limit, where it has no effect: what binds is
+        // the lesser (and what a replay of this listing can set).
+        io_throttle: share.io_throttle_in_force().min(p.effective_io_limit()),
         io_limit: p.effective_io_limit(),
         token: weight.then(|| clamp(p.effective_token())),
         carryover: weight.then(|| clamp(p.effective_carryover())),

@@ -322,7 +322,7 @@ pub fn handle_get_devices<T>(
             ShareInfo {
                 share: listing.share,
                 policy: p.policy,
-                io_throttle: share.io_throttle_in_force(),
+                io_throttle: listing.io_throttle,
                 io_limit: p.effective_io_limit(),
                 token: p.effective_token(),
                 carryover: p.effective_carryover(),

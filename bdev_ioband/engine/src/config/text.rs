@@ -349,12 +349,13 @@ impl ShareListing {
     /// Values in force become explicit settings (an io_limit that was derived from the
     /// base's queue depth is written as a number), so the listing is reproduced but the
     /// "0 = default" of the original is not: use [`dump_writes`](super::dump_writes) for
-    /// that. Writes are ordered for a fresh share (io_throttle before io_limit).
+    /// that. Writes are ordered for a fresh share (io_limit before io_throttle, which must
+    /// fit under it).
     pub fn writes(&self) -> Vec<DevicesWrite> {
         let mut commands = vec![
             DeviceCommand::Policy(self.policy),
-            DeviceCommand::IoThrottle(self.io_throttle),
             DeviceCommand::IoLimit(self.io_limit),
+            DeviceCommand::IoThrottle(self.io_throttle),
         ];
         commands.extend(self.token.map(DeviceCommand::Token));
         commands.extend(self.carryover.map(DeviceCommand::Carryover));

@@ -307,8 +307,8 @@ fn listings_parse_back() {
             .collect::<Vec<_>>(),
         [
             "s2 policy range-bw",
-            "s2 io_throttle 4",
             "s2 io_limit 10",
+            "s2 io_throttle 4",
             "s2 capacity 5000",
             "s2 idle_grace 250",
         ]
