@@ -233,7 +233,7 @@ BAD_CALLS = [
     # create
     ('create-unknown-base', 'bdev_ioband_create', {'name': 'ioX', 'base_bdev_name': 'NoSuchBdev'}, -19, None),
     ('create-duplicate', 'bdev_ioband_create', {'name': 'io0', 'base_bdev_name': 'Model0'}, -17, None),
-    ('create-duplicate-of-base', 'bdev_ioband_create', {'name': 'Model0', 'base_bdev_name': 'Model0'}, -17, None),
+    ('create-duplicate-of-base', 'bdev_ioband_create', {'name': 'Model0', 'base_bdev_name': 'io0'}, -17, None),
     ('create-knobs-differ-from-share', 'bdev_ioband_create',
      {'name': 'ioX', 'base_bdev_name': 'Model0', 'share': 'share0', 'policy': 'range-bw'}, E, None),
     ('create-missing-base', 'bdev_ioband_create', {'name': 'ioX'}, P, 'base_bdev_name'),
@@ -381,6 +381,14 @@ BAD_CALLS = [
      {'name': 'ioX', 'base_bdev_name': 'Model0', 'share': 'io1'}, -17, 'io1'),
     ('create-device-named-like-share', 'bdev_ioband_create',
      {'name': 'share1', 'base_bdev_name': 'Model0', 'share': 'share0'}, -17, 'share1'),
+    # issue #10: a base name no bdev can have, or the device's own, is refused (SPDK waited
+    # for it forever)
+    ('create-base-empty', 'bdev_ioband_create', {'name': 'ioX', 'base_bdev_name': ''}, E, 'base_bdev_name'),
+    ('create-base-space', 'bdev_ioband_create', {'name': 'ioX', 'base_bdev_name': 'Model 0'}, E, 'base_bdev_name'),
+    ('create-base-nul', 'bdev_ioband_create', {'name': 'ioX', 'base_bdev_name': 'Model0\u0000'}, E, 'base_bdev_name'),
+    ('create-base-is-self', 'bdev_ioband_create', {'name': 'ioX', 'base_bdev_name': 'ioX'}, E, 'base_bdev_name'),
+    ('create-base-is-self-existing', 'bdev_ioband_create',
+     {'name': 'Model0', 'base_bdev_name': 'Model0'}, E, 'base_bdev_name'),
     # issue #10: a huge name is not echoed whole (check_refused bounds every message)
     ('huge-name-not-echoed', 'bdev_ioband_set_settings', {'name': 'A' * 900000, 'value': 3}, -19, 'AAAA…'),
     ('huge-command-not-echoed', 'bdev_ioband_set_device',

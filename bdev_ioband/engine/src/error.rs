@@ -54,6 +54,15 @@ pub enum EngineError {
         /// Why it was refused.
         reason: &'static str,
     },
+    /// The base bdev's name is one no bdev can have (empty, white space or control
+    /// characters, too long), or the new device's own.
+    #[error("invalid base_bdev_name '{name}': {reason}")]
+    InvalidBase {
+        /// The base name given.
+        name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
     /// A numeric parameter is outside its range.
     #[error("{param} = {value} is out of range ({min}..={max})")]
     OutOfRange {

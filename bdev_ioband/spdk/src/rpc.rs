@@ -163,6 +163,9 @@ fn strerror(errno: i32) -> &'static str {
 
 fn create(params: Option<&str>) -> Result<Value, RpcError> {
     let p: CreateParams = decode(params)?;
+    // As the embedded host does: a base name no bdev can have, or the device's own, is
+    // refused here rather than waited for.
+    p.validate()?;
     if shim::bdev_exists(&p.name) {
         return Err(errno_error(
             17,

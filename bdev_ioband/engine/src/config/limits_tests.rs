@@ -1,11 +1,13 @@
-//! Tests of two refusals of issue #10: an io_throttle above the io_limit in force (the
-//! default one too, which it used to raise silently), and a share and a device of another
-//! share with one name.
+//! Tests of refusals of issue #10: an io_throttle above the io_limit in force (the default
+//! one too, which it used to raise silently), a share and a device of another share with
+//! one name, and a base name that no bdev can have.
 
 use serde_json::{from_value, json};
 
 use super::apply_devices_text;
-use super::rpc::{handle_get_devices, handle_set_device, GetDevicesParams, GetDevicesReply};
+use super::rpc::{
+    handle_get_devices, handle_set_device, CreateParams, GetDevicesParams, GetDevicesReply,
+};
 use crate::{Engine, EngineError, ShareParams};
 
 fn io_limit_in_force(e: &mut Engine<u32>, share: &str) -> u32 {
@@ -120,4 +122,27 @@ fn a_share_and_a_device_of_another_share_may_not_share_a_name() {
         e.shares().map(|s| s.name().to_owned()).collect::<Vec<_>>(),
     );
     assert_eq!(after, before);
+}
+
+#[test]
+fn create_params_refuse_a_base_that_can_never_match() {
+    let create = |name: &str, base: &str| CreateParams {
+        name: name.into(),
+        base_bdev_name: base.into(),
+        ..CreateParams::default()
+    };
+    for base in ["", "a b", "a\u{0}", "\n", &"x".repeat(256), "io0"] {
+        let err = create("io0", base).validate().expect_err(base);
+        assert!(
+            matches!(err, EngineError::InvalidBase { .. }),
+            "{base:?}: {err}"
+        );
+        assert!(err.to_string().contains("base_bdev_name"), "{err}");
+        assert_eq!(err.errno(), 22);
+    }
+    assert!(matches!(
+        create("", "Null0").validate(),
+        Err(EngineError::InvalidName { .. })
+    ));
+    assert_eq!(create("io0", "Null0").validate(), Ok(()));
 }

@@ -23,7 +23,8 @@
 //! (string, default: `name`), `policy` (`"weight"`, `"weight-iosize"` or `"range-bw"`),
 //! `io_throttle`, `io_limit`, `token`, `carryover`, `capacity_kib_per_sec`, `idle_grace_us`
 //! (u32s, 0 = default; `idle_grace_us` is 0..=1000000 µs, 0 = auto). Result: the bdev name
-//! (string). With no knob given, an existing share is joined as it is
+//! (string). Both hosts first check the names ([`CreateParams::validate`]: -22 for an empty
+//! base name, one with white space or a NUL, or the device's own name). With no knob given, an existing share is joined as it is
 //! ([`CreateParams::share_params`] is `None`); with knobs, they must equal the existing
 //! share's. Handled by the host (it touches bdevs).
 //!
@@ -71,8 +72,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Engine, EngineError, GroupKey, GroupStats, GroupType, GroupValue, Policy, ShareParams,
-    SHORT_MAX,
+    validate_name, Engine, EngineError, GroupKey, GroupStats, GroupType, GroupValue, Policy,
+    ShareParams, SHORT_MAX,
 };
 
 use super::apply::{apply_devices_write, share_for};
@@ -215,6 +216,27 @@ impl CreateParams {
             capacity_kib_per_sec: self.capacity_kib_per_sec,
             idle_grace_us: self.idle_grace_us,
         }
+    }
+
+    /// Checks what needs no state, the same on both hosts before anything else: the names
+    /// of the device, its share and its base ([`crate::validate_name`]: not empty, no white
+    /// space or control character such as NUL, at most 255 bytes), and that the base is not
+    /// the device itself. (Inside SPDK a base that does not exist yet is waited for, so a
+    /// base name that could never match must be refused here.)
+    pub fn validate(&self) -> Result<(), EngineError> {
+        validate_name(&self.name)?;
+        validate_name(self.share_name())?;
+        if let Err(EngineError::InvalidName { name, reason }) = validate_name(&self.base_bdev_name)
+        {
+            return Err(EngineError::InvalidBase { name, reason });
+        }
+        if self.base_bdev_name == self.name {
+            return Err(EngineError::InvalidBase {
+                name: self.base_bdev_name.clone(),
+                reason: "it is the name of the ioband bdev itself",
+            });
+        }
+        Ok(())
     }
 
     /// The share's parameters for [`Engine::create_device`]: `None` when no knob is given

@@ -28,6 +28,7 @@ pub(super) fn register(t: &mut BTreeMap<&'static str, Handler>) {
 
 fn create(app: &App, params: Params) -> Result<Value, Error> {
     let p: CreateParams = decode(params)?;
+    p.validate().map_err(engine_error)?;
     let base = app.bdev(&p.base_bdev_name).map_err(bdev_error)?;
     let nr_requests = base.queue_depth().clamp(1, SHORT_MAX);
     let share_params = p.share_params().map(|sp| ShareParams { nr_requests, ..sp });

@@ -108,11 +108,11 @@ fn engine_errors_map_to_spdk_codes() {
         )),
         -2
     );
-    // -17: a bdev of that name exists (the base's name, or a live ioband bdev's).
+    // -17: a bdev of that name exists (a base's name, or a live ioband bdev's).
     let (c, msg) = h
         .rpc(
             "bdev_ioband_create",
-            json!({"name": "Null0", "base_bdev_name": "Null0"}),
+            json!({"name": "Null0", "base_bdev_name": "io0"}),
         )
         .err();
     assert_eq!(c, -17, "{msg}");
@@ -412,4 +412,32 @@ fn strict_params_duplicates_null_numbers_and_echo() {
     let (code, msg) = h.rpc_text("bdev_ioband_delete", &big).err();
     assert_eq!(code, INVALID_PARAMS, "{msg}");
     assert!(msg.contains("above the limit"), "{msg}");
+}
+
+/// Issue #10: a base name that no bdev can have, or the device's own, is refused (-22,
+/// naming base_bdev_name) as on the embedded host, instead of waiting for it forever.
+#[test]
+fn a_base_name_that_can_never_match_is_refused() {
+    let h = Harness::new();
+    h.add_base("Null0");
+    for base in ["", "Null 0", "Null0\u{0}", "\t", "io9"] {
+        let (code, msg) = h
+            .rpc(
+                "bdev_ioband_create",
+                json!({"name": "io9", "base_bdev_name": base}),
+            )
+            .err();
+        assert_eq!(code, -22, "{base:?}: {msg}");
+        assert!(msg.contains("base_bdev_name"), "{base:?}: {msg}");
+    }
+    assert!(device_names(&h).is_empty());
+    assert!(
+        !h.calls()
+            .iter()
+            .any(|c| matches!(c, Call::NodeCreate { .. })),
+        "bad input reached the shim"
+    );
+    // A base that does not exist yet is still waited for.
+    create(&h, "io9", "Later0", json!({}));
+    assert_eq!(device_names(&h), ["io9"]);
 }
