@@ -129,7 +129,7 @@ impl<T> Share<T> {
                 self.refresh_window_gate();
             }
             self.refresh_grace();
-            if self.ranged() {
+            if self.ranged() && self.span.is_none() {
                 self.refresh_spare_cap(now_ticks);
             }
         }

@@ -27,12 +27,26 @@
 //!   has demand on, in proportion. Each core's window is its groups' parts (what no group
 //!   could take is spread evenly over the cores with active groups), made whole with a
 //!   fractional carry from period to period: a core due 0.25 of a slot has one slot one
-//!   period in four. Inside the core, virtual time orders its own groups. `io_limit` is
-//!   split the same way (half evenly, half by demand), and the probe's two slots too.
+//!   period in four; the whole slots of all cores add up to the window every round
+//!   (largest remainder first). A core with I/O queued always has at least one slot, so
+//!   that every group can move; the throttle below keeps a group with a small part to
+//!   it. Inside the core, virtual time orders its own groups. `io_limit` is split the
+//!   same way (half evenly, half by demand), and the probe's two slots too.
+//! - **The throttle** (MQFQ's): while contended, a group whose virtual time is past the
+//!   grant's ceiling waits for the next grant. The ceiling is the least virtual time of
+//!   the groups that queue, more than one I/O deep, for more than their part on a core
+//!   with a slot, plus twice what that reference advances while a report and its grant
+//!   travel (measured by the hub), so the reference itself never waits. Without it, the
+//!   parts of the window alone leave errors of a few percent: a slot held for a period
+//!   yields a little more than its share to a core that holds it seldom (its last I/O
+//!   completes after the period).
 //! - **Rates are split.** Under range-bw each core runs its part of a group's min and max,
-//!   in proportion to the group's demand there (each core keeps a small part, so an I/O
-//!   that arrives between two grants is not stuck behind an enormous tag; a tag already in
-//!   the future is rescaled when the part changes).
+//!   in proportion to the group's demand there (a core without any keeps 1/64 of an even
+//!   part, so an I/O that arrives between two grants is not stuck behind an enormous tag;
+//!   a tag already in the future is rescaled when the part changes: a max may be passed by
+//!   that sliver until the next grant). The spare cap is computed by the hub from every
+//!   core's owed cost and the bytes all cores delivered; a core's part is what the other
+//!   cores do not hold in flight.
 //!
 //! # The lag bound
 //! Reports leave every core at the start of a period and reach the hub `D` later; the
@@ -95,6 +109,12 @@ pub struct GroupReport {
     pub active: bool,
     /// I/Os queued here.
     pub queued: u32,
+    /// Cost queued and in flight here.
+    pub owed_cost: u64,
+    /// Cost of its last dispatched I/O here.
+    pub last_cost: u64,
+    /// Its min (range-bw), in KiB/s.
+    pub min_kib_per_sec: u32,
     /// Its virtual time here.
     pub vtime: u128,
 }
@@ -110,6 +130,8 @@ pub struct CoreReport {
     pub batch: Batch,
     /// I/Os in flight on the core.
     pub in_flight: u32,
+    /// Their cost.
+    pub cost_in_flight: u64,
 }
 
 /// One group, as the hub grants it to a core.
@@ -138,6 +160,8 @@ pub struct Grant {
     /// the least virtual time of the groups that queue for more than their part, plus
     /// twice what the share's virtual time advances while a report and its grant travel.
     pub vt_ceiling: u128,
+    /// range-bw: the core's part of the share's spare cap, in cost in flight.
+    pub spare_cap_cost: u64,
     /// Per group slot.
     pub groups: Vec<GroupGrant>,
 }
@@ -160,6 +184,9 @@ struct SlotSum {
     demand: u64,
     active: bool,
     queued: u64,
+    owed_cost: u64,
+    last_cost: u64,
+    min_kib_per_sec: u32,
     vtime: u128,
     /// The slots the group is due in the window (fixed point).
     alloc: u64,
@@ -285,6 +312,8 @@ impl Hub {
             .filter(|c| c.report.groups.iter().any(|g| g.active))
             .count() as u64;
         let demand_total: u64 = self.sums.iter().map(|s| s.demand).sum();
+        let cost_in_flight_total: u64 = self.cores.iter().map(|c| c.report.cost_in_flight).sum();
+        let spare_cap = self.spare_cap_cost();
         let alloc_total: u64 = self.sums.iter().map(|s| s.alloc).sum();
         let spare = (window * SLOT_ONE).saturating_sub(alloc_total);
         for (c, grant) in grants.iter_mut().enumerate().take(n) {
@@ -301,9 +330,15 @@ impl Hub {
                 gg.remote_cost = if same { sum.cost - mine.cost } else { 0 };
                 let d = if same { u64::from(mine.demand) } else { 0 };
                 demand += d;
-                // Its part of the group's rates: by demand, every core keeping a little.
-                let share = (d + 1) * u64::from(FRAC_ONE) / (sum.demand + n as u64);
-                gg.rate_frac = u32::try_from(share.max(1)).unwrap_or(FRAC_ONE);
+                // Its part of the group's rates: by demand; a core without any keeps a
+                // sliver (1/64 of an even part), so that an I/O arriving there before the
+                // next grant is not stuck behind an enormous tag.
+                let sliver = u64::from(FRAC_ONE) / 64 / n as u64;
+                let share = (d * u64::from(FRAC_ONE))
+                    .checked_div(sum.demand)
+                    .unwrap_or(u64::from(FRAC_ONE) / n as u64);
+                gg.rate_frac = u32::try_from(share.max(sliver).max(1)).unwrap_or(FRAC_ONE);
+
                 if sum.demand > 0 {
                     part += u64::try_from(
                         u128::from(sum.alloc) * u128::from(d) / u128::from(sum.demand),
@@ -320,6 +355,9 @@ impl Hub {
             let by_demand = (limit * SLOT_ONE / 2 * demand)
                 .checked_div(demand_total)
                 .unwrap_or(even);
+            // range-bw's spare cap: what the other cores do not hold in flight.
+            grant.spare_cap_cost =
+                spare_cap.saturating_sub(cost_in_flight_total - core.report.cost_in_flight);
             core.window_part = part;
             core.limit_part = even + by_demand;
             grant.contended = contended;
@@ -371,7 +409,11 @@ impl Hub {
             }
             for (g, sum) in core.report.groups.iter().zip(&self.sums) {
                 let uncapped = sum.alloc < sum.demand.saturating_mul(SLOT_ONE);
-                if g.queued > 0 && sum.present && g.generation == sum.generation && uncapped {
+                // A group with one I/O at a time (a closed loop at queue depth 1) lags
+                // by its own gaps, not for want of service: it is no reference.
+                let deep = sum.demand >= 2;
+                if g.queued > 0 && deep && sum.present && g.generation == sum.generation && uncapped
+                {
                     vmin = Some(vmin.map_or(sum.vtime, |v| v.min(sum.vtime)));
                 }
             }
@@ -391,6 +433,25 @@ impl Hub {
         let travel = u128::from(interval + 2 * self.report_age_ticks);
         let slack = (2 * self.vrate * travel / 65_536).max(VT_SCALE / 16);
         vmin.saturating_add(slack)
+    }
+
+    /// range-bw: the share's spare cap (see the share module's doc), from the groups'
+    /// owed cost summed over the cores and the bytes per second all cores delivered.
+    fn spare_cap_cost(&self) -> u64 {
+        let delivered = u128::from(self.depth.bytes_per_sec());
+        if delivered == 0 || self.params.policy.is_weight() {
+            return u64::MAX;
+        }
+        let mut cap = u128::from(u64::MAX);
+        for s in &self.sums {
+            if s.min_kib_per_sec == 0 || (s.owed_cost == 0 && !s.active) {
+                continue;
+            }
+            let min_bytes_per_sec = u128::from(s.min_kib_per_sec) * 1024 * 9 / 8;
+            let owed = u128::from(s.owed_cost.max(s.last_cost));
+            cap = cap.min((owed * delivered).div_ceil(min_bytes_per_sec));
+        }
+        u64::try_from(cap).unwrap_or(u64::MAX)
     }
 
     /// Sums the latest reports per slot.
@@ -421,6 +482,9 @@ impl Hub {
                 sum.demand += u64::from(g.demand);
                 sum.active |= g.active;
                 sum.queued += u64::from(g.queued);
+                sum.owed_cost += g.owed_cost;
+                sum.last_cost = sum.last_cost.max(g.last_cost);
+                sum.min_kib_per_sec = g.min_kib_per_sec;
                 sum.vtime = sum.vtime.max(g.vtime);
             }
         }
@@ -540,6 +604,13 @@ impl<T> Share<T> {
             r.cost = g.span_cost;
             r.active = active;
             r.queued = u32::try_from(g.queue.len()).unwrap_or(u32::MAX);
+            let queued_cost = g
+                .queue
+                .front()
+                .map_or(0, |p| self.params.policy.cost(p.bytes));
+            r.owed_cost = g.cost_in_flight + queued_cost * g.queue.len() as u64;
+            r.last_cost = g.last_cost;
+            r.min_kib_per_sec = g.params.min_kib_per_sec;
             r.demand = u32::try_from(g.queue.len())
                 .unwrap_or(u32::MAX)
                 .saturating_add(g.in_flight)
@@ -548,6 +619,7 @@ impl<T> Share<T> {
         }
         out.batch = std::mem::take(&mut self.batch);
         out.in_flight = self.in_flight;
+        out.cost_in_flight = self.cost_in_flight;
     }
 
     /// Applies the hub's grant, then dispatches whatever it lets go.
@@ -601,7 +673,101 @@ impl<T> Share<T> {
             }
         }
         self.vclock = self.vclock.max(grant.vclock);
+        self.spare_cap_cost = grant.spare_cap_cost;
         self.refresh_derived();
         self.run(io_ticks_of(now_sub), now_sub, self.next_seq, sink);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apportioned_slots_add_up_and_average_to_each_part() {
+        // Parts of 0.25, 1.5 and 2.25 slots: 4 whole slots every round, and over 400
+        // rounds each core holds its part on average, exactly.
+        let parts = [SLOT_ONE / 4, SLOT_ONE * 3 / 2, SLOT_ONE * 9 / 4];
+        let mut carry = [0i64; 3];
+        let mut out = [0u32; 3];
+        let mut order = Vec::new();
+        let mut held = [0u64; 3];
+        for _ in 0..400 {
+            apportion(&parts, &mut carry, &mut out, &mut order);
+            assert_eq!(out.iter().sum::<u32>(), 4);
+            for (h, &o) in held.iter_mut().zip(&out) {
+                *h += u64::from(o);
+            }
+        }
+        assert_eq!(held, [100, 600, 900]);
+    }
+
+    fn report(groups: &[(u32, u64, u32, bool)]) -> CoreReport {
+        CoreReport {
+            groups: groups
+                .iter()
+                .map(|&(weight, cost, demand, active)| GroupReport {
+                    present: true,
+                    weight,
+                    cost,
+                    demand,
+                    active,
+                    queued: demand,
+                    ..GroupReport::default()
+                })
+                .collect(),
+            ..CoreReport::default()
+        }
+    }
+
+    #[test]
+    fn the_window_goes_by_weight_capped_at_demand_and_remote_cost_excludes_ones_own() {
+        let params = ShareParams {
+            io_throttle: 12,
+            ..ShareParams::default()
+        };
+        let mut hub = Hub::new(2, params, 1_000_000).unwrap();
+        // Core 0: group 0 (weight 100, deep) and group 1 (weight 300, one I/O);
+        // core 1: group 0 again and group 2 (weight 100, deep).
+        hub.receive(
+            0,
+            &mut report(&[(100, 40, 8, true), (300, 5, 1, true), (100, 0, 0, false)]),
+            0,
+        );
+        hub.receive(
+            1,
+            &mut report(&[(100, 60, 8, true), (300, 0, 0, false), (100, 7, 20, true)]),
+            0,
+        );
+        let mut grants = vec![Grant::default(); 2];
+        hub.grant(0, &mut grants);
+        // Group 1 is capped at its one slot; groups 0 and 2 split the other 11 evenly,
+        // group 0's half by its demand on each core (8 and 8).
+        let window: u32 = grants.iter().map(|g| g.window).sum();
+        assert_eq!(window, 12);
+        assert!(grants.iter().all(|g| g.contended));
+        // Core 0: 1 + 2.75, core 1: 2.75 + 5.5.
+        assert_eq!(grants[0].window, 4);
+        assert_eq!(grants[1].window, 8);
+        assert_eq!(grants[0].groups[0].remote_cost, 60);
+        assert_eq!(grants[1].groups[0].remote_cost, 40);
+        assert_eq!(grants[0].groups[2].remote_cost, 7);
+        // The rates follow demand: group 0 half and half, group 2 all on core 1.
+        assert_eq!(grants[0].groups[0].rate_frac, FRAC_ONE / 2);
+        assert_eq!(grants[1].groups[2].rate_frac, FRAC_ONE);
+    }
+
+    #[test]
+    fn a_slot_another_core_has_not_recreated_yet_is_not_mixed_up() {
+        let mut hub = Hub::new(2, ShareParams::default(), 1_000_000).unwrap();
+        let mut a = report(&[(100, 50, 4, true)]);
+        let mut b = report(&[(100, 900, 4, true)]);
+        b.groups[0].generation = 1; // detached and re-attached on core 1 only, so far
+        hub.receive(0, &mut a, 0);
+        hub.receive(1, &mut b, 0);
+        let mut grants = vec![Grant::default(); 2];
+        hub.grant(0, &mut grants);
+        assert_eq!(grants[0].groups[0].remote_cost, 0);
+        assert_eq!(grants[1].groups[0].generation, 0);
     }
 }
