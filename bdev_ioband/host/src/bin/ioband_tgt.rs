@@ -11,7 +11,9 @@ use std::sync::Arc;
 use bdev_ioband_host::app::App;
 use bdev_ioband_host::reactor::{self, PollerStatus, ReactorSet};
 use bdev_ioband_host::rpc::config::load_config;
-use bdev_ioband_host::rpc::{Methods, RpcServer, DEFAULT_RPC_SOCKET};
+use bdev_ioband_host::rpc::{
+    Methods, RpcOptions, RpcServer, DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_RPC_SOCKET,
+};
 use bdev_ioband_host::ticks::Clock;
 use clap::Parser;
 
@@ -25,12 +27,26 @@ struct Args {
     /// Unix socket path of the JSON-RPC server.
     #[arg(short = 'r', long = "rpc-socket", default_value = DEFAULT_RPC_SOCKET)]
     rpc_socket: PathBuf,
+    /// Permission bits of the RPC socket, in octal (whatever the umask).
+    #[arg(long = "rpc-socket-mode", default_value = "600", value_parser = parse_mode)]
+    rpc_socket_mode: u32,
+    /// Seconds without a byte either way after which an RPC client is disconnected
+    /// (0 = never).
+    #[arg(long = "rpc-idle-timeout", default_value_t = DEFAULT_IDLE_TIMEOUT_SECS)]
+    rpc_idle_timeout: u64,
     /// JSON config file to load at start-up (SPDK's format; the "bdev" subsystem).
     #[arg(short = 'c', long = "json", alias = "config")]
     json: Option<PathBuf>,
     /// Let idle reactors sleep briefly instead of spinning.
     #[arg(long)]
     idle_backoff: bool,
+}
+
+fn parse_mode(mode: &str) -> Result<u32, String> {
+    match u32::from_str_radix(mode, 8) {
+        Ok(m) if m <= 0o777 => Ok(m),
+        _ => Err(format!("'{mode}' is not an octal mode from 0 to 777")),
+    }
 }
 
 fn parse_mask(mask: &str) -> Result<Vec<u32>, String> {
@@ -88,7 +104,12 @@ fn main() -> ExitCode {
                 path.display()
             );
         }
-        let server = RpcServer::start(&args.rpc_socket, app).map_err(|e| e.to_string())?;
+        let options = RpcOptions {
+            socket_mode: args.rpc_socket_mode,
+            idle_timeout_secs: args.rpc_idle_timeout,
+        };
+        let server =
+            RpcServer::start_with(&args.rpc_socket, app, options).map_err(|e| e.to_string())?;
         let flag = signalled.clone();
         reactor::register_poller("signals", 10_000_000, move |_| {
             if flag.load(Ordering::Relaxed) {

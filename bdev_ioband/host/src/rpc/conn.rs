@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::dispatch::{params_error, Methods};
-use super::MAX_REQUEST_BYTES;
+use super::{MAX_OUTPUT_BYTES, MAX_REQUEST_BYTES};
 use crate::app::App;
 
 /// Bytes read per `read` call.
@@ -35,16 +35,19 @@ pub(crate) struct Conn {
     outbuf: Vec<u8>,
     closing: bool,
     dead: bool,
+    /// When a byte last moved either way (ticks).
+    last_active: u64,
 }
 
 impl Conn {
-    pub(crate) fn new(stream: UnixStream) -> Conn {
+    pub(crate) fn new(stream: UnixStream, now: u64) -> Conn {
         Conn {
             stream,
             inbuf: Vec::new(),
             outbuf: Vec::new(),
             closing: false,
             dead: false,
+            last_active: now,
         }
     }
 
@@ -52,10 +55,24 @@ impl Conn {
         self.dead || (self.closing && self.outbuf.is_empty())
     }
 
-    /// Reads, handles and writes what it can; returns whether anything happened.
-    pub(crate) fn poll(&mut self, methods: &Methods, app: &App) -> bool {
+    /// Whether no byte moved either way for more than `timeout` ticks up to `now`.
+    pub(crate) fn idle_for(&self, now: u64, timeout: u64) -> bool {
+        now.saturating_sub(self.last_active) > timeout
+    }
+
+    /// Reads, handles and writes what it can; returns whether anything happened. Input is
+    /// not read while more than [`MAX_OUTPUT_BYTES`] of replies wait to be sent.
+    pub(crate) fn poll(&mut self, methods: &Methods, app: &App, now: u64) -> bool {
+        let busy = self.pass(methods, app);
+        if busy {
+            self.last_active = now;
+        }
+        busy
+    }
+
+    fn pass(&mut self, methods: &Methods, app: &App) -> bool {
         let mut busy = false;
-        if !self.closing {
+        if !self.closing && self.outbuf.len() <= MAX_OUTPUT_BYTES {
             let mut chunk = [0u8; 4096];
             let mut read_now = 0;
             while read_now < READ_CHUNK {
@@ -105,8 +122,9 @@ impl Conn {
     }
 }
 
-/// Handles every complete JSON value at the front of `inbuf` (consuming it) and appends
-/// the responses to `out`, each followed by a newline.
+/// Handles the complete JSON values at the front of `inbuf` (consuming them) and appends
+/// the responses to `out`, each followed by a newline; stops while `out` holds more than
+/// [`MAX_OUTPUT_BYTES`] (what is left stays in `inbuf`).
 ///
 /// Values are cut out as raw text (a syntax check only), so that each request's params
 /// reach the strict check ([`check_text`]: duplicate keys, `null`, numbers out of range)
@@ -117,7 +135,8 @@ pub fn process(methods: &Methods, app: &App, inbuf: &mut Vec<u8>, out: &mut Vec<
     let mut flow = Flow::Continue;
     {
         let mut stream = serde_json::Deserializer::from_slice(inbuf).into_iter::<&RawValue>();
-        loop {
+        // Replies past the output bound wait: the rest of the input stays buffered.
+        while out.len() <= MAX_OUTPUT_BYTES {
             match stream.next() {
                 Some(Ok(raw)) => {
                     consumed = stream.byte_offset();
