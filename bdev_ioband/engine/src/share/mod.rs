@@ -63,9 +63,11 @@ use crate::EngineError;
 
 mod depth;
 mod io;
+mod mirror;
 mod span;
 
 pub use depth::{Batch, FLOOR_TTL_MS, QUEUE_DELAY_MIN_US};
+pub use mirror::{ShareLayout, SlotLayout};
 pub use span::{CoreReport, Grant, GroupGrant, GroupReport, Hub};
 
 /// Fixed-point scale of virtual time: one token at weight 1 advances it by this much.
@@ -199,6 +201,9 @@ pub struct Share<T> {
     span: Option<span::Span>,
     /// Completions since the last report to the hub.
     batch: depth::Batch,
+    /// On the control core's replica of a share that spans cores: the other cores'
+    /// counters per group slot (see the mirror module).
+    remote_stats: Vec<mirror::RemoteStats>,
 }
 
 impl<T> Share<T> {
@@ -247,6 +252,7 @@ impl<T> Share<T> {
             spare_turn: false,
             span: None,
             batch: depth::Batch::default(),
+            remote_stats: Vec::new(),
             depth: depth::DepthControl::new(params.effective_io_limit(), ticks_per_sec),
         };
         share.refresh_derived();
@@ -348,6 +354,12 @@ impl<T> Share<T> {
     pub fn set_params(&mut self, params: ShareParams) -> Result<(), EngineError> {
         params.validate()?;
         self.check_min_sum(self.min_total_kib_per_sec, params.capacity_kib_per_sec)?;
+        self.apply_params(params);
+        Ok(())
+    }
+
+    /// Changes the knobs, checked by the caller (or by the owner a replica mirrors).
+    fn apply_params(&mut self, params: ShareParams) {
         let policy_changed = params.policy != self.params.policy;
         self.params = params;
         self.refresh_derived();
@@ -367,7 +379,6 @@ impl<T> Share<T> {
                 self.reposition(index_u32(slot), now_sub);
             }
         }
-        Ok(())
     }
 
     fn check_min_sum(&self, sum_kib_per_sec: u64, capacity: u32) -> Result<(), EngineError> {
@@ -571,6 +582,14 @@ impl<T> Share<T> {
         let min_total = self.min_total_kib_per_sec - u64::from(old.min_kib_per_sec)
             + u64::from(new.min_kib_per_sec);
         self.check_min_sum(min_total, self.params.capacity_kib_per_sec)?;
+        self.apply_group_params(slot, old, new);
+        Ok(())
+    }
+
+    /// Sets a group's params, checked by the caller (or by the owner a replica mirrors).
+    fn apply_group_params(&mut self, slot: u32, old: GroupParams, new: GroupParams) {
+        let min_total = self.min_total_kib_per_sec - u64::from(old.min_kib_per_sec)
+            + u64::from(new.min_kib_per_sec);
         self.min_total_kib_per_sec = min_total;
         self.weight_total = self.weight_total - u64::from(old.weight) + u64::from(new.weight);
         self.refresh_derived();
@@ -594,7 +613,6 @@ impl<T> Share<T> {
             self.min_slots.retain(|&s| s != slot);
         }
         self.reposition(slot, now_sub);
-        Ok(())
     }
 
     /// The handle of the group `key` on `dev`, or of the default group when none is
@@ -620,7 +638,7 @@ impl<T> Share<T> {
         let mut out = Vec::with_capacity(slots.len() + 1);
         for slot in std::iter::once(device.default_slot).chain(slots.into_iter().map(|(_, s)| s)) {
             let g = self.group(slot)?;
-            out.push((g.key.clone(), g.params, g.stats));
+            out.push((g.key.clone(), g.params, self.stats_of(slot, g)));
         }
         Ok(out)
     }
@@ -631,8 +649,9 @@ impl<T> Share<T> {
         dev: DeviceIdx,
         key: &GroupKey,
     ) -> Result<(GroupParams, GroupStats), EngineError> {
-        let g = self.group(self.slot_of(dev, key)?)?;
-        Ok((g.params, g.stats))
+        let slot = self.slot_of(dev, key)?;
+        let g = self.group(slot)?;
+        Ok((g.params, self.stats_of(slot, g)))
     }
 
     /// Zeroes the counters of every group of a device (queue depth and in-flight stay).
@@ -645,6 +664,7 @@ impl<T> Share<T> {
             .chain([device.default_slot])
             .collect();
         for slot in slots {
+            self.reset_remote_stats(slot);
             if let Some(g) = self.slots[slot as usize].group.as_mut() {
                 g.stats = GroupStats {
                     queue_depth: g.stats.queue_depth,
@@ -686,6 +706,17 @@ impl<T> Share<T> {
     }
 
     fn alloc_slot(&mut self, key: GroupKey, device: u32, params: GroupParams) -> u32 {
+        self.place_group(None, key, device, params)
+    }
+
+    /// Puts a new group in slot `at` (a replica mirroring its owner), or in a free slot.
+    fn place_group(
+        &mut self,
+        at: Option<u32>,
+        key: GroupKey,
+        device: u32,
+        params: GroupParams,
+    ) -> u32 {
         let group = Group {
             key,
             device,
@@ -706,8 +737,15 @@ impl<T> Share<T> {
             expected: false,
             stats: GroupStats::default(),
         };
-        let slot = match self.free_slots.pop() {
+        let slot = match at.or_else(|| self.free_slots.pop()) {
             Some(slot) => {
+                while self.slots.len() <= slot as usize {
+                    self.slots.push(Slot {
+                        generation: 0,
+                        group: None,
+                    });
+                }
+                self.free_slots.retain(|&s| s != slot);
                 self.slots[slot as usize].group = Some(group);
                 slot
             }

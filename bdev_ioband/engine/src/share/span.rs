@@ -115,6 +115,8 @@ pub struct GroupReport {
     pub last_cost: u64,
     /// Its min (range-bw), in KiB/s.
     pub min_kib_per_sec: u32,
+    /// Its counters on this core (for the control core's readers).
+    pub stats: crate::GroupStats,
     /// Its virtual time here.
     pub vtime: u128,
 }
@@ -252,6 +254,11 @@ impl Hub {
         self.io_limit = params.effective_io_limit();
         self.depth.set_max(self.io_limit);
         Ok(())
+    }
+
+    /// The latest report of `core`.
+    pub fn report(&self, core: usize) -> Option<&CoreReport> {
+        self.cores.get(core).map(|c| &c.report)
     }
 
     /// How many cores the share spans.
@@ -611,6 +618,7 @@ impl<T> Share<T> {
             r.owed_cost = g.cost_in_flight + queued_cost * g.queue.len() as u64;
             r.last_cost = g.last_cost;
             r.min_kib_per_sec = g.params.min_kib_per_sec;
+            r.stats = g.stats;
             r.demand = u32::try_from(g.queue.len())
                 .unwrap_or(u32::MAX)
                 .saturating_add(g.in_flight)
