@@ -40,6 +40,13 @@ pub struct ShareId {
     generation: u32,
 }
 
+impl ShareId {
+    /// The handle as one number: which incarnation of a share a replica mirrors.
+    pub fn incarnation(self) -> u64 {
+        (u64::from(self.index) << 32) | u64::from(self.generation)
+    }
+}
+
 /// Where a device lives: its share's name and handle, and its index there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceRef {
@@ -65,6 +72,8 @@ pub struct Engine<T> {
     names: BTreeMap<String, u32>,
     slots: Vec<ShareSlot<T>>,
     devices: BTreeMap<String, String>,
+    /// On a replica (see [`Engine::mirror`]): which incarnation of each share it mirrors.
+    mirrored: BTreeMap<String, u64>,
 }
 
 impl<T> Engine<T> {
@@ -75,6 +84,7 @@ impl<T> Engine<T> {
             names: BTreeMap::new(),
             slots: Vec::new(),
             devices: BTreeMap::new(),
+            mirrored: BTreeMap::new(),
         }
     }
 
@@ -209,6 +219,55 @@ impl<T> Engine<T> {
         }
         self.devices.remove(device);
         Ok(drained)
+    }
+
+    /// Makes this engine a replica of another's `shares` (name, incarnation: the owner's
+    /// [`ShareId::incarnation`], layout): shares missing or of another incarnation are
+    /// (re)created, every share takes on its layout ([`Share::mirror`]), shares not
+    /// listed go. Returns the queued I/O of what went, in order, for the host to fail.
+    pub fn mirror(&mut self, shares: &[(String, u64, crate::ShareLayout)]) -> Vec<T> {
+        let mut drained = Vec::new();
+        let listed: BTreeMap<&str, u64> = shares.iter().map(|(n, i, _)| (n.as_str(), *i)).collect();
+        let gone: Vec<String> = self
+            .names
+            .keys()
+            .filter(|n| listed.get(n.as_str()) != self.mirrored.get(n.as_str()))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some(&index) = self.names.get(&name) {
+                if let Some(mut share) = self.slots[index as usize].share.take() {
+                    let devices: Vec<DeviceIdx> = share.device_names().map(|(d, _)| d).collect();
+                    for d in devices {
+                        drained.extend(share.remove_device(d).unwrap_or_default());
+                    }
+                }
+                self.slots[index as usize].share = None;
+            }
+            self.remove_share(&name);
+            self.mirrored.remove(&name);
+        }
+        for (name, incarnation, layout) in shares {
+            if !self.names.contains_key(name) {
+                let Ok(share) = Share::new(name, layout.params, self.ticks_per_sec) else {
+                    continue;
+                };
+                self.insert_share(share);
+                self.mirrored.insert(name.clone(), *incarnation);
+            }
+            if let Ok(share) = self.share_mut(name) {
+                drained.extend(share.mirror(layout));
+            }
+        }
+        self.devices = self
+            .shares()
+            .flat_map(|s| {
+                s.device_names()
+                    .map(|(_, d)| (d.to_owned(), s.name().to_owned()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        drained
     }
 
     /// The tick rate every share of this engine counts in.

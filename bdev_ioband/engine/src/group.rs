@@ -248,3 +248,22 @@ pub struct GroupStats {
     /// I/Os dispatched and not yet completed.
     pub in_flight: u64,
 }
+
+impl GroupStats {
+    /// Adds `other` into this one, field by field (counters and gauges alike).
+    pub fn accumulate(&mut self, other: &GroupStats) {
+        self.read_ios += other.read_ios;
+        self.read_bytes += other.read_bytes;
+        self.write_ios += other.write_ios;
+        self.write_bytes += other.write_bytes;
+        self.other_ios += other.other_ios;
+        self.dispatched_ios += other.dispatched_ios;
+        self.dispatched_bytes += other.dispatched_bytes;
+        self.dispatched_cost += other.dispatched_cost;
+        self.throttled_ios += other.throttled_ios;
+        self.throttled_ticks += other.throttled_ticks;
+        self.completed_ios += other.completed_ios;
+        self.queue_depth += other.queue_depth;
+        self.in_flight += other.in_flight;
+    }
+}

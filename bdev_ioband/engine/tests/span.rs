@@ -42,6 +42,7 @@ fn run(cores: usize, weights: &[u32], depth: u32, secs: u64) -> SpanReport {
     let span = SpanConfig {
         cores,
         tenant_cores: Vec::new(),
+        spread: Vec::new(),
         period_ticks: PERIOD,
         delay_ticks: PERIOD,
     };
@@ -130,4 +131,40 @@ fn sixteen_cores_sixty_four_groups() {
 #[test]
 fn sixty_four_cores_sixty_four_groups() {
     many(64);
+}
+
+#[test]
+fn a_group_served_on_both_cores_gets_its_weight_beside_groups_on_one() {
+    // Group 0 (weight 300) submits on both cores in turn, as jobs on two cores sharing
+    // one bdev; groups 1 and 2 (weight 100 each) on core 0 and core 1.
+    let weights = [300, 100, 100];
+    let tenants = weights
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| {
+            tenant(
+                i,
+                GroupValue::Weight(w),
+                4096,
+                Arrival::Saturating { queue_depth: 32 },
+            )
+        })
+        .collect();
+    let config = common::config(ShareParams::default(), nvme(), tenants, 4, 1);
+    let span = SpanConfig {
+        cores: 2,
+        tenant_cores: vec![0, 0, 1],
+        spread: vec![0],
+        period_ticks: PERIOD,
+        delay_ticks: PERIOD,
+    };
+    let r = sim::run_span(&config, &span).unwrap();
+    check(&r);
+    let err = max_error(&r, &weights);
+    assert!(err <= 0.02, "share error {err:.4}");
+    assert!(
+        utilization(&r) >= 0.90,
+        "utilization {:.3}",
+        utilization(&r)
+    );
 }

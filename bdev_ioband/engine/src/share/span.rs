@@ -393,43 +393,57 @@ impl Hub {
         for (g, &w) in grants.iter_mut().zip(&self.wholes) {
             g.limit = w;
         }
-        let vt_ceiling = self.vt_ceiling(contended, now_ticks, grants);
-        for g in grants.iter_mut() {
-            g.vt_ceiling = vt_ceiling;
-        }
+        self.vt_ceilings(contended, now_ticks, grants);
     }
 
-    /// The throttle's ceiling for this round (u128::MAX: none). Its reference is the least
+    /// The throttle's ceilings for this round (u128::MAX: none). Its reference is the least
     /// virtual time of the groups that queue and are due less than their demand (a group
     /// capped at its demand, a closed loop at queue depth 1, cannot use more and must not
     /// hold the others back); its slack is twice the reference's advance over a round
     /// plus the reports' and grants' travel, so the group at the reference never waits
     /// for it.
-    fn vt_ceiling(&mut self, contended: bool, now_ticks: u64, grants: &[Grant]) -> u128 {
-        // Only groups queued on a core that has a slot this round can move: one whose
-        // cores have none (a small part, whole one round in several) does not hold the
-        // others back meanwhile.
-        let mut vmin: Option<u128> = None;
-        for (core, grant) in self.cores.iter().zip(grants) {
+    fn vt_ceilings(&mut self, contended: bool, now_ticks: u64, grants: &mut [Grant]) {
+        // The reference groups: queued, more than one I/O deep, due less than their demand,
+        // on a core that has a slot this round. Only those can move: one whose cores have
+        // none (a small part, whole one round in several) does not hold the others back
+        // meanwhile.
+        let mut reference = vec![false; self.sums.len()];
+        for (core, grant) in self.cores.iter().zip(grants.iter()) {
             if grant.window == 0 {
                 continue;
             }
-            for (g, sum) in core.report.groups.iter().zip(&self.sums) {
+            for ((g, sum), r) in core
+                .report
+                .groups
+                .iter()
+                .zip(&self.sums)
+                .zip(&mut reference)
+            {
                 let uncapped = sum.alloc < sum.demand.saturating_mul(SLOT_ONE);
                 // A group with one I/O at a time (a closed loop at queue depth 1) lags
                 // by its own gaps, not for want of service: it is no reference.
                 let deep = sum.demand >= 2;
                 if g.queued > 0 && deep && sum.present && g.generation == sum.generation && uncapped
                 {
-                    vmin = Some(vmin.map_or(sum.vtime, |v| v.min(sum.vtime)));
+                    *r = true;
                 }
             }
         }
+        let vmin = self
+            .sums
+            .iter()
+            .zip(&reference)
+            .filter(|(_, &r)| r)
+            .map(|(s, _)| s.vtime)
+            .min();
         let interval = now_ticks.saturating_sub(self.last_round_ticks);
         self.last_round_ticks = now_ticks;
         let (Some(vmin), true) = (vmin, contended) else {
             self.last_vmin = None;
-            return u128::MAX;
+            for g in grants.iter_mut() {
+                g.vt_ceiling = u128::MAX;
+            }
+            return;
         };
         if let Some((last, at)) = self.last_vmin {
             let dt = u128::from(now_ticks.saturating_sub(at).max(1));
@@ -439,7 +453,26 @@ impl Hub {
         self.last_vmin = Some((vmin, now_ticks));
         let travel = u128::from(interval + 2 * self.report_age_ticks);
         let slack = (2 * self.vrate * travel / 65_536).max(VT_SCALE / 16);
-        vmin.saturating_add(slack)
+        // A core is held back only by groups it does not serve: its own groups (a group
+        // it shares with other cores too) are ordered by virtual time there already, and a
+        // group is never held back by its own view on another core.
+        for (core, g) in self.cores.iter().zip(grants.iter_mut()) {
+            let others = self
+                .sums
+                .iter()
+                .zip(&reference)
+                .zip(0..)
+                .filter(|((_, &r), slot)| {
+                    r && core
+                        .report
+                        .groups
+                        .get(*slot)
+                        .map_or(true, |mine| mine.demand == 0)
+                })
+                .map(|((s, _), _)| s.vtime)
+                .min();
+            g.vt_ceiling = others.map_or(u128::MAX, |v| v.saturating_add(slack));
+        }
     }
 
     /// range-bw: the share's spare cap (see the share module's doc), from the groups'

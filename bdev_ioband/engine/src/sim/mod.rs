@@ -377,7 +377,9 @@ pub(crate) fn simulate(
         Some(s) => Some(span::Exchange::new(config, s, &cores)?),
         None => None,
     };
-    let core_of = |t: usize| span.map_or(0, |s| s.core_of(t));
+    let core_of = |t: usize, nth: u64| span.map_or(0, |s| s.core_of(t, nth));
+    // The core that dispatched each I/O: its completion goes back there.
+    let mut io_core: Vec<usize> = Vec::new();
 
     let n = config.tenants.len();
     let nwin = usize::try_from(config.duration_ticks.div_ceil(config.window_ticks.max(1)))
@@ -443,7 +445,7 @@ pub(crate) fn simulate(
             if think > 0 {
                 w.thinking[t].push_back(now + think);
             }
-            cores.shares[core_of(t)]
+            cores.shares[io_core[done.id]]
                 .complete(done.ticket, now, &mut |id, tk| w.on_dispatch(id, tk, now));
         }
         for share in &mut cores.shares {
@@ -487,8 +489,10 @@ pub(crate) fn simulate(
                     w.owner.push(t);
                     w.dispatched.push(false);
                     w.outstanding[t] += 1;
+                    let core = core_of(t, w.report.submitted[t]);
+                    io_core.push(core);
                     w.report.submitted[t] += 1;
-                    let admit = cores.shares[core_of(t)].submit(
+                    let admit = cores.shares[core].submit(
                         cores.devices[tenant.device],
                         cores.groups[t],
                         id,

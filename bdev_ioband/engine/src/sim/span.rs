@@ -22,6 +22,9 @@ pub struct SpanConfig {
     pub cores: usize,
     /// Per tenant, the core it submits on (a tenant past the end: its index mod cores).
     pub tenant_cores: Vec<usize>,
+    /// Tenants that submit on every core in turn (one group served on all cores, as a
+    /// bdev that jobs on several cores share), whatever `tenant_cores` says.
+    pub spread: Vec<usize>,
     /// Exchange period, in ticks.
     pub period_ticks: u64,
     /// One-way delay of a report or a grant, in ticks.
@@ -29,9 +32,13 @@ pub struct SpanConfig {
 }
 
 impl SpanConfig {
-    /// The core of tenant `t`.
-    pub fn core_of(&self, t: usize) -> usize {
-        self.tenant_cores.get(t).copied().unwrap_or(t) % self.cores.max(1)
+    /// The core of tenant `t`'s `nth` I/O.
+    pub fn core_of(&self, t: usize, nth: u64) -> usize {
+        let cores = self.cores.max(1);
+        if self.spread.contains(&t) {
+            return usize::try_from(nth % cores as u64).unwrap_or(0);
+        }
+        self.tenant_cores.get(t).copied().unwrap_or(t) % cores
     }
 }
 

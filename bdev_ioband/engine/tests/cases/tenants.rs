@@ -431,6 +431,7 @@ fn run_on_cores(cfg: &SimConfig) -> Result<SimReport, bdev_ioband_engine::Engine
     let span = sim::SpanConfig {
         cores: CORES,
         tenant_cores: Vec::new(),
+        spread: Vec::new(),
         period_ticks: 1_000,
         delay_ticks: 1_000,
     };

@@ -79,6 +79,8 @@ pub(crate) struct IobandChannel {
     endpoint: EndpointId,
     /// On the owner reactor: the module, called directly (without the endpoint table).
     owner: Option<Weak<RefCell<IobandModule>>>,
+    /// That module's submit endpoint (where a re-entered submit waits for a pass).
+    local_submit: Option<EndpointId>,
     /// This channel's index in the owner's table of local channels.
     local: Option<u32>,
 }
@@ -86,10 +88,11 @@ pub(crate) struct IobandChannel {
 impl IobandChannel {
     pub(crate) fn new(shared: Arc<DeviceShared>) -> Result<IobandChannel, BdevError> {
         let core = reactor::current_core()?;
-        let owner = if core == shared.owner_core {
-            owner_module(shared.module_key)
-        } else {
-            None
+        // This reactor's module: the owner's, or its replica here (none yet: the replica
+        // is still being started, and the owner schedules this channel's I/O).
+        let (owner, local_submit) = match owner_module(shared.module_key) {
+            Some((m, e)) => (Some(m), Some(e)),
+            None => (None, None),
         };
         let state = Rc::new(State {
             slots: RefCell::new(Slots {
@@ -125,6 +128,7 @@ impl IobandChannel {
             core,
             endpoint,
             owner,
+            local_submit,
             local,
         })
     }
@@ -224,7 +228,7 @@ impl IoChannel for IobandChannel {
                     // Only a stopped host fails to deliver; its I/O dies with it.
                     let _ = reactor::send_io(self.core, self.endpoint, parent);
                 } else {
-                    submit_on_owner(owner, Some(shared.submit_endpoint), parent);
+                    submit_on_owner(owner, self.local_submit, parent);
                 }
                 return Ok(());
             }
@@ -247,7 +251,7 @@ impl IoChannel for IobandChannel {
             child.status = IoStatus::Aborted;
             reactor::send_io(self.core, self.endpoint, child)
         } else if let Some(owner) = &self.owner {
-            submit_on_owner(owner, Some(shared.submit_endpoint), child);
+            submit_on_owner(owner, self.local_submit, child);
             Ok(())
         } else {
             reactor::deliver_io(shared.owner_core, shared.submit_endpoint, child)

@@ -2,22 +2,26 @@
 //! engine by the group it carries ([`BdevIo::group`](crate::bdev::BdevIo::group); untagged
 //! or unknown groups go to the device's default group).
 //!
-//! # Cross-core strategy: funnel to the owner reactor
+//! # Cross-core strategy: a replica of each share on every reactor
 //!
-//! The [`Engine`](bdev_ioband_engine::Engine) and every share in it live on one reactor,
-//! the **owner** (the main reactor, which also runs the control plane). An I/O submitted on
-//! another reactor travels to the owner in a mailbox message, is scheduled there, goes to
-//! the owner's channel of the base bdev, and its completion travels back to the submitting
-//! reactor, where the caller's callback runs. This is what SPDK's own bdev QoS does.
+//! The [`Engine`](bdev_ioband_engine::Engine) that the control plane talks to lives on one
+//! reactor, the **owner** (the main reactor). With more than one reactor, every other
+//! reactor runs a **replica** of the module: the same shares, devices and groups
+//! (mirrored from the owner after every change), its own channel to each base, and its
+//! own poller. An I/O is scheduled on the reactor that submitted it, by that reactor's
+//! replica of its share, and goes to that reactor's channel of the base; its completion
+//! comes back on the same reactor. No message, lock or shared cache line per I/O. Once
+//! per millisecond the replicas report to the owner and the owner's hub answers with
+//! grants, which keep weights, reservations and limits across reactors within a bounded
+//! lag (the engine's span module has the design and the bound; `module/span.rs` has the
+//! host's side). The owner's counters include the replicas' (as of their last report).
 //!
-//! Why: the shares come out exact (one scheduler sees every I/O of a share, so weights,
-//! minimums and maximums need no cross-core rebalancing epochs), the engine needs no
-//! locks or atomics, and reconfiguration is a plain call on the owner. Cost: one
-//! cross-core message each way per I/O when the submitter is not the owner, and the owner
-//! core does all scheduling and base submission for every share. A later step can give
-//! each share its own owner reactor without changing the channel side.
+//! Until a replica has heard of a device (the first pass after it is created), and on a
+//! reactor whose replica is not started yet, I/O travels to the owner in a mailbox
+//! message, is scheduled there, and its completion travels back: SPDK's old QoS funnel,
+//! kept as the fallback.
 //!
-//! On the owner reactor itself there is no hop and no copy: a channel there hands the
+//! On any reactor with a module there is no hop and no copy: a channel there hands the
 //! caller's descriptor as it is to the module (a direct call), the engine dispatches it
 //! straight to the base, and the base's completion is completed to the caller from the
 //! module's completion callback (a direct call again, through the module's table of local
@@ -37,8 +41,8 @@
 //!   the reply to a base completion for a channel on the owner reactor, which is delivered
 //!   inline from the base's completion (already outside any submit, module not borrowed).
 //!
-//! Threading: [`IobandModule`] (engine, per-device base channels, parked I/O) belongs to
-//! the owner reactor; each [`channel`] belongs to the reactor that created it;
+//! Threading: each [`IobandModule`] (engine, per-device base channels, parked I/O)
+//! belongs to its reactor (the owner's, or a replica's); each [`channel`] belongs to the reactor that created it;
 //! [`DeviceShared`] is immutable but for an atomic "removed" flag and per-core counters.
 
 mod bdev;

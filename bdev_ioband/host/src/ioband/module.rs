@@ -1,9 +1,10 @@
-//! The owner side of the ioband vbdev: the engine, each device's channel to its base, the
-//! I/O parked on ENOMEM, and the poller that re-drives them.
+//! A reactor's side of the ioband vbdev: the engine (the owner's, or a replica's), each
+//! device's channel to its base, the I/O parked on ENOMEM, and the poller that re-drives
+//! them and runs the exchange between replicas (see `span`).
 //!
-//! Owned by the owner reactor (the main reactor) behind an `Rc<RefCell<…>>`; its endpoints
-//! and poller are registered there. Control calls (create, delete, settings) run on that
-//! reactor too, so they see the engine between two I/O events, never during one.
+//! Owned by its reactor behind an `Rc<RefCell<…>>`; its endpoints and poller are
+//! registered there. Control calls (create, delete, settings) run on the owner reactor,
+//! so they see the engine between two I/O events, never during one; replicas follow.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -14,6 +15,8 @@ use std::sync::Arc;
 use bdev_ioband_engine::{Admit, DeviceRef, Engine, GroupKey, ShareId, ShareParams, Ticket};
 
 use super::channel::{self, State as ChannelState};
+
+mod span;
 use super::group_cache::GroupCache;
 use super::{DeviceShared, IobandBdev, IobandError};
 use crate::bdev::{
@@ -99,19 +102,34 @@ impl DeviceSlab {
 static NEXT_MODULE_KEY: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
-    /// The modules owned by reactors of this thread, by key: how a channel created on an
-    /// owner reactor finds its module, to call it without the endpoint table.
-    static MODULES: RefCell<Vec<(u64, Weak<RefCell<IobandModule>>)>> =
-        const { RefCell::new(Vec::new()) };
+    /// The modules of reactors of this thread, by key and reactor: how a channel finds
+    /// its reactor's module (the owner, or a replica), to call it without the endpoint
+    /// table. (Tests poll every reactor on one thread.)
+    static MODULES: RefCell<Vec<ModuleEntry>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The module of `key`, if it lives on this thread.
-pub(super) fn owner_module(key: u64) -> Option<Weak<RefCell<IobandModule>>> {
+/// A module in the registry: its key, reactor, the module and its submit endpoint.
+type ModuleEntry = (u64, u32, Weak<RefCell<IobandModule>>, EndpointId);
+
+/// The module of `key` on the current reactor (the owner's, or a replica), if there is
+/// one, and its submit endpoint.
+pub(super) fn owner_module(key: u64) -> Option<(Weak<RefCell<IobandModule>>, EndpointId)> {
+    let core = reactor::current_core().ok()?;
     MODULES.with(|m| {
         m.borrow()
             .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, w)| w.clone())
+            .find(|(k, c, _, _)| *k == key && *c == core)
+            .map(|(_, _, w, e)| (w.clone(), *e))
+    })
+}
+
+/// The module of `key` on reactor `core` of this thread.
+fn module_on(key: u64, core: u32) -> Option<Weak<RefCell<IobandModule>>> {
+    MODULES.with(|m| {
+        m.borrow()
+            .iter()
+            .find(|(k, c, _, _)| *k == key && *c == core)
+            .map(|(_, _, w, _)| w.clone())
     })
 }
 
@@ -132,6 +150,8 @@ pub struct IobandModule {
     /// The channels on this reactor that hand their callers' descriptors over as they
     /// are; a base completion of theirs is completed directly (see `on_base_done`).
     local_channels: Vec<Weak<ChannelState>>,
+    /// How the shares span the reactors (see the `span` module).
+    span: span::SpanState,
 }
 
 impl std::fmt::Debug for IobandModule {
@@ -147,8 +167,25 @@ impl std::fmt::Debug for IobandModule {
 pub type IobandHandle = Rc<RefCell<IobandModule>>;
 
 impl IobandModule {
-    /// Creates the module on the current reactor, which becomes the owner of every share.
+    /// Creates the module on the current reactor, which becomes the owner of every share
+    /// (the control plane's side); with more than one reactor, every other reactor gets a
+    /// replica that schedules the I/O submitted there (see the `span` module).
     pub fn new() -> Result<IobandHandle, BdevError> {
+        let key = NEXT_MODULE_KEY.fetch_add(1, Ordering::Relaxed);
+        let core = reactor::current_core()?;
+        let module = Self::build(key, None)?;
+        let submit = module.borrow().submit_endpoint;
+        for other in 0..reactor::core_count()? {
+            if other != core {
+                span::start_replica(key, other, core, submit)?;
+            }
+        }
+        Ok(module)
+    }
+
+    /// Builds a module on the current reactor: the owner (`owner` None), or a replica of
+    /// the owner on reactor `owner.0` whose submit endpoint is `owner.1`.
+    fn build(key: u64, owner: Option<(u32, EndpointId)>) -> Result<IobandHandle, BdevError> {
         let core = reactor::current_core()?;
         let module = Rc::new_cyclic(|weak: &Weak<RefCell<IobandModule>>| {
             let eps = Rc::new(Endpoints::default());
@@ -171,15 +208,16 @@ impl IobandModule {
                 core,
                 submit_endpoint,
                 base_done: Some(done),
-                key: NEXT_MODULE_KEY.fetch_add(1, Ordering::Relaxed),
+                key,
                 local_channels: Vec::new(),
+                span: span::SpanState::new(core, owner),
             })
         });
-        let key = module.borrow().key;
+        let submit = module.borrow().submit_endpoint;
         MODULES.with(|m| {
             let mut m = m.borrow_mut();
-            m.retain(|(_, w)| w.strong_count() > 0);
-            m.push((key, Rc::downgrade(&module)));
+            m.retain(|(_, _, w, _)| w.strong_count() > 0);
+            m.push((key, core, Rc::downgrade(&module), submit));
         });
         let weak = Rc::downgrade(&module);
         reactor::register_poller("ioband_owner", 0, move |now| {
@@ -202,8 +240,10 @@ impl IobandModule {
     /// The engine, to change settings. Share knobs and group values take effect at the
     /// next I/O event.
     pub fn engine_mut(&mut self) -> &mut Engine<Box<BdevIo>> {
-        // Whatever the caller changes, the I/O path's cached group handles are stale.
+        // Whatever the caller changes, the I/O path's cached group handles are stale, and
+        // the replicas must hear of it.
         self.epoch += 1;
+        self.span.changed();
         &mut self.engine
     }
 
@@ -281,6 +321,7 @@ impl IobandModule {
             return Err(e.into());
         }
         registry.claim(base.name(), name);
+        self.span.changed();
         self.devices.insert(
             device_id,
             OwnerDevice {
@@ -305,6 +346,7 @@ impl IobandModule {
             .map(|(id, _)| id)
             .ok_or_else(|| BdevError::NotFound(name.to_owned()))?;
         self.epoch += 1;
+        self.span.changed();
         let queued = self.engine.delete_device(name)?;
         let base = match self.devices.get_mut(&id) {
             Some(d) => {
@@ -318,10 +360,22 @@ impl IobandModule {
             io.status = IoStatus::Aborted;
             send_reply(io);
         }
+        self.abort_parked(|device| device == id);
+        registry.release(&base, name);
+        // The ioband bdev is unclaimed by construction.
+        let _ = registry.unregister(name);
+        self.refresh_share_ids();
+        self.reap();
+        Ok(())
+    }
+
+    /// Fails the parked I/O of the devices `matches` picks (they are being deleted),
+    /// returning their tickets, and dispatches what that allows.
+    fn abort_parked(&mut self, matches: impl Fn(u64) -> bool) {
         let now = reactor::now_ticks();
         let parked = std::mem::take(&mut self.parked);
         for mut io in parked {
-            if io.band.device_id == id {
+            if matches(io.band.device_id) {
                 self.complete_ticket(&mut io, now);
                 io.status = IoStatus::Aborted;
                 send_reply(io);
@@ -330,12 +384,6 @@ impl IobandModule {
             }
         }
         self.dispatch_scratch();
-        registry.release(&base, name);
-        // The ioband bdev is unclaimed by construction.
-        let _ = registry.unregister(name);
-        self.refresh_share_ids();
-        self.reap();
-        Ok(())
     }
 
     /// Names of the ioband bdevs sitting on `base`.
@@ -368,8 +416,12 @@ impl IobandModule {
             .get_mut(&io.band.device_id)
             .filter(|d| !d.deleted)
         else {
-            io.status = IoStatus::Aborted;
-            send_reply(io);
+            // A replica that has not heard of the device yet: the owner schedules it.
+            let known = self.devices.get(&io.band.device_id).is_some();
+            if let Some(mut io) = self.span.forward_unknown(io, known) {
+                io.status = IoStatus::Aborted;
+                send_reply(io);
+            }
             return;
         };
         let (share_id, device) = (dev.dref.share_id, dev.dref.device);
@@ -524,6 +576,12 @@ impl IobandModule {
             self.dispatch_scratch();
         }
         self.reap();
+        if self.span.sync_due() {
+            self.sync_replicas();
+        }
+        if self.span.due(now) {
+            busy |= self.exchange(now);
+        }
         if busy {
             PollerStatus::Busy
         } else {

@@ -1,0 +1,376 @@
+//! Shares that span reactors, on the embedded host: a replica of the module on every
+//! reactor but the owner's, and the exchange between them.
+//!
+//! With more than one reactor, the owner (the control plane's reactor) starts a replica
+//! of the module on every other reactor. A channel uses the module of its own reactor, so
+//! every I/O is scheduled on the reactor that submitted it, by that reactor's replica of
+//! its share, and goes to that reactor's channel of the base: no message and no lock per
+//! I/O (see the engine's span module for the scheduling across replicas).
+//!
+//! - **Control.** Only the owner's engine is changed by the control plane. After a change
+//!   the owner sends every replica the layout of each share and the list of live devices
+//!   (at its next poller pass); a replica mirrors the shares, opens its own channel to the
+//!   base of a new device, and drops a deleted one once its I/O has drained. An I/O for a
+//!   device the replica has not heard of yet goes to the owner, which schedules it.
+//! - **Exchange.** Every [`EXCHANGE_PERIOD_US`], each replica sends the owner its report
+//!   per share; the owner feeds them and its own to the share's hub, sets the other
+//!   reactors' counters on its share (what iostat reads), and sends each replica its grant.
+//!
+//! Owned by the module's reactor, like the module.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use bdev_ioband_engine::{CoreReport, Grant, GroupStats, Hub, ShareLayout};
+
+use super::{module_on, send_reply, IobandHandle, IobandModule, OwnerDevice};
+use crate::bdev::{BdevError, BdevIo, IoStatus};
+use crate::ioband::group_cache::GroupCache;
+use crate::ioband::DeviceShared;
+use crate::reactor::{self, EndpointId};
+use crate::ticks::TICKS_PER_SEC;
+
+/// How often replicas and owner exchange, in µs.
+pub const EXCHANGE_PERIOD_US: u64 = 1_000;
+
+thread_local! {
+    /// The replicas started on this thread's reactors (kept alive here; the module
+    /// registry holds weak references).
+    static REPLICAS: std::cell::RefCell<Vec<IobandHandle>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Per module: its place among the reactors and, on the owner, the hubs.
+#[derive(Debug)]
+pub(super) struct SpanState {
+    core: u32,
+    /// A replica's owner: reactor and submit endpoint.
+    owner: Option<(u32, EndpointId)>,
+    cores: u32,
+    /// The owner's engine changed since the replicas last heard of it.
+    dirty: bool,
+    last_exchange_ticks: u64,
+    period_ticks: u64,
+    hubs: BTreeMap<String, Hub>,
+}
+
+impl SpanState {
+    pub(super) fn new(core: u32, owner: Option<(u32, EndpointId)>) -> SpanState {
+        SpanState {
+            core,
+            owner,
+            cores: reactor::core_count().unwrap_or(1),
+            dirty: false,
+            last_exchange_ticks: 0,
+            period_ticks: (TICKS_PER_SEC / 1_000_000 * EXCHANGE_PERIOD_US).max(1),
+            hubs: BTreeMap::new(),
+        }
+    }
+
+    /// The control plane changed something the replicas must hear of.
+    pub(super) fn changed(&mut self) {
+        self.dirty = true;
+    }
+
+    /// Whether the owner must tell the replicas of a change.
+    #[inline]
+    pub(super) fn sync_due(&self) -> bool {
+        self.dirty && self.owner.is_none() && self.cores > 1
+    }
+
+    /// Whether an exchange is due at `now`.
+    #[inline]
+    pub(super) fn due(&self, now: u64) -> bool {
+        self.cores > 1 && now.wrapping_sub(self.last_exchange_ticks) >= self.period_ticks
+    }
+
+    /// On a replica, an I/O for a device it has never heard of goes to the owner; the I/O
+    /// comes back if it is not forwarded (the owner itself, or a device this replica has
+    /// deleted).
+    pub(super) fn forward_unknown(&self, mut io: Box<BdevIo>, known: bool) -> Option<Box<BdevIo>> {
+        let (Some((core, endpoint)), false) = (self.owner, known) else {
+            return Some(io);
+        };
+        // The owner's table of local channels is not this reactor's.
+        io.band.local = None;
+        // Only a stopped host fails to deliver; its I/O dies with it.
+        let _ = reactor::deliver_io(core, endpoint, io);
+        None
+    }
+}
+
+/// Starts the replica of module `key` on reactor `core` (by message).
+pub(super) fn start_replica(
+    key: u64,
+    core: u32,
+    owner_core: u32,
+    owner_submit: EndpointId,
+) -> Result<(), BdevError> {
+    reactor::send_msg(core, move || {
+        if let Ok(m) = IobandModule::build(key, Some((owner_core, owner_submit))) {
+            REPLICAS.with(|r| r.borrow_mut().push(m));
+        }
+    })?;
+    Ok(())
+}
+
+/// Runs `f` on module `key` of reactor `core` (the current one); if the module is busy
+/// (the message arrived from inside it), at the reactor's next pass.
+fn with_module(key: u64, core: u32, f: impl FnOnce(&mut IobandModule) + Send + 'static) {
+    let Some(m) = module_on(key, core).and_then(|w| w.upgrade()) else {
+        return;
+    };
+    let Ok(mut m) = m.try_borrow_mut() else {
+        let _ = reactor::send_msg(core, move || with_module(key, core, f));
+        return;
+    };
+    f(&mut m);
+}
+
+impl IobandModule {
+    /// Owner: the I/Os each reactor has dispatched for `share`, as of the latest reports
+    /// (empty on one reactor, or for a share the replicas have not reported yet).
+    pub fn dispatched_by_core(&self, share: &str) -> Vec<u64> {
+        let Some(hub) = self.span.hubs.get(share) else {
+            return Vec::new();
+        };
+        (0..hub.cores())
+            .map(|c| {
+                hub.report(c).map_or(0, |r| {
+                    r.groups
+                        .iter()
+                        .filter(|g| g.present)
+                        .map(|g| g.stats.dispatched_ios)
+                        .sum()
+                })
+            })
+            .collect()
+    }
+
+    /// The period's exchange (see the module doc). Returns whether anything moved.
+    pub(super) fn exchange(&mut self, now: u64) -> bool {
+        self.span.last_exchange_ticks = now;
+        match self.span.owner {
+            None => {
+                let core = self.span.core as usize;
+                let names: Vec<String> = self.span.hubs.keys().cloned().collect();
+                for name in &names {
+                    let (Ok(share), Some(hub)) =
+                        (self.engine.share_mut(name), self.span.hubs.get_mut(name))
+                    else {
+                        continue;
+                    };
+                    let mut report = CoreReport::default();
+                    share.span_report(now, &mut report);
+                    hub.receive(core, &mut report, now);
+                }
+                self.grant_all(now, &names)
+            }
+            Some((owner_core, _)) => {
+                let mut reports = Vec::with_capacity(self.share_ids.len());
+                for &id in &self.share_ids {
+                    let Some(share) = self.engine.share_by_id_mut(id) else {
+                        continue;
+                    };
+                    let mut report = CoreReport::default();
+                    share.span_report(now, &mut report);
+                    reports.push((share.name().to_owned(), report));
+                }
+                let (key, core) = (self.key, self.span.core);
+                let _ = reactor::send_msg(owner_core, move || {
+                    with_module(key, owner_core, move |m| m.on_reports(core, reports));
+                });
+                false
+            }
+        }
+    }
+
+    /// Owner: a replica's reports.
+    fn on_reports(&mut self, core: u32, reports: Vec<(String, CoreReport)>) {
+        let now = reactor::pass_ticks();
+        for (name, mut report) in reports {
+            if let Some(hub) = self.span.hubs.get_mut(&name) {
+                hub.receive(core as usize, &mut report, now);
+            }
+        }
+    }
+
+    /// Owner: every share's grants, its own applied, the others sent.
+    fn grant_all(&mut self, now: u64, names: &[String]) -> bool {
+        let cores = self.span.cores as usize;
+        let me = self.span.core as usize;
+        let mut out: Vec<Vec<(String, Grant)>> = vec![Vec::new(); cores];
+        for name in names {
+            let (Ok(share), Some(hub)) =
+                (self.engine.share_mut(name), self.span.hubs.get_mut(name))
+            else {
+                continue;
+            };
+            // The other reactors' counters, for the readers of the owner's share.
+            if let Some(own) = hub.report(me) {
+                for (slot, g) in own.groups.iter().enumerate() {
+                    if !g.present {
+                        continue;
+                    }
+                    let mut sum = GroupStats::default();
+                    for c in (0..cores).filter(|&c| c != me) {
+                        if let Some(r) = hub.report(c).and_then(|r| r.groups.get(slot)) {
+                            if r.present && r.generation == g.generation {
+                                sum.accumulate(&r.stats);
+                            }
+                        }
+                    }
+                    let slot = u32::try_from(slot).unwrap_or(u32::MAX);
+                    share.set_remote_stats(slot, g.generation, sum);
+                }
+            }
+            let mut grants = vec![Grant::default(); cores];
+            hub.grant(now, &mut grants);
+            let scratch = &mut self.scratch;
+            share.apply_grant(&grants[me], now, &mut |io, t| scratch.push_back((io, t)));
+            for (c, g) in grants.into_iter().enumerate() {
+                if c != me {
+                    out[c].push((name.clone(), g));
+                }
+            }
+        }
+        let moved = !self.scratch.is_empty();
+        self.dispatch_scratch();
+        let key = self.key;
+        for (c, grants) in out.into_iter().enumerate() {
+            if c == me || grants.is_empty() {
+                continue;
+            }
+            let c = u32::try_from(c).unwrap_or(u32::MAX);
+            let _ = reactor::send_msg(c, move || {
+                with_module(key, c, move |m| m.apply_grants(grants));
+            });
+        }
+        moved
+    }
+
+    /// Replica: the owner's grants.
+    fn apply_grants(&mut self, grants: Vec<(String, Grant)>) {
+        let now = reactor::pass_ticks();
+        for (name, grant) in grants {
+            let Ok(share) = self.engine.share_mut(&name) else {
+                continue;
+            };
+            let scratch = &mut self.scratch;
+            share.apply_grant(&grant, now, &mut |io, t| scratch.push_back((io, t)));
+        }
+        self.dispatch_scratch();
+    }
+
+    /// Owner: sends every replica the shares' layouts and the live devices.
+    pub(super) fn sync_replicas(&mut self) {
+        self.span.dirty = false;
+        let cores = self.span.cores;
+        let ids: Vec<_> = self.engine.share_ids().collect();
+        let mut layouts = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(share) = self.engine.share_by_id_mut(id) else {
+                continue;
+            };
+            if !share.spans_cores() {
+                share.span_cores(cores);
+            }
+            let name = share.name().to_owned();
+            let params = *share.params();
+            match self.span.hubs.get_mut(&name) {
+                Some(hub) => {
+                    let _ = hub.set_params(params);
+                }
+                None => {
+                    if let Ok(hub) = Hub::new(cores as usize, params, TICKS_PER_SEC) {
+                        self.span.hubs.insert(name.clone(), hub);
+                    }
+                }
+            }
+            layouts.push((name, id.incarnation(), share.layout()));
+        }
+        let names: BTreeSet<&str> = layouts.iter().map(|(n, _, _)| n.as_str()).collect();
+        self.span.hubs.retain(|n, _| names.contains(n.as_str()));
+        let devices: Vec<(u64, Arc<DeviceShared>)> = self
+            .devices
+            .iter()
+            .filter(|(_, d)| !d.deleted)
+            .map(|(id, d)| (id, d.shared.clone()))
+            .collect();
+        let key = self.key;
+        for c in (0..cores).filter(|&c| c != self.span.core) {
+            let (layouts, devices) = (layouts.clone(), devices.clone());
+            let _ = reactor::send_msg(c, move || {
+                with_module(key, c, move |m| m.apply_sync(&layouts, devices));
+            });
+        }
+    }
+
+    /// Replica: takes on the owner's shares and devices.
+    fn apply_sync(
+        &mut self,
+        layouts: &[(String, u64, ShareLayout)],
+        devices: Vec<(u64, Arc<DeviceShared>)>,
+    ) {
+        self.epoch += 1;
+        for mut io in self.engine.mirror(layouts) {
+            io.status = IoStatus::Aborted;
+            send_reply(io);
+        }
+        let cores = self.span.cores;
+        let ids: Vec<_> = self.engine.share_ids().collect();
+        for id in ids {
+            if let Some(share) = self.engine.share_by_id_mut(id) {
+                if !share.spans_cores() {
+                    share.span_cores(cores);
+                }
+            }
+        }
+        let live: BTreeSet<u64> = devices.iter().map(|(id, _)| *id).collect();
+        for (id, shared) in devices {
+            let Ok(dref) = self.engine.device(&shared.name) else {
+                continue;
+            };
+            match self.devices.get_mut(&id) {
+                Some(d) => {
+                    if !d.deleted {
+                        d.dref = dref;
+                    }
+                }
+                None => {
+                    // No channel to the base here: the owner keeps scheduling its I/O.
+                    let Ok(base_ch) = shared.base.get_io_channel() else {
+                        continue;
+                    };
+                    self.devices.insert(
+                        id,
+                        OwnerDevice {
+                            shared,
+                            dref,
+                            base_ch,
+                            in_flight: 0,
+                            deleted: false,
+                            groups: GroupCache::default(),
+                        },
+                    );
+                }
+            }
+        }
+        let gone: Vec<u64> = self
+            .devices
+            .iter()
+            .filter(|(id, d)| !d.deleted && !live.contains(id))
+            .map(|(id, _)| id)
+            .collect();
+        if !gone.is_empty() {
+            for id in &gone {
+                if let Some(d) = self.devices.get_mut(id) {
+                    d.deleted = true;
+                }
+            }
+            self.abort_parked(|id| gone.contains(&id));
+        }
+        self.refresh_share_ids();
+        self.reap();
+    }
+}

@@ -1,0 +1,205 @@
+//! Host tests of shares that span reactors: every reactor schedules the I/O submitted on
+//! it with its replica of the share, weights hold across reactors, and reconfiguration
+//! with I/O on every reactor loses nothing.
+
+mod common;
+
+use bdev_ioband_engine::{GroupKey, GroupValue, Policy, ShareParams};
+use bdev_ioband_host::app::App;
+use bdev_ioband_host::bdev::model::ModelParams;
+use bdev_ioband_host::bdev::BdevRef;
+use common::{Client, Rig};
+
+/// Steps of 2 µs (ticks are ns).
+const STEP: u64 = 2_000;
+
+fn model(iops: u64, queue_depth: u32) -> ModelParams {
+    ModelParams {
+        block_size: 4096,
+        num_blocks: 1 << 20,
+        iops,
+        bandwidth_bytes_per_sec: 0,
+        latency_ticks: 20_000,
+        queue_depth,
+    }
+}
+
+fn set(app: &App, dev: &str, tag: u32, value: Option<GroupValue>) {
+    app.ioband
+        .borrow_mut()
+        .engine_mut()
+        .write_setting(dev, &GroupKey::Tag(tag), value)
+        .expect("setting");
+}
+
+/// Two reactors, a model device and `band0` over it in share `s0`; run long enough for
+/// the replica to start and learn of the device.
+fn rig_with_band(params: Option<ShareParams>, iops: u64) -> (Rig, App, BdevRef) {
+    let mut rig = Rig::new(2);
+    let app = rig.on(0, App::new).expect("app");
+    let band = rig.on(0, || {
+        app.create_model("Model0", model(iops, 64), None)
+            .expect("model");
+        app.create_ioband("band0", "Model0", "s0", params)
+            .expect("ioband");
+        app.bdev("band0").expect("registered")
+    });
+    rig.run(10, STEP);
+    (rig, app, band)
+}
+
+#[test]
+fn io_is_scheduled_on_the_reactor_that_submitted_it() {
+    let (mut rig, app, band) = rig_with_band(None, 100_000);
+    let c0 = Client::new(&rig, 0, &band, Some(GroupKey::Tag(1)));
+    let c1 = Client::new(&rig, 1, &band, Some(GroupKey::Tag(2)));
+    set(&app, "band0", 1, Some(GroupValue::Weight(100)));
+    set(&app, "band0", 2, Some(GroupValue::Weight(100)));
+    rig.on(0, || c0.start(8));
+    rig.on(1, || c1.start(8));
+    rig.run(5_000, STEP); // 10 ms
+    let by_core = app.ioband.borrow().dispatched_by_core("s0");
+    assert_eq!(by_core.len(), 2, "the share spans both reactors");
+    assert!(
+        by_core.iter().all(|&n| n > 100),
+        "each reactor schedules its own I/O: {by_core:?}"
+    );
+    // The owner's counters include the other reactor's.
+    let groups = app
+        .ioband
+        .borrow()
+        .engine()
+        .groups_of("band0")
+        .expect("groups");
+    let reads = |t: u32| {
+        groups
+            .iter()
+            .find(|g| g.0 == GroupKey::Tag(t))
+            .map_or(0, |g| g.2.read_ios)
+    };
+    assert!(reads(2) > 100, "tag 2 counted on the owner: {}", reads(2));
+}
+
+#[test]
+fn weights_one_to_a_hundred_hold_across_two_reactors() {
+    let (mut rig, app, band) = rig_with_band(None, 100_000);
+    let weights = [1u32, 3, 7, 15, 30, 50, 75, 100];
+    let clients: Vec<_> = weights
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| {
+            let tag = u32::try_from(i).expect("small") + 1;
+            set(&app, "band0", tag, Some(GroupValue::Weight(w)));
+            Client::new(&rig, i % 2, &band, Some(GroupKey::Tag(tag)))
+        })
+        .collect();
+    for (i, c) in clients.iter().enumerate() {
+        rig.on(i % 2, || c.start(16));
+    }
+    rig.run(100_000, STEP); // 200 ms warm-up
+    let from = rig.clock.now_ticks();
+    for c in &clients {
+        c.measure_from_ticks.set(from);
+    }
+    rig.run(500_000, STEP); // 1 s measured
+    let counts: Vec<f64> = clients.iter().map(|c| c.measured.get() as f64).collect();
+    let total: f64 = counts.iter().sum();
+    let wsum: f64 = weights.iter().map(|&w| f64::from(w)).sum();
+    assert!(total > 90_000.0, "device not saturated: {total}");
+    for (i, (&count, &w)) in counts.iter().zip(&weights).enumerate() {
+        let want = f64::from(w) / wsum;
+        let err = (count / total - want).abs() / want;
+        assert!(
+            err <= 0.02,
+            "group {i} (weight {w}): error {err:.4} ({counts:?})"
+        );
+    }
+}
+
+#[test]
+fn reconfiguration_with_io_on_every_reactor_loses_nothing() {
+    let params = ShareParams {
+        io_limit: 16,
+        ..ShareParams::default()
+    };
+    let (mut rig, app, band) = rig_with_band(Some(params), 200_000);
+    set(&app, "band0", 1, Some(GroupValue::Weight(300)));
+    set(&app, "band0", 2, Some(GroupValue::Weight(100)));
+    let clients = vec![
+        Client::new(&rig, 0, &band, Some(GroupKey::Tag(1))),
+        Client::new(&rig, 1, &band, Some(GroupKey::Tag(1))),
+        Client::new(&rig, 1, &band, Some(GroupKey::Tag(2))),
+        Client::new(&rig, 0, &band, Some(GroupKey::Tag(3))),
+        Client::new(&rig, 1, &band, None),
+    ];
+    for (i, c) in clients.iter().enumerate() {
+        rig.on(if i % 2 == 0 { 0 } else { 1 }, || c.start(24));
+    }
+    rig.run(2_000, STEP);
+    // Attach, re-weight, switch policy and back, detach, all under load.
+    set(&app, "band0", 3, Some(GroupValue::Weight(50)));
+    rig.run(300, STEP);
+    set(&app, "band0", 1, Some(GroupValue::Weight(20)));
+    rig.run(300, STEP);
+    let iosize = ShareParams {
+        policy: Policy::WeightIosize,
+        ..params
+    };
+    app.ioband
+        .borrow_mut()
+        .engine_mut()
+        .set_share_params("s0", iosize)
+        .expect("policy");
+    rig.run(300, STEP);
+    set(&app, "band0", 2, None);
+    rig.run(300, STEP);
+    app.ioband
+        .borrow_mut()
+        .engine_mut()
+        .set_share_params("s0", params)
+        .expect("policy back");
+    rig.run(1_000, STEP);
+    let moved: Vec<u64> = clients.iter().map(|c| c.success.get()).collect();
+    assert!(moved.iter().all(|&n| n > 10), "all move: {moved:?}");
+    for c in &clients {
+        c.closed_loop.set(false);
+    }
+    rig.run(2_000, STEP);
+    for c in &clients {
+        assert!(
+            c.seen.borrow().iter().all(|&n| n == 1),
+            "completed twice or never"
+        );
+        assert_eq!(c.completed(), c.submitted());
+        assert_eq!(c.aborted.get() + c.failed.get(), 0);
+    }
+    // Every ticket came back on every reactor: the counters (the owner's and the
+    // replica's, as of its last report) show nothing in flight or queued.
+    let groups = app
+        .ioband
+        .borrow()
+        .engine()
+        .groups_of("band0")
+        .expect("groups");
+    assert!(
+        groups
+            .iter()
+            .all(|g| g.2.in_flight == 0 && g.2.queue_depth == 0),
+        "{groups:?}"
+    );
+    // Deleting under load on both reactors completes everything once too.
+    for c in &clients {
+        c.closed_loop.set(true);
+        c.start(8);
+    }
+    rig.run(500, STEP);
+    rig.on(0, || app.delete_ioband("band0")).expect("delete");
+    rig.run(2_000, STEP);
+    for c in &clients {
+        assert!(
+            c.seen.borrow().iter().all(|&n| n == 1),
+            "completed twice or never"
+        );
+        assert_eq!(c.completed(), c.submitted());
+    }
+}
