@@ -255,10 +255,13 @@ pub(super) fn fairness(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Res
             .filter(|&v| v > 0.0)
             .map_or(0.0, |v| 100.0 / v)
     );
+    let two = two_reactors(opts, d, &mut md)?;
     out.md.push_str(&md);
     out.json.insert(
         "fairness".into(),
         json!({
+            "two_reactors_max_share_error": two.as_ref().map(|t| t["max_share_error"].clone()),
+            "two_reactors": two,
             "window_s": 1.0,
             "max_share_error": max_err,
             "mean_share_error": mean_err,
@@ -271,6 +274,77 @@ pub(super) fn fairness(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Res
         }),
     );
     Ok(())
+}
+
+/// 8 groups (weights log-spread 1..100) on two reactors, alternately: the share spans
+/// both, each reactor scheduling its own groups' I/O. `None` on a one-CPU machine.
+fn two_reactors(
+    opts: &BenchOptions,
+    d: &Durations,
+    md: &mut String,
+) -> Result<Option<Value>, String> {
+    if super::machine_cpus() < 2 {
+        let _ = writeln!(md, "\nTwo reactors: not measured (one CPU).");
+        return Ok(None);
+    }
+    let io_limit = 192.0;
+    let weights = spread_weights(8);
+    let wsum: u32 = weights.iter().sum();
+    let mut entries = vec![
+        model("Model0", 100_000, 0, 20),
+        ioband("band0", "Model0", "weight"),
+    ];
+    for (i, w) in weights.iter().enumerate() {
+        entries.push(setting("band0", &format!("tag:{}", i + 1), json!(w)));
+    }
+    let jobs = weights
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| {
+            let share = f64::from(w) / f64::from(wsum);
+            let qd =
+                u32::try_from(super::super::sat_u64((2.5 * share * io_limit).ceil()).clamp(4, 256))
+                    .unwrap_or(256);
+            job(
+                &format!("g{}", i + 1),
+                "band0",
+                qd,
+                4096,
+                Some(GroupKey::Tag(u32::try_from(i + 1).unwrap_or(u32::MAX))),
+                u32::try_from(i % 2).unwrap_or(0),
+            )
+        })
+        .collect();
+    let r = go(
+        opts,
+        "fairness 8 groups on 2 reactors",
+        vec![0, 1],
+        &config(entries),
+        jobs,
+        d.fairness_s,
+        FINE_WINDOW_S,
+    )?;
+    let fine = first_share(&r, "fairness")?;
+    let coarse = rewindow(
+        &fine,
+        super::super::sat_usize((1.0 / FINE_WINDOW_S).round()),
+        d.fairness_s,
+    );
+    let _ = writeln!(
+        md,
+        "\nTwo reactors, 8 groups alternately on each (the share spans both): max share error \
+         **{}** over 1 s windows (target ≤ 2%), {} over 100 ms windows; {:.0} IOPS.",
+        pctv(coarse.max_window_share_error),
+        pctv(fine.max_window_share_error),
+        r.total.iops
+    );
+    Ok(Some(json!({
+        "groups": 8,
+        "weights": weights,
+        "max_share_error": coarse.max_window_share_error,
+        "max_share_error_100ms": fine.max_window_share_error,
+        "iops": r.total.iops,
+    })))
 }
 
 fn ptsv(v: Option<f64>) -> String {

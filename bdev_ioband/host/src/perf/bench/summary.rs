@@ -92,6 +92,30 @@ const TARGETS: &[Target] = &[
         limit: 0.01,
     },
     Target {
+        flag: "scaling_ioband_vs_passthru_1_reactor_ge_0_90",
+        key: "scaling.ioband_vs_passthru_1_reactor",
+        bound: Bound::AtLeast,
+        limit: 0.90,
+    },
+    Target {
+        flag: "scaling_ioband_vs_passthru_2_reactors_ge_0_90",
+        key: "scaling.ioband_vs_passthru_2_reactors",
+        bound: Bound::AtLeast,
+        limit: 0.90,
+    },
+    Target {
+        flag: "scaling_ioband_2_vs_1_reactor_ge_1_8",
+        key: "scaling.ioband_2_vs_1_reactor_ratio",
+        bound: Bound::AtLeast,
+        limit: 1.8,
+    },
+    Target {
+        flag: "share_error_two_reactors_le_2pct",
+        key: "fairness.two_reactors_max_share_error",
+        bound: Bound::AtMost,
+        limit: 0.02,
+    },
+    Target {
         flag: "slow_io_others_ratio_ge_0_95",
         key: "slow_io.others_ratio",
         bound: Bound::AtLeast,
