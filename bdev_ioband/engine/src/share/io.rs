@@ -47,20 +47,20 @@ impl<T> Share<T> {
         let now_ticks = ticks_of(now_sub);
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.wake(slot, now_sub);
         let ranged = self.ranged();
+        let floor_vt = self.vclock.saturating_sub(self.credit_vt);
+        // One borrow of the group for everything the submission changes in it.
         let Some(g) = self.slots[slot as usize].group.as_mut() else {
             return Admit::NoDevice(io);
         };
-        g.last_event_ticks = now_ticks;
-        if g.expected {
-            g.expected = false;
-            self.expected -= 1;
-            self.refresh_window_gate();
+        let idle_queue = g.queue.is_empty();
+        if idle_queue && g.in_flight == 0 {
+            // Waking up (see `wake`): its credit is bounded.
+            g.vtime = g.vtime.max(floor_vt);
+            g.reserve_tag = g.reserve_tag.max(now_sub);
         }
-        let Some(g) = self.slots[slot as usize].group.as_mut() else {
-            return Admit::NoDevice(io);
-        };
+        g.last_event_ticks = now_ticks;
+        let was_expected = std::mem::replace(&mut g.expected, false);
         match op {
             Op::Read => {
                 g.stats.read_ios += 1;
@@ -74,9 +74,12 @@ impl<T> Share<T> {
         }
         // Fast path: nothing waits anywhere (so this I/O overtakes nobody), no timed limit
         // is in play in the share, and the window has room.
-        let idle_queue = g.queue.is_empty();
         let vtime = g.vtime;
         let untimed = !ranged || (g.params.max_kib_per_sec == 0 && g.params.min_kib_per_sec == 0);
+        if was_expected {
+            self.expected -= 1;
+            self.refresh_window_gate();
+        }
         self.activate(slot, now_ticks);
         let direct = idle_queue
             && untimed
@@ -119,7 +122,9 @@ impl<T> Share<T> {
         let now_sub = self.now_subticks(now_ticks);
         let now_ticks = ticks_of(now_sub);
         let latency = now_ticks.saturating_sub(ticket.dispatched_ticks);
-        self.batch.add(latency, ticket.bytes, self.in_flight);
+        if self.span.is_some() {
+            self.batch.add(latency, ticket.bytes, self.in_flight);
+        }
         if self
             .depth
             .on_completion(latency, ticket.bytes, now_ticks, self.in_flight)
@@ -464,6 +469,7 @@ impl<T> Share<T> {
 
     /// Accounts one I/O of `slot` as dispatched: virtual time, range tags, in-flight
     /// counts and counters. Returns its ticket.
+    #[inline(always)]
     fn charge(&mut self, slot: u32, op: Op, bytes: u64, now_sub: u128, phase: Phase) -> Ticket {
         // One I/O's cost fits u32 (sectors of up to 2 TiB); the ticket carries it so.
         let cost = u64::from(u32::try_from(self.params.policy.cost(bytes)).unwrap_or(u32::MAX));
@@ -509,20 +515,22 @@ impl<T> Share<T> {
         // Range tags, in subticks: bytes at the configured KiB/s. Only the reservation
         // phase advances the reservation tag (mClock: spare bandwidth is not charged to
         // the reservation), and never from further back than the lag bound.
-        let tag_bytes = u128::from(bytes.max(1));
-        // A core of a share that spans cores runs its part of each rate (`rate_frac`).
-        let tag_bytes =
-            tag_bytes * u128::from(super::span::FRAC_ONE) / u128::from(g.rate_frac.max(1));
-        if ranged && phase == Phase::Reservation && g.params.min_kib_per_sec > 0 {
-            let interval = rate_subticks(tag_bytes, g.params.min_kib_per_sec, ticks_per_sec);
-            g.reserve_tag = g.reserve_tag.max(now_sub.saturating_sub(reserve_lag_sub)) + interval;
-        }
-        if ranged && g.params.max_kib_per_sec > 0 {
-            // A group that was late for its slot (the share was full) may catch up by one
-            // I/O, no more: without that, every wait for a free slot would be lost and a
-            // max set at the min could never deliver the min.
-            let interval = rate_subticks(tag_bytes, g.params.max_kib_per_sec, ticks_per_sec);
-            g.limit_tag = g.limit_tag.max(now_sub.saturating_sub(interval)) + interval;
+        if ranged {
+            // A core of a share that spans cores runs its part of each rate (`rate_frac`).
+            let tag_bytes = u128::from(bytes.max(1)) * u128::from(super::span::FRAC_ONE)
+                / u128::from(g.rate_frac.max(1));
+            if phase == Phase::Reservation && g.params.min_kib_per_sec > 0 {
+                let interval = rate_subticks(tag_bytes, g.params.min_kib_per_sec, ticks_per_sec);
+                g.reserve_tag =
+                    g.reserve_tag.max(now_sub.saturating_sub(reserve_lag_sub)) + interval;
+            }
+            if g.params.max_kib_per_sec > 0 {
+                // A group that was late for its slot (the share was full) may catch up by
+                // one I/O, no more: without that, every wait for a free slot would be lost
+                // and a max set at the min could never deliver the min.
+                let interval = rate_subticks(tag_bytes, g.params.max_kib_per_sec, ticks_per_sec);
+                g.limit_tag = g.limit_tag.max(now_sub.saturating_sub(interval)) + interval;
+            }
         }
 
         g.in_flight += 1;
