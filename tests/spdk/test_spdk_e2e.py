@@ -287,7 +287,23 @@ def target(loaded):
     assert e2e.snapshot(loaded) == before
 
 
-BAD_CALLS = [c for c in e2e.BAD_CALLS if not c[1].startswith('bdev_model_') and c[0] not in NOT_HERE]
+# SPDK's own JSON-RPC server reads at most 32 KiB per request (SPDK_JSONRPC_RECV_BUF_SIZE)
+# and drops a connection whose request does not fit: a request that large never reaches a
+# module. The huge-input cases are sent here at 30000 bytes, still far above what an error
+# may echo.
+SPDK_REQUEST_MAX = 30000
+
+
+def _fit(value):
+    if isinstance(value, str) and len(value) > SPDK_REQUEST_MAX:
+        return value[:SPDK_REQUEST_MAX - 1000] + value[-1000:]
+    if isinstance(value, dict):
+        return {k: _fit(v) for k, v in value.items()}
+    return value
+
+
+BAD_CALLS = [(c[0], c[1], _fit(c[2])) + tuple(c[3:]) for c in e2e.BAD_CALLS
+             if not c[1].startswith('bdev_model_') and c[0] not in NOT_HERE]
 
 
 @pytest.mark.parametrize('method,params,code,mention', [c[1:] for c in BAD_CALLS], ids=[c[0] for c in BAD_CALLS])
