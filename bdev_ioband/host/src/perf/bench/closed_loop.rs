@@ -100,6 +100,20 @@ pub(super) fn run_pair(
     deep: Option<Deep>,
     knobs: Option<Value>,
 ) -> Result<Pair, String> {
+    run_pair_on(opts, label, secs, weights, deep, knobs, 0)
+}
+
+/// [`run_pair`] with B's jobs on reactor `b_core` (A stays on reactor 0; the run has
+/// reactors 0..=b_core).
+fn run_pair_on(
+    opts: &BenchOptions,
+    label: &str,
+    secs: f64,
+    weights: (u32, u32),
+    deep: Option<Deep>,
+    knobs: Option<Value>,
+    b_core: u32,
+) -> Result<Pair, String> {
     let mut jobs = vec![job("a", "band0", 1, 4096, Some(GroupKey::Tag(1)), 0)];
     if let Some(d) = deep {
         for i in 0..d.jobs {
@@ -109,12 +123,20 @@ pub(super) fn run_pair(
                 d.queue_depth,
                 4096,
                 Some(GroupKey::Tag(2)),
-                0,
+                b_core,
             ));
         }
     }
     let cfg = device_config(&[weights.0, weights.1], knobs, 0);
-    let r = go(opts, label, vec![0], &cfg, jobs, secs, FINE_WINDOW_S)?;
+    let r = go(
+        opts,
+        label,
+        (0..=b_core).collect(),
+        &cfg,
+        jobs,
+        secs,
+        FINE_WINDOW_S,
+    )?;
     let a = r
         .results
         .iter()
@@ -228,6 +250,7 @@ pub(super) fn closed_loop(opts: &BenchOptions, d: &Durations, out: &mut Out) -> 
         worst_util.map_or("-".into(), |v| format!("{:.1}%", v * 100.0)),
         UTILIZATION_MIN * 100.0
     );
+    let two = two_reactors(opts, secs, &solo, &mut md)?;
     let (curve, curve_md, svg) = curve(opts, secs, &solo, default_1_1)?;
     md.push_str(&curve_md);
     out.svgs.push(("closed_loop_curve.svg".into(), svg));
@@ -244,9 +267,82 @@ pub(super) fn closed_loop(opts: &BenchOptions, d: &Durations, out: &mut Out) -> 
             "device_utilization": worst_util,
             "cases": cases,
             "curve": curve,
+            "two_reactors": two,
+            "two_reactors_low_depth_slowdown": two.as_ref().map(|t| t["low_depth_slowdown"].clone()),
+            "two_reactors_device_utilization": two.as_ref().map(|t| t["device_utilization"].clone()),
         }),
     );
     Ok(())
+}
+
+/// The cases with A on reactor 0 and B on reactor 1 (the share spans both; each
+/// reactor schedules its own tenant's I/O). `None` on a one-CPU machine.
+fn two_reactors(
+    opts: &BenchOptions,
+    secs: f64,
+    solo: &Pair,
+    md: &mut String,
+) -> Result<Option<Value>, String> {
+    if super::machine_cpus() < 2 {
+        let _ = writeln!(md, "Two reactors: not measured (one CPU).\n");
+        return Ok(None);
+    }
+    let _ = writeln!(
+        md,
+        "A on reactor 0, B on reactor 1 (the share spans both):\n\n\
+         | weights A:B | B | A IOPS | B IOPS | A p99 µs | slowdown | utilization |\n\
+         |---|---|---:|---:|---:|---:|---:|"
+    );
+    let mut cases = Vec::new();
+    for w in WEIGHTS {
+        for deep in DEEP {
+            let label = format!(
+                "closed_loop 2 reactors {} B={}xQD{}",
+                weights_label(w),
+                deep.jobs,
+                deep.queue_depth
+            );
+            let p = run_pair_on(opts, &label, secs, w, Some(deep), None, 1)?;
+            let slowdown = ratio(solo.a_iops, p.a_iops);
+            let _ = writeln!(
+                md,
+                "| {} | {} × QD {} | {:.0} | {:.0} | {:.0} | {slowdown:.2} | {:.1}% |",
+                weights_label(w),
+                deep.jobs,
+                deep.queue_depth,
+                p.a_iops,
+                p.b_iops,
+                p.a_p99_us,
+                p.utilization() * 100.0
+            );
+            cases.push(json!({
+                "weights": weights_label(w), "b_jobs": deep.jobs, "b_queue_depth": deep.queue_depth,
+                "a_iops": p.a_iops, "b_iops": p.b_iops, "a_p99_latency_us": p.a_p99_us,
+                "slowdown": slowdown, "device_utilization": p.utilization(),
+            }));
+        }
+    }
+    let worst = |key: &str, max: bool| {
+        cases
+            .iter()
+            .filter_map(|c| c[key].as_f64())
+            .fold(None, |a: Option<f64>, v| {
+                Some(a.map_or(v, |a| if max { a.max(v) } else { a.min(v) }))
+            })
+    };
+    let slowdown = worst("slowdown", true);
+    let util = worst("device_utilization", false);
+    let _ = writeln!(
+        md,
+        "\nOn two reactors: worst slowdown **{}**, worst utilization **{}**.\n",
+        slowdown.map_or("-".into(), |v| format!("{v:.2}")),
+        util.map_or("-".into(), |v| format!("{:.1}%", v * 100.0)),
+    );
+    Ok(Some(json!({
+        "low_depth_slowdown": slowdown,
+        "device_utilization": util,
+        "cases": cases,
+    })))
 }
 
 /// `closed_loop.curve`: the 1:1 case with B = 16 × QD 1 over io_throttle, plus the

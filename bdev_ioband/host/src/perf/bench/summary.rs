@@ -116,6 +116,18 @@ const TARGETS: &[Target] = &[
         limit: 0.02,
     },
     Target {
+        flag: "closed_loop_two_reactors_slowdown_le_2",
+        key: "closed_loop.two_reactors_low_depth_slowdown",
+        bound: Bound::AtMost,
+        limit: 2.0,
+    },
+    Target {
+        flag: "closed_loop_two_reactors_utilization_ge_0_90",
+        key: "closed_loop.two_reactors_device_utilization",
+        bound: Bound::AtLeast,
+        limit: 0.90,
+    },
+    Target {
         flag: "slow_io_others_ratio_ge_0_95",
         key: "slow_io.others_ratio",
         bound: Bound::AtLeast,
