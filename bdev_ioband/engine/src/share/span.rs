@@ -30,8 +30,10 @@
 //!   period in four; the whole slots of all cores add up to the window every round
 //!   (largest remainder first). A core with I/O queued always has at least one slot, so
 //!   that every group can move; the throttle below keeps a group with a small part to
-//!   it. Inside the core, virtual time orders its own groups. `io_limit` is split the
-//!   same way (half evenly, half by demand), and the probe's two slots too.
+//!   it. Inside the core, virtual time orders its own groups. `io_limit` is split half
+//!   evenly over the cores with active groups and half by demand (a core with none keeps
+//!   an eighth of an even part for a burst until the next grant, so the cores together
+//!   may hold up to 1/8 above `io_limit`), and the probe's two slots the same way.
 //! - **The throttle** (MQFQ's): while contended, a group whose virtual time is past the
 //!   grant's ceiling waits for the next grant. The ceiling is the least virtual time of
 //!   the groups that queue, more than one I/O deep, for more than their part on a core
@@ -56,11 +58,12 @@
 //! dispatches at most what its cores' limits let be in flight at its start plus what
 //! completes during it, so with a device that completes at most `R` cost per second:
 //!
-//! > lag(group) ≤ (io_limit + cores) · c_max + R · (P + 2·D), in cost, so
+//! > lag(group) ≤ (9/8 · io_limit + cores) · c_max + R · (P + 2·D), in cost, so
 //! > lag(group) / weight in virtual time,
 //!
-//! where `c_max` is the largest cost of one I/O (the `+ cores` is the fractional carry:
-//! each core's whole window is at most one above its exact part). The multi-core
+//! where `c_max` is the largest cost of one I/O (the `9/8` is what idle cores keep for a
+//! burst beyond the cores' split of `io_limit`; the `+ cores` is the carry: each core's
+//! whole part is at most one above its exact part). The multi-core
 //! simulation ([`crate::sim::run_span`]) measures the lag of every group on every core
 //! against this bound. The fairness error this costs over a window of `w` seconds is the
 //! lag divided by what the group is due in `w`.
@@ -357,11 +360,18 @@ impl Hub {
             if active_here || busy_cores == 0 {
                 part += spare / busy_cores.max(1);
             }
-            // Half of io_limit evenly, half by demand.
-            let even = limit * SLOT_ONE / 2 / n as u64;
+            // io_limit: half evenly over the cores with active groups, half by demand; a
+            // core with none keeps an eighth of an even part (a burst there goes until the
+            // next grant), so a share busy on one core of many keeps nearly all of it.
             let by_demand = (limit * SLOT_ONE / 2 * demand)
                 .checked_div(demand_total)
-                .unwrap_or(even);
+                .unwrap_or(0);
+            let (even, by_demand) = match (limit * SLOT_ONE / 2).checked_div(busy_cores) {
+                // Nothing active anywhere: an even split.
+                None => (limit * SLOT_ONE / n as u64, 0),
+                Some(per_busy) if active_here => (per_busy, by_demand),
+                Some(_) => (limit * SLOT_ONE / 8 / n as u64, by_demand),
+            };
             // range-bw's spare cap: what the other cores do not hold in flight.
             grant.spare_cap_cost =
                 spare_cap.saturating_sub(cost_in_flight_total - core.report.cost_in_flight);
@@ -796,6 +806,29 @@ mod tests {
         // The rates follow demand: group 0 half and half, group 2 all on core 1.
         assert_eq!(grants[0].groups[0].rate_frac, FRAC_ONE / 2);
         assert_eq!(grants[1].groups[2].rate_frac, FRAC_ONE);
+    }
+
+    #[test]
+    fn a_share_busy_on_one_core_of_four_keeps_nearly_all_of_io_limit() {
+        let params = ShareParams {
+            io_limit: 64,
+            ..ShareParams::default()
+        };
+        let mut hub = Hub::new(4, params, 1_000_000).unwrap();
+        hub.receive(2, &mut report(&[(100, 0, 80, true)]), 0);
+        for c in [0, 1, 3] {
+            hub.receive(c, &mut report(&[(100, 0, 0, false)]), 0);
+        }
+        let mut grants = vec![Grant::default(); 4];
+        hub.grant(0, &mut grants);
+        // 32 (the even half, one busy core) + 32 (all the demand) for core 2; 2 each for
+        // the idle ones (an eighth of an even part), for a burst until the next grant.
+        assert_eq!(grants[2].limit, 64);
+        assert!(grants
+            .iter()
+            .enumerate()
+            .all(|(c, g)| c == 2 || g.limit == 2));
+        assert!(!grants[2].contended);
     }
 
     #[test]

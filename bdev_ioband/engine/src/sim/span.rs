@@ -91,7 +91,7 @@ impl Exchange {
         cores: &Cores,
     ) -> Result<Exchange, EngineError> {
         let hub = Hub::new(cores.shares.len(), config.params, config.ticks_per_sec)?;
-        // The bound of the share module's doc: (io_limit + cores)·c_max + R·(P + 2D).
+        // The bound of the share module's doc: (9/8·io_limit + cores)·c_max + R·(P + 2D).
         let io_limit = config
             .actions
             .iter()
@@ -111,7 +111,7 @@ impl Exchange {
         let stale_ticks = u128::from(span.period_ticks + 2 * span.delay_ticks);
         let rate = u128::from(config.device.iops) * u128::from(c_max) * stale_ticks
             / u128::from(config.ticks_per_sec.max(1));
-        let held = (u64::from(io_limit) + cores.shares.len() as u64) * c_max;
+        let held = (u64::from(io_limit) * 9 / 8 + 1 + cores.shares.len() as u64) * c_max;
         Ok(Exchange {
             hub,
             period_ticks: span.period_ticks,
