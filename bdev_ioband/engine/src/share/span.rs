@@ -30,10 +30,11 @@
 //!   period in four; the whole slots of all cores add up to the window every round
 //!   (largest remainder first). A core with I/O queued always has at least one slot, so
 //!   that every group can move; the throttle below keeps a group with a small part to
-//!   it. Inside the core, virtual time orders its own groups. `io_limit` is split half
-//!   evenly over the cores with active groups and half by demand (a core with none keeps
-//!   an eighth of an even part for a burst until the next grant, so the cores together
-//!   may hold up to 1/8 above `io_limit`), and the probe's two slots the same way.
+//!   it. Inside the core, virtual time orders its own groups. `io_limit` is water-filled
+//!   over the cores with active groups, each capped at its demand, what is left evenly
+//!   over them (a core with none keeps an eighth of an even part for a burst until the
+//!   next grant, so the cores together may hold up to 1/8 above `io_limit`); the probe's
+//!   two slots are split the same way.
 //! - **The throttle** (MQFQ's): while contended, a group whose virtual time is past the
 //!   grant's ceiling waits for the next grant. The ceiling is the least virtual time of
 //!   the groups that queue, more than one I/O deep, for more than their part on a core
@@ -177,6 +178,10 @@ struct HubCore {
     /// This round's exact parts (fixed point).
     window_part: u64,
     limit_part: u64,
+    /// Its demand (I/Os queued and in flight, and expected) and whether any group of it
+    /// is active, as of its latest report.
+    demand: u64,
+    active: bool,
 }
 
 /// Per slot, summed over the cores (scratch of [`Hub::grant`]).
@@ -321,7 +326,6 @@ impl Hub {
             .iter()
             .filter(|c| c.report.groups.iter().any(|g| g.active))
             .count() as u64;
-        let demand_total: u64 = self.sums.iter().map(|s| s.demand).sum();
         let cost_in_flight_total: u64 = self.cores.iter().map(|c| c.report.cost_in_flight).sum();
         let spare_cap = self.spare_cap_cost();
         let alloc_total: u64 = self.sums.iter().map(|s| s.alloc).sum();
@@ -360,23 +364,12 @@ impl Hub {
             if active_here || busy_cores == 0 {
                 part += spare / busy_cores.max(1);
             }
-            // io_limit: half evenly over the cores with active groups, half by demand; a
-            // core with none keeps an eighth of an even part (a burst there goes until the
-            // next grant), so a share busy on one core of many keeps nearly all of it.
-            let by_demand = (limit * SLOT_ONE / 2 * demand)
-                .checked_div(demand_total)
-                .unwrap_or(0);
-            let (even, by_demand) = match (limit * SLOT_ONE / 2).checked_div(busy_cores) {
-                // Nothing active anywhere: an even split.
-                None => (limit * SLOT_ONE / n as u64, 0),
-                Some(per_busy) if active_here => (per_busy, by_demand),
-                Some(_) => (limit * SLOT_ONE / 8 / n as u64, by_demand),
-            };
+            core.demand = demand;
+            core.active = active_here;
             // range-bw's spare cap: what the other cores do not hold in flight.
             grant.spare_cap_cost =
                 spare_cap.saturating_sub(cost_in_flight_total - core.report.cost_in_flight);
             core.window_part = part;
-            core.limit_part = even + by_demand;
             grant.contended = contended;
             grant.vclock = vclock;
         }
@@ -393,6 +386,7 @@ impl Hub {
             let queued = core.report.groups.iter().any(|g| g.queued > 0);
             g.window = if queued { w.max(1) } else { w };
         }
+        self.split_limit(limit);
         let parts: Vec<u64> = self.cores.iter().map(|c| c.limit_part).collect();
         apportion(
             &parts,
@@ -404,6 +398,46 @@ impl Hub {
             g.limit = w;
         }
         self.vt_ceilings(contended, now_ticks, grants);
+    }
+
+    /// Splits `limit` (io_limit, or the probe's depth) among the cores: water-filled over
+    /// the cores with active groups, each capped at its demand, what is left evenly over
+    /// them; a core with none keeps an eighth of an even part (a burst there goes until the
+    /// next grant). So a share busy on one core of many keeps all of it, and a closed loop
+    /// at queue depth 1 on one core does not cost a deep tenant on another core half of it.
+    fn split_limit(&mut self, limit: u64) {
+        let n = self.cores.len() as u64;
+        let total = limit * SLOT_ONE;
+        self.order.clear();
+        for (c, core) in self.cores.iter_mut().enumerate() {
+            if core.active {
+                self.order.push(u32::try_from(c).unwrap_or(u32::MAX));
+            } else {
+                core.limit_part = total / 8 / n.max(1);
+            }
+        }
+        let busy = self.order.len() as u64;
+        if busy == 0 {
+            for core in &mut self.cores {
+                core.limit_part = total / n.max(1);
+            }
+            return;
+        }
+        let cores = &mut self.cores;
+        self.order.sort_by_key(|&c| (cores[c as usize].demand, c));
+        let mut left = total;
+        let mut remaining = busy;
+        for &c in &self.order {
+            let core = &mut cores[c as usize];
+            let give = (left / remaining).min(core.demand.saturating_mul(SLOT_ONE));
+            core.limit_part = give;
+            left -= give;
+            remaining -= 1;
+        }
+        let extra = left / busy;
+        for &c in &self.order {
+            cores[c as usize].limit_part += extra;
+        }
     }
 
     /// The throttle's ceilings for this round (u128::MAX: none). Its reference is the least
@@ -821,8 +855,8 @@ mod tests {
         }
         let mut grants = vec![Grant::default(); 4];
         hub.grant(0, &mut grants);
-        // 32 (the even half, one busy core) + 32 (all the demand) for core 2; 2 each for
-        // the idle ones (an eighth of an even part), for a burst until the next grant.
+        // All of it for core 2 (its demand is above it); 2 each for the idle ones (an
+        // eighth of an even part), for a burst until the next grant.
         assert_eq!(grants[2].limit, 64);
         assert!(grants
             .iter()
