@@ -328,9 +328,13 @@ impl<T> Share<T> {
             .clamp(self.grace_min_ticks, self.grace_max_ticks);
     }
 
-    /// The window in force: the set `io_throttle`, or the adapted one when it is 0.
+    /// The window in force: the set `io_throttle`, or the adapted one when it is 0 (for a
+    /// share that spans cores, the whole share's, as the hub last granted it).
     pub fn io_throttle_in_force(&self) -> u32 {
-        self.io_throttle
+        match &self.span {
+            Some(span) => span.window_total,
+            None => self.io_throttle,
+        }
     }
 
     /// Marks a group active at `now_ticks` (a no-op if it is: the key is a lower bound,

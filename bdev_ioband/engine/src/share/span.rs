@@ -94,6 +94,8 @@ pub(super) struct Span {
     pub(super) contended: bool,
     /// While contended, groups past this virtual time wait (see [`Grant::vt_ceiling`]).
     pub(super) vt_ceiling: u128,
+    /// The whole share's window, for readers (`io_throttle_in_force`).
+    pub(super) window_total: u32,
 }
 
 /// One group, as a core reports it.
@@ -156,6 +158,8 @@ pub struct GroupGrant {
 pub struct Grant {
     /// The core's window while contended.
     pub window: u32,
+    /// The whole share's window (what the hub splits).
+    pub window_total: u32,
     /// Most I/Os in flight on the core.
     pub limit: u32,
     /// Whether two or more groups are active anywhere.
@@ -262,6 +266,29 @@ impl Hub {
         self.io_limit = params.effective_io_limit();
         self.depth.set_max(self.io_limit);
         Ok(())
+    }
+
+    /// Makes room for cores `0..cores` (a host whose threads come and go: SPDK's).
+    pub fn ensure_cores(&mut self, cores: usize) {
+        if self.cores.len() < cores {
+            self.cores.resize(cores, HubCore::default());
+            self.window_carry.resize(cores, 0);
+            self.limit_carry.resize(cores, 0);
+            self.wholes.resize(cores, 0);
+        }
+    }
+
+    /// Forgets what `core` reported (it left): it counts as idle until it reports again.
+    pub fn clear_core(&mut self, core: usize) {
+        if let Some(c) = self.cores.get_mut(core) {
+            *c = HubCore::default();
+        }
+        if let Some(v) = self.window_carry.get_mut(core) {
+            *v = 0;
+        }
+        if let Some(v) = self.limit_carry.get_mut(core) {
+            *v = 0;
+        }
     }
 
     /// The latest report of `core`.
@@ -372,6 +399,7 @@ impl Hub {
             core.window_part = part;
             grant.contended = contended;
             grant.vclock = vclock;
+            grant.window_total = u32::try_from(window).unwrap_or(u32::MAX);
         }
         let parts: Vec<u64> = self.cores.iter().map(|c| c.window_part).collect();
         apportion(
@@ -650,6 +678,7 @@ impl<T> Share<T> {
             limit: (self.io_limit / n).max(1),
             contended: false,
             vt_ceiling: u128::MAX,
+            window_total: self.params.effective_io_throttle(),
         });
         self.refresh_derived();
     }
@@ -720,6 +749,7 @@ impl<T> Share<T> {
             limit: grant.limit,
             contended: grant.contended,
             vt_ceiling: grant.vt_ceiling,
+            window_total: grant.window_total,
         });
         for (slot, gg) in grant.groups.iter().enumerate() {
             let Some(entry) = self.slots.get_mut(slot) else {
