@@ -6,7 +6,7 @@ use std::ffi::{c_char, c_int, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::shim::{self, JsonWriter, Request};
-use crate::{io, rpc, state};
+use crate::{io, replica, rpc, state};
 
 /// Runs `f`, turning a panic into `on_panic` (and a log line).
 fn guard<R>(what: &str, on_panic: R, f: impl FnOnce() -> R) -> R {
@@ -26,6 +26,7 @@ pub extern "C" fn ioband_rs_init(ticks_per_sec: u64) -> c_int {
     guard("init", -12, || {
         io::forget_parked();
         state::init(ticks_per_sec);
+        replica::init(ticks_per_sec);
         0
     })
 }
@@ -144,4 +145,70 @@ pub extern "C" fn ioband_rs_node_freed(dev_id: u64) {
 #[no_mangle]
 pub extern "C" fn ioband_rs_poll() -> c_int {
     guard("poll", 0, || c_int::from(io::poll()))
+}
+
+/// A thread gets its replica (null: none).
+#[no_mangle]
+pub extern "C" fn ioband_rs_thread_create(thread: u64) -> *mut c_void {
+    guard("thread_create", std::ptr::null_mut(), || {
+        replica::create(thread)
+    })
+}
+
+/// The thread's last ioband channel is gone.
+#[no_mangle]
+pub extern "C" fn ioband_rs_thread_leave(rs: *mut c_void) {
+    guard("thread_leave", (), || replica::leave(rs))
+}
+
+/// Whether the owner acknowledged the leave.
+#[no_mangle]
+pub extern "C" fn ioband_rs_thread_left(rs: *mut c_void) -> c_int {
+    // On a panic: say yes, so that the thread is not held forever.
+    guard("thread_left", 1, || c_int::from(replica::left(rs)))
+}
+
+/// Frees a replica.
+#[no_mangle]
+pub extern "C" fn ioband_rs_thread_destroy(rs: *mut c_void) {
+    guard("thread_destroy", (), || replica::destroy(rs))
+}
+
+/// An I/O submitted on a replica's thread.
+#[no_mangle]
+pub extern "C" fn ioband_rs_thread_submit(
+    rs: *mut c_void,
+    dev_id: u64,
+    bdev_io: *mut c_void,
+    kind: c_int,
+    bytes: u64,
+    thread_id: u64,
+) -> c_int {
+    guard("thread_submit", -5, || {
+        replica::submit(rs, dev_id, bdev_io, kind, bytes, thread_id)
+    })
+}
+
+/// The base completed an I/O a replica dispatched.
+#[no_mangle]
+pub extern "C" fn ioband_rs_thread_done(rs: *mut c_void, bdev_io: *mut c_void) {
+    guard("thread_done", (), || replica::done(rs, bdev_io))
+}
+
+/// A replica's wait entry fired.
+#[no_mangle]
+pub extern "C" fn ioband_rs_thread_io_wait_done(rs: *mut c_void) {
+    guard("thread_io_wait_done", (), || replica::io_wait_done(rs))
+}
+
+/// A replica's poller.
+#[no_mangle]
+pub extern "C" fn ioband_rs_thread_poll(rs: *mut c_void) -> c_int {
+    guard("thread_poll", 0, || c_int::from(replica::poll(rs)))
+}
+
+/// A message between the owner and a replica arrived.
+#[no_mangle]
+pub extern "C" fn ioband_rs_msg(arg: *mut c_void) {
+    guard("msg", (), || replica::on_msg(arg))
 }

@@ -7,7 +7,8 @@
 //! shim, no SPDK) under `cfg(test)` or the `mock-shim` feature. The other direction, the
 //! `ioband_rs_*` functions the shim calls, is [`crate::entry`], the same in both builds.
 //!
-//! Every function here must be called on the owner thread (the SPDK app thread).
+//! Every function here must be called on the owner thread (the SPDK app thread), except
+//! those of an I/O a replica scheduled (its own thread) and the messages (any thread).
 
 use std::ffi::{c_char, c_int, c_void};
 
@@ -138,6 +139,24 @@ pub trait ShimApi {
     /// # Safety
     /// `message` NUL-terminated.
     unsafe fn log(level: c_int, message: *const c_char);
+    /// Sends `ioband_rs_msg(arg)` to `thread`: 0, or a negative errno (not sent: `arg`
+    /// stays the caller's). Any thread.
+    ///
+    /// # Safety
+    /// `thread` is a live thread handle (from `ioband_rs_thread_create`, or
+    /// [`ShimApi::owner_thread`]); `arg` is what `ioband_rs_msg` expects.
+    unsafe fn send_msg(thread: u64, arg: *mut c_void) -> c_int;
+    /// The owner thread's handle. Any thread.
+    ///
+    /// # Safety
+    /// Between module init and fini.
+    unsafe fn owner_thread() -> u64;
+    /// Gives a replica's I/O (not at the base, no ticket) to the owner.
+    ///
+    /// # Safety
+    /// `bdev_io` is an ioband I/O a replica holds, not at the base, not yet completed;
+    /// the owner's after this.
+    unsafe fn to_owner(bdev_io: *mut c_void);
 }
 
 /// The implementation the crate is built with.
@@ -181,6 +200,9 @@ mod sys {
             len: usize,
         );
         pub fn ioband_shim_log(level: c_int, message: *const c_char);
+        pub fn ioband_shim_send_msg(thread: u64, arg: *mut c_void) -> c_int;
+        pub fn ioband_shim_owner_thread() -> u64;
+        pub fn ioband_shim_to_owner(bdev_io: *mut c_void);
     }
 }
 
@@ -250,5 +272,17 @@ impl ShimApi for CShim {
     unsafe fn log(level: c_int, message: *const c_char) {
         // SAFETY: see the impl's comment.
         unsafe { sys::ioband_shim_log(level, message) }
+    }
+    unsafe fn send_msg(thread: u64, arg: *mut c_void) -> c_int {
+        // SAFETY: see the impl's comment.
+        unsafe { sys::ioband_shim_send_msg(thread, arg) }
+    }
+    unsafe fn owner_thread() -> u64 {
+        // SAFETY: see the impl's comment.
+        unsafe { sys::ioband_shim_owner_thread() }
+    }
+    unsafe fn to_owner(bdev_io: *mut c_void) {
+        // SAFETY: see the impl's comment.
+        unsafe { sys::ioband_shim_to_owner(bdev_io) }
     }
 }

@@ -59,6 +59,23 @@ fn read_area(io: &IoHandle) -> IoArea {
     unsafe { p.read() }
 }
 
+/// Marks an I/O as holding no ticket yet (before it is offered to a share).
+pub(crate) fn clear_area(io: &IoHandle) {
+    write_area(
+        io,
+        IoArea {
+            share: MaybeUninit::uninit(),
+            has_ticket: false,
+            ticket: MaybeUninit::uninit(),
+        },
+    );
+}
+
+/// The share and ticket a dispatched I/O carries, if any.
+pub(crate) fn ticket(io: &IoHandle) -> Option<(ShareId, Ticket)> {
+    ticket_of(&read_area(io))
+}
+
 fn ticket_of(area: &IoArea) -> Option<(ShareId, Ticket)> {
     // SAFETY: has_ticket is set only together with a written share and ticket.
     area.has_ticket
@@ -68,7 +85,7 @@ fn ticket_of(area: &IoArea) -> Option<(ShareId, Ticket)> {
 const ENODEV: c_int = 19;
 
 /// The sink that share `share` hands dispatchable I/O to.
-fn sink(fx: &mut Effects, share: ShareId) -> impl FnMut(IoHandle, Ticket) + '_ {
+pub(crate) fn sink(fx: &mut Effects, share: ShareId) -> impl FnMut(IoHandle, Ticket) + '_ {
     move |io, ticket| {
         write_area(
             &io,
@@ -153,6 +170,7 @@ fn submit_locked(
 /// The base completed a dispatched I/O (of device `_dev_id`: the ticket knows its share).
 pub fn done(_dev_id: u64, io: *mut c_void) {
     let Some(io) = IoHandle::new(io) else { return };
+    AT_BASE.set(AT_BASE.get().saturating_sub(1));
     let mut fx = Effects::take();
     let area = read_area(&io);
     // The submitter first, the ticket after (the engine's contract): a closed-loop
@@ -201,6 +219,7 @@ pub fn poll() -> bool {
             }
         }
         st.poll_ids = ids;
+        crate::replica::owner_tick(st, &mut fx, now);
     });
     let busy = resumed || !fx.is_empty();
     run_effects(fx);
@@ -314,6 +333,18 @@ thread_local! {
     static DRAINING: Cell<bool> = const { Cell::new(false) };
     /// An io_wait callback came while draining: drain once more.
     static AGAIN: Cell<bool> = const { Cell::new(false) };
+    /// I/O the owner has at the base (dispatched, not completed).
+    static AT_BASE: Cell<u64> = const { Cell::new(0) };
+    /// Whether replicas run on other threads (see [`note_replicas`]).
+    static REPLICAS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The owner learns whether replicas run on other threads. With replicas the owner may
+/// have nothing at the base while it parks I/O (their I/O takes the bdev_ios), and SPDK's
+/// wait entry fires only when a bdev_io is freed on the waiting thread: then the poller
+/// retries the parked I/O instead of arming io_wait.
+pub fn note_replicas(any: bool) {
+    REPLICAS.set(any);
 }
 
 fn parked_is_empty() -> bool {
@@ -337,6 +368,10 @@ fn arm_parked() {
     if ARMED.get() {
         return;
     }
+    if REPLICAS.get() && AT_BASE.get() == 0 {
+        // Nothing of ours to free a bdev_io on this thread: the poller retries.
+        return;
+    }
     let armed = PARKED.with(|p| p.borrow().front().is_some_and(shim::io_wait));
     ARMED.set(armed);
 }
@@ -353,6 +388,8 @@ pub fn forget_parked() {
     ARMED.set(false);
     DRAINING.set(false);
     AGAIN.set(false);
+    AT_BASE.set(0);
+    REPLICAS.set(false);
 }
 
 /// How many dispatched I/O wait for a bdev_io.
@@ -368,7 +405,10 @@ fn submit_or_park(io: IoHandle) -> Result<(), IoHandle> {
         return Ok(());
     }
     match shim::dispatch(&io) {
-        0 => Ok(()),
+        0 => {
+            AT_BASE.set(AT_BASE.get() + 1);
+            Ok(())
+        }
         ffi::DISPATCH_NOMEM => {
             park_back(io);
             arm_parked();
@@ -400,7 +440,7 @@ fn resume_parked() {
         AGAIN.set(false);
         while let Some(io) = unpark_front() {
             match shim::dispatch(&io) {
-                0 => {}
+                0 => AT_BASE.set(AT_BASE.get() + 1),
                 ffi::DISPATCH_NOMEM => {
                     park_front(io);
                     arm_parked();

@@ -14,26 +14,23 @@
 //!   arming io_wait. Its API is our own header (`ioband_shim.h`); [`ffi`] declares it by
 //!   hand, as the trait [`ffi::ShimApi`]: the one boundary between Rust and the shim.
 //! - Rust: the engine, the device registry, RPC semantics, config and info JSON
-//!   ([`rpc`]), the scheduling path with ENOMEM parking ([`io`]). Everything runs on one
-//!   thread.
+//!   ([`rpc`]), the owner's scheduling path with ENOMEM parking ([`io`]), the per-thread
+//!   replicas and the owner's exchange with them ([`replica`]).
 //! - Tests: `cargo test` builds without SPDK. [`ffi::Active`] is then the mock
 //!   (`src/mock.rs`), a recording model of the shim's behaviour (nodes, unregister and
 //!   destruct, io_wait, the pass tick), and the unit tests drive the `ioband_rs_*` entry
 //!   points as the C shim would.
 //!
-//! # Threading model: funnel to one owner thread
+//! # Threading model: a replica of the shares per SPDK thread
 //! The owner is the SPDK app thread, where module init, examine, RPC handlers and bdev
-//! destruct run. `submit_request` on any thread (after getting a read buffer there) sends
-//! the I/O to the owner with `spdk_thread_send_msg`; the owner classifies it, offers it to
-//! its share's scheduler and submits what the scheduler releases to the base on the
-//! owner's own base channel; the base completes on the owner, which returns the ticket to
-//! the scheduler and sends the completion back to the submitting thread. This is how
-//! SPDK's QoS was first built (one QoS thread per bdev owning the bucket). Why here: a
-//! share's scheduler (virtual times, reservation and limit tags, queues, in-flight limit)
-//! is exact only if one thread sees every I/O of the share; the alternative, per-core
-//! budgets rebalanced by a conductor, trades that exactness for scalability and is not
-//! implemented. Cost: up to two messages per I/O from other threads, and one thread's
-//! worth of scheduling for every share of the app.
+//! destruct run, and whose engine the control plane changes. Every other SPDK thread that
+//! gets an ioband channel gets a replica ([`replica`]): `submit_request` there (after
+//! getting a read buffer) schedules the I/O with the replica and submits what it releases
+//! on that thread's own base channel; the base completes there. Once a millisecond the
+//! replicas report to the owner and the owner's hub answers with grants (the engine's span
+//! module), so a share's weights, reservations and limits hold across threads within a
+//! bounded lag. I/O submitted on the app thread, resets, and I/O a replica cannot take yet
+//! go to the owner with `spdk_thread_send_msg` and back, as they always did.
 //!
 //! # Group identity
 //! See [`io`]: `tag:<spdk thread id>` and the default group are what SPDK lets a bdev
@@ -61,6 +58,7 @@ pub mod ffi;
 pub mod io;
 #[cfg(any(test, feature = "mock-shim"))]
 pub mod mock;
+pub mod replica;
 pub mod rpc;
 pub mod shim;
 pub mod state;

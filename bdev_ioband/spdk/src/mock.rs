@@ -132,6 +132,8 @@ pub struct MockIo {
     pub thread_id: u64,
     /// Every status it was completed with (exactly one, once done).
     pub completions: Vec<c_int>,
+    /// The replica that took it (its pointer), when a replica scheduled it.
+    pub rs: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -139,7 +141,14 @@ enum Msg {
     Unregister(usize),
     FinishDestruct(usize),
     Free(usize),
+    /// `ioband_rs_msg(arg)` on thread `.0`.
+    Rs(u64, usize),
+    /// `to_owner` of an I/O a replica gave up.
+    ToOwner(IoId),
 }
+
+/// The owner thread's handle in the model.
+pub const OWNER_THREAD: u64 = 1;
 
 /// The model's state.
 #[derive(Debug, Default)]
@@ -171,6 +180,8 @@ pub struct Mock {
     requests: Vec<*mut usize>,
     replies: BTreeMap<usize, Reply>,
     msgs: VecDeque<Msg>,
+    /// How many of the next `send_msg` fail (0 once used up).
+    pub msg_fail: usize,
 }
 
 impl Drop for Mock {
@@ -380,6 +391,10 @@ impl ShimApi for MockShim {
                 "I/O {id} completed while at the base"
             );
             m.calls.push(Call::Complete(id, status));
+            if io.rs.is_some() {
+                // A replica's I/O: the node does not count it (as the shim).
+                return;
+            }
             // node_io_done
             let n = &mut m.nodes[node];
             assert!(n.outstanding > 0, "node {} outstanding underflow", n.name);
@@ -422,6 +437,28 @@ impl ShimApi for MockShim {
     unsafe fn log(level: c_int, message: *const c_char) {
         let msg = text(message);
         with_mock(|m| m.calls.push(Call::Log(level, msg)))
+    }
+
+    unsafe fn send_msg(thread: u64, arg: *mut c_void) -> c_int {
+        with_mock(|m| {
+            if m.msg_fail > 0 {
+                m.msg_fail -= 1;
+                return -12;
+            }
+            m.msgs.push_back(Msg::Rs(thread, arg as usize));
+            0
+        })
+    }
+
+    unsafe fn owner_thread() -> u64 {
+        OWNER_THREAD
+    }
+
+    unsafe fn to_owner(bdev_io: *mut c_void) {
+        with_mock(|m| {
+            let id = m.io_id(bdev_io);
+            m.msgs.push_back(Msg::ToOwner(id));
+        })
     }
 }
 
@@ -569,6 +606,22 @@ impl Harness {
                     });
                     entry::ioband_rs_node_freed(dev_id);
                 }
+                Msg::Rs(_thread, arg) => entry::ioband_rs_msg(arg as *mut c_void),
+                Msg::ToOwner(id) => {
+                    // owner_submit: counted by the node from now on.
+                    let (p, dev_id, kind, bytes, thread_id) = with_mock(|m| {
+                        let io = &mut m.ios[id];
+                        io.rs = None;
+                        let (node, kind, bytes, thread_id) =
+                            (io.node, io.kind, io.bytes, io.thread_id);
+                        m.nodes[node].outstanding += 1;
+                        (m.areas[id], m.nodes[node].dev_id, kind, bytes, thread_id)
+                    });
+                    if entry::ioband_rs_submit(dev_id, p.cast(), kind, bytes, thread_id) != 0 {
+                        // SAFETY: the I/O is live and Rust refused it.
+                        unsafe { MockShim::complete(p.cast(), STATUS_FAILED) };
+                    }
+                }
             }
         }
     }
@@ -671,6 +724,7 @@ impl Harness {
                 bytes,
                 thread_id,
                 completions: Vec::new(),
+                rs: None,
             });
             let p = Box::into_raw(Box::new(IoArea([0; RS_IO_AREA / 8])));
             m.areas.push(p);
@@ -686,18 +740,98 @@ impl Harness {
         id
     }
 
-    /// The base completes I/O `id` (base_io_done).
+    /// The base completes I/O `id` (base_io_done), to the owner or to the replica that
+    /// scheduled it.
     pub fn base_done(&self, id: IoId) {
-        let (p, dev_id) = with_mock(|m| {
+        let (p, dev_id, rs) = with_mock(|m| {
             let pos = m
                 .at_base
                 .iter()
                 .position(|&x| x == id)
                 .unwrap_or_else(|| panic!("I/O {id} is not at the base"));
             m.at_base.remove(pos);
-            (m.areas[id], m.nodes[m.ios[id].node].dev_id)
+            (m.areas[id], m.nodes[m.ios[id].node].dev_id, m.ios[id].rs)
         });
-        entry::ioband_rs_done(dev_id, p.cast());
+        match rs {
+            Some(rs) => entry::ioband_rs_thread_done(rs as *mut c_void, p.cast()),
+            None => entry::ioband_rs_done(dev_id, p.cast()),
+        }
+    }
+
+    /// A thread gets its first ioband channel: its replica (the shim's thread_ctx_create).
+    pub fn thread_create(&self, thread: u64) -> *mut c_void {
+        entry::ioband_rs_thread_create(thread)
+    }
+
+    /// The thread's last ioband channel goes; returns whether the replica could be freed
+    /// at once (the owner acknowledged: run messages between the two).
+    pub fn thread_leave(&self, rs: *mut c_void) {
+        entry::ioband_rs_thread_leave(rs);
+    }
+
+    /// Whether the owner acknowledged the leave.
+    pub fn thread_left(&self, rs: *mut c_void) -> bool {
+        entry::ioband_rs_thread_left(rs) != 0
+    }
+
+    /// Frees a replica.
+    pub fn thread_destroy(&self, rs: *mut c_void) {
+        entry::ioband_rs_thread_destroy(rs);
+    }
+
+    /// The replica's poller runs once.
+    pub fn thread_poll(&self, rs: *mut c_void) -> bool {
+        entry::ioband_rs_thread_poll(rs) != 0
+    }
+
+    /// An I/O submitted to `name` on the replica's thread, as the shim's submit_here does
+    /// it: the replica takes it, or it goes to the owner, or it fails.
+    pub fn thread_submit(
+        &self,
+        rs: *mut c_void,
+        name: &str,
+        kind: c_int,
+        bytes: u64,
+        thread_id: u64,
+    ) -> IoId {
+        let node = self
+            .node_of(name)
+            .unwrap_or_else(|| panic!("no registered ioband bdev {name}"));
+        let (id, p, dev_id) = with_mock(|m| {
+            let id = m.ios.len();
+            m.ios.push(MockIo {
+                id,
+                node,
+                kind,
+                bytes,
+                thread_id,
+                completions: Vec::new(),
+                rs: Some(rs as usize),
+            });
+            let p = Box::into_raw(Box::new(IoArea([0; RS_IO_AREA / 8])));
+            m.areas.push(p);
+            (id, p, m.nodes[node].dev_id)
+        });
+        match entry::ioband_rs_thread_submit(rs, dev_id, p.cast(), kind, bytes, thread_id) {
+            0 => {}
+            1 => {
+                // To the owner, as to_owner does: counted by the node from now on.
+                with_mock(|m| {
+                    m.ios[id].rs = None;
+                    m.nodes[node].outstanding += 1;
+                });
+                let rc = entry::ioband_rs_submit(dev_id, p.cast(), kind, bytes, thread_id);
+                if rc != 0 {
+                    // SAFETY: the I/O is live and Rust refused it.
+                    unsafe { MockShim::complete(p.cast(), STATUS_FAILED) };
+                }
+            }
+            _ => {
+                // SAFETY: the I/O is live and Rust refused it.
+                unsafe { MockShim::complete(p.cast(), STATUS_FAILED) };
+            }
+        }
+        id
     }
 
     /// The base completes everything it holds, in order.

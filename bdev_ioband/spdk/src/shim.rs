@@ -174,3 +174,31 @@ pub fn log(level: c_int, message: &str) {
     // SAFETY: `message` is NUL-terminated and outlives the call.
     unsafe { Shim::log(level, message.as_ptr()) }
 }
+
+/// Sends a message to `thread` (its `ioband_rs_msg` gets it there); `false`: not sent
+/// (no message buffer), and the envelope is dropped.
+pub fn send_msg(thread: u64, env: Box<crate::replica::Envelope>) -> bool {
+    let p = Box::into_raw(env);
+    // SAFETY: thread handles come from the shim (thread create, owner_thread) and are used
+    // only while their replica is registered with the owner (see crate::replica); the
+    // argument is a boxed envelope, which `ioband_rs_msg` takes back.
+    if unsafe { Shim::send_msg(thread, p.cast()) } == 0 {
+        return true;
+    }
+    // SAFETY: not sent, so still ours: from Box::into_raw just above.
+    drop(unsafe { Box::from_raw(p) });
+    false
+}
+
+/// The owner thread's handle.
+pub fn owner_thread() -> u64 {
+    // SAFETY: called between module init and fini (from the module's own callbacks).
+    unsafe { Shim::owner_thread() }
+}
+
+/// Gives a replica's I/O (not at the base, its ticket returned) to the owner.
+pub fn to_owner(io: IoHandle) {
+    // SAFETY: the handle is a live ioband I/O the caller (a replica) holds and no longer
+    // tracks; it becomes the owner's.
+    unsafe { Shim::to_owner(io.as_ptr()) }
+}

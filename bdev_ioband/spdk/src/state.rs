@@ -48,6 +48,8 @@ pub struct State {
     pub next_id: u64,
     /// The poller's list of shares to drive, kept to reuse its allocation.
     pub poll_ids: Vec<ShareId>,
+    /// The replicas on the other threads, and the hubs (see [`crate::replica`]).
+    pub span: crate::replica::OwnerSpan,
 }
 
 /// Work left for after the state is released: completing or submitting an I/O may call
@@ -104,6 +106,7 @@ pub fn init(ticks_per_sec: u64) {
         names: BTreeMap::new(),
         next_id: 1,
         poll_ids: Vec::new(),
+        span: crate::replica::OwnerSpan::default(),
     }));
     let old = STATE.swap(Box::into_raw(state), Ordering::AcqRel);
     if !old.is_null() {

@@ -7,14 +7,17 @@
  * submitted it and the owner thread, and submits to the base. Every decision (scheduling,
  * RPC semantics, config) is Rust's (ioband_shim.h lists the boundary).
  *
- * Cross-core strategy: funnel. Every I/O of every ioband bdev is sent to one owner SPDK
- * thread (the app thread) with spdk_thread_send_msg, scheduled there by the engine,
- * submitted to the base on the owner's base channel, and its completion is sent back to
- * the submitting thread. This is what SPDK's bdev QoS did before its per-channel atomics
- * (a single QoS thread owning the bucket), and it keeps the share's scheduler (virtual
- * time, range tags, queues) exact and lock-free: one thread owns it, nothing is shared per
- * I/O. The price is two messages per I/O from other threads and one core's worth of
- * scheduling throughput for all shares together.
+ * Cross-core strategy: a replica of the shares on every thread. Every SPDK thread that
+ * gets a channel of an ioband bdev also gets a per-thread context (the channel of a
+ * module-level io_device, SPDK's idiom for per-thread state) holding Rust's replica of the
+ * shares and a poller. An I/O submitted there is scheduled there by the replica,
+ * submitted to the base on that thread's own channel of the base, and completed there: no
+ * message and no lock per I/O. The replicas and the owner (the app thread, where the
+ * control plane runs) exchange reports and grants once a millisecond (Rust's side; see
+ * the engine's span module). I/O submitted on the owner thread, and I/O a replica cannot
+ * take yet (a device it has not heard of, a reset), go to the owner as before: sent with
+ * spdk_thread_send_msg, scheduled by the owner's engine on the owner's base channel, and
+ * completed back on the submitting thread.
  */
 
 #include "spdk/stdinc.h"
@@ -54,9 +57,20 @@ struct ioband_node {
 	TAILQ_ENTRY(ioband_node) link;
 };
 
+/* The per-thread context of every non-owner thread with an ioband channel. */
+struct ioband_thread {
+	/* Rust's replica (NULL: none; the thread's I/O goes to the owner). */
+	void *rs;
+	struct spdk_poller *poller;
+};
+
 struct ioband_channel {
 	struct ioband_node *node;
 	uint64_t thread_id;
+	/* Off the owner thread: this thread's channel to the base and its context. */
+	struct spdk_io_channel *base_ch;
+	struct spdk_io_channel *thread_ch;
+	struct ioband_thread *t;
 };
 
 enum ioband_status_kind {
@@ -73,6 +87,9 @@ struct ioband_io {
 	struct ioband_node *node;
 	uint64_t thread_id;
 	enum ioband_status_kind kind;
+	/* Scheduled by the submitting thread's replica (on `ich`), not by the owner. */
+	bool local;
+	struct ioband_channel *ich;
 	uint32_t cdw0;
 	int sct;
 	int sc;
@@ -84,6 +101,8 @@ static TAILQ_HEAD(, ioband_node) g_nodes = TAILQ_HEAD_INITIALIZER(g_nodes);
 static TAILQ_HEAD(, ioband_io) g_complete_retry = TAILQ_HEAD_INITIALIZER(g_complete_retry);
 static struct spdk_thread *g_owner;
 static struct spdk_poller *g_poller;
+/* The io_device whose channels are the per-thread contexts. */
+static int g_thread_dev;
 
 static void owner_submit(void *arg);
 static void complete_on_thread(void *arg);
@@ -248,7 +267,9 @@ ioband_shim_complete(void *io, int status)
 	} else if (status == IOBAND_STATUS_ABORTED) {
 		ctx->kind = IOBAND_KIND_ABORTED;
 	}
-	node_io_done(ctx->node);
+	if (!ctx->local) {
+		node_io_done(ctx->node);
+	}
 	send_completion(bdev_io);
 }
 
@@ -266,6 +287,54 @@ to_owner(struct spdk_bdev_io *bdev_io)
 	}
 }
 
+/* The engine's kind of an I/O, and its bytes. */
+static int
+io_kind(struct spdk_bdev_io *bdev_io, uint64_t *bytes)
+{
+	*bytes = 0;
+	switch (bdev_io->type) {
+	case SPDK_BDEV_IO_TYPE_READ:
+		*bytes = bdev_io->u.bdev.num_blocks * bdev_io->bdev->blocklen;
+		return IOBAND_IO_READ;
+	case SPDK_BDEV_IO_TYPE_WRITE:
+		*bytes = bdev_io->u.bdev.num_blocks * bdev_io->bdev->blocklen;
+		return IOBAND_IO_WRITE;
+	case SPDK_BDEV_IO_TYPE_RESET:
+		return IOBAND_IO_RESET;
+	default:
+		return IOBAND_IO_OTHER;
+	}
+}
+
+/* Schedules the I/O with this thread's replica, or sends it to the owner. */
+static void
+submit_here(struct ioband_channel *ich, struct spdk_bdev_io *bdev_io)
+{
+	struct ioband_io *ctx = io_ctx(bdev_io);
+	uint64_t bytes;
+	int kind, rc;
+
+	if (ich->t == NULL || ich->t->rs == NULL) {
+		to_owner(bdev_io);
+		return;
+	}
+	kind = io_kind(bdev_io, &bytes);
+	ctx->local = true;
+	ctx->ich = ich;
+	rc = ioband_rs_thread_submit(ich->t->rs, ctx->node->dev_id, bdev_io, kind, bytes,
+				     ctx->thread_id);
+	if (rc == 0) {
+		return;
+	}
+	ctx->local = false;
+	ctx->ich = NULL;
+	if (rc == 1) {
+		to_owner(bdev_io);
+	} else {
+		spdk_bdev_io_complete(bdev_io, SPDK_BDEV_IO_STATUS_FAILED);
+	}
+}
+
 static void
 read_get_buf_cb(struct spdk_io_channel *ch, struct spdk_bdev_io *bdev_io, bool success)
 {
@@ -273,7 +342,7 @@ read_get_buf_cb(struct spdk_io_channel *ch, struct spdk_bdev_io *bdev_io, bool s
 		spdk_bdev_io_complete(bdev_io, SPDK_BDEV_IO_STATUS_FAILED);
 		return;
 	}
-	to_owner(bdev_io);
+	submit_here(spdk_io_channel_get_ctx(ch), bdev_io);
 }
 
 static void
@@ -285,6 +354,8 @@ ioband_submit_request(struct spdk_io_channel *ch, struct spdk_bdev_io *bdev_io)
 	ctx->node = io_node(bdev_io);
 	ctx->thread_id = ich->thread_id;
 	ctx->kind = IOBAND_KIND_FAILED;
+	ctx->local = false;
+	ctx->ich = NULL;
 
 	switch (bdev_io->type) {
 	case SPDK_BDEV_IO_TYPE_READ:
@@ -296,7 +367,10 @@ ioband_submit_request(struct spdk_io_channel *ch, struct spdk_bdev_io *bdev_io)
 	case SPDK_BDEV_IO_TYPE_WRITE_ZEROES:
 	case SPDK_BDEV_IO_TYPE_UNMAP:
 	case SPDK_BDEV_IO_TYPE_FLUSH:
+		submit_here(ich, bdev_io);
+		return;
 	case SPDK_BDEV_IO_TYPE_RESET:
+		/* A reset drains the share's queue for the device: the owner's business. */
 		to_owner(bdev_io);
 		return;
 	default:
@@ -313,25 +387,9 @@ owner_submit(void *arg)
 	struct spdk_bdev_io *bdev_io = arg;
 	struct ioband_io *ctx = io_ctx(bdev_io);
 	struct ioband_node *node = ctx->node;
-	uint64_t bytes = 0;
-	int kind;
+	uint64_t bytes;
+	int kind = io_kind(bdev_io, &bytes);
 
-	switch (bdev_io->type) {
-	case SPDK_BDEV_IO_TYPE_READ:
-		kind = IOBAND_IO_READ;
-		bytes = bdev_io->u.bdev.num_blocks * bdev_io->bdev->blocklen;
-		break;
-	case SPDK_BDEV_IO_TYPE_WRITE:
-		kind = IOBAND_IO_WRITE;
-		bytes = bdev_io->u.bdev.num_blocks * bdev_io->bdev->blocklen;
-		break;
-	case SPDK_BDEV_IO_TYPE_RESET:
-		kind = IOBAND_IO_RESET;
-		break;
-	default:
-		kind = IOBAND_IO_OTHER;
-		break;
-	}
 	node->outstanding++;
 	if (ioband_rs_submit(node->dev_id, bdev_io, kind, bytes, ctx->thread_id) != 0) {
 		ioband_shim_complete(bdev_io, IOBAND_STATUS_FAILED);
@@ -352,7 +410,11 @@ base_io_done(struct spdk_bdev_io *base_io, bool success, void *cb_arg)
 		spdk_bdev_io_get_nvme_status(base_io, &ctx->cdw0, &ctx->sct, &ctx->sc);
 	}
 	spdk_bdev_free_io(base_io);
-	ioband_rs_done(ctx->node->dev_id, orig);
+	if (ctx->local) {
+		ioband_rs_thread_done(ctx->ich->t->rs, orig);
+	} else {
+		ioband_rs_done(ctx->node->dev_id, orig);
+	}
 }
 
 
@@ -374,7 +436,7 @@ base_submit_once(struct spdk_bdev_io *bdev_io)
 	struct ioband_io *ctx = io_ctx(bdev_io);
 	struct ioband_node *node = ctx->node;
 	struct spdk_bdev_desc *desc = node->base_desc;
-	struct spdk_io_channel *ch = node->owner_base_ch;
+	struct spdk_io_channel *ch = ctx->local ? ctx->ich->base_ch : node->owner_base_ch;
 	struct spdk_bdev_ext_io_opts opts;
 	int rc;
 
@@ -416,8 +478,13 @@ base_submit_once(struct spdk_bdev_io *bdev_io)
 static void
 io_wait_cb(void *arg)
 {
-	(void)arg;
-	ioband_rs_io_wait_done();
+	struct ioband_thread *t = arg;
+
+	if (t != NULL) {
+		ioband_rs_thread_io_wait_done(t->rs);
+	} else {
+		ioband_rs_io_wait_done();
+	}
 }
 
 int
@@ -427,14 +494,17 @@ ioband_shim_io_wait(void *io)
 	struct ioband_io *ctx = io_ctx(bdev_io);
 	struct ioband_node *node = ctx->node;
 
+	struct ioband_thread *t = ctx->local ? ctx->ich->t : NULL;
+	struct spdk_io_channel *ch = ctx->local ? ctx->ich->base_ch : node->owner_base_ch;
+
 	ctx->wait.bdev = node->base_bdev;
 	ctx->wait.cb_fn = io_wait_cb;
-	ctx->wait.cb_arg = NULL;
-	if (spdk_bdev_queue_io_wait(node->base_bdev, node->owner_base_ch, &ctx->wait) == 0) {
+	ctx->wait.cb_arg = t;
+	if (spdk_bdev_queue_io_wait(node->base_bdev, ch, &ctx->wait) == 0) {
 		return 0;
 	}
 	/* The thread's bdev_io cache is not empty after all: try again on the next turn. */
-	return spdk_thread_send_msg(g_owner, io_wait_cb, NULL);
+	return spdk_thread_send_msg(spdk_get_thread(), io_wait_cb, t);
 }
 
 int
@@ -467,20 +537,122 @@ owner_poll(void *arg)
 /* ---- channels ------------------------------------------------------------------------ */
 
 static int
+thread_poll(void *arg)
+{
+	struct ioband_thread *t = arg;
+
+	return ioband_rs_thread_poll(t->rs) ? SPDK_POLLER_BUSY : SPDK_POLLER_IDLE;
+}
+
+static int
+thread_ctx_create(void *io_device, void *ctx_buf)
+{
+	struct ioband_thread *t = ctx_buf;
+
+	(void)io_device;
+	t->rs = ioband_rs_thread_create((uint64_t)(uintptr_t)spdk_get_thread());
+	t->poller = NULL;
+	if (t->rs != NULL) {
+		t->poller = SPDK_POLLER_REGISTER(thread_poll, t, IOBAND_POLL_US);
+		if (t->poller == NULL) {
+			ioband_rs_thread_destroy(t->rs);
+			t->rs = NULL;
+		}
+	}
+	return 0;
+}
+
+/* A replica on its way out: kept (with a poller, so that its thread cannot exit) until
+ * the owner has acknowledged, after which no message comes to the thread. */
+struct ioband_leaver {
+	void *rs;
+	struct spdk_poller *poller;
+};
+
+static int
+leave_poll(void *arg)
+{
+	struct ioband_leaver *l = arg;
+
+	if (!ioband_rs_thread_left(l->rs)) {
+		return SPDK_POLLER_IDLE;
+	}
+	ioband_rs_thread_destroy(l->rs);
+	spdk_poller_unregister(&l->poller);
+	free(l);
+	return SPDK_POLLER_BUSY;
+}
+
+static void
+thread_ctx_destroy(void *io_device, void *ctx_buf)
+{
+	struct ioband_thread *t = ctx_buf;
+	struct ioband_leaver *l;
+
+	(void)io_device;
+	spdk_poller_unregister(&t->poller);
+	if (t->rs == NULL) {
+		return;
+	}
+	ioband_rs_thread_leave(t->rs);
+	l = calloc(1, sizeof(*l));
+	if (l != NULL) {
+		l->rs = t->rs;
+		l->poller = SPDK_POLLER_REGISTER(leave_poll, l, IOBAND_POLL_US);
+	}
+	if (l == NULL || l->poller == NULL) {
+		/* Cannot wait for the owner: free now (its late messages find no replica). */
+		free(l);
+		ioband_rs_thread_destroy(t->rs);
+	}
+	t->rs = NULL;
+}
+
+static int
 ioband_ch_create(void *io_device, void *ctx_buf)
 {
 	struct ioband_channel *ich = ctx_buf;
+	struct ioband_node *node = io_device;
 
-	ich->node = io_device;
+	ich->node = node;
 	ich->thread_id = spdk_thread_get_id(spdk_get_thread());
+	ich->base_ch = NULL;
+	ich->thread_ch = NULL;
+	ich->t = NULL;
+	if (spdk_get_thread() == g_owner) {
+		return 0;
+	}
+	/* Off the owner: this thread's own channel to the base and its replica. Without
+	 * them the thread's I/O goes to the owner, as it always may. */
+	ich->base_ch = spdk_bdev_get_io_channel(node->base_desc);
+	if (ich->base_ch == NULL) {
+		return 0;
+	}
+	ich->thread_ch = spdk_get_io_channel(&g_thread_dev);
+	if (ich->thread_ch == NULL) {
+		spdk_put_io_channel(ich->base_ch);
+		ich->base_ch = NULL;
+		return 0;
+	}
+	ich->t = spdk_io_channel_get_ctx(ich->thread_ch);
 	return 0;
 }
 
 static void
 ioband_ch_destroy(void *io_device, void *ctx_buf)
 {
+	struct ioband_channel *ich = ctx_buf;
+
 	(void)io_device;
-	(void)ctx_buf;
+	if (ich->thread_ch != NULL) {
+		spdk_put_io_channel(ich->thread_ch);
+		ich->thread_ch = NULL;
+		ich->t = NULL;
+	}
+	if (ich->base_ch != NULL) {
+		spdk_put_io_channel(ich->base_ch);
+		ich->base_ch = NULL;
+	}
 }
 
 /* ---- bdev function table ------------------------------------------------------------- */
@@ -702,6 +874,37 @@ ioband_shim_node_unregister(void *n, void *request)
 	spdk_bdev_unregister(&node->bdev, unregister_done, request);
 }
 
+/* ---- messages between the owner and the replicas ------------------------------------- */
+
+static void
+msg_cb(void *arg)
+{
+	ioband_rs_msg(arg);
+}
+
+int
+ioband_shim_send_msg(uint64_t thread, void *arg)
+{
+	return spdk_thread_send_msg((struct spdk_thread *)(uintptr_t)thread, msg_cb, arg);
+}
+
+uint64_t
+ioband_shim_owner_thread(void)
+{
+	return (uint64_t)(uintptr_t)g_owner;
+}
+
+void
+ioband_shim_to_owner(void *io)
+{
+	struct spdk_bdev_io *bdev_io = io;
+	struct ioband_io *ctx = io_ctx(bdev_io);
+
+	ctx->local = false;
+	ctx->ich = NULL;
+	to_owner(bdev_io);
+}
+
 /* ---- JSON and RPC -------------------------------------------------------------------- */
 
 void
@@ -812,6 +1015,8 @@ ioband_module_init(void)
 	if (rc != 0) {
 		return rc;
 	}
+	spdk_io_device_register(&g_thread_dev, thread_ctx_create, thread_ctx_destroy,
+				sizeof(struct ioband_thread), "ioband_threads");
 	g_poller = SPDK_POLLER_REGISTER(owner_poll, NULL, IOBAND_POLL_US);
 	return g_poller == NULL ? -ENOMEM : 0;
 }
@@ -820,6 +1025,7 @@ static void
 ioband_module_fini(void)
 {
 	spdk_poller_unregister(&g_poller);
+	spdk_io_device_unregister(&g_thread_dev, NULL);
 	ioband_rs_fini();
 }
 

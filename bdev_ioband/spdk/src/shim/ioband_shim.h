@@ -7,7 +7,9 @@
  *
  * Threading: every function here, in both directions, runs on the owner thread (the SPDK
  * app thread, where module init, examine, RPC handlers and bdev destruct run), except
- * where noted. The shim moves I/O between the submitting threads and the owner.
+ * where noted: the per-thread replica functions run on their own thread, and an I/O and
+ * its dispatch, io_wait and completion run on the thread that scheduled it (the owner, or
+ * the submitting thread's replica).
  */
 #ifndef IOBAND_SHIM_H
 #define IOBAND_SHIM_H
@@ -72,6 +74,33 @@ void ioband_rs_io_wait_done(void);
 /* Owner poller: re-drive timed queues and parked dispatches. Returns 1 if it did work. */
 int ioband_rs_poll(void);
 
+/* Per-thread replicas (every SPDK thread but the owner that has a channel of an ioband
+ * bdev; each call runs on that thread, `rs` is what ioband_rs_thread_create returned). */
+/* A thread gets its replica (NULL: none, its I/O goes to the owner). `thread` is the
+ * thread's handle for ioband_shim_send_msg. */
+void *ioband_rs_thread_create(uint64_t thread);
+/* The thread's last ioband channel is gone: the replica tells the owner it leaves. The
+ * shim keeps a poller on the thread (so that it cannot exit, and its handle stays valid
+ * for the owner's messages) until ioband_rs_thread_left says the owner knows. */
+void ioband_rs_thread_leave(void *rs);
+/* 1 once the owner has acknowledged the leave (no message will come any more). */
+int ioband_rs_thread_left(void *rs);
+/* Frees the replica (after it left, or if it could not be kept while leaving). */
+void ioband_rs_thread_destroy(void *rs);
+/* An I/O submitted on the replica's thread. 0: Rust owns it (completes it exactly once);
+ * 1: not here (a device the replica does not know yet, a reset): the shim sends it to
+ * the owner; negative: refused, the shim fails it. */
+int ioband_rs_thread_submit(void *rs, uint64_t dev_id, void *bdev_io, int kind,
+			    uint64_t bytes, uint64_t thread_id);
+/* The base completed an I/O the replica dispatched. */
+void ioband_rs_thread_done(void *rs, void *bdev_io);
+/* The wait entry the replica armed fired. */
+void ioband_rs_thread_io_wait_done(void *rs);
+/* The thread's poller (every IOBAND_POLL_US). Returns 1 if it did work. */
+int ioband_rs_thread_poll(void *rs);
+/* A message sent with ioband_shim_send_msg arrived (on its target thread). */
+void ioband_rs_msg(void *arg);
+
 /* ---- implemented in C (ioband_shim.c) ------------------------------------------------ */
 
 /* The tick of the calling thread's current poll pass, for the engine's clock. The only
@@ -106,6 +135,16 @@ void ioband_shim_json_write_raw(void *w, const char *json, size_t len);
 void ioband_shim_json_write_named_raw(void *w, const char *name, const char *json, size_t len);
 /* Logging (NUL-terminated message). level: 0 error, 1 warning, 2 notice. */
 void ioband_shim_log(int level, const char *message);
+/* Sends ioband_rs_msg(arg) to `thread` (a handle from ioband_rs_thread_create, or
+ * ioband_shim_owner_thread()): 0, or a negative errno (not sent; `arg` stays the caller's).
+ * Any thread. */
+int ioband_shim_send_msg(uint64_t thread, void *arg);
+/* The owner thread's handle. Any thread. */
+uint64_t ioband_shim_owner_thread(void);
+/* A replica gives an I/O (not yet at the base, its ticket returned) to the owner, which
+ * schedules it as if submitted there: out of bdev_ios with nothing of the replica's at the
+ * base, its thread might never see one freed, while the owner's thread keeps its own. */
+void ioband_shim_to_owner(void *bdev_io);
 
 #ifdef __cplusplus
 }

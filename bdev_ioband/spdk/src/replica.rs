@@ -1,0 +1,880 @@
+//! Per-thread replicas of the shares: every SPDK thread other than the owner that has a
+//! channel of an ioband bdev schedules the I/O submitted on it with its own replica of the
+//! shares, on its own channel of the base, with no message and no lock per I/O.
+//!
+//! The engine's span module has the scheduling across replicas (reports, hub, grants, the
+//! lag bound); this module is the SPDK host's side of it:
+//! - **A replica** lives in the thread's context (the shim's per-thread io_device channel)
+//!   as a `Box<RefCell<Replica>>`, created when the thread gets its first ioband channel.
+//!   It says hello to the owner, which answers with the shares' layouts and the live
+//!   devices ([`ToReplica::Sync`], again after every change) and, every millisecond, with
+//!   grants. Until it has heard of a device, and for resets, the I/O goes to the owner.
+//! - **Messages** are boxed [`Envelope`]s sent with the shim's `send_msg`. A message to a
+//!   replica finds it in [`REGISTRY`] by id (a mutex, taken once per message, never per
+//!   I/O); a replica is freed only on its own thread, where its messages also run, so a
+//!   found replica is live.
+//! - **Out of bdev_ios**: a dispatch the base cannot take is parked, in order, and the
+//!   thread's poller retries it (see `arm`).
+//! - **Leaving**: when the thread's last ioband channel goes, the replica says bye and the
+//!   shim keeps the thread from exiting until the owner has acknowledged (no message to
+//!   the thread comes after the acknowledgement), then frees it.
+//! - **The owner** keeps the replicas' handles, a hub per share, and sends syncs and grants
+//!   ([`owner_tick`], from its poller); the owner's own shares are one of the cores.
+//!
+//! Owned: a replica by its thread; the owner's side by the owner thread, in [`State`].
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ffi::{c_int, c_void};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use bdev_ioband_engine::{
+    Admit, CoreReport, DeviceIdx, Engine, Grant, GroupId, GroupKey, GroupStats, Hub, Op, ShareId,
+    ShareLayout,
+};
+
+use crate::ffi;
+use crate::io;
+use crate::shim::{self, IoHandle};
+use crate::state::{with_state, Effects, State};
+
+/// How often replicas report and the owner grants, in µs.
+pub const EXCHANGE_PERIOD_US: u64 = 1_000;
+/// Most (device, thread) group handles a replica keeps.
+const GROUP_CACHE: usize = 64;
+
+/// Ticks per second of the module (set at init; read by replicas on any thread).
+static TICKS_PER_SEC: AtomicU64 = AtomicU64::new(1);
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Live replicas by id: the address of their `RefCell<Replica>`.
+static REGISTRY: Mutex<BTreeMap<u64, usize>> = Mutex::new(BTreeMap::new());
+
+/// Module init: the tick rate replicas count in.
+pub fn init(ticks_per_sec: u64) {
+    TICKS_PER_SEC.store(ticks_per_sec.max(1), Ordering::Relaxed);
+}
+
+/// What travels between threads.
+#[derive(Debug)]
+pub enum Envelope {
+    /// To the owner.
+    ToOwner(ToOwner),
+    /// To replica `id` (on its thread).
+    ToReplica {
+        /// The replica.
+        id: u64,
+        /// What for.
+        msg: ToReplica,
+    },
+}
+
+/// Messages to the owner.
+#[derive(Debug)]
+pub enum ToOwner {
+    /// A replica was created on `thread`.
+    Hello {
+        /// Its id.
+        id: u64,
+        /// Its thread's handle.
+        thread: u64,
+    },
+    /// A replica leaves, with its last reports (its counters stay counted).
+    Bye {
+        /// Its id.
+        id: u64,
+        /// Per share name.
+        reports: Vec<(String, CoreReport)>,
+    },
+    /// A replica's reports, per share.
+    Report {
+        /// Its id.
+        id: u64,
+        /// Per share name.
+        reports: Vec<(String, CoreReport)>,
+    },
+}
+
+/// Messages to a replica.
+#[derive(Debug)]
+pub enum ToReplica {
+    /// The shares' layouts and the live devices (id, name); `cores`: how many cores the
+    /// shares span.
+    Sync {
+        /// Per share: name, incarnation, layout.
+        layouts: Vec<(String, u64, ShareLayout)>,
+        /// Live devices.
+        devs: Vec<(u64, String)>,
+        /// Cores spanned.
+        cores: u32,
+    },
+    /// Grants per share name.
+    Grants(Vec<(String, Grant)>),
+    /// The owner knows the replica left: nothing more will come.
+    ByeAck,
+}
+
+/// A thread's replica.
+#[derive(Debug)]
+pub struct Replica {
+    id: u64,
+    thread: u64,
+    engine: Engine<IoHandle>,
+    /// Devices it can schedule, by the shim's device id.
+    devs: BTreeMap<u64, (ShareId, DeviceIdx)>,
+    /// Group handles by (device id, submitting thread id), found once per sync: a thread
+    /// submits with one or a few such pairs, so a short vector beats hashing every I/O.
+    groups: Vec<(u64, u64, GroupId)>,
+    parked: VecDeque<IoHandle>,
+    /// I/O of the replica at the base (dispatched, not completed).
+    at_base: u64,
+    armed: bool,
+    draining: bool,
+    again: bool,
+    /// The owner has answered the hello.
+    synced: bool,
+    leaving: bool,
+    left: bool,
+    last_exchange_ticks: u64,
+    exchange_ticks: u64,
+}
+
+type Cell = RefCell<Replica>;
+
+fn send(thread: u64, env: Envelope) -> bool {
+    shim::send_msg(thread, Box::new(env))
+}
+
+/// A replica's period report on its way out: its id, whether it has had its sync, and its
+/// reports per share.
+type Outgoing = (u64, bool, Vec<(String, CoreReport)>);
+
+fn to_owner(msg: ToOwner) -> bool {
+    send(shim::owner_thread(), Envelope::ToOwner(msg))
+}
+
+/// A replica for the calling thread (`thread`: its handle).
+pub fn create(thread: u64) -> *mut c_void {
+    let ticks = TICKS_PER_SEC.load(Ordering::Relaxed);
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let cell: Box<Cell> = Box::new(RefCell::new(Replica {
+        id,
+        thread,
+        engine: Engine::new(ticks),
+        devs: BTreeMap::new(),
+        groups: Vec::new(),
+        parked: VecDeque::new(),
+        at_base: 0,
+        armed: false,
+        draining: false,
+        again: false,
+        synced: false,
+        leaving: false,
+        left: false,
+        last_exchange_ticks: 0,
+        exchange_ticks: (ticks / 1_000_000 * EXCHANGE_PERIOD_US).max(1),
+    }));
+    let p = Box::into_raw(cell);
+    if let Ok(mut r) = REGISTRY.lock() {
+        r.insert(id, p as usize);
+    }
+    to_owner(ToOwner::Hello { id, thread });
+    p.cast()
+}
+
+/// The replica behind a pointer the shim holds.
+fn cell<'a>(rs: *mut c_void) -> Option<&'a Cell> {
+    // SAFETY: `rs` comes from `create` and is freed only by `destroy`, on this same
+    // thread, after which the shim no longer passes it.
+    (!rs.is_null()).then(|| unsafe { &*rs.cast::<Cell>() })
+}
+
+/// The thread's last ioband channel is gone.
+pub fn leave(rs: *mut c_void) {
+    let Some(cell) = cell(rs) else { return };
+    let Ok(mut r) = cell.try_borrow_mut() else {
+        return;
+    };
+    r.leaving = true;
+    let id = r.id;
+    let now = shim::pass_ticks();
+    let ids: Vec<ShareId> = r.engine.share_ids().collect();
+    let mut reports = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(share) = r.engine.share_by_id_mut(id) {
+            let mut rep = CoreReport::default();
+            share.span_report(now, &mut rep);
+            reports.push((share.name().to_owned(), rep));
+        }
+    }
+    drop(r);
+    if !to_owner(ToOwner::Bye { id, reports }) {
+        // No message: the owner cannot be told; do not keep the thread waiting.
+        if let Ok(mut r) = cell.try_borrow_mut() {
+            r.left = true;
+        }
+    }
+}
+
+/// Whether the owner acknowledged the leave.
+pub fn left(rs: *mut c_void) -> bool {
+    cell(rs).is_some_and(|c| c.try_borrow().is_ok_and(|r| r.left))
+}
+
+/// Frees the replica. What it still holds (nothing, normally: its thread's channels are
+/// gone, so its I/O completed) is failed.
+pub fn destroy(rs: *mut c_void) {
+    if rs.is_null() {
+        return;
+    }
+    // SAFETY: from Box::into_raw in `create`; the shim calls this once, last.
+    let cell = unsafe { Box::from_raw(rs.cast::<Cell>()) };
+    let mut r = cell.into_inner();
+    if let Ok(mut reg) = REGISTRY.lock() {
+        reg.remove(&r.id);
+    }
+    for io in r.engine.mirror(&[]) {
+        shim::complete(io, ffi::STATUS_ABORTED);
+    }
+    for io in r.parked.drain(..) {
+        shim::complete(io, ffi::STATUS_ABORTED);
+    }
+}
+
+/// An I/O submitted on the replica's thread: 0 (ours now), 1 (not here: the owner takes
+/// it), or a negative errno.
+pub fn submit(
+    rs: *mut c_void,
+    dev_id: u64,
+    io: *mut c_void,
+    kind: c_int,
+    bytes: u64,
+    thread_id: u64,
+) -> c_int {
+    let (Some(cell), Some(io)) = (cell(rs), IoHandle::new(io)) else {
+        return -22;
+    };
+    if kind == ffi::IO_RESET {
+        return 1;
+    }
+    let mut fx = Effects::take();
+    let rc = {
+        let Ok(mut r) = cell.try_borrow_mut() else {
+            // Re-entered (a completion's callback submitting inside our own call): the
+            // owner takes it rather than waiting.
+            return 1;
+        };
+        let Some(&(share_id, device)) = r.devs.get(&dev_id) else {
+            return 1;
+        };
+        let cached = r
+            .groups
+            .iter()
+            .find(|&&(d, t, _)| d == dev_id && t == thread_id)
+            .map(|&(_, _, g)| g);
+        let group = match cached {
+            Some(g) => g,
+            None => {
+                let Some(share) = r.engine.share_by_id_mut(share_id) else {
+                    return 1;
+                };
+                let found = u32::try_from(thread_id)
+                    .ok()
+                    .and_then(|t| share.group_id(device, &GroupKey::Tag(t)).ok());
+                let Some(g) = found else {
+                    return 1;
+                };
+                if r.groups.len() >= GROUP_CACHE {
+                    r.groups.clear();
+                }
+                r.groups.push((dev_id, thread_id, g));
+                g
+            }
+        };
+        let Some(share) = r.engine.share_by_id_mut(share_id) else {
+            return 1;
+        };
+        let op = match kind {
+            ffi::IO_READ => Op::Read,
+            ffi::IO_WRITE => Op::Write,
+            _ => Op::Other,
+        };
+        io::clear_area(&io);
+        let now = shim::pass_ticks();
+        match share.submit(
+            device,
+            group,
+            io,
+            op,
+            bytes,
+            now,
+            &mut io::sink(&mut fx, share_id),
+        ) {
+            Admit::Accepted => 0,
+            Admit::NoDevice(_) => 1,
+        }
+    };
+    run_effects(cell, fx);
+    rc
+}
+
+/// The base completed an I/O the replica dispatched.
+pub fn done(rs: *mut c_void, io: *mut c_void) {
+    let (Some(cell), Some(io)) = (cell(rs), IoHandle::new(io)) else {
+        return;
+    };
+    let ticket = io::ticket(&io);
+    if let Ok(mut r) = cell.try_borrow_mut() {
+        r.at_base = r.at_base.saturating_sub(1);
+    }
+    // The submitter first, the ticket after (the engine's contract, as on the owner).
+    shim::complete(io, ffi::STATUS_BASE);
+    let mut fx = Effects::take();
+    if let Some((share, ticket)) = ticket {
+        return_ticket(cell, &mut fx, share, ticket, shim::pass_ticks());
+    }
+    run_effects(cell, fx);
+}
+
+fn return_ticket(
+    cell: &Cell,
+    fx: &mut Effects,
+    share: ShareId,
+    ticket: bdev_ioband_engine::Ticket,
+    now: u64,
+) {
+    let Ok(mut r) = cell.try_borrow_mut() else {
+        return;
+    };
+    if let Some(s) = r.engine.share_by_id_mut(share) {
+        s.complete(ticket, now, &mut io::sink(fx, share));
+    }
+}
+
+/// Completes and submits what a call left to do, with the replica released.
+fn run_effects(cell: &Cell, mut fx: Effects) {
+    loop {
+        for (io, status) in fx.complete.drain(..) {
+            shim::complete(io, status);
+        }
+        let mut failed = Vec::new();
+        let mut bounced = Vec::new();
+        for io in fx.dispatch.drain(..) {
+            match submit_or_park(cell, io) {
+                Ok(None) => {}
+                Ok(Some(io)) => bounced.push(io),
+                Err(io) => failed.push(io),
+            }
+        }
+        if !bounced.is_empty() {
+            bounce(cell, &mut fx, bounced);
+        }
+        if failed.is_empty() && fx.is_empty() {
+            fx.recycle();
+            return;
+        }
+        let now = shim::pass_ticks();
+        for io in failed {
+            let ticket = io::ticket(&io);
+            fx.complete.push((io, ffi::STATUS_FAILED));
+            if let Some((share, ticket)) = ticket {
+                return_ticket(cell, &mut fx, share, ticket, now);
+            }
+        }
+    }
+}
+
+/// Submits a released I/O to its base on this thread, or parks it behind earlier ones.
+/// `Ok(Some(io))`: out of bdev_ios with nothing of ours at the base, the owner must take
+/// it (see [`bounce`]); `Err`: the base refused it.
+fn submit_or_park(cell: &Cell, io: IoHandle) -> Result<Option<IoHandle>, IoHandle> {
+    let busy = cell
+        .try_borrow()
+        .map_or(true, |r| r.draining || !r.parked.is_empty());
+    if busy {
+        park(cell, io, false);
+        return Ok(None);
+    }
+    match shim::dispatch(&io) {
+        0 => {
+            if let Ok(mut r) = cell.try_borrow_mut() {
+                r.at_base += 1;
+            }
+            Ok(None)
+        }
+        ffi::DISPATCH_NOMEM => {
+            let idle = cell.try_borrow().is_ok_and(|r| r.at_base == 0);
+            if idle {
+                return Ok(Some(io));
+            }
+            park(cell, io, false);
+            arm(cell);
+            Ok(None)
+        }
+        _ => Err(io),
+    }
+}
+
+/// Out of bdev_ios with nothing of ours at the base: on this thread no bdev_io of ours
+/// will be freed, and the thread's cache is shared with the submitters, who may hold every
+/// bdev_io of the pool queued here. The owner's thread allocates only for the base, so its
+/// cache keeps some: each I/O (with what is parked) returns its ticket here and goes to
+/// the owner, which schedules it again.
+fn bounce(cell: &Cell, fx: &mut Effects, mut ios: Vec<IoHandle>) {
+    if let Ok(mut r) = cell.try_borrow_mut() {
+        ios.extend(r.parked.drain(..));
+    }
+    let now = shim::pass_ticks();
+    for io in ios {
+        if let Some((share, ticket)) = io::ticket(&io) {
+            return_ticket(cell, fx, share, ticket, now);
+        }
+        io::clear_area(&io);
+        shim::to_owner(io);
+    }
+}
+
+fn park(cell: &Cell, io: IoHandle, front: bool) {
+    if let Ok(mut r) = cell.try_borrow_mut() {
+        if front {
+            r.parked.push_front(io);
+        } else {
+            r.parked.push_back(io);
+        }
+    } else {
+        // Cannot happen (no borrow is held across a shim call); fail it rather than lose it.
+        shim::complete(io, ffi::STATUS_FAILED);
+    }
+}
+
+/// A replica does not arm io_wait: SPDK's wait entries fire when a `spdk_bdev_io` is freed
+/// on the waiting thread, and a replica's thread may have nothing in flight at the base
+/// to free (the pool is shared by every thread). Its poller retries the parked I/O
+/// instead, every pass, until the base takes them.
+fn arm(_cell: &Cell) {}
+
+/// The wait entry fired: submit parked I/O again.
+pub fn io_wait_done(rs: *mut c_void) {
+    let Some(cell) = cell(rs) else { return };
+    if let Ok(mut r) = cell.try_borrow_mut() {
+        r.armed = false;
+    }
+    resume(cell);
+}
+
+fn resume(cell: &Cell) {
+    {
+        let Ok(mut r) = cell.try_borrow_mut() else {
+            return;
+        };
+        if r.armed {
+            return;
+        }
+        if r.draining {
+            r.again = true;
+            return;
+        }
+        r.draining = true;
+    }
+    let mut failed = Vec::new();
+    let mut bounced = Vec::new();
+    loop {
+        if let Ok(mut r) = cell.try_borrow_mut() {
+            r.again = false;
+        }
+        loop {
+            let next = cell
+                .try_borrow_mut()
+                .ok()
+                .and_then(|mut r| r.parked.pop_front());
+            let Some(io) = next else { break };
+            match shim::dispatch(&io) {
+                0 => {
+                    if let Ok(mut r) = cell.try_borrow_mut() {
+                        r.at_base += 1;
+                    }
+                }
+                ffi::DISPATCH_NOMEM => {
+                    let idle = cell.try_borrow().is_ok_and(|r| r.at_base == 0);
+                    if idle {
+                        bounced.push(io);
+                    } else {
+                        park(cell, io, true);
+                        arm(cell);
+                    }
+                    break;
+                }
+                _ => failed.push(io),
+            }
+        }
+        let (again, armed) = cell
+            .try_borrow()
+            .map_or((false, true), |r| (r.again, r.armed));
+        if !again || armed {
+            break;
+        }
+    }
+    if let Ok(mut r) = cell.try_borrow_mut() {
+        r.draining = false;
+    }
+    if failed.is_empty() && bounced.is_empty() {
+        return;
+    }
+    let mut fx = Effects::take();
+    if !bounced.is_empty() {
+        bounce(cell, &mut fx, bounced);
+    }
+    let now = shim::pass_ticks();
+    for io in failed {
+        let ticket = io::ticket(&io);
+        fx.complete.push((io, ffi::STATUS_FAILED));
+        if let Some((share, ticket)) = ticket {
+            return_ticket(cell, &mut fx, share, ticket, now);
+        }
+    }
+    run_effects(cell, fx);
+}
+
+/// The thread's poller: parked I/O, timed queues, the period's report.
+pub fn poll(rs: *mut c_void) -> bool {
+    let Some(cell) = cell(rs) else { return false };
+    let resumed = cell
+        .try_borrow()
+        .is_ok_and(|r| !r.parked.is_empty() && !r.armed);
+    if resumed {
+        resume(cell);
+    }
+    let now = shim::pass_ticks();
+    let mut fx = Effects::take();
+    let mut report: Option<Outgoing> = None;
+    if let Ok(mut r) = cell.try_borrow_mut() {
+        let ids: Vec<ShareId> = r.engine.share_ids().collect();
+        for &id in &ids {
+            if let Some(share) = r.engine.share_by_id_mut(id) {
+                share.poll(now, &mut io::sink(&mut fx, id));
+            }
+        }
+        if !r.leaving && now.wrapping_sub(r.last_exchange_ticks) >= r.exchange_ticks {
+            r.last_exchange_ticks = now;
+            let mut reports = Vec::with_capacity(ids.len());
+            for &id in &ids {
+                if let Some(share) = r.engine.share_by_id_mut(id) {
+                    let mut rep = CoreReport::default();
+                    share.span_report(now, &mut rep);
+                    reports.push((share.name().to_owned(), rep));
+                }
+            }
+            report = Some((r.id, r.synced, reports));
+        }
+    }
+    let busy = resumed || !fx.is_empty();
+    run_effects(cell, fx);
+    if let Some((id, synced, reports)) = report {
+        if !synced {
+            // The hello may have been lost (no message buffer): say it again.
+            let thread = cell.try_borrow().map_or(0, |r| r.thread);
+            to_owner(ToOwner::Hello { id, thread });
+        } else if !reports.is_empty() {
+            to_owner(ToOwner::Report { id, reports });
+        }
+    }
+    busy
+}
+
+/// A message arrived (on its target thread).
+pub fn on_msg(arg: *mut c_void) {
+    if arg.is_null() {
+        return;
+    }
+    // SAFETY: every message is a boxed Envelope from `send`, delivered once.
+    let env = unsafe { Box::from_raw(arg.cast::<Envelope>()) };
+    match *env {
+        Envelope::ToOwner(msg) => {
+            with_state(|st| owner_msg(st, msg));
+        }
+        Envelope::ToReplica { id, msg } => {
+            let p = REGISTRY.lock().ok().and_then(|r| r.get(&id).copied());
+            // Freed only on its own thread, where this runs: a registered replica is live.
+            if let Some(cell) = p.and_then(|p| cell(p as *mut c_void)) {
+                replica_msg(cell, msg);
+            }
+        }
+    }
+}
+
+fn replica_msg(cell: &Cell, msg: ToReplica) {
+    let mut fx = Effects::take();
+    {
+        let Ok(mut r) = cell.try_borrow_mut() else {
+            return;
+        };
+        match msg {
+            ToReplica::ByeAck => r.left = true,
+            _ if r.leaving => {}
+            ToReplica::Sync {
+                layouts,
+                devs,
+                cores,
+            } => {
+                r.synced = true;
+                r.groups.clear();
+                for io in r.engine.mirror(&layouts) {
+                    fx.complete.push((io, ffi::STATUS_ABORTED));
+                }
+                let ids: Vec<ShareId> = r.engine.share_ids().collect();
+                for id in ids {
+                    if let Some(share) = r.engine.share_by_id_mut(id) {
+                        if !share.spans_cores() {
+                            share.span_cores(cores.max(1));
+                        }
+                    }
+                }
+                let mut map = BTreeMap::new();
+                for (dev_id, name) in devs {
+                    if let Ok((share, device)) = r.engine.device_handle(&name) {
+                        map.insert(dev_id, (share, device));
+                    }
+                }
+                r.devs = map;
+            }
+            ToReplica::Grants(grants) => {
+                let now = shim::pass_ticks();
+                for (name, grant) in grants {
+                    let Ok(id) = r.engine.share_id(&name) else {
+                        continue;
+                    };
+                    if let Some(share) = r.engine.share_by_id_mut(id) {
+                        share.apply_grant(&grant, now, &mut io::sink(&mut fx, id));
+                    }
+                }
+            }
+        }
+    }
+    run_effects(cell, fx);
+}
+
+// ----- the owner's side --------------------------------------------------------------
+
+/// What the owner keeps of the replicas.
+#[derive(Debug, Default)]
+pub struct OwnerSpan {
+    /// Replica id → (thread handle, core index in the hubs; the owner is core 0).
+    replicas: BTreeMap<u64, (u64, usize)>,
+    /// Replicas that have the latest sync.
+    synced: BTreeSet<u64>,
+    hubs: BTreeMap<String, Hub>,
+    /// What was last sent as a sync.
+    last_layouts: Vec<(String, u64, ShareLayout)>,
+    last_devs: Vec<(u64, String)>,
+    last_exchange_ticks: u64,
+    /// Per share, per slot: the counters of replicas that left (generation, counters).
+    departed: BTreeMap<String, Vec<(u32, GroupStats)>>,
+}
+
+fn owner_msg(st: &mut State, msg: ToOwner) {
+    let now = shim::pass_ticks();
+    let span = &mut st.span;
+    match msg {
+        ToOwner::Hello { id, thread } => {
+            let used: BTreeSet<usize> = span.replicas.values().map(|&(_, c)| c).collect();
+            let core = (1..).find(|c| !used.contains(c)).unwrap_or(1);
+            span.replicas.insert(id, (thread, core));
+            span.synced.remove(&id);
+            io::note_replicas(true);
+            for hub in span.hubs.values_mut() {
+                hub.ensure_cores(core + 1);
+                hub.clear_core(core);
+            }
+        }
+        ToOwner::Bye { id, reports } => {
+            for (name, report) in reports {
+                let slots = span.departed.entry(name).or_default();
+                for (slot, g) in report.groups.iter().enumerate() {
+                    if !g.present {
+                        continue;
+                    }
+                    if slots.len() <= slot {
+                        slots.resize(slot + 1, (u32::MAX, GroupStats::default()));
+                    }
+                    let kept = &mut slots[slot];
+                    if kept.0 != g.generation {
+                        *kept = (g.generation, GroupStats::default());
+                    }
+                    // Counters only: what it had queued or in flight is not there any more.
+                    let counters = GroupStats {
+                        queue_depth: 0,
+                        in_flight: 0,
+                        ..g.stats
+                    };
+                    kept.1.accumulate(&counters);
+                }
+            }
+            if let Some((thread, core)) = span.replicas.remove(&id) {
+                io::note_replicas(!span.replicas.is_empty());
+                span.synced.remove(&id);
+                for hub in span.hubs.values_mut() {
+                    hub.clear_core(core);
+                }
+                send(
+                    thread,
+                    Envelope::ToReplica {
+                        id,
+                        msg: ToReplica::ByeAck,
+                    },
+                );
+            }
+        }
+        ToOwner::Report { id, reports } => {
+            let Some(&(_, core)) = span.replicas.get(&id) else {
+                return;
+            };
+            io::note_replicas(true);
+            for (name, mut report) in reports {
+                if let Some(hub) = span.hubs.get_mut(&name) {
+                    hub.receive(core, &mut report, now);
+                }
+            }
+        }
+    }
+}
+
+/// The owner's period (from its poller): syncs the replicas after a change, feeds its own
+/// reports to the hubs, applies its grants and sends the replicas theirs.
+pub fn owner_tick(st: &mut State, fx: &mut Effects, now: u64) {
+    if st.span.replicas.is_empty() && st.span.hubs.is_empty() {
+        return;
+    }
+    let ticks = TICKS_PER_SEC.load(Ordering::Relaxed);
+    let period = (ticks / 1_000_000 * EXCHANGE_PERIOD_US).max(1);
+    if now.wrapping_sub(st.span.last_exchange_ticks) < period {
+        return;
+    }
+    st.span.last_exchange_ticks = now;
+    let cores = st
+        .span
+        .replicas
+        .values()
+        .map(|&(_, c)| c + 1)
+        .max()
+        .unwrap_or(1);
+    // The layouts and live devices; a sync to every replica when they changed, and to
+    // the ones that have not had the latest.
+    let ids: Vec<ShareId> = st.engine.share_ids().collect();
+    let mut layouts = Vec::with_capacity(ids.len());
+    for &id in &ids {
+        if let Some(share) = st.engine.share_by_id_mut(id) {
+            if !share.spans_cores() {
+                share.span_cores(u32::try_from(cores).unwrap_or(u32::MAX));
+            }
+            layouts.push((share.name().to_owned(), id.incarnation(), share.layout()));
+        }
+    }
+    let devs: Vec<(u64, String)> = st
+        .devs
+        .iter()
+        .filter(|(_, d)| !d.deleted && d.node.is_some())
+        .map(|(&id, d)| (id, d.name.clone()))
+        .collect();
+    if layouts != st.span.last_layouts || devs != st.span.last_devs {
+        st.span.synced.clear();
+        st.span.last_layouts = layouts;
+        st.span.last_devs = devs;
+    }
+    let span = &mut st.span;
+    let unsynced: Vec<(u64, u64)> = span
+        .replicas
+        .iter()
+        .filter(|(id, _)| !span.synced.contains(id))
+        .map(|(&id, &(thread, _))| (id, thread))
+        .collect();
+    for (id, thread) in unsynced {
+        let msg = ToReplica::Sync {
+            layouts: span.last_layouts.clone(),
+            devs: span.last_devs.clone(),
+            cores: u32::try_from(cores).unwrap_or(u32::MAX),
+        };
+        if send(thread, Envelope::ToReplica { id, msg }) {
+            span.synced.insert(id);
+        }
+    }
+    // Hubs follow the shares.
+    let names: BTreeSet<String> = span
+        .last_layouts
+        .iter()
+        .map(|(n, _, _)| n.clone())
+        .collect();
+    span.hubs.retain(|n, _| names.contains(n));
+    for (name, _, layout) in &span.last_layouts {
+        match span.hubs.get_mut(name) {
+            Some(hub) => {
+                let _ = hub.set_params(layout.params);
+                hub.ensure_cores(cores);
+            }
+            None => {
+                if let Ok(hub) = Hub::new(cores, layout.params, ticks) {
+                    span.hubs.insert(name.clone(), hub);
+                }
+            }
+        }
+    }
+    // The owner's own reports, its counters from the others, its grants.
+    let mut out: BTreeMap<usize, Vec<(String, Grant)>> = BTreeMap::new();
+    for &id in &ids {
+        let Some(share) = st.engine.share_by_id_mut(id) else {
+            continue;
+        };
+        let name = share.name().to_owned();
+        let Some(hub) = st.span.hubs.get_mut(&name) else {
+            continue;
+        };
+        let mut report = CoreReport::default();
+        share.span_report(now, &mut report);
+        hub.receive(0, &mut report, now);
+        let departed = st.span.departed.get(&name);
+        if let Some(own) = hub.report(0) {
+            for (slot, g) in own.groups.iter().enumerate() {
+                if !g.present {
+                    continue;
+                }
+                let mut sum = GroupStats::default();
+                if let Some(&(generation, ref kept)) = departed.and_then(|d| d.get(slot)) {
+                    if generation == g.generation {
+                        sum.accumulate(kept);
+                    }
+                }
+                for c in 1..hub.cores() {
+                    if let Some(r) = hub.report(c).and_then(|r| r.groups.get(slot)) {
+                        if r.present && r.generation == g.generation {
+                            sum.accumulate(&r.stats);
+                        }
+                    }
+                }
+                share.set_remote_stats(u32::try_from(slot).unwrap_or(u32::MAX), g.generation, sum);
+            }
+        }
+        let mut grants = vec![Grant::default(); hub.cores()];
+        hub.grant(now, &mut grants);
+        share.apply_grant(&grants[0], now, &mut io::sink(fx, id));
+        for (c, g) in grants.into_iter().enumerate().skip(1) {
+            out.entry(c).or_default().push((name.clone(), g));
+        }
+    }
+    let by_core: BTreeMap<usize, (u64, u64)> = st
+        .span
+        .replicas
+        .iter()
+        .filter(|(id, _)| st.span.synced.contains(id))
+        .map(|(&id, &(thread, core))| (core, (id, thread)))
+        .collect();
+    for (core, grants) in out {
+        if let Some(&(id, thread)) = by_core.get(&core) {
+            send(
+                thread,
+                Envelope::ToReplica {
+                    id,
+                    msg: ToReplica::Grants(grants),
+                },
+            );
+        }
+    }
+}
