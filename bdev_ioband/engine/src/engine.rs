@@ -270,6 +270,31 @@ impl<T> Engine<T> {
         drained
     }
 
+    /// Makes every share that does not span cores yet one of `cores` replicas (see
+    /// [`Share::span_cores`]): what a host does after creating or mirroring shares.
+    pub fn span_cores(&mut self, cores: u32) {
+        for slot in &mut self.slots {
+            if let Some(share) = slot.share.as_mut() {
+                if !share.spans_cores() {
+                    share.span_cores(cores);
+                }
+            }
+        }
+    }
+
+    /// This core's report for every share, by share name (see [`Share::span_report`]).
+    pub fn span_reports(&mut self, now_ticks: u64) -> Vec<(String, crate::CoreReport)> {
+        let mut out = Vec::with_capacity(self.names.len());
+        for slot in &mut self.slots {
+            if let Some(share) = slot.share.as_mut() {
+                let mut report = crate::CoreReport::default();
+                share.span_report(now_ticks, &mut report);
+                out.push((share.name().to_owned(), report));
+            }
+        }
+        out
+    }
+
     /// The tick rate every share of this engine counts in.
     pub fn ticks_per_sec(&self) -> u64 {
         self.ticks_per_sec

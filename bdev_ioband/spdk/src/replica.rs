@@ -197,16 +197,7 @@ pub fn leave(rs: *mut c_void) {
     };
     r.leaving = true;
     let id = r.id;
-    let now = shim::pass_ticks();
-    let ids: Vec<ShareId> = r.engine.share_ids().collect();
-    let mut reports = Vec::with_capacity(ids.len());
-    for id in ids {
-        if let Some(share) = r.engine.share_by_id_mut(id) {
-            let mut rep = CoreReport::default();
-            share.span_report(now, &mut rep);
-            reports.push((share.name().to_owned(), rep));
-        }
-    }
+    let reports = r.engine.span_reports(shim::pass_ticks());
     drop(r);
     if !to_owner(ToOwner::Bye { id, reports }) {
         // No message: the owner cannot be told; do not keep the thread waiting.
@@ -556,14 +547,7 @@ pub fn poll(rs: *mut c_void) -> bool {
         }
         if !r.leaving && now.wrapping_sub(r.last_exchange_ticks) >= r.exchange_ticks {
             r.last_exchange_ticks = now;
-            let mut reports = Vec::with_capacity(ids.len());
-            for &id in &ids {
-                if let Some(share) = r.engine.share_by_id_mut(id) {
-                    let mut rep = CoreReport::default();
-                    share.span_report(now, &mut rep);
-                    reports.push((share.name().to_owned(), rep));
-                }
-            }
+            let reports = r.engine.span_reports(now);
             report = Some((r.id, r.synced, reports));
         }
     }
@@ -621,14 +605,7 @@ fn replica_msg(cell: &Cell, msg: ToReplica) {
                 for io in r.engine.mirror(&layouts) {
                     fx.complete.push((io, ffi::STATUS_ABORTED));
                 }
-                let ids: Vec<ShareId> = r.engine.share_ids().collect();
-                for id in ids {
-                    if let Some(share) = r.engine.share_by_id_mut(id) {
-                        if !share.spans_cores() {
-                            share.span_cores(cores.max(1));
-                        }
-                    }
-                }
+                r.engine.span_cores(cores.max(1));
                 let mut map = BTreeMap::new();
                 for (dev_id, name) in devs {
                     if let Ok((share, device)) = r.engine.device_handle(&name) {
@@ -759,13 +736,12 @@ pub fn owner_tick(st: &mut State, fx: &mut Effects, now: u64) {
         .unwrap_or(1);
     // The layouts and live devices; a sync to every replica when they changed, and to
     // the ones that have not had the latest.
+    st.engine
+        .span_cores(u32::try_from(cores).unwrap_or(u32::MAX));
     let ids: Vec<ShareId> = st.engine.share_ids().collect();
     let mut layouts = Vec::with_capacity(ids.len());
     for &id in &ids {
         if let Some(share) = st.engine.share_by_id_mut(id) {
-            if !share.spans_cores() {
-                share.span_cores(u32::try_from(cores).unwrap_or(u32::MAX));
-            }
             layouts.push((share.name().to_owned(), id.incarnation(), share.layout()));
         }
     }
@@ -830,27 +806,15 @@ pub fn owner_tick(st: &mut State, fx: &mut Effects, now: u64) {
         let mut report = CoreReport::default();
         share.span_report(now, &mut report);
         hub.receive(0, &mut report, now);
+        // The replicas' counters, those that left included, for the owner's readers.
         let departed = st.span.departed.get(&name);
-        if let Some(own) = hub.report(0) {
-            for (slot, g) in own.groups.iter().enumerate() {
-                if !g.present {
-                    continue;
+        for (slot, generation, mut sum) in hub.remote_stats(0) {
+            if let Some((kept_gen, kept)) = departed.and_then(|d| d.get(slot as usize)) {
+                if *kept_gen == generation {
+                    sum.accumulate(kept);
                 }
-                let mut sum = GroupStats::default();
-                if let Some(&(generation, ref kept)) = departed.and_then(|d| d.get(slot)) {
-                    if generation == g.generation {
-                        sum.accumulate(kept);
-                    }
-                }
-                for c in 1..hub.cores() {
-                    if let Some(r) = hub.report(c).and_then(|r| r.groups.get(slot)) {
-                        if r.present && r.generation == g.generation {
-                            sum.accumulate(&r.stats);
-                        }
-                    }
-                }
-                share.set_remote_stats(u32::try_from(slot).unwrap_or(u32::MAX), g.generation, sum);
             }
+            share.set_remote_stats(slot, generation, sum);
         }
         let mut grants = vec![Grant::default(); hub.cores()];
         hub.grant(now, &mut grants);

@@ -296,6 +296,32 @@ impl Hub {
         self.cores.get(core).map(|c| &c.report)
     }
 
+    /// Per group slot of core `me`'s latest report: the slot, its generation and the other
+    /// cores' counters for that same group summed (what the control core's readers add to
+    /// its own; [`Share::set_remote_stats`]).
+    pub fn remote_stats(&self, me: usize) -> Vec<(u32, u32, crate::GroupStats)> {
+        let Some(own) = self.report(me) else {
+            return Vec::new();
+        };
+        let mut out = Vec::with_capacity(own.groups.len());
+        for (slot, g) in own.groups.iter().enumerate() {
+            if !g.present {
+                continue;
+            }
+            let mut sum = crate::GroupStats::default();
+            for (c, core) in self.cores.iter().enumerate() {
+                match core.report.groups.get(slot) {
+                    Some(r) if c != me && r.present && r.generation == g.generation => {
+                        sum.accumulate(&r.stats);
+                    }
+                    _ => {}
+                }
+            }
+            out.push((u32::try_from(slot).unwrap_or(u32::MAX), g.generation, sum));
+        }
+        out
+    }
+
     /// How many cores the share spans.
     pub fn cores(&self) -> usize {
         self.cores.len()

@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use bdev_ioband_engine::{CoreReport, Grant, GroupStats, Hub, ShareLayout};
+use bdev_ioband_engine::{CoreReport, Grant, Hub, ShareLayout};
 
 use super::{module_on, send_reply, IobandHandle, IobandModule, OwnerDevice};
 use crate::bdev::{BdevError, BdevIo, IoStatus};
@@ -153,29 +153,16 @@ impl IobandModule {
         match self.span.owner {
             None => {
                 let core = self.span.core as usize;
-                let names: Vec<String> = self.span.hubs.keys().cloned().collect();
-                for name in &names {
-                    let (Ok(share), Some(hub)) =
-                        (self.engine.share_mut(name), self.span.hubs.get_mut(name))
-                    else {
-                        continue;
-                    };
-                    let mut report = CoreReport::default();
-                    share.span_report(now, &mut report);
-                    hub.receive(core, &mut report, now);
+                for (name, mut report) in self.engine.span_reports(now) {
+                    if let Some(hub) = self.span.hubs.get_mut(&name) {
+                        hub.receive(core, &mut report, now);
+                    }
                 }
+                let names: Vec<String> = self.span.hubs.keys().cloned().collect();
                 self.grant_all(now, &names)
             }
             Some((owner_core, _)) => {
-                let mut reports = Vec::with_capacity(self.share_ids.len());
-                for &id in &self.share_ids {
-                    let Some(share) = self.engine.share_by_id_mut(id) else {
-                        continue;
-                    };
-                    let mut report = CoreReport::default();
-                    share.span_report(now, &mut report);
-                    reports.push((share.name().to_owned(), report));
-                }
+                let reports = self.engine.span_reports(now);
                 let (key, core) = (self.key, self.span.core);
                 let _ = reactor::send_msg(owner_core, move || {
                     with_module(key, owner_core, move |m| m.on_reports(core, reports));
@@ -207,22 +194,8 @@ impl IobandModule {
                 continue;
             };
             // The other reactors' counters, for the readers of the owner's share.
-            if let Some(own) = hub.report(me) {
-                for (slot, g) in own.groups.iter().enumerate() {
-                    if !g.present {
-                        continue;
-                    }
-                    let mut sum = GroupStats::default();
-                    for c in (0..cores).filter(|&c| c != me) {
-                        if let Some(r) = hub.report(c).and_then(|r| r.groups.get(slot)) {
-                            if r.present && r.generation == g.generation {
-                                sum.accumulate(&r.stats);
-                            }
-                        }
-                    }
-                    let slot = u32::try_from(slot).unwrap_or(u32::MAX);
-                    share.set_remote_stats(slot, g.generation, sum);
-                }
+            for (slot, generation, sum) in hub.remote_stats(me) {
+                share.set_remote_stats(slot, generation, sum);
             }
             let mut grants = vec![Grant::default(); cores];
             hub.grant(now, &mut grants);
@@ -266,15 +239,13 @@ impl IobandModule {
     pub(super) fn sync_replicas(&mut self) {
         self.span.dirty = false;
         let cores = self.span.cores;
+        self.engine.span_cores(cores);
         let ids: Vec<_> = self.engine.share_ids().collect();
         let mut layouts = Vec::with_capacity(ids.len());
         for id in ids {
             let Some(share) = self.engine.share_by_id_mut(id) else {
                 continue;
             };
-            if !share.spans_cores() {
-                share.span_cores(cores);
-            }
             let name = share.name().to_owned();
             let params = *share.params();
             match self.span.hubs.get_mut(&name) {
@@ -317,15 +288,7 @@ impl IobandModule {
             io.status = IoStatus::Aborted;
             send_reply(io);
         }
-        let cores = self.span.cores;
-        let ids: Vec<_> = self.engine.share_ids().collect();
-        for id in ids {
-            if let Some(share) = self.engine.share_by_id_mut(id) {
-                if !share.spans_cores() {
-                    share.span_cores(cores);
-                }
-            }
-        }
+        self.engine.span_cores(self.span.cores);
         let live: BTreeSet<u64> = devices.iter().map(|(id, _)| *id).collect();
         for (id, shared) in devices {
             let Ok(dref) = self.engine.device(&shared.name) else {
