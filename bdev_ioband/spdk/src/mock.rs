@@ -608,19 +608,8 @@ impl Harness {
                 }
                 Msg::Rs(_thread, arg) => entry::ioband_rs_msg(arg as *mut c_void),
                 Msg::ToOwner(id) => {
-                    // owner_submit: counted by the node from now on.
-                    let (p, dev_id, kind, bytes, thread_id) = with_mock(|m| {
-                        let io = &mut m.ios[id];
-                        io.rs = None;
-                        let (node, kind, bytes, thread_id) =
-                            (io.node, io.kind, io.bytes, io.thread_id);
-                        m.nodes[node].outstanding += 1;
-                        (m.areas[id], m.nodes[node].dev_id, kind, bytes, thread_id)
-                    });
-                    if entry::ioband_rs_submit(dev_id, p.cast(), kind, bytes, thread_id) != 0 {
-                        // SAFETY: the I/O is live and Rust refused it.
-                        unsafe { MockShim::complete(p.cast(), STATUS_FAILED) };
-                    }
+                    with_mock(|m| m.ios[id].rs = None);
+                    owner_submit(id);
                 }
             }
         }
@@ -712,10 +701,24 @@ impl Harness {
     /// An I/O submitted to the ioband bdev `name` on SPDK thread `thread_id`, as the shim's
     /// owner_submit does it (failed at once if Rust refuses it).
     pub fn submit(&self, name: &str, kind: c_int, bytes: u64, thread_id: u64) -> IoId {
+        let id = self.new_io(name, kind, bytes, thread_id, None);
+        owner_submit(id);
+        id
+    }
+
+    /// A new I/O of the model on the ioband bdev `name` (not submitted anywhere yet).
+    fn new_io(
+        &self,
+        name: &str,
+        kind: c_int,
+        bytes: u64,
+        thread_id: u64,
+        rs: Option<usize>,
+    ) -> IoId {
         let node = self
             .node_of(name)
             .unwrap_or_else(|| panic!("no registered ioband bdev {name}"));
-        let (id, p, dev_id) = with_mock(|m| {
+        with_mock(|m| {
             let id = m.ios.len();
             m.ios.push(MockIo {
                 id,
@@ -724,20 +727,12 @@ impl Harness {
                 bytes,
                 thread_id,
                 completions: Vec::new(),
-                rs: None,
+                rs,
             });
-            let p = Box::into_raw(Box::new(IoArea([0; RS_IO_AREA / 8])));
-            m.areas.push(p);
-            let n = &mut m.nodes[node];
-            n.outstanding += 1;
-            (id, p, n.dev_id)
-        });
-        let rc = entry::ioband_rs_submit(dev_id, p.cast(), kind, bytes, thread_id);
-        if rc != 0 {
-            // SAFETY: the I/O is live and Rust refused it (it holds no handle).
-            unsafe { MockShim::complete(p.cast(), STATUS_FAILED) };
-        }
-        id
+            m.areas
+                .push(Box::into_raw(Box::new(IoArea([0; RS_IO_AREA / 8]))));
+            id
+        })
     }
 
     /// The base completes I/O `id` (base_io_done), to the owner or to the replica that
@@ -794,37 +789,14 @@ impl Harness {
         bytes: u64,
         thread_id: u64,
     ) -> IoId {
-        let node = self
-            .node_of(name)
-            .unwrap_or_else(|| panic!("no registered ioband bdev {name}"));
-        let (id, p, dev_id) = with_mock(|m| {
-            let id = m.ios.len();
-            m.ios.push(MockIo {
-                id,
-                node,
-                kind,
-                bytes,
-                thread_id,
-                completions: Vec::new(),
-                rs: Some(rs as usize),
-            });
-            let p = Box::into_raw(Box::new(IoArea([0; RS_IO_AREA / 8])));
-            m.areas.push(p);
-            (id, p, m.nodes[node].dev_id)
-        });
+        let id = self.new_io(name, kind, bytes, thread_id, Some(rs as usize));
+        let (p, dev_id) = with_mock(|m| (m.areas[id], m.nodes[m.ios[id].node].dev_id));
         match entry::ioband_rs_thread_submit(rs, dev_id, p.cast(), kind, bytes, thread_id) {
             0 => {}
             1 => {
-                // To the owner, as to_owner does: counted by the node from now on.
-                with_mock(|m| {
-                    m.ios[id].rs = None;
-                    m.nodes[node].outstanding += 1;
-                });
-                let rc = entry::ioband_rs_submit(dev_id, p.cast(), kind, bytes, thread_id);
-                if rc != 0 {
-                    // SAFETY: the I/O is live and Rust refused it.
-                    unsafe { MockShim::complete(p.cast(), STATUS_FAILED) };
-                }
+                // To the owner, as to_owner does.
+                with_mock(|m| m.ios[id].rs = None);
+                owner_submit(id);
             }
             _ => {
                 // SAFETY: the I/O is live and Rust refused it.
@@ -888,6 +860,21 @@ impl Harness {
                 })
                 .collect()
         })
+    }
+}
+
+/// The shim's owner_submit of I/O `id`: counted by its node from now on, offered to Rust on
+/// the owner, failed at once if Rust refuses it.
+fn owner_submit(id: IoId) {
+    let (p, dev_id, kind, bytes, thread_id) = with_mock(|m| {
+        let io = &m.ios[id];
+        let (node, kind, bytes, thread_id) = (io.node, io.kind, io.bytes, io.thread_id);
+        m.nodes[node].outstanding += 1;
+        (m.areas[id], m.nodes[node].dev_id, kind, bytes, thread_id)
+    });
+    if entry::ioband_rs_submit(dev_id, p.cast(), kind, bytes, thread_id) != 0 {
+        // SAFETY: the I/O is live and Rust refused it (it holds no handle).
+        unsafe { MockShim::complete(p.cast(), STATUS_FAILED) };
     }
 }
 
