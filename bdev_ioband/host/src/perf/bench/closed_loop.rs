@@ -191,7 +191,6 @@ fn gcd(a: u32, b: u32) -> u32 {
 pub(super) fn closed_loop(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Result<(), String> {
     let secs = d.closed_loop_s;
     let solo = run_pair(opts, "closed_loop A alone", secs, (100, 100), None, None)?;
-    let mut cases = Vec::new();
     let mut md = format!(
         "## 6. Closed loop: a QD-1 tenant beside a deep one (model: {DEVICE_IOPS} IOPS, \
          {DEVICE_LATENCY_US} µs, QD {DEVICE_QUEUE_DEPTH}; weight policy, default knobs; 4 KiB randread)\n\n\
@@ -201,48 +200,9 @@ pub(super) fn closed_loop(opts: &BenchOptions, d: &Durations, out: &mut Out) -> 
          |---|---|---:|---:|---:|---:|---:|\n",
         solo.a_iops, solo.a_p99_us
     );
-    let mut default_1_1 = None;
-    for w in WEIGHTS {
-        for deep in DEEP {
-            let label = format!(
-                "closed_loop {} B={}xQD{}",
-                weights_label(w),
-                deep.jobs,
-                deep.queue_depth
-            );
-            let p = run_pair(opts, &label, secs, w, Some(deep), None)?;
-            let slowdown = ratio(solo.a_iops, p.a_iops);
-            let _ = writeln!(
-                md,
-                "| {} | {} × QD {} | {:.0} | {:.0} | {:.0} | {slowdown:.2} | {:.1}% |",
-                weights_label(w),
-                deep.jobs,
-                deep.queue_depth,
-                p.a_iops,
-                p.b_iops,
-                p.a_p99_us,
-                p.utilization() * 100.0
-            );
-            cases.push(json!({
-                "weights": weights_label(w), "weight_a": w.0, "weight_b": w.1,
-                "b_jobs": deep.jobs, "b_queue_depth": deep.queue_depth,
-                "a_iops": p.a_iops, "b_iops": p.b_iops, "a_p99_latency_us": p.a_p99_us,
-                "slowdown": slowdown, "device_utilization": p.utilization(),
-                "io_throttle": p.io_throttle, "io_limit": p.io_limit,
-            }));
-            if w.0 == w.1 && deep.jobs == 16 {
-                default_1_1 = Some(p);
-            }
-        }
-    }
-    let worst_slowdown = cases
-        .iter()
-        .filter_map(|c| c["slowdown"].as_f64())
-        .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))));
-    let worst_util = cases
-        .iter()
-        .filter_map(|c| c["device_utilization"].as_f64())
-        .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.min(v))));
+    let (cases, default_1_1) = run_cases(opts, secs, &solo, 0, &mut md)?;
+    let worst_slowdown = worst(&cases, "slowdown", true);
+    let worst_util = worst(&cases, "device_utilization", false);
     let _ = writeln!(
         md,
         "\nWorst slowdown **{}** (target ≤ {SLOWDOWN_MAX}), worst utilization **{}** (target ≥ {:.0}%).\n",
@@ -275,6 +235,68 @@ pub(super) fn closed_loop(opts: &BenchOptions, d: &Durations, out: &mut Out) -> 
     Ok(())
 }
 
+/// Every case (weights × B's shape) with B on reactor `b_core`: a markdown row each, their
+/// JSON, and the 1:1 case with B = 16 × QD 1 (the curve's default point).
+fn run_cases(
+    opts: &BenchOptions,
+    secs: f64,
+    solo: &Pair,
+    b_core: u32,
+    md: &mut String,
+) -> Result<(Vec<Value>, Option<Pair>), String> {
+    let mut cases = Vec::new();
+    let mut default_1_1 = None;
+    for w in WEIGHTS {
+        for deep in DEEP {
+            let reactors = if b_core == 0 {
+                String::new()
+            } else {
+                format!("{} reactors ", b_core + 1)
+            };
+            let label = format!(
+                "closed_loop {reactors}{} B={}xQD{}",
+                weights_label(w),
+                deep.jobs,
+                deep.queue_depth
+            );
+            let p = run_pair_on(opts, &label, secs, w, Some(deep), None, b_core)?;
+            let slowdown = ratio(solo.a_iops, p.a_iops);
+            let _ = writeln!(
+                md,
+                "| {} | {} × QD {} | {:.0} | {:.0} | {:.0} | {slowdown:.2} | {:.1}% |",
+                weights_label(w),
+                deep.jobs,
+                deep.queue_depth,
+                p.a_iops,
+                p.b_iops,
+                p.a_p99_us,
+                p.utilization() * 100.0
+            );
+            cases.push(json!({
+                "weights": weights_label(w), "weight_a": w.0, "weight_b": w.1,
+                "b_jobs": deep.jobs, "b_queue_depth": deep.queue_depth,
+                "a_iops": p.a_iops, "b_iops": p.b_iops, "a_p99_latency_us": p.a_p99_us,
+                "slowdown": slowdown, "device_utilization": p.utilization(),
+                "io_throttle": p.io_throttle, "io_limit": p.io_limit,
+            }));
+            if w.0 == w.1 && deep.jobs == 16 {
+                default_1_1 = Some(p);
+            }
+        }
+    }
+    Ok((cases, default_1_1))
+}
+
+/// The greatest (`max`) or least value of `key` over the cases.
+fn worst(cases: &[Value], key: &str, max: bool) -> Option<f64> {
+    cases
+        .iter()
+        .filter_map(|c| c[key].as_f64())
+        .fold(None, |a, v| {
+            Some(a.map_or(v, |a: f64| if max { a.max(v) } else { a.min(v) }))
+        })
+}
+
 /// The cases with A on reactor 0 and B on reactor 1 (the share spans both; each
 /// reactor schedules its own tenant's I/O). `None` on a one-CPU machine.
 fn two_reactors(
@@ -293,45 +315,9 @@ fn two_reactors(
          | weights A:B | B | A IOPS | B IOPS | A p99 µs | slowdown | utilization |\n\
          |---|---|---:|---:|---:|---:|---:|"
     );
-    let mut cases = Vec::new();
-    for w in WEIGHTS {
-        for deep in DEEP {
-            let label = format!(
-                "closed_loop 2 reactors {} B={}xQD{}",
-                weights_label(w),
-                deep.jobs,
-                deep.queue_depth
-            );
-            let p = run_pair_on(opts, &label, secs, w, Some(deep), None, 1)?;
-            let slowdown = ratio(solo.a_iops, p.a_iops);
-            let _ = writeln!(
-                md,
-                "| {} | {} × QD {} | {:.0} | {:.0} | {:.0} | {slowdown:.2} | {:.1}% |",
-                weights_label(w),
-                deep.jobs,
-                deep.queue_depth,
-                p.a_iops,
-                p.b_iops,
-                p.a_p99_us,
-                p.utilization() * 100.0
-            );
-            cases.push(json!({
-                "weights": weights_label(w), "b_jobs": deep.jobs, "b_queue_depth": deep.queue_depth,
-                "a_iops": p.a_iops, "b_iops": p.b_iops, "a_p99_latency_us": p.a_p99_us,
-                "slowdown": slowdown, "device_utilization": p.utilization(),
-            }));
-        }
-    }
-    let worst = |key: &str, max: bool| {
-        cases
-            .iter()
-            .filter_map(|c| c[key].as_f64())
-            .fold(None, |a: Option<f64>, v| {
-                Some(a.map_or(v, |a| if max { a.max(v) } else { a.min(v) }))
-            })
-    };
-    let slowdown = worst("slowdown", true);
-    let util = worst("device_utilization", false);
+    let (cases, _) = run_cases(opts, secs, solo, 1, md)?;
+    let slowdown = worst(&cases, "slowdown", true);
+    let util = worst(&cases, "device_utilization", false);
     let _ = writeln!(
         md,
         "\nOn two reactors: worst slowdown **{}**, worst utilization **{}**.\n",

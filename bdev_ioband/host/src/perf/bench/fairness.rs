@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use bdev_ioband_engine::GroupKey;
 use serde_json::{json, Value};
 
+use super::super::opts::JobSpec;
 use super::super::report::ShareTable;
 use super::super::svg::{line_chart, Series};
 use super::{
@@ -66,8 +67,41 @@ fn share_series(t: &ShareTable, with_configured: bool, n: usize) -> Vec<Series> 
     s
 }
 
-pub(super) fn fairness(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Result<(), String> {
+/// The fairness scenarios' setup: the saturated model device, `band0` with group `tag:i+1`
+/// at `weights[i]`, and a job per group at 2.5 × its entitled share of the in-flight limit
+/// (at least 4), on reactor `i mod reactors`.
+fn saturating_groups(weights: &[u32], reactors: usize) -> (Vec<Value>, Vec<JobSpec>) {
     let io_limit = 192.0; // 3/2 of the model's queue depth 128
+    let wsum: u32 = weights.iter().sum();
+    let mut entries = vec![
+        model("Model0", 100_000, 0, 20),
+        ioband("band0", "Model0", "weight"),
+    ];
+    for (i, w) in weights.iter().enumerate() {
+        entries.push(setting("band0", &format!("tag:{}", i + 1), json!(w)));
+    }
+    let jobs = weights
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| {
+            let share = f64::from(w) / f64::from(wsum);
+            let qd =
+                u32::try_from(super::super::sat_u64((2.5 * share * io_limit).ceil()).clamp(4, 256))
+                    .unwrap_or(256);
+            job(
+                &format!("g{}", i + 1),
+                "band0",
+                qd,
+                4096,
+                Some(GroupKey::Tag(u32::try_from(i + 1).unwrap_or(u32::MAX))),
+                u32::try_from(i % reactors.max(1)).unwrap_or(0),
+            )
+        })
+        .collect();
+    (entries, jobs)
+}
+
+pub(super) fn fairness(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Result<(), String> {
     let mut cases = Vec::new();
     let mut err_series = Vec::new();
     let mut md = String::from(
@@ -77,33 +111,7 @@ pub(super) fn fairness(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Res
     );
     for n in [2usize, 8, 64] {
         let weights = spread_weights(n);
-        let wsum: u32 = weights.iter().sum();
-        let mut entries = vec![
-            model("Model0", 100_000, 0, 20),
-            ioband("band0", "Model0", "weight"),
-        ];
-        for (i, w) in weights.iter().enumerate() {
-            entries.push(setting("band0", &format!("tag:{}", i + 1), json!(w)));
-        }
-        let jobs = weights
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| {
-                let share = f64::from(w) / f64::from(wsum);
-                let qd = u32::try_from(
-                    super::super::sat_u64((2.5 * share * io_limit).ceil()).clamp(4, 256),
-                )
-                .unwrap_or(256);
-                job(
-                    &format!("g{}", i + 1),
-                    "band0",
-                    qd,
-                    4096,
-                    Some(GroupKey::Tag(u32::try_from(i + 1).unwrap_or(u32::MAX))),
-                    0,
-                )
-            })
-            .collect();
+        let (entries, jobs) = saturating_groups(&weights, 1);
         let r = go(
             opts,
             &format!("fairness {n} groups"),
@@ -287,34 +295,8 @@ fn two_reactors(
         let _ = writeln!(md, "\nTwo reactors: not measured (one CPU).");
         return Ok(None);
     }
-    let io_limit = 192.0;
     let weights = spread_weights(8);
-    let wsum: u32 = weights.iter().sum();
-    let mut entries = vec![
-        model("Model0", 100_000, 0, 20),
-        ioband("band0", "Model0", "weight"),
-    ];
-    for (i, w) in weights.iter().enumerate() {
-        entries.push(setting("band0", &format!("tag:{}", i + 1), json!(w)));
-    }
-    let jobs = weights
-        .iter()
-        .enumerate()
-        .map(|(i, &w)| {
-            let share = f64::from(w) / f64::from(wsum);
-            let qd =
-                u32::try_from(super::super::sat_u64((2.5 * share * io_limit).ceil()).clamp(4, 256))
-                    .unwrap_or(256);
-            job(
-                &format!("g{}", i + 1),
-                "band0",
-                qd,
-                4096,
-                Some(GroupKey::Tag(u32::try_from(i + 1).unwrap_or(u32::MAX))),
-                u32::try_from(i % 2).unwrap_or(0),
-            )
-        })
-        .collect();
+    let (entries, jobs) = saturating_groups(&weights, 2);
     let r = go(
         opts,
         "fairness 8 groups on 2 reactors",
