@@ -26,6 +26,18 @@ fn nvme() -> ModelDevice {
 
 /// Runs `weights` (one saturating tenant each, tenant i on core i mod `cores`) for `secs`.
 fn run(cores: usize, weights: &[u32], depth: u32, secs: u64) -> SpanReport {
+    let span = SpanConfig {
+        cores,
+        tenant_cores: Vec::new(),
+        spread: Vec::new(),
+        period_ticks: PERIOD,
+        delay_ticks: PERIOD,
+    };
+    run_on(&span, weights, depth, secs)
+}
+
+/// Runs `weights` (one saturating tenant each) for `secs`, placed on cores as `span` says.
+fn run_on(span: &SpanConfig, weights: &[u32], depth: u32, secs: u64) -> SpanReport {
     let tenants = weights
         .iter()
         .enumerate()
@@ -39,14 +51,7 @@ fn run(cores: usize, weights: &[u32], depth: u32, secs: u64) -> SpanReport {
         })
         .collect();
     let config = common::config(ShareParams::default(), nvme(), tenants, secs, 1);
-    let span = SpanConfig {
-        cores,
-        tenant_cores: Vec::new(),
-        spread: Vec::new(),
-        period_ticks: PERIOD,
-        delay_ticks: PERIOD,
-    };
-    sim::run_span(&config, &span).unwrap()
+    sim::run_span(&config, span).unwrap()
 }
 
 /// Largest relative share error over the 1 s windows after the first.
@@ -138,19 +143,6 @@ fn a_group_served_on_both_cores_gets_its_weight_beside_groups_on_one() {
     // Group 0 (weight 300) submits on both cores in turn, as jobs on two cores sharing
     // one bdev; groups 1 and 2 (weight 100 each) on core 0 and core 1.
     let weights = [300, 100, 100];
-    let tenants = weights
-        .iter()
-        .enumerate()
-        .map(|(i, &w)| {
-            tenant(
-                i,
-                GroupValue::Weight(w),
-                4096,
-                Arrival::Saturating { queue_depth: 32 },
-            )
-        })
-        .collect();
-    let config = common::config(ShareParams::default(), nvme(), tenants, 4, 1);
     let span = SpanConfig {
         cores: 2,
         tenant_cores: vec![0, 0, 1],
@@ -158,7 +150,7 @@ fn a_group_served_on_both_cores_gets_its_weight_beside_groups_on_one() {
         period_ticks: PERIOD,
         delay_ticks: PERIOD,
     };
-    let r = sim::run_span(&config, &span).unwrap();
+    let r = run_on(&span, &weights, 32, 4);
     check(&r);
     let err = max_error(&r, &weights);
     assert!(err <= 0.02, "share error {err:.4}");
