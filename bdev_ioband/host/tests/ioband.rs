@@ -4,20 +4,8 @@ mod common;
 
 use bdev_ioband_engine::{GroupKey, GroupValue, ShareParams};
 use bdev_ioband_host::app::App;
-use bdev_ioband_host::bdev::model::ModelParams;
 use bdev_ioband_host::bdev::{BdevRef, IoType};
-use common::{Client, Rig};
-
-fn model(iops: u64, queue_depth: u32) -> ModelParams {
-    ModelParams {
-        block_size: 4096,
-        num_blocks: 1 << 20,
-        iops,
-        bandwidth_bytes_per_sec: 0,
-        latency_ticks: 20_000,
-        queue_depth,
-    }
-}
+use common::{model, Client, Rig};
 
 fn attach(app: &App, dev: &str, tag: u32, weight: u32) {
     app.ioband

@@ -6,23 +6,11 @@ mod common;
 
 use bdev_ioband_engine::{GroupKey, GroupValue, Policy, ShareParams};
 use bdev_ioband_host::app::App;
-use bdev_ioband_host::bdev::model::ModelParams;
 use bdev_ioband_host::bdev::BdevRef;
-use common::{Client, Rig};
+use common::{model, Client, Rig};
 
 /// Steps of 2 µs (ticks are ns).
 const STEP: u64 = 2_000;
-
-fn model(iops: u64, queue_depth: u32) -> ModelParams {
-    ModelParams {
-        block_size: 4096,
-        num_blocks: 1 << 20,
-        iops,
-        bandwidth_bytes_per_sec: 0,
-        latency_ticks: 20_000,
-        queue_depth,
-    }
-}
 
 fn set(app: &App, dev: &str, tag: u32, value: Option<GroupValue>) {
     app.ioband

@@ -7,9 +7,22 @@ use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
 use bdev_ioband_engine::GroupKey;
+use bdev_ioband_host::bdev::model::ModelParams;
 use bdev_ioband_host::bdev::{BdevIo, BdevRef, IoCallback, IoChannel, IoStatus, IoType};
 use bdev_ioband_host::reactor::{Reactor, ReactorSet};
 use bdev_ioband_host::ticks::{Clock, ManualClock};
+
+/// A model device of 4 KiB blocks, 20 µs latency, no bandwidth limit.
+pub fn model(iops: u64, queue_depth: u32) -> ModelParams {
+    ModelParams {
+        block_size: 4096,
+        num_blocks: 1 << 20,
+        iops,
+        bandwidth_bytes_per_sec: 0,
+        latency_ticks: 20_000,
+        queue_depth,
+    }
+}
 
 /// Reactors on this thread and the clock that drives them.
 pub struct Rig {
