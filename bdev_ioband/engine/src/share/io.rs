@@ -325,7 +325,13 @@ impl<T> Share<T> {
         self.in_flight >= self.window_gate && self.window_full(now_ticks)
     }
 
+    #[inline]
     fn window_full(&mut self, now_ticks: u64) -> bool {
+        // Alone here and on every other core: not contended, without a call.
+        let elsewhere = self.span.as_ref().is_some_and(|s| s.contended);
+        if self.active.len() < 2 && !elsewhere {
+            return false;
+        }
         if !self.contended(now_ticks) {
             return false;
         }
