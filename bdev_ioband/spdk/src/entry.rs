@@ -25,6 +25,7 @@ fn guard<R>(what: &str, on_panic: R, f: impl FnOnce() -> R) -> R {
 pub extern "C" fn ioband_rs_init(ticks_per_sec: u64) -> c_int {
     guard("init", -12, || {
         io::forget_parked();
+        shim::init_io_area();
         state::init(ticks_per_sec);
         replica::init(ticks_per_sec);
         0
@@ -174,7 +175,7 @@ pub extern "C" fn ioband_rs_thread_destroy(rs: *mut c_void) {
     guard("thread_destroy", (), || replica::destroy(rs))
 }
 
-/// An I/O submitted on a replica's thread.
+/// An I/O submitted on a replica's thread, at the thread's pass tick `now_ticks`.
 #[no_mangle]
 pub extern "C" fn ioband_rs_thread_submit(
     rs: *mut c_void,
@@ -183,16 +184,17 @@ pub extern "C" fn ioband_rs_thread_submit(
     kind: c_int,
     bytes: u64,
     thread_id: u64,
+    now_ticks: u64,
 ) -> c_int {
     guard("thread_submit", -5, || {
-        replica::submit(rs, dev_id, bdev_io, kind, bytes, thread_id)
+        replica::submit(rs, dev_id, bdev_io, kind, bytes, thread_id, now_ticks)
     })
 }
 
-/// The base completed an I/O a replica dispatched.
+/// The base completed an I/O a replica dispatched (`now_ticks`: the pass tick).
 #[no_mangle]
-pub extern "C" fn ioband_rs_thread_done(rs: *mut c_void, bdev_io: *mut c_void) {
-    guard("thread_done", (), || replica::done(rs, bdev_io))
+pub extern "C" fn ioband_rs_thread_done(rs: *mut c_void, bdev_io: *mut c_void, now_ticks: u64) {
+    guard("thread_done", (), || replica::done(rs, bdev_io, now_ticks))
 }
 
 /// A replica's wait entry fired.

@@ -86,11 +86,13 @@ pub trait ShimApi {
     /// # Safety
     /// `node` live; `request` null or not yet replied to (the shim replies).
     unsafe fn node_unregister(node: *mut c_void, request: *mut c_void);
-    /// The Rust area of an I/O ([`RS_IO_AREA`] bytes, 8-aligned).
+    /// Where the Rust area of an I/O ([`RS_IO_AREA`] bytes, 8-aligned) is, in bytes from
+    /// the start of its `spdk_bdev_io` (the same for every I/O: read once, at init, so
+    /// that the I/O path makes no call for it).
     ///
     /// # Safety
-    /// `bdev_io` is an ioband I/O not yet completed.
-    unsafe fn io_area(bdev_io: *mut c_void) -> *mut c_void;
+    /// None beyond the shim being initialised.
+    unsafe fn io_area_offset() -> usize;
     /// Submits a dispatched I/O to its base once: 0, [`DISPATCH_NOMEM`] (nothing was
     /// submitted; park it and [`ShimApi::io_wait`]), or another negative errno.
     ///
@@ -186,7 +188,7 @@ mod sys {
             node_out: *mut *mut c_void,
         ) -> c_int;
         pub fn ioband_shim_node_unregister(node: *mut c_void, request: *mut c_void);
-        pub fn ioband_shim_io_area(bdev_io: *mut c_void) -> *mut c_void;
+        pub fn ioband_shim_io_area_offset() -> usize;
         pub fn ioband_shim_dispatch(bdev_io: *mut c_void) -> c_int;
         pub fn ioband_shim_io_wait(bdev_io: *mut c_void) -> c_int;
         pub fn ioband_shim_complete(bdev_io: *mut c_void, status: c_int);
@@ -232,9 +234,9 @@ impl ShimApi for CShim {
         // SAFETY: see the impl's comment.
         unsafe { sys::ioband_shim_node_unregister(node, request) }
     }
-    unsafe fn io_area(bdev_io: *mut c_void) -> *mut c_void {
+    unsafe fn io_area_offset() -> usize {
         // SAFETY: see the impl's comment.
-        unsafe { sys::ioband_shim_io_area(bdev_io) }
+        unsafe { sys::ioband_shim_io_area_offset() }
     }
     unsafe fn dispatch(bdev_io: *mut c_void) -> c_int {
         // SAFETY: see the impl's comment.

@@ -336,8 +336,9 @@ impl ShimApi for MockShim {
         })
     }
 
-    unsafe fn io_area(bdev_io: *mut c_void) -> *mut c_void {
-        with_mock(|m| m.areas[m.io_id(bdev_io)].cast())
+    unsafe fn io_area_offset() -> usize {
+        // The mock's I/O handle is its area.
+        0
     }
 
     unsafe fn dispatch(bdev_io: *mut c_void) -> c_int {
@@ -748,7 +749,10 @@ impl Harness {
             (m.areas[id], m.nodes[m.ios[id].node].dev_id, m.ios[id].rs)
         });
         match rs {
-            Some(rs) => entry::ioband_rs_thread_done(rs as *mut c_void, p.cast()),
+            Some(rs) => {
+                let now = with_mock(|m| m.pass_ticks);
+                entry::ioband_rs_thread_done(rs as *mut c_void, p.cast(), now)
+            }
             None => entry::ioband_rs_done(dev_id, p.cast()),
         }
     }
@@ -790,8 +794,9 @@ impl Harness {
         thread_id: u64,
     ) -> IoId {
         let id = self.new_io(name, kind, bytes, thread_id, Some(rs as usize));
-        let (p, dev_id) = with_mock(|m| (m.areas[id], m.nodes[m.ios[id].node].dev_id));
-        match entry::ioband_rs_thread_submit(rs, dev_id, p.cast(), kind, bytes, thread_id) {
+        let (p, dev_id, now) =
+            with_mock(|m| (m.areas[id], m.nodes[m.ios[id].node].dev_id, m.pass_ticks));
+        match entry::ioband_rs_thread_submit(rs, dev_id, p.cast(), kind, bytes, thread_id, now) {
             0 => {}
             1 => {
                 // To the owner, as to_owner does.

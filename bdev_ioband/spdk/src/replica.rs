@@ -122,9 +122,13 @@ pub struct Replica {
     engine: Engine<IoHandle>,
     /// Devices it can schedule, by the shim's device id.
     devs: BTreeMap<u64, (ShareId, DeviceIdx)>,
-    /// Group handles by (device id, submitting thread id), found once per sync: a thread
-    /// submits with one or a few such pairs, so a short vector beats hashing every I/O.
-    groups: Vec<(u64, u64, GroupId)>,
+    /// Routes by (device id, submitting thread id), found once per sync: a thread
+    /// submits with one or a few such pairs, so a short vector beats a map lookup and a
+    /// group lookup every I/O.
+    routes: Vec<Route>,
+    /// The effect list the I/O path fills, kept here so that it is reused without a
+    /// thread-local lookup (taken while a call runs, given back at its end).
+    fx: Effects,
     parked: VecDeque<IoHandle>,
     /// I/O of the replica at the base (dispatched, not completed).
     at_base: u64,
@@ -140,6 +144,69 @@ pub struct Replica {
 }
 
 type Cell = RefCell<Replica>;
+
+/// Where a (device, submitting thread) pair's I/O goes in the replica's engine.
+#[derive(Debug, Clone, Copy)]
+struct Route {
+    dev_id: u64,
+    thread_id: u64,
+    share: ShareId,
+    device: DeviceIdx,
+    group: GroupId,
+}
+
+impl Replica {
+    /// The route of an I/O of device `dev_id` submitted on thread `thread_id`: the cached
+    /// one, else found (the device's `tag:<thread id>` group when attached, its default
+    /// group otherwise) and cached. None: a device the replica does not know.
+    #[inline]
+    fn route(&mut self, dev_id: u64, thread_id: u64) -> Option<Route> {
+        if let Some(r) = self
+            .routes
+            .iter()
+            .find(|r| r.dev_id == dev_id && r.thread_id == thread_id)
+        {
+            return Some(*r);
+        }
+        let &(share_id, device) = self.devs.get(&dev_id)?;
+        let share = self.engine.share_by_id_mut(share_id)?;
+        let group = u32::try_from(thread_id)
+            .ok()
+            .and_then(|t| share.group_id(device, &GroupKey::Tag(t)).ok())?;
+        if self.routes.len() >= GROUP_CACHE {
+            self.routes.clear();
+        }
+        let route = Route {
+            dev_id,
+            thread_id,
+            share: share_id,
+            device,
+            group,
+        };
+        self.routes.push(route);
+        Some(route)
+    }
+}
+
+/// The replica's effect list, for a call that may fill it (see `Replica::fx`).
+fn take_fx(cell: &Cell) -> Effects {
+    cell.try_borrow_mut()
+        .map(|mut r| std::mem::take(&mut r.fx))
+        .unwrap_or_default()
+}
+
+/// Gives a drained effect list back to the replica for the next call (see
+/// `Replica::fx`). The I/O path takes it only around engine calls, so a call nested in
+/// another (a completion callback that submits again) normally finds it; one that does
+/// not (a failure completed inside `run_effects`) starts an empty list, and the last
+/// list given back is kept.
+#[inline]
+fn give_back(cell: &Cell, fx: Effects) {
+    debug_assert!(fx.is_empty());
+    if let Ok(mut r) = cell.try_borrow_mut() {
+        r.fx = fx;
+    }
+}
 
 fn send(thread: u64, env: Envelope) -> bool {
     shim::send_msg(thread, Box::new(env))
@@ -162,7 +229,8 @@ pub fn create(thread: u64) -> *mut c_void {
         thread,
         engine: Engine::new(ticks),
         devs: BTreeMap::new(),
-        groups: Vec::new(),
+        routes: Vec::new(),
+        fx: Effects::default(),
         parked: VecDeque::new(),
         at_base: 0,
         armed: false,
@@ -232,8 +300,8 @@ pub fn destroy(rs: *mut c_void) {
     }
 }
 
-/// An I/O submitted on the replica's thread: 0 (ours now), 1 (not here: the owner takes
-/// it), or a negative errno.
+/// An I/O submitted on the replica's thread at its pass tick `now`: 0 (ours now), 1 (not
+/// here: the owner takes it), or a negative errno.
 pub fn submit(
     rs: *mut c_void,
     dev_id: u64,
@@ -241,6 +309,7 @@ pub fn submit(
     kind: c_int,
     bytes: u64,
     thread_id: u64,
+    now: u64,
 ) -> c_int {
     let (Some(cell), Some(io)) = (cell(rs), IoHandle::new(io)) else {
         return -22;
@@ -248,41 +317,18 @@ pub fn submit(
     if kind == ffi::IO_RESET {
         return 1;
     }
-    let mut fx = Effects::take();
-    let rc = {
+    let fx = {
         let Ok(mut r) = cell.try_borrow_mut() else {
             // Re-entered (a completion's callback submitting inside our own call): the
             // owner takes it rather than waiting.
             return 1;
         };
-        let Some(&(share_id, device)) = r.devs.get(&dev_id) else {
+        let Some(route) = r.route(dev_id, thread_id) else {
             return 1;
         };
-        let cached = r
-            .groups
-            .iter()
-            .find(|&&(d, t, _)| d == dev_id && t == thread_id)
-            .map(|&(_, _, g)| g);
-        let group = match cached {
-            Some(g) => g,
-            None => {
-                let Some(share) = r.engine.share_by_id_mut(share_id) else {
-                    return 1;
-                };
-                let found = u32::try_from(thread_id)
-                    .ok()
-                    .and_then(|t| share.group_id(device, &GroupKey::Tag(t)).ok());
-                let Some(g) = found else {
-                    return 1;
-                };
-                if r.groups.len() >= GROUP_CACHE {
-                    r.groups.clear();
-                }
-                r.groups.push((dev_id, thread_id, g));
-                g
-            }
-        };
-        let Some(share) = r.engine.share_by_id_mut(share_id) else {
+        let mut fx = std::mem::take(&mut r.fx);
+        let Some(share) = r.engine.share_by_id_mut(route.share) else {
+            r.fx = fx;
             return 1;
         };
         let op = match kind {
@@ -291,26 +337,45 @@ pub fn submit(
             _ => Op::Other,
         };
         io::clear_area(&io);
-        let now = shim::pass_ticks();
-        match share.submit(
-            device,
-            group,
+        let admit = share.submit(
+            route.device,
+            route.group,
             io,
             op,
             bytes,
             now,
-            &mut io::sink(&mut fx, share_id),
-        ) {
-            Admit::Accepted => 0,
-            Admit::NoDevice(_) => 1,
+            &mut io::sink(&mut fx, route.share),
+        );
+        if let Admit::NoDevice(_) = admit {
+            r.fx = fx;
+            return 1;
         }
+        // The common case, dispatched at once with nothing parked: no effect run.
+        let alone = fx.complete.is_empty() && fx.dispatch.len() == 1;
+        let first = (alone && !r.draining && r.parked.is_empty())
+            .then(|| fx.dispatch.pop())
+            .flatten();
+        (fx, first)
     };
-    run_effects(cell, fx);
-    rc
+    let (fx, first) = fx;
+    let Some(io) = first else {
+        run_effects(cell, fx, None);
+        return 0;
+    };
+    let rc = shim::dispatch(&io);
+    if rc == 0 {
+        if let Ok(mut r) = cell.try_borrow_mut() {
+            r.at_base += 1;
+        }
+        give_back(cell, fx);
+    } else {
+        run_effects(cell, fx, Some((io, rc)));
+    }
+    0
 }
 
-/// The base completed an I/O the replica dispatched.
-pub fn done(rs: *mut c_void, io: *mut c_void) {
+/// The base completed an I/O the replica dispatched (`now`: the pass tick).
+pub fn done(rs: *mut c_void, io: *mut c_void, now: u64) {
     let (Some(cell), Some(io)) = (cell(rs), IoHandle::new(io)) else {
         return;
     };
@@ -319,12 +384,17 @@ pub fn done(rs: *mut c_void, io: *mut c_void) {
         r.at_base = r.at_base.saturating_sub(1);
     }
     // The submitter first, the ticket after (the engine's contract, as on the owner).
+    // The effect list is taken after: the submitter's callback may submit again.
     shim::complete(io, ffi::STATUS_BASE);
-    let mut fx = Effects::take();
+    let mut fx = take_fx(cell);
     if let Some((share, ticket)) = ticket {
-        return_ticket(cell, &mut fx, share, ticket, shim::pass_ticks());
+        return_ticket(cell, &mut fx, share, ticket, now);
     }
-    run_effects(cell, fx);
+    if fx.is_empty() {
+        give_back(cell, fx);
+    } else {
+        run_effects(cell, fx, None);
+    }
 }
 
 fn return_ticket(
@@ -342,26 +412,36 @@ fn return_ticket(
     }
 }
 
-/// Completes and submits what a call left to do, with the replica released.
-fn run_effects(cell: &Cell, mut fx: Effects) {
+/// Completes and submits what a call left to do, with the replica released; the list
+/// goes back to the replica at the end. `first`: an I/O already offered to the base, with
+/// what the base answered (not 0), to settle before the rest.
+fn run_effects(cell: &Cell, mut fx: Effects, mut first: Option<(IoHandle, c_int)>) {
+    if first.is_none() && fx.is_empty() {
+        give_back(cell, fx);
+        return;
+    }
     loop {
         for (io, status) in fx.complete.drain(..) {
             shim::complete(io, status);
         }
         let mut failed = Vec::new();
         let mut bounced = Vec::new();
+        let mut sort = |result| match result {
+            Ok(None) => {}
+            Ok(Some(io)) => bounced.push(io),
+            Err(io) => failed.push(io),
+        };
+        if let Some((io, rc)) = first.take() {
+            sort(settle(cell, io, rc));
+        }
         for io in fx.dispatch.drain(..) {
-            match submit_or_park(cell, io) {
-                Ok(None) => {}
-                Ok(Some(io)) => bounced.push(io),
-                Err(io) => failed.push(io),
-            }
+            sort(submit_or_park(cell, io));
         }
         if !bounced.is_empty() {
             bounce(cell, &mut fx, bounced);
         }
         if failed.is_empty() && fx.is_empty() {
-            fx.recycle();
+            give_back(cell, fx);
             return;
         }
         let now = shim::pass_ticks();
@@ -386,7 +466,13 @@ fn submit_or_park(cell: &Cell, io: IoHandle) -> Result<Option<IoHandle>, IoHandl
         park(cell, io, false);
         return Ok(None);
     }
-    match shim::dispatch(&io) {
+    let rc = shim::dispatch(&io);
+    settle(cell, io, rc)
+}
+
+/// What becomes of an I/O the base answered `rc` to (see [`submit_or_park`]).
+fn settle(cell: &Cell, io: IoHandle, rc: c_int) -> Result<Option<IoHandle>, IoHandle> {
+    match rc {
         0 => {
             if let Ok(mut r) = cell.try_borrow_mut() {
                 r.at_base += 1;
@@ -511,7 +597,7 @@ fn resume(cell: &Cell) {
     if failed.is_empty() && bounced.is_empty() {
         return;
     }
-    let mut fx = Effects::take();
+    let mut fx = take_fx(cell);
     if !bounced.is_empty() {
         bounce(cell, &mut fx, bounced);
     }
@@ -523,7 +609,7 @@ fn resume(cell: &Cell) {
             return_ticket(cell, &mut fx, share, ticket, now);
         }
     }
-    run_effects(cell, fx);
+    run_effects(cell, fx, None);
 }
 
 /// The thread's poller: parked I/O, timed queues, the period's report.
@@ -536,7 +622,7 @@ pub fn poll(rs: *mut c_void) -> bool {
         resume(cell);
     }
     let now = shim::pass_ticks();
-    let mut fx = Effects::take();
+    let mut fx = take_fx(cell);
     let mut report: Option<Outgoing> = None;
     if let Ok(mut r) = cell.try_borrow_mut() {
         let ids: Vec<ShareId> = r.engine.share_ids().collect();
@@ -552,7 +638,7 @@ pub fn poll(rs: *mut c_void) -> bool {
         }
     }
     let busy = resumed || !fx.is_empty();
-    run_effects(cell, fx);
+    run_effects(cell, fx, None);
     if let Some((id, synced, reports)) = report {
         if !synced {
             // The hello may have been lost (no message buffer): say it again.
@@ -587,7 +673,7 @@ pub fn on_msg(arg: *mut c_void) {
 }
 
 fn replica_msg(cell: &Cell, msg: ToReplica) {
-    let mut fx = Effects::take();
+    let mut fx = take_fx(cell);
     {
         let Ok(mut r) = cell.try_borrow_mut() else {
             return;
@@ -601,7 +687,7 @@ fn replica_msg(cell: &Cell, msg: ToReplica) {
                 cores,
             } => {
                 r.synced = true;
-                r.groups.clear();
+                r.routes.clear();
                 for io in r.engine.mirror(&layouts) {
                     fx.complete.push((io, ffi::STATUS_ABORTED));
                 }
@@ -627,7 +713,7 @@ fn replica_msg(cell: &Cell, msg: ToReplica) {
             }
         }
     }
-    run_effects(cell, fx);
+    run_effects(cell, fx, None);
 }
 
 // ----- the owner's side --------------------------------------------------------------

@@ -6,6 +6,7 @@
 
 use std::ffi::{c_int, c_void, CString};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::ffi::{Active as Shim, ShimApi};
 
@@ -149,10 +150,24 @@ pub fn complete(io: IoHandle, status: c_int) {
     unsafe { Shim::complete(io.as_ptr(), status) }
 }
 
-/// The Rust area of an I/O's driver_ctx.
+/// Offset of the Rust area in an I/O (see [`init_io_area`]).
+static IO_AREA_OFFSET: AtomicUsize = AtomicUsize::new(0);
+
+/// Learns where the Rust area of an I/O is (module init, before any I/O).
+pub fn init_io_area() {
+    // SAFETY: no arguments; the shim is initialised (it calls our init).
+    let offset = unsafe { Shim::io_area_offset() };
+    IO_AREA_OFFSET.store(offset, Ordering::Relaxed);
+}
+
+/// The Rust area of an I/O's driver_ctx (pointer arithmetic only: dereferencing it is
+/// the caller's business).
+#[inline]
 pub fn io_area(io: &IoHandle) -> *mut c_void {
-    // SAFETY: `io` is an ioband bdev_io (its driver_ctx is the shim's struct ioband_io).
-    unsafe { Shim::io_area(io.as_ptr()) }
+    io.as_ptr()
+        .cast::<u8>()
+        .wrapping_add(IO_AREA_OFFSET.load(Ordering::Relaxed))
+        .cast()
 }
 
 /// Sends a JSON-RPC result.

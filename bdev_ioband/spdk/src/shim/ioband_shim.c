@@ -62,6 +62,8 @@ struct ioband_thread {
 	/* Rust's replica (NULL: none; the thread's I/O goes to the owner). */
 	void *rs;
 	struct spdk_poller *poller;
+	/* The thread itself, for its pass tick without a thread-local lookup per I/O. */
+	struct spdk_thread *thread;
 };
 
 struct ioband_channel {
@@ -103,6 +105,8 @@ static struct spdk_thread *g_owner;
 static struct spdk_poller *g_poller;
 /* The io_device whose channels are the per-thread contexts. */
 static int g_thread_dev;
+/* Interrupt mode (fixed before modules start): the pass tick needs a clock read then. */
+static bool g_intr;
 
 static void owner_submit(void *arg);
 static void complete_on_thread(void *arg);
@@ -144,7 +148,7 @@ ioband_shim_pass_ticks(void)
 		return spdk_get_ticks();
 	}
 	last = spdk_thread_get_last_tsc(thread);
-	if (!spdk_interrupt_mode_is_enabled()) {
+	if (!g_intr) {
 		return last;
 	}
 	if (last != pass_last_tsc) {
@@ -154,16 +158,24 @@ ioband_shim_pass_ticks(void)
 	return pass_ticks;
 }
 
+/* The pass tick on a replica's thread, whose spdk_thread is known: in poll mode a field
+ * read, no thread-local lookup (the I/O path's only time source off the owner). */
+static inline uint64_t
+thread_now(const struct ioband_thread *t)
+{
+	return g_intr ? ioband_shim_pass_ticks() : spdk_thread_get_last_tsc(t->thread);
+}
+
 int
 ioband_shim_bdev_exists(const char *name)
 {
 	return spdk_bdev_get_by_name(name) != NULL;
 }
 
-void *
-ioband_shim_io_area(void *bdev_io)
+size_t
+ioband_shim_io_area_offset(void)
 {
-	return io_ctx(bdev_io)->rs;
+	return offsetof(struct spdk_bdev_io, driver_ctx) + offsetof(struct ioband_io, rs);
 }
 
 void
@@ -267,9 +279,12 @@ ioband_shim_complete(void *io, int status)
 	} else if (status == IOBAND_STATUS_ABORTED) {
 		ctx->kind = IOBAND_KIND_ABORTED;
 	}
-	if (!ctx->local) {
-		node_io_done(ctx->node);
+	if (ctx->local) {
+		/* A replica's I/O: scheduled, and completed, on its submitting thread. */
+		complete_on_thread(bdev_io);
+		return;
 	}
+	node_io_done(ctx->node);
 	send_completion(bdev_io);
 }
 
@@ -322,7 +337,7 @@ submit_here(struct ioband_channel *ich, struct spdk_bdev_io *bdev_io)
 	ctx->local = true;
 	ctx->ich = ich;
 	rc = ioband_rs_thread_submit(ich->t->rs, ctx->node->dev_id, bdev_io, kind, bytes,
-				     ctx->thread_id);
+				     ctx->thread_id, thread_now(ich->t));
 	if (rc == 0) {
 		return;
 	}
@@ -411,7 +426,7 @@ base_io_done(struct spdk_bdev_io *base_io, bool success, void *cb_arg)
 	}
 	spdk_bdev_free_io(base_io);
 	if (ctx->local) {
-		ioband_rs_thread_done(ctx->ich->t->rs, orig);
+		ioband_rs_thread_done(ctx->ich->t->rs, orig, thread_now(ctx->ich->t));
 	} else {
 		ioband_rs_done(ctx->node->dev_id, orig);
 	}
@@ -550,7 +565,8 @@ thread_ctx_create(void *io_device, void *ctx_buf)
 	struct ioband_thread *t = ctx_buf;
 
 	(void)io_device;
-	t->rs = ioband_rs_thread_create((uint64_t)(uintptr_t)spdk_get_thread());
+	t->thread = spdk_get_thread();
+	t->rs = ioband_rs_thread_create((uint64_t)(uintptr_t)t->thread);
 	t->poller = NULL;
 	if (t->rs != NULL) {
 		t->poller = SPDK_POLLER_REGISTER(thread_poll, t, IOBAND_POLL_US);
@@ -1011,6 +1027,7 @@ ioband_module_init(void)
 	int rc;
 
 	g_owner = spdk_get_thread();
+	g_intr = spdk_interrupt_mode_is_enabled();
 	rc = ioband_rs_init(spdk_get_ticks_hz());
 	if (rc != 0) {
 		return rc;

@@ -87,13 +87,14 @@ void ioband_rs_thread_leave(void *rs);
 int ioband_rs_thread_left(void *rs);
 /* Frees the replica (after it left, or if it could not be kept while leaving). */
 void ioband_rs_thread_destroy(void *rs);
-/* An I/O submitted on the replica's thread. 0: Rust owns it (completes it exactly once);
- * 1: not here (a device the replica does not know yet, a reset): the shim sends it to
- * the owner; negative: refused, the shim fails it. */
+/* An I/O submitted on the replica's thread, at `now_ticks` (the thread's pass tick). 0:
+ * Rust owns it (completes it exactly once); 1: not here (a device the replica does not
+ * know yet, a reset): the shim sends it to the owner; negative: refused, the shim fails
+ * it. */
 int ioband_rs_thread_submit(void *rs, uint64_t dev_id, void *bdev_io, int kind,
-			    uint64_t bytes, uint64_t thread_id);
-/* The base completed an I/O the replica dispatched. */
-void ioband_rs_thread_done(void *rs, void *bdev_io);
+			    uint64_t bytes, uint64_t thread_id, uint64_t now_ticks);
+/* The base completed an I/O the replica dispatched (`now_ticks`: the pass tick). */
+void ioband_rs_thread_done(void *rs, void *bdev_io, uint64_t now_ticks);
 /* The wait entry the replica armed fired. */
 void ioband_rs_thread_io_wait_done(void *rs);
 /* The thread's poller (every IOBAND_POLL_US). Returns 1 if it did work. */
@@ -114,8 +115,9 @@ int ioband_shim_node_create(const char *name, const char *base, uint64_t dev_id,
 			    uint64_t claim_key, void **node_out);
 /* Unregisters the node's bdev. With a request, replies to it (true, or the error) when done. */
 void ioband_shim_node_unregister(void *node, void *request);
-/* The Rust area of an I/O's driver_ctx (IOBAND_RS_IO_AREA bytes, 8-aligned). */
-void *ioband_shim_io_area(void *bdev_io);
+/* Where the Rust area of an I/O (IOBAND_RS_IO_AREA bytes, 8-aligned) is, in bytes from
+ * the start of its spdk_bdev_io (read once, at init). */
+size_t ioband_shim_io_area_offset(void);
 /* Submits a dispatched I/O to the base (owner channel), once: 0; -ENOMEM, nothing was
  * submitted for want of a bdev_io (Rust parks it and calls ioband_shim_io_wait); another
  * negative errno, the base refused it (Rust fails it). */
