@@ -366,8 +366,8 @@ pub fn submit(
     if rc == 0 {
         if let Ok(mut r) = cell.try_borrow_mut() {
             r.at_base += 1;
+            r.fx = fx;
         }
-        give_back(cell, fx);
     } else {
         run_effects(cell, fx, Some((io, rc)));
     }

@@ -48,7 +48,6 @@ impl<T> Share<T> {
         let seq = self.next_seq;
         self.next_seq += 1;
         let ranged = self.ranged();
-        let floor_vt = self.vclock.saturating_sub(self.credit_vt);
         // One borrow of the group for everything the submission changes in it.
         let Some(g) = self.slots[slot as usize].group.as_mut() else {
             return Admit::NoDevice(io);
@@ -56,7 +55,7 @@ impl<T> Share<T> {
         let idle_queue = g.queue.is_empty();
         if idle_queue && g.in_flight == 0 {
             // Waking up (see `wake`): its credit is bounded.
-            g.vtime = g.vtime.max(floor_vt);
+            g.vtime = g.vtime.max(self.vclock.saturating_sub(self.credit_vt));
             g.reserve_tag = g.reserve_tag.max(now_sub);
         }
         g.last_event_ticks = now_ticks;
