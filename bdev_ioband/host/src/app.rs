@@ -87,13 +87,33 @@ impl App {
     }
 
     /// Deletes a base bdev of the given product (`None`: any), first deleting every ioband
-    /// bdev over it (a hot-remove, as far as they are concerned).
+    /// bdev over it (a hot-remove, as far as they are concerned). Refused (EBUSY) with
+    /// nothing changed when anything else sits on the base or on one of those ioband bdevs.
     pub fn delete_base(&self, name: &str, product: Option<&str>) -> Result<(), IobandError> {
         let bdev = self.bdevs.borrow().get(name)?;
         if product.is_some_and(|p| p != bdev.product_name()) {
             return Err(BdevError::NotFound(name.to_owned()).into());
         }
         let over = self.ioband.borrow().devices_on(name);
+        {
+            let registry = self.bdevs.borrow();
+            let busy = |bdev: &str, by: String| BdevError::Busy {
+                bdev: bdev.to_owned(),
+                by,
+            };
+            if let Some(by) = registry
+                .claimers(name)
+                .into_iter()
+                .find(|c| !over.contains(c))
+            {
+                return Err(busy(name, by).into());
+            }
+            for vbdev in &over {
+                if let Some(by) = registry.claimers(vbdev).into_iter().next() {
+                    return Err(busy(vbdev, by).into());
+                }
+            }
+        }
         for vbdev in over {
             self.delete_ioband(&vbdev)?;
         }

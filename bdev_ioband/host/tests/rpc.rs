@@ -193,3 +193,79 @@ fn ioband_methods_and_config_round_trip() {
     let r = call(&rig, &app, "bdev_get_bdevs", json!({}));
     assert_eq!(r["result"].as_array().map(Vec::len), Some(1));
 }
+
+/// The whole observable state a refused call must leave as it was.
+fn snapshot(rig: &Rig, app: &App) -> Value {
+    json!({
+        "bdevs": call(rig, app, "bdev_get_bdevs", json!({}))["result"].clone(),
+        "config": call(rig, app, "framework_get_config", json!({"name": "bdev"}))["result"].clone(),
+        "settings": call(rig, app, "bdev_ioband_get_settings", json!({}))["result"].clone(),
+    })
+}
+
+#[test]
+fn a_refused_delete_changes_nothing() {
+    let (rig, app) = setup();
+    for (m, p) in [
+        (
+            "bdev_malloc_create",
+            json!({"name": "Malloc0", "block_size": 512, "num_blocks": 64}),
+        ),
+        (
+            "bdev_ioband_create",
+            json!({"name": "band0", "base_bdev_name": "Malloc0", "share": "s0"}),
+        ),
+        (
+            "bdev_ioband_set_settings",
+            json!({"name": "band0", "group": "tag:7", "value": 40}),
+        ),
+        // A passthru on the ioband bdev, and one beside it on the base.
+        (
+            "bdev_passthru_create",
+            json!({"name": "PTonBand", "base_bdev_name": "band0"}),
+        ),
+        (
+            "bdev_passthru_create",
+            json!({"name": "PTonBase", "base_bdev_name": "Malloc0"}),
+        ),
+    ] {
+        let r = call(&rig, &app, m, p);
+        assert!(r.get("result").is_some(), "{m}: {r}");
+    }
+    let before = snapshot(&rig, &app);
+
+    // The ioband bdev has a passthru on it: refused (EBUSY), naming who holds it.
+    let r = call(&rig, &app, "bdev_ioband_delete", json!({"name": "band0"}));
+    assert_eq!(r["error"]["code"], -16, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("PTonBand"),
+        "{r}"
+    );
+    assert_eq!(snapshot(&rig, &app), before);
+
+    // The base carries a passthru besides the ioband bdev: refused before anything goes.
+    let r = call(&rig, &app, "bdev_malloc_delete", json!({"name": "Malloc0"}));
+    assert_eq!(r["error"]["code"], -16, "{r}");
+    assert_eq!(snapshot(&rig, &app), before);
+
+    // Once the holders are gone, both deletes go through and nothing is left behind.
+    for (m, name) in [
+        ("bdev_passthru_delete", "PTonBand"),
+        ("bdev_passthru_delete", "PTonBase"),
+        ("bdev_ioband_delete", "band0"),
+    ] {
+        let r = call(&rig, &app, m, json!({"name": name}));
+        assert_eq!(r["result"], true, "{m} {name}: {r}");
+    }
+    // The name is free again.
+    let r = call(
+        &rig,
+        &app,
+        "bdev_ioband_create",
+        json!({"name": "band0", "base_bdev_name": "Malloc0", "share": "s0"}),
+    );
+    assert_eq!(r["result"], "band0", "{r}");
+}

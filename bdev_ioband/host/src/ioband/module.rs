@@ -345,6 +345,15 @@ impl IobandModule {
             .find(|(_, d)| !d.deleted && d.shared.name == name)
             .map(|(id, _)| id)
             .ok_or_else(|| BdevError::NotFound(name.to_owned()))?;
+        // A vbdev sits on it: refused before anything changes (its bdev could not be
+        // unregistered, and the name would be lost to both the engine and the registry).
+        if let Some(by) = registry.claimers(name).into_iter().next() {
+            return Err(BdevError::Busy {
+                bdev: name.to_owned(),
+                by,
+            }
+            .into());
+        }
         self.epoch += 1;
         self.span.changed();
         let queued = self.engine.delete_device(name)?;
@@ -362,7 +371,7 @@ impl IobandModule {
         }
         self.abort_parked(|device| device == id);
         registry.release(&base, name);
-        // The ioband bdev is unclaimed by construction.
+        // Unclaimed (checked above), so this cannot fail.
         let _ = registry.unregister(name);
         self.refresh_share_ids();
         self.reap();
