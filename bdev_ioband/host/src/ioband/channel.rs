@@ -107,7 +107,7 @@ impl IobandChannel {
             first: OnceCell::new(),
             shared,
             core,
-            endpoint: Cell::new(EndpointId(u32::MAX)),
+            endpoint: Cell::new(EndpointId::NONE),
         });
         let s = state.clone();
         let endpoint = reactor::register_endpoint(Rc::new(move |io| reply(&s, io)))?;

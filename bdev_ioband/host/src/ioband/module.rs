@@ -193,8 +193,9 @@ impl IobandModule {
             let submit: IoCallback = Rc::new(move |io| on_submit(&w1, &e1, io));
             let done: IoCallback = Rc::new(move |io| on_base_done(&w2, &e2, io));
             // Registration only fails off a reactor, checked above.
-            let submit_endpoint = reactor::register_endpoint(submit).unwrap_or(EndpointId(0));
-            let done_endpoint = reactor::register_endpoint(done.clone()).unwrap_or(EndpointId(0));
+            let submit_endpoint = reactor::register_endpoint(submit).unwrap_or(EndpointId::NONE);
+            let done_endpoint =
+                reactor::register_endpoint(done.clone()).unwrap_or(EndpointId::NONE);
             eps.submit.set(Some(submit_endpoint));
             eps.done.set(Some(done_endpoint));
             RefCell::new(IobandModule {

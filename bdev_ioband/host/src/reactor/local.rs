@@ -22,9 +22,37 @@ thread_local! {
     static PASS_TICKS: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Index of an I/O endpoint on one reactor.
+/// An I/O endpoint on one reactor: its slot and the slot's generation, so that an I/O
+/// addressed to an endpoint that was unregistered never reaches the one that re-used its
+/// slot (it is dropped, as for any endpoint that is gone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EndpointId(pub(crate) u32);
+pub struct EndpointId {
+    pub(crate) index: u32,
+    pub(crate) generation: u32,
+}
+
+impl EndpointId {
+    /// No endpoint (never registered: every lookup misses).
+    pub const NONE: EndpointId = EndpointId {
+        index: u32::MAX,
+        generation: 0,
+    };
+}
+
+/// A slot of the endpoint table.
+#[derive(Default)]
+struct EndpointSlot {
+    generation: u32,
+    cb: Option<IoCallback>,
+}
+
+/// The callback of `endpoint` in `table`, if it is still the one registered there.
+fn lookup(table: &[EndpointSlot], endpoint: EndpointId) -> Option<IoCallback> {
+    table
+        .get(endpoint.index as usize)
+        .filter(|slot| slot.generation == endpoint.generation)
+        .and_then(|slot| slot.cb.clone())
+}
 
 /// What a poller says about its pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +103,7 @@ pub(crate) struct Local {
     pub(crate) task_tx: Sender<async_task::Runnable>,
     pollers: RefCell<Vec<Poller>>,
     new_pollers: RefCell<Vec<Poller>>,
-    endpoints: RefCell<Vec<Option<IoCallback>>>,
+    endpoints: RefCell<Vec<EndpointSlot>>,
     free_endpoints: RefCell<Vec<u32>>,
     overflow: RefCell<VecDeque<(u32, Msg)>>,
     /// The tick read at the start of the current pass (and again before the pollers).
@@ -110,12 +138,7 @@ impl Local {
     }
 
     pub(crate) fn call_endpoint(&self, endpoint: EndpointId, io: Box<BdevIo>) {
-        let cb = self
-            .endpoints
-            .borrow()
-            .get(endpoint.0 as usize)
-            .cloned()
-            .flatten();
+        let cb = lookup(&self.endpoints.borrow(), endpoint);
         // An endpoint that is gone belongs to a channel that was released with I/O still
         // outstanding; the descriptor is dropped (the submitter broke the channel contract).
         if let Some(cb) = cb {
@@ -307,13 +330,7 @@ pub fn deliver_io(core: u32, endpoint: EndpointId, io: Box<BdevIo>) -> Result<()
         .with(|c| {
             let c = c.borrow();
             let l = c.as_ref()?;
-            Some((l.index == core).then(|| {
-                l.endpoints
-                    .borrow()
-                    .get(endpoint.0 as usize)
-                    .cloned()
-                    .flatten()
-            }))
+            Some((l.index == core).then(|| lookup(&l.endpoints.borrow(), endpoint)))
         })
         .ok_or(ReactorError::NotOnReactor)?;
     match here {
@@ -333,12 +350,24 @@ pub fn register_endpoint(cb: IoCallback) -> Result<EndpointId, ReactorError> {
         let mut endpoints = l.endpoints.borrow_mut();
         match l.free_endpoints.borrow_mut().pop() {
             Some(i) => {
-                endpoints[i as usize] = Some(cb);
-                EndpointId(i)
+                let slot = &mut endpoints[i as usize];
+                // A new generation for the re-used slot (unregister left the old one).
+                slot.generation = slot.generation.wrapping_add(1);
+                slot.cb = Some(cb);
+                EndpointId {
+                    index: i,
+                    generation: slot.generation,
+                }
             }
             None => {
-                endpoints.push(Some(cb));
-                EndpointId(u32::try_from(endpoints.len() - 1).unwrap_or(u32::MAX))
+                endpoints.push(EndpointSlot {
+                    generation: 0,
+                    cb: Some(cb),
+                });
+                EndpointId {
+                    index: u32::try_from(endpoints.len() - 1).unwrap_or(u32::MAX),
+                    generation: 0,
+                }
             }
         }
     })
@@ -348,21 +377,15 @@ pub fn register_endpoint(cb: IoCallback) -> Result<EndpointId, ReactorError> {
 /// that calls it often and may skip the endpoint table (the callback stays alive as long as
 /// the caller holds it, registered or not).
 pub fn endpoint_callback(endpoint: EndpointId) -> Result<Option<IoCallback>, ReactorError> {
-    with_current(|l| {
-        l.endpoints
-            .borrow()
-            .get(endpoint.0 as usize)
-            .cloned()
-            .flatten()
-    })
+    with_current(|l| lookup(&l.endpoints.borrow(), endpoint))
 }
 
 /// Unregisters an endpoint of the current reactor.
 pub fn unregister_endpoint(endpoint: EndpointId) -> Result<(), ReactorError> {
     with_current(|l| {
-        if let Some(slot) = l.endpoints.borrow_mut().get_mut(endpoint.0 as usize) {
-            if slot.take().is_some() {
-                l.free_endpoints.borrow_mut().push(endpoint.0);
+        if let Some(slot) = l.endpoints.borrow_mut().get_mut(endpoint.index as usize) {
+            if slot.generation == endpoint.generation && slot.cb.take().is_some() {
+                l.free_endpoints.borrow_mut().push(endpoint.index);
             }
         }
     })

@@ -76,6 +76,41 @@ fn io_goes_to_its_endpoint_inline_locally_and_by_message_remotely() {
 }
 
 #[test]
+fn a_reply_to_a_dropped_endpoint_never_reaches_the_endpoint_that_took_its_place() {
+    let (mut r, _clock) = two();
+    let io = |n| {
+        Box::new(BdevIo {
+            user_ctx: n,
+            ..BdevIo::default()
+        })
+    };
+    let old_got = Rc::new(RefCell::new(Vec::new()));
+    let g = old_got.clone();
+    let old_cb: IoCallback = Rc::new(move |io: Box<BdevIo>| g.borrow_mut().push(io.user_ctx));
+    let old = r[1].enter(|| register_endpoint(old_cb)).expect("endpoint");
+    // A reply for the old endpoint is on its way when the old channel goes and a new one
+    // registers (and gets the same slot).
+    r[0].enter(|| send_io(1, old, io(1))).expect("send");
+    r[1].enter(|| unregister_endpoint(old)).expect("unregister");
+    let new_got = Rc::new(RefCell::new(Vec::new()));
+    let g = new_got.clone();
+    let new_cb: IoCallback = Rc::new(move |io: Box<BdevIo>| g.borrow_mut().push(io.user_ctx));
+    let new = r[1].enter(|| register_endpoint(new_cb)).expect("endpoint");
+    assert_ne!(new, old, "a re-used slot is a new endpoint");
+    r[1].poll_once();
+    // Inline, too.
+    r[1].enter(|| deliver_io(1, old, io(2))).expect("deliver");
+    assert!(new_got.borrow().is_empty(), "{:?}", new_got.borrow());
+    assert!(old_got.borrow().is_empty());
+    r[1].enter(|| deliver_io(1, new, io(3))).expect("deliver");
+    assert_eq!(*new_got.borrow(), [3]);
+    assert!(r[1]
+        .enter(|| endpoint_callback(old))
+        .expect("on reactor")
+        .is_none());
+}
+
+#[test]
 fn pollers_respect_their_period_and_tasks_run() {
     let (mut r, clock) = two();
     let runs = Rc::new(Cell::new(0));
