@@ -302,7 +302,15 @@ to_owner(struct spdk_bdev_io *bdev_io)
 	}
 }
 
-/* The engine's kind of an I/O, and its bytes. */
+/*
+ * The engine's kind of an I/O, and the bytes it is charged for.
+ *
+ * READ and WRITE: their length. WRITE_ZEROES: its length too, as an "other" I/O: the range
+ * must read back as zeroes, and a device may write every block of it, so it is charged as
+ * the write it may be (SPDK's QoS and blk-iocost charge it nothing; here a tenant cannot
+ * zero a device past its share). UNMAP and FLUSH move no data: one I/O of no bytes, which
+ * the byte policies charge as their least I/O (one sector) and `weight` as any I/O.
+ */
 static int
 io_kind(struct spdk_bdev_io *bdev_io, uint64_t *bytes)
 {
@@ -314,6 +322,9 @@ io_kind(struct spdk_bdev_io *bdev_io, uint64_t *bytes)
 	case SPDK_BDEV_IO_TYPE_WRITE:
 		*bytes = bdev_io->u.bdev.num_blocks * bdev_io->bdev->blocklen;
 		return IOBAND_IO_WRITE;
+	case SPDK_BDEV_IO_TYPE_WRITE_ZEROES:
+		*bytes = bdev_io->u.bdev.num_blocks * bdev_io->bdev->blocklen;
+		return IOBAND_IO_OTHER;
 	case SPDK_BDEV_IO_TYPE_RESET:
 		return IOBAND_IO_RESET;
 	default:
