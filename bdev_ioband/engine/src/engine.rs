@@ -221,6 +221,15 @@ impl<T> Engine<T> {
         Ok(drained)
     }
 
+    /// Takes the I/O queued on a device (see [`Share::drain_device`]); nothing else of the
+    /// device or its share changes.
+    pub fn drain_device(&mut self, device: &str) -> Result<Vec<T>, EngineError> {
+        let r = self.device(device)?;
+        self.share_by_id_mut(r.share_id)
+            .ok_or_else(|| no_device(device))?
+            .drain_device(r.device)
+    }
+
     /// Makes this engine a replica of another's `shares` (name, incarnation: the owner's
     /// [`ShareId::incarnation`], layout): shares missing or of another incarnation are
     /// (re)created, every share takes on its layout ([`Share::mirror`]), shares not

@@ -22,7 +22,7 @@ use std::collections::VecDeque;
 use std::ffi::{c_int, c_void};
 use std::mem::{align_of, size_of, MaybeUninit};
 
-use bdev_ioband_engine::{Admit, GroupKey, Op, ShareId, ShareParams, Ticket};
+use bdev_ioband_engine::{Admit, GroupKey, Op, ShareId, Ticket};
 
 use crate::ffi;
 use crate::shim::{self, IoHandle};
@@ -226,46 +226,10 @@ pub fn poll() -> bool {
     busy
 }
 
-/// Takes every I/O the share queues for device `name` out of the engine, keeping the
-/// device, its share's knobs and its groups' parameters (counters restart at 0).
+/// Takes what the share queues for device `name` (a reset, a destruct). The device keeps
+/// its groups, settings, counters and share: what is in flight returns its tickets there.
 pub fn drain_device(st: &mut State, name: &str) -> Vec<IoHandle> {
-    let Ok(r) = st.engine.device(name) else {
-        return Vec::new();
-    };
-    let Ok(share) = st.engine.share(&r.share) else {
-        return Vec::new();
-    };
-    if share.queued() == 0 {
-        return Vec::new();
-    }
-    let params: ShareParams = *share.params();
-    let Ok(groups) = st.engine.groups_of(name) else {
-        return Vec::new();
-    };
-    let drained = match st.engine.delete_device(name) {
-        Ok(d) => d,
-        Err(_) => return Vec::new(),
-    };
-    let restored = st
-        .engine
-        .create_device(name, &r.share, Some(params))
-        .and_then(|r2| {
-            let share = st.engine.share_mut(&r2.share)?;
-            for (key, p, _) in groups {
-                if key != GroupKey::None {
-                    share.attach(r2.device, key.clone(), None)?;
-                }
-                share.set_group(r2.device, &key, p)?;
-            }
-            Ok(())
-        });
-    if let Err(e) = restored {
-        shim::log(
-            0,
-            &format!("device '{name}' lost settings while draining: {e}"),
-        );
-    }
-    drained
+    st.engine.drain_device(name).unwrap_or_default()
 }
 
 /// The bdev layer destructs a device's bdev: abort what its share still queues for it and

@@ -658,6 +658,34 @@ impl<T> Share<T> {
         Ok((g.params, self.stats_of(slot, g)))
     }
 
+    /// Takes the I/O queued on a device's groups, in order group by group (a reset that
+    /// must complete after everything before it). The device, its groups, their settings,
+    /// counters, virtual time and what is in flight stay as they are.
+    pub fn drain_device(&mut self, dev: DeviceIdx) -> Result<Vec<T>, EngineError> {
+        let device = self.device(dev)?;
+        let mut slots: Vec<u32> = device
+            .groups
+            .values()
+            .copied()
+            .chain([device.default_slot])
+            .collect();
+        slots.sort_unstable();
+        let now_sub = self.last_now_subticks;
+        let mut drained = Vec::new();
+        for slot in slots {
+            let Some(g) = self.slots[slot as usize].group.as_mut() else {
+                continue;
+            };
+            if g.queue.is_empty() {
+                continue;
+            }
+            drained.extend(std::mem::take(&mut g.queue).into_iter().map(|p| p.io));
+            g.stats.queue_depth = 0;
+            self.reposition(slot, now_sub);
+        }
+        Ok(drained)
+    }
+
     /// Zeroes the counters of every group of a device (queue depth and in-flight stay).
     pub fn reset_stats(&mut self, dev: DeviceIdx) -> Result<(), EngineError> {
         let device = self.device(dev)?;

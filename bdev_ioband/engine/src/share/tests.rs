@@ -386,6 +386,36 @@ fn remove_device_hands_back_queued_io_in_order() {
 }
 
 #[test]
+fn drain_device_takes_the_queue_and_keeps_everything_else() {
+    let params = ShareParams {
+        io_limit: 1,
+        io_throttle: 1,
+        ..Default::default()
+    };
+    let (mut s, d) = share(params, 1000);
+    let a = s.attach(d, GroupKey::Tag(3), weight(300)).unwrap();
+    let dflt = s.group_id(d, &GroupKey::None).unwrap();
+    let first = submit(&mut s, d, a, 0, 512, 0);
+    assert!(submit(&mut s, d, a, 1, 512, 0).is_empty());
+    assert!(submit(&mut s, d, dflt, 2, 512, 0).is_empty());
+    let before = s.group_info(d, &GroupKey::Tag(3)).unwrap();
+    let drained = s.drain_device(d).unwrap();
+    assert_eq!(drained, [2, 1]);
+    assert_eq!(s.queued(), 0);
+    // The groups, their weight and counters stay; so does the handle.
+    let after = s.group_info(d, &GroupKey::Tag(3)).unwrap();
+    assert_eq!(after.0, before.0);
+    assert_eq!(after.1.read_ios, before.1.read_ios);
+    assert_eq!(after.1.queue_depth, 0);
+    assert_eq!(s.group_id(d, &GroupKey::Tag(3)).unwrap(), a);
+    // The one in flight comes back to the same share and frees the slot for the next.
+    assert!(complete(&mut s, first[0].1, 1).is_empty());
+    assert_eq!(s.in_flight(), 0);
+    assert_eq!(ids(&submit(&mut s, d, a, 9, 512, 2)), [9]);
+    assert_eq!(s.in_flight(), 1);
+}
+
+#[test]
 fn bad_values_are_refused_and_change_nothing() {
     let params = ShareParams {
         capacity_kib_per_sec: 1000,

@@ -315,7 +315,9 @@ fn hot_remove_aborts_the_queue_keeps_the_device_and_it_comes_back() {
         h.all_completed_once(),
         [STATUS_BASE, STATUS_ABORTED, STATUS_ABORTED, STATUS_BASE]
     );
-    assert_eq!(group_stat(&h, "io0", "tag:3")["completed_ios"], 1);
+    // Its counters went on too (a before the removal, d after; the drain no longer
+    // re-creates the device).
+    assert_eq!(group_stat(&h, "io0", "tag:3")["completed_ios"], 2);
     assert!(h.errors().is_empty(), "{:?}", h.errors());
 }
 
@@ -387,6 +389,52 @@ fn reset_aborts_the_device_queue_and_goes_straight_to_the_base() {
         )
         .ok();
     assert_eq!(s[0]["weight"], 50);
+    assert!(h.errors().is_empty(), "{:?}", h.errors());
+}
+
+#[test]
+fn a_reset_keeps_the_share_its_counters_and_its_in_flight_count() {
+    let h = Harness::new();
+    h.add_base("Null0");
+    // The share's only device: a drain used to delete and re-create it (and the share).
+    create(
+        &h,
+        "io0",
+        "Null0",
+        json!({"share": "s", "io_limit": 1, "io_throttle": 1}),
+    );
+    let a = h.submit("io0", IO_READ, 4096, 1); // at the base
+    let b = h.submit("io0", IO_READ, 4096, 1); // queued
+    let r = h.submit("io0", IO_RESET, 0, 1);
+    assert_eq!(h.at_base(), [a, r]);
+    let group = |h: &Harness| {
+        let s = h.rpc("bdev_ioband_get_iostat", json!({"name": "io0"})).ok();
+        s["devices"][0]["groups"][0].clone()
+    };
+    let g = group(&h);
+    assert_eq!(
+        (
+            g["read_ios"].as_u64(),
+            g["dispatched_ios"].as_u64(),
+            g["in_flight"].as_u64()
+        ),
+        (Some(2), Some(1), Some(1)),
+        "{g}"
+    );
+    h.base_done(r);
+    // a's ticket goes back to the same share: in flight comes down, the slot frees.
+    h.base_done(a);
+    let g = group(&h);
+    assert_eq!(
+        (g["completed_ios"].as_u64(), g["in_flight"].as_u64()),
+        (Some(1), Some(0)),
+        "{g}"
+    );
+    let c = h.submit("io0", IO_READ, 4096, 1);
+    assert_eq!(h.at_base(), [c], "the share dispatches again");
+    h.base_done(c);
+    let ids = [a, b, r, c];
+    assert_eq!(ids.len(), h.all_completed_once().len());
     assert!(h.errors().is_empty(), "{:?}", h.errors());
 }
 
