@@ -62,6 +62,8 @@ pub struct EventReport {
     pub method: String,
     /// The params it was called with.
     pub params: Value,
+    /// What the call returned (a soak reads counters through `bdev_ioband_get_iostat`).
+    pub result: Value,
 }
 
 /// The keys an event may have.

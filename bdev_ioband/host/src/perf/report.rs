@@ -202,6 +202,9 @@ pub struct RunReport {
     pub window_s: f64,
     /// The control events that ran, in order.
     pub events: Vec<EventReport>,
+    /// `bdev_ioband_get_iostat` once every job has drained (null without ioband bdevs'
+    /// module answering).
+    pub iostat_end: serde_json::Value,
     /// Per job.
     pub results: Vec<JobReport>,
     /// Sum.

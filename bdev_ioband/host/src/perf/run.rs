@@ -460,11 +460,12 @@ fn run_on(host: &mut Host, cfg: &RunConfig) -> Result<RunReport, String> {
             next_event += 1;
             let params = jsonrpc_core::Params::Map(ev.params.clone());
             match host.main.enter(|| methods.call(&app, &ev.method, params)) {
-                Ok(_) => event_reports.push(EventReport {
+                Ok(result) => event_reports.push(EventReport {
                     at_s: ev.at_s,
                     ran_at_s: now.saturating_sub(run_start) as f64 / TICKS_PER_SEC as f64,
                     method: ev.method.clone(),
                     params: serde_json::Value::Object(ev.params.clone()),
+                    result,
                 }),
                 Err(e) => {
                     // The run is void: stop the jobs, let them drain, report the RPC's error.
@@ -547,6 +548,22 @@ fn run_on(host: &mut Host, cfg: &RunConfig) -> Result<RunReport, String> {
     let shares = host
         .main
         .enter(|| share_tables(&app, &jobs, &outcomes, duration_s, cfg.window_s));
+    // Every job has drained; the other reactors' last counters reach the main one with
+    // their next report (every millisecond): a few more passes, then the counters.
+    let settle = Instant::now();
+    while settle.elapsed() < Duration::from_millis(5) {
+        host.main.poll_once();
+    }
+    let iostat_end = host
+        .main
+        .enter(|| {
+            methods.call(
+                &app,
+                "bdev_ioband_get_iostat",
+                jsonrpc_core::Params::Map(serde_json::Map::new()),
+            )
+        })
+        .unwrap_or(serde_json::Value::Null);
     Ok(RunReport {
         version: report::SCHEMA_VERSION,
         core_mask: format_mask(&cfg.lcores),
@@ -555,6 +572,7 @@ fn run_on(host: &mut Host, cfg: &RunConfig) -> Result<RunReport, String> {
         duration_s,
         window_s: cfg.window_s,
         events: event_reports,
+        iostat_end,
         total: report::total_of(&results, &all),
         results,
         shares,
