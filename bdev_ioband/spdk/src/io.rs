@@ -11,9 +11,9 @@
 //! tenants' groups compete in the one share exactly as groups of one device would (the
 //! engine's device is the ioband bdev; see the engine's share module, bound groups). The
 //! exports that make each bdev reachable by its tenant only are SPDK's own (the rpc.py
-//! plugin's `ioband_nvmf_export` and `ioband_iscsi_export`). An `initiator:` or `cgroup:`
-//! group merely *attached* to a device is accepted (the RPC contract is the embedded
-//! host's) but no SPDK I/O is classified into it.
+//! plugin's `bdev_ioband_nvmf_export` and `bdev_ioband_iscsi_export`). An `initiator:` or
+//! `cgroup:` group merely *attached* to a device is accepted (the RPC contract is the
+//! embedded host's) but no SPDK I/O is classified into it.
 //!
 //! Time: the engine is given [`shim::pass_ticks`], the tick of the owner thread's current
 //! poll pass, read once per call from the shim (a submit, a completion, a poller pass, a
