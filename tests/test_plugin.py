@@ -34,6 +34,11 @@ SENDS = [
       '--io-limit', '0'],
      'bdev_ioband_create', {'name': 'io2', 'base_bdev_name': 'M0', 'policy': 'range-bw',
                             'capacity_kib_per_sec': 0, 'io_limit': 0}),
+    (['bdev_ioband_create', '-b', 'M0', '-n', 't1', '--share', 'tenants', '-i', NQN],
+     'bdev_ioband_create', {'name': 't1', 'base_bdev_name': 'M0', 'share': 'tenants',
+                            'group': 'initiator:' + NQN}),
+    (['bdev_ioband_create', '-b', 'M0', '-n', 't2', '--group', 'cgroup:07'],
+     'bdev_ioband_create', {'name': 't2', 'base_bdev_name': 'M0', 'group': 'cgroup:7'}),
     (['bdev_ioband_delete', 'io0'], 'bdev_ioband_delete', {'name': 'io0'}),
     # devices
     (['bdev_ioband_get_devices'], 'bdev_ioband_get_devices', None),
@@ -80,6 +85,8 @@ SENDS = [
     (['bdev_ioband_get_iostat'], 'bdev_ioband_get_iostat', None),
     (['bdev_ioband_get_iostat', '-n', 'io1', '--tag', '9'],
      'bdev_ioband_get_iostat', {'name': 'io1', 'group': 'tag:9'}),
+    (['bdev_ioband_get_iostat', '-n', 'tenants', '-f', 'text'],
+     'bdev_ioband_get_iostat', {'name': 'tenants', 'format': 'text'}),
     # model device
     (['bdev_model_create', 'Model0', '64', '512', '--iops', '100000', '--latency-us', '80',
       '--queue-depth', '128'],
@@ -161,6 +168,21 @@ BAD_ARGS = [
     ['bdev_ioband_get_settings', '--group', 'tag:-1'],
     ['bdev_ioband_get_settings', '-f', 'yaml'],
     ['bdev_ioband_get_iostat', '--cgroup', 'abc'],
+    ['bdev_ioband_get_iostat', '-f', 'csv'],
+    # binding: not the default group, one group
+    ['bdev_ioband_create', '-b', 'B', '-n', 'io0', '--group', 'none'],
+    ['bdev_ioband_create', '-b', 'B', '-n', 'io0', '--tag', '1', '--cgroup', '2'],
+    ['bdev_ioband_create', '-b', 'B', '-n', 'io0', '--initiator', ''],
+    # exports: the tenant's values and share knobs only where the bdev is created
+    ['bdev_ioband_nvmf_export', 'nqn.s', NQN, '-n', 't1', '--weight', '3'],
+    ['bdev_ioband_nvmf_export', 'nqn.s', NQN, '-n', 't1', '--share', 's'],
+    ['bdev_ioband_nvmf_export', 'nqn.s', NQN, '-b', 'B'],
+    ['bdev_ioband_nvmf_export', 'nqn.s', '', '-n', 't1', '-b', 'B'],
+    ['bdev_ioband_nvmf_export', 'nqn.s', NQN, '-n', 't1', '-b', 'B', '--nsid', '0'],
+    ['bdev_ioband_nvmf_unexport', 'nqn.s', NQN],
+    ['bdev_ioband_iscsi_export', 'disk1', 'iqn.x:i1', '-n', 't1', '--io-limit', '8'],
+    ['bdev_ioband_iscsi_export', 'disk1', 'iqn.x:i1', '-n', 't1', '-b', 'B', '--pg-tag', '0'],
+    ['bdev_ioband_iscsi_unexport'],
     # model device
     ['bdev_model_create', 'M', '64', '512', '--latency-us', '1', '--queue-depth', '1'],
     ['bdev_model_create', 'M', '64', '512', '--iops', '1', '--latency-us', '1', '--queue-depth', '0'],
@@ -255,7 +277,9 @@ def test_help_lists_every_method():
     env = dict(os.environ, PYTHONPATH=str(PLUGIN_DIR), PYTHONDONTWRITEBYTECODE='1')
     methods = ['bdev_ioband_create', 'bdev_ioband_delete', 'bdev_ioband_get_devices',
                'bdev_ioband_set_device', 'bdev_ioband_get_settings', 'bdev_ioband_set_settings',
-               'bdev_ioband_get_iostat', 'bdev_model_create', 'bdev_model_delete']
+               'bdev_ioband_get_iostat', 'bdev_model_create', 'bdev_model_delete',
+               'bdev_ioband_nvmf_export', 'bdev_ioband_nvmf_unexport', 'bdev_ioband_iscsi_export',
+               'bdev_ioband_iscsi_unexport']
     proc = subprocess.run(spdk_rpc_command() + ['--plugin', PLUGIN, '-h'], env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, describe(proc)
@@ -308,4 +332,172 @@ def test_server_mode_survives_bad_lines(fake_server):
     assert [(m, p) for m, p, _ in fake_server.requests] == [
         ('bdev_ioband_set_settings', {'name': 'io0', 'value': 7}),
         ('bdev_ioband_set_device', {'command': 's0 io_limit 9'}),
+    ]
+
+
+# ------------------------------------------------------------------------------------------
+# Per-tenant exports: the SPDK RPCs each sends, in order, and what a failure undoes
+
+SUB = 'nqn.2016-06.io.spdk:tenants'
+HOST1 = 'nqn.2014-08.org.example:host1'
+SUBSYSTEM = {'nqn': SUB, 'allow_any_host': False, 'hosts': [], 'namespaces': [
+    {'nsid': 1, 'bdev_name': 'other'}]}
+
+
+def test_nvmf_export_sends_spdks_own_rpcs_in_order(fake_server, rpc):
+    fake_server.reply('nvmf_get_subsystems', result=[SUBSYSTEM])
+    fake_server.reply('bdev_ioband_create', result='t1')
+    fake_server.reply('nvmf_subsystem_add_ns', result=2)
+    proc = rpc('bdev_ioband_nvmf_export', SUB, HOST1, '-n', 't1', '-b', 'Dly0', '--share', 'tenants',
+               '-w', '4', '--io-limit', '8')
+    assert proc.returncode == 0, describe(proc)
+    group = 'initiator:' + HOST1
+    assert [(m, p) for m, p, _ in fake_server.requests] == [
+        ('nvmf_get_subsystems', None),
+        ('bdev_ioband_create', {'name': 't1', 'base_bdev_name': 'Dly0', 'share': 'tenants',
+                                'group': group, 'io_limit': 8}),
+        ('bdev_ioband_set_settings', {'name': 't1', 'group': group, 'value': 4}),
+        ('nvmf_subsystem_add_host', {'nqn': SUB, 'host': HOST1}),
+        ('nvmf_subsystem_add_ns', {'nqn': SUB, 'namespace': {'bdev_name': 't1', 'no_auto_visible': True}}),
+        ('nvmf_ns_add_host', {'nqn': SUB, 'nsid': 2, 'host': HOST1}),
+    ]
+    assert json.loads(proc.stdout) == {'nqn': SUB, 'nsid': 2, 'host': HOST1, 'bdev_name': 't1',
+                                       'group': group}
+
+
+def test_nvmf_export_of_an_existing_bound_bdev_to_an_allowed_host(fake_server, rpc):
+    group = 'initiator:' + HOST1
+    fake_server.reply('nvmf_get_subsystems', result=[dict(SUBSYSTEM, hosts=[{'nqn': HOST1}])])
+    fake_server.reply('bdev_ioband_get_settings', result=[{'name': 't1', 'group': group}])
+    fake_server.reply('nvmf_subsystem_add_ns', result=5)
+    proc = rpc('bdev_ioband_nvmf_export', SUB, HOST1, '-n', 't1', '--nsid', '5')
+    assert proc.returncode == 0, describe(proc)
+    assert fake_server.methods() == ['nvmf_get_subsystems', 'bdev_ioband_get_settings',
+                                     'nvmf_subsystem_add_ns', 'nvmf_ns_add_host']
+    assert fake_server.requests[2][1]['namespace'] == {'bdev_name': 't1', 'no_auto_visible': True, 'nsid': 5}
+
+    # A bdev not bound to the host's group is refused before anything changes.
+    fake_server.requests.clear()
+    fake_server.reply('bdev_ioband_get_settings', result=[{'name': 't1', 'group': 'none'}])
+    proc = rpc('bdev_ioband_nvmf_export', SUB, HOST1, '-n', 't1')
+    assert proc.returncode == 1, describe(proc)
+    assert 'is not bound to ' + group in proc.stdout, describe(proc)
+    assert fake_server.methods() == ['nvmf_get_subsystems', 'bdev_ioband_get_settings']
+
+
+# (failing method, the error, the methods that undo what came before it, in order)
+NVMF_FAILURES = [
+    ('bdev_ioband_create', -32602, []),
+    ('nvmf_subsystem_add_host', -32602, ['bdev_ioband_delete']),
+    ('nvmf_subsystem_add_ns', -32602, ['nvmf_subsystem_remove_host', 'bdev_ioband_delete']),
+    ('nvmf_ns_add_host', -32603,
+     ['nvmf_subsystem_remove_ns', 'nvmf_subsystem_remove_host', 'bdev_ioband_delete']),
+]
+
+
+@pytest.mark.parametrize('failing,code,undo', NVMF_FAILURES, ids=[f[0] for f in NVMF_FAILURES])
+def test_nvmf_export_failure_undoes_what_was_created(fake_server, rpc, failing, code, undo):
+    fake_server.reply('nvmf_get_subsystems', result=[SUBSYSTEM])
+    fake_server.reply('bdev_ioband_create', result='t1')
+    fake_server.reply('nvmf_subsystem_add_ns', result=2)
+    fake_server.reply(failing, error={'code': code, 'message': 'the %s error' % failing})
+    proc = rpc('bdev_ioband_nvmf_export', SUB, HOST1, '-n', 't1', '-b', 'Dly0', '--share', 's')
+    assert proc.returncode == 1, describe(proc)
+    # The underlying RPC's own error, and what was undone.
+    assert 'the %s error' % failing in proc.stdout and '"code": %d' % code in proc.stdout, describe(proc)
+    assert 'bdev_ioband_nvmf_export failed; undone: ' in proc.stderr, describe(proc)
+    methods = fake_server.methods()
+    assert methods[methods.index(failing) + 1:] == undo, methods
+    undo_params = {m: p for m, p, _ in fake_server.requests[methods.index(failing) + 1:]}
+    if 'nvmf_subsystem_remove_ns' in undo:
+        assert undo_params['nvmf_subsystem_remove_ns'] == {'nqn': SUB, 'nsid': 2}
+    if 'bdev_ioband_delete' in undo:
+        assert undo_params['bdev_ioband_delete'] == {'name': 't1'}
+
+
+def test_nvmf_export_to_a_missing_subsystem_creates_nothing(fake_server, rpc):
+    fake_server.reply('nvmf_get_subsystems', result=[])
+    proc = rpc('bdev_ioband_nvmf_export', SUB, HOST1, '-n', 't1', '-b', 'Dly0')
+    assert proc.returncode == 1, describe(proc)
+    assert "no NVMe-oF subsystem '%s'" % SUB in proc.stdout, describe(proc)
+    assert fake_server.methods() == ['nvmf_get_subsystems']
+
+
+def test_nvmf_unexport_removes_namespace_access_and_bdev(fake_server, rpc):
+    sub = dict(SUBSYSTEM, hosts=[{'nqn': HOST1}], namespaces=[{'nsid': 1, 'bdev_name': 'other'},
+                                                              {'nsid': 3, 'bdev_name': 't1'}])
+    fake_server.reply('nvmf_get_subsystems', result=[sub])
+    fake_server.reply('bdev_ioband_get_settings', result=[{'name': 't1'}])
+    proc = rpc('bdev_ioband_nvmf_unexport', SUB, HOST1, '-n', 't1')
+    assert proc.returncode == 0, describe(proc)
+    assert [(m, p) for m, p, _ in fake_server.requests] == [
+        ('nvmf_get_subsystems', None),
+        ('nvmf_subsystem_remove_ns', {'nqn': SUB, 'nsid': 3}),
+        ('bdev_ioband_get_settings', {'group': 'initiator:' + HOST1}),
+        ('nvmf_subsystem_remove_host', {'nqn': SUB, 'host': HOST1}),
+        ('bdev_ioband_delete', {'name': 't1'}),
+    ]
+    # Another namespace of the host's group keeps its access; --keep-bdev keeps the bdev.
+    fake_server.requests.clear()
+    fake_server.reply('bdev_ioband_get_settings', result=[{'name': 't1'}, {'name': 'other'}])
+    proc = rpc('bdev_ioband_nvmf_unexport', SUB, HOST1, '-n', 't1', '--keep-bdev')
+    assert proc.returncode == 0, describe(proc)
+    assert fake_server.methods() == ['nvmf_get_subsystems', 'nvmf_subsystem_remove_ns',
+                                     'bdev_ioband_get_settings']
+
+
+IQN = 'iqn.2016-06.io.example:init1'
+
+
+def test_iscsi_export_sends_spdks_own_rpcs_and_undoes_on_failure(fake_server, rpc):
+    fake_server.reply('iscsi_get_initiator_groups', result=[{'tag': 3}, {'tag': 1}])
+    fake_server.reply('bdev_ioband_create', result='t1')
+    proc = rpc('bdev_ioband_iscsi_export', 'disk1', IQN, '-n', 't1', '-b', 'Dly0', '--share', 's',
+               '-w', '3', '--queue-depth', '32')
+    assert proc.returncode == 0, describe(proc)
+    group = 'initiator:' + IQN
+    assert [(m, p) for m, p, _ in fake_server.requests] == [
+        ('iscsi_get_initiator_groups', None),
+        ('bdev_ioband_create', {'name': 't1', 'base_bdev_name': 'Dly0', 'share': 's', 'group': group}),
+        ('bdev_ioband_set_settings', {'name': 't1', 'group': group, 'value': 3}),
+        ('iscsi_create_initiator_group', {'tag': 4, 'initiators': [IQN], 'netmasks': ['ANY']}),
+        ('iscsi_create_target_node', {'name': 'disk1', 'alias_name': 'disk1',
+                                      'luns': [{'bdev_name': 't1', 'lun_id': 0}],
+                                      'pg_ig_maps': [{'pg_tag': 1, 'ig_tag': 4}],
+                                      'queue_depth': 32, 'disable_chap': True}),
+    ]
+    assert json.loads(proc.stdout)['ig_tag'] == 4
+
+    fake_server.requests.clear()
+    fake_server.reply('iscsi_create_target_node', error={'code': -32602, 'message': 'Invalid parameters'})
+    proc = rpc('bdev_ioband_iscsi_export', 'disk1', IQN, '-n', 't1', '-b', 'Dly0')
+    assert proc.returncode == 1, describe(proc)
+    assert 'Invalid parameters' in proc.stdout, describe(proc)
+    assert fake_server.methods()[-2:] == ['iscsi_delete_initiator_group', 'bdev_ioband_delete']
+    assert fake_server.requests[-2][1] == {'tag': 4}
+
+    # A taken initiator group tag is refused before anything is created.
+    fake_server.requests.clear()
+    proc = rpc('bdev_ioband_iscsi_export', 'disk1', IQN, '-n', 't1', '-b', 'Dly0', '--ig-tag', '3')
+    assert proc.returncode == 1 and 'initiator group 3 exists already' in proc.stdout, describe(proc)
+    assert fake_server.methods() == ['iscsi_get_initiator_groups']
+
+
+def test_iscsi_unexport_removes_node_group_and_bdev(fake_server, rpc):
+    nodes = [
+        {'name': 'iqn.2016-06.io.spdk:disk1', 'pg_ig_maps': [{'pg_tag': 1, 'ig_tag': 4}],
+         'luns': [{'bdev_name': 't1', 'lun_id': 0}]},
+        {'name': 'iqn.2016-06.io.spdk:disk2', 'pg_ig_maps': [{'pg_tag': 1, 'ig_tag': 5}],
+         'luns': [{'bdev_name': 't2', 'lun_id': 0}]},
+    ]
+    fake_server.reply('iscsi_get_target_nodes', result=nodes)
+    fake_server.reply('bdev_ioband_get_devices', result=[{'share': 's', 'devices': ['t1', 't2']}])
+    proc = rpc('bdev_ioband_iscsi_unexport', 'disk1')
+    assert proc.returncode == 0, describe(proc)
+    assert [(m, p) for m, p, _ in fake_server.requests] == [
+        ('iscsi_get_target_nodes', None),
+        ('iscsi_delete_target_node', {'name': 'iqn.2016-06.io.spdk:disk1'}),
+        ('iscsi_delete_initiator_group', {'tag': 4}),
+        ('bdev_ioband_get_devices', None),
+        ('bdev_ioband_delete', {'name': 't1'}),
     ]

@@ -2,6 +2,7 @@
 """Helpers of the real-SPDK tests: where SPDK and the library are, and an spdk_tgt (or any
 SPDK app) with libbdev_ioband_spdk.so preloaded."""
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -104,3 +105,15 @@ def cpu_seconds(pid):
     """User + system CPU seconds a live process has used so far (from /proc/PID/stat)."""
     fields = Path('/proc/%d/stat' % pid).read_text().rsplit(')', 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def save_config(t):
+    """What `spdk-rpc save_config` prints, read with a raw client: the PyPI client (26.x)
+    sends framework_get_config a `with_batches` parameter that SPDK 25.09 refuses (-32602).
+    The same two methods, in the same order, without it."""
+    with t.client(timeout=30) as c:
+        subsystems = c.call('framework_get_subsystems')
+        config = {'subsystems': [{'subsystem': s['subsystem'],
+                                  'config': c.call('framework_get_config', {'name': s['subsystem']})}
+                                 for s in subsystems]}
+    return json.dumps(config, indent=2)

@@ -17,7 +17,7 @@ import pytest
 import test_e2e_tgt as e2e
 from rpctools import RawClient, describe, poll, short_tmpdir
 
-from spdktools import SpdkTarget, spdk_binary
+from spdktools import SpdkTarget, save_config, spdk_binary
 
 NQN = e2e.NQN
 # The embedded tests' model device, as an SPDK malloc bdev of the same size and block size.
@@ -26,18 +26,6 @@ MODEL = ['bdev_malloc_create', '-b', 'Model0', '64', '512']
 
 def bdev_names(t):
     return sorted(b['name'] for b in t.rpc_json('bdev_get_bdevs'))
-
-
-def save_config(t):
-    """What `spdk-rpc save_config` prints, read with a raw client: the PyPI client (26.x)
-    sends framework_get_config a `with_batches` parameter that SPDK 25.09 refuses (-32602).
-    The same two methods, in the same order, without it."""
-    with t.client(timeout=30) as c:
-        subsystems = c.call('framework_get_subsystems')
-        config = {'subsystems': [{'subsystem': s['subsystem'],
-                                  'config': c.call('framework_get_config', {'name': s['subsystem']})}
-                                 for s in subsystems]}
-    return json.dumps(config, indent=2)
 
 
 def config_methods(config):

@@ -152,6 +152,20 @@ impl<T> Engine<T> {
         share: &str,
         params: Option<ShareParams>,
     ) -> Result<DeviceRef, EngineError> {
+        self.create_device_bound(device, share, params, None)
+    }
+
+    /// [`Engine::create_device`], the device bound to group `bound` when given: every I/O
+    /// through it that no attached group claims counts to that group (see [`Share`]'s
+    /// bound groups). A bound group is refused ([`EngineError::Binding`], nothing created)
+    /// when it is `none`, or bound to or attached on a device of the share already.
+    pub fn create_device_bound(
+        &mut self,
+        device: &str,
+        share: &str,
+        params: Option<ShareParams>,
+        bound: Option<&GroupKey>,
+    ) -> Result<DeviceRef, EngineError> {
         validate_name(device)?;
         validate_name(share)?;
         if self.devices.contains_key(device) {
@@ -190,11 +204,11 @@ impl<T> Engine<T> {
                         )));
                     }
                 }
-                (index, existing.add_device(device)?)
+                (index, existing.add_device_bound(device, bound)?)
             }
             None => {
                 let mut fresh = Share::new(share, params.unwrap_or_default(), self.ticks_per_sec)?;
-                let idx = fresh.add_device(device)?;
+                let idx = fresh.add_device_bound(device, bound)?;
                 (self.insert_share(fresh), idx)
             }
         };
@@ -406,7 +420,7 @@ impl<T> Engine<T> {
         key: &GroupKey,
         value: Option<GroupValue>,
     ) -> Result<(), EngineError> {
-        let r = self.device(device)?;
+        let r = self.device_for_group(device, key)?;
         let share = self.share_mut(&r.share)?;
         let old = if *key == GroupKey::None {
             Some(share.group_info(r.device, key)?.0)
@@ -431,6 +445,37 @@ impl<T> Engine<T> {
                 group: key.to_string(),
             }),
         }
+    }
+
+    /// The device a settings write or read for `key` addresses by `name`: the device of that
+    /// name; else, when `name` is a share and `key` a group bound to or attached on one of
+    /// its devices, that device (so a tenant's group is reached by the share's name and its
+    /// own, whichever ioband bdev it is bound to). [`EngineError::NoSuchDevice`] when `name`
+    /// is neither, [`EngineError::NoSuchGroup`] when the share has no device with `key`.
+    pub fn device_for_group(&self, name: &str, key: &GroupKey) -> Result<DeviceRef, EngineError> {
+        if let Ok(found) = self.device(name) {
+            return Ok(found);
+        }
+        let share_id = self.share_id(name).map_err(|_| no_device(name))?;
+        let share = self.share_by_id(share_id).ok_or_else(|| no_device(name))?;
+        match share.device_with_group(key) {
+            Some((device, _)) => Ok(DeviceRef {
+                share: name.to_owned(),
+                share_id,
+                device,
+            }),
+            None if *key == GroupKey::None => Err(no_device(name)),
+            None => Err(EngineError::NoSuchGroup {
+                device: name.to_owned(),
+                group: key.to_string(),
+            }),
+        }
+    }
+
+    /// The group device `device` is bound to, if it is bound.
+    pub fn bound_group(&self, device: &str) -> Result<Option<GroupKey>, EngineError> {
+        let r = self.device(device)?;
+        Ok(self.share(&r.share)?.bound_group(r.device)?.cloned())
     }
 
     /// Every group of a device with its parameters and counters.

@@ -115,6 +115,17 @@ pub enum EngineError {
         /// The share's policy.
         policy: &'static str,
     },
+    /// A group cannot be bound, attached or detached as asked: `none` bound, a group bound
+    /// twice in one share, bound where it is attached already, attached where it is bound,
+    /// or a bound group detached. Bad params: hosts answer -32602
+    /// ([`crate::config::rpc::rpc_code`]).
+    #[error("group '{group}' {reason}")]
+    Binding {
+        /// Group key as text.
+        group: String,
+        /// What is in the way, as the rest of the sentence.
+        reason: String,
+    },
     /// The default group cannot be attached or detached.
     #[error("the default group of ioband device '{0}' cannot be attached or detached")]
     DefaultGroup(String),

@@ -7,7 +7,7 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use bdev_ioband_engine::ShareParams;
+use bdev_ioband_engine::{GroupKey, ShareParams};
 
 use crate::bdev::malloc::MallocBdev;
 use crate::bdev::model::{ModelBdev, ModelParams};
@@ -129,10 +129,23 @@ impl App {
         share: &str,
         params: Option<ShareParams>,
     ) -> Result<IobandBdev, IobandError> {
+        self.create_ioband_bound(name, base, share, params, None)
+    }
+
+    /// Creates an ioband bdev bound to group `bound` when given (see the engine's bound
+    /// groups): its I/O whose front-end tag has no group attached to it counts there.
+    pub fn create_ioband_bound(
+        &self,
+        name: &str,
+        base: &str,
+        share: &str,
+        params: Option<ShareParams>,
+        bound: Option<&GroupKey>,
+    ) -> Result<IobandBdev, IobandError> {
         let mut registry = self.bdevs.borrow_mut();
         self.ioband
             .borrow_mut()
-            .create(&mut registry, name, base, share, params)
+            .create(&mut registry, name, base, share, params, bound)
     }
 
     /// Deletes an ioband bdev.

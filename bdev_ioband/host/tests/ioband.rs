@@ -367,3 +367,63 @@ fn shared_owner_channels_and_stacked_iobands_complete_everything_once() {
     let aborted: u64 = clients.iter().map(|c| c.aborted.get()).sum();
     assert!(aborted > 0, "the deletes abort queued I/O");
 }
+
+/// A bdev bound to a group (bdev_ioband_create's `group`): I/O whose front-end tag has a
+/// group attached to the bdev goes there (the tag takes precedence); untagged I/O, and I/O
+/// whose tag has no group here, counts to the bound group. Two bound bdevs over one base
+/// are two groups of one share, each named by its tenant.
+#[test]
+fn a_bound_bdev_counts_untagged_io_to_its_group_and_a_front_end_tag_takes_precedence() {
+    let mut rig = Rig::new(2);
+    let app = rig.on(0, App::new).expect("app");
+    let h1 = GroupKey::Initiator("iqn.2016-06.io.example:h1".to_owned());
+    let h2 = GroupKey::Initiator("iqn.2016-06.io.example:h2".to_owned());
+    let (b1, b2): (BdevRef, BdevRef) = rig.on(0, || {
+        app.create_null("Null0", 512, 1024, None).expect("null");
+        app.create_ioband_bound("t1", "Null0", "tenants", None, Some(&h1))
+            .expect("t1");
+        app.create_ioband_bound("t2", "Null0", "tenants", None, Some(&h2))
+            .expect("t2");
+        // The same tenant twice in one share: refused, nothing registered.
+        let again = app.create_ioband_bound("t3", "Null0", "tenants", None, Some(&h1));
+        assert!(again.is_err());
+        assert!(app.bdev("t3").is_err());
+        (app.bdev("t1").expect("t1"), app.bdev("t2").expect("t2"))
+    });
+    attach(&app, "t1", 7, 100);
+
+    let untagged = Client::new(&rig, 1, &b1, None);
+    let tagged = Client::new(&rig, 1, &b1, Some(GroupKey::Tag(7)));
+    let unknown = Client::new(&rig, 0, &b1, Some(GroupKey::Tag(8)));
+    let own_name = Client::new(&rig, 0, &b2, Some(h2.clone()));
+    let other = Client::new(&rig, 1, &b2, Some(h1.clone()));
+    for c in [&untagged, &tagged, &unknown, &own_name, &other] {
+        c.closed_loop.set(false);
+    }
+    rig.on(1, || untagged.start(3));
+    rig.on(1, || tagged.start(2));
+    rig.on(0, || unknown.start(4));
+    rig.on(0, || own_name.start(5));
+    rig.on(1, || other.start(6));
+    rig.run(20, 1000);
+
+    let reads = |dev: &str| -> Vec<(GroupKey, u64)> {
+        let module = app.ioband.borrow();
+        let groups = module.engine().groups_of(dev).expect("groups");
+        groups
+            .into_iter()
+            .map(|(k, _, s)| (k, s.read_ios))
+            .collect()
+    };
+    assert_eq!(reads("t1"), vec![(h1.clone(), 7), (GroupKey::Tag(7), 2)]);
+    // On t2 h1 is no group of t2's: its I/O counts to t2's own tenant.
+    assert_eq!(reads("t2"), vec![(h2, 11)]);
+    assert_eq!(
+        app.ioband
+            .borrow()
+            .engine()
+            .share("tenants")
+            .map(|s| s.device_count()),
+        Ok(2)
+    );
+}

@@ -269,3 +269,99 @@ fn a_refused_delete_changes_nothing() {
     );
     assert_eq!(r["result"], "band0", "{r}");
 }
+
+/// Bound groups over JSON-RPC (issue #12): `group` on create, the tenant addressed by the
+/// share and its name, iostat by name, -32602 for a bad binding (nothing created), and a
+/// saved config that loads to the same tenants.
+#[test]
+fn bound_groups_by_rpc_and_config_round_trip() {
+    let (rig, app) = setup();
+    let h = |i: u32| format!("initiator:nqn.2014-08.org.example:host{i}");
+    let r = call(
+        &rig,
+        &app,
+        "bdev_null_create",
+        json!({"name": "Null0", "num_blocks": 1024, "block_size": 512}),
+    );
+    assert!(r.get("result").is_some(), "{r}");
+    for i in 1..=3 {
+        let r = call(
+            &rig,
+            &app,
+            "bdev_ioband_create",
+            json!({"name": format!("t{i}"), "base_bdev_name": "Null0", "share": "tenants", "group": h(i)}),
+        );
+        assert_eq!(r["result"], format!("t{i}"), "{r}");
+        let r = call(
+            &rig,
+            &app,
+            "bdev_ioband_set_settings",
+            json!({"name": "tenants", "group": h(i), "value": 1 << (3 - i)}),
+        );
+        assert_eq!(r["result"], true, "{r}");
+    }
+    let before = call(&rig, &app, "bdev_ioband_get_settings", json!({}));
+    let bad = [
+        json!({"name": "t9", "base_bdev_name": "Null0", "share": "tenants", "group": h(2)}),
+        json!({"name": "t9", "base_bdev_name": "Null0", "group": "none"}),
+        json!({"name": "t9", "base_bdev_name": "Null0", "group": "initiator:"}),
+        json!({"name": "t9", "base_bdev_name": "Null0", "group": "tag:x"}),
+    ];
+    for p in bad {
+        let r = call(&rig, &app, "bdev_ioband_create", p.clone());
+        assert_eq!(r["error"]["code"], -32602, "{p}: {r}");
+    }
+    let r = call(
+        &rig,
+        &app,
+        "bdev_ioband_set_settings",
+        json!({"name": "t2", "group": h(2)}),
+    );
+    assert_eq!(r["error"]["code"], -32602, "detach a bound group: {r}");
+    let r = call(&rig, &app, "bdev_get_bdevs", json!({"name": "t9"}));
+    assert!(r.get("error").is_some(), "{r}");
+    assert_eq!(
+        call(&rig, &app, "bdev_ioband_get_settings", json!({})),
+        before
+    );
+
+    let r = call(
+        &rig,
+        &app,
+        "bdev_ioband_get_iostat",
+        json!({"name": "tenants"}),
+    );
+    let names: Vec<Value> = r["result"]["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .map(|d| d["groups"][0]["group"].clone())
+        .collect();
+    assert_eq!(names, [json!(h(1)), json!(h(2)), json!(h(3))]);
+    let r = call(
+        &rig,
+        &app,
+        "bdev_ioband_get_iostat",
+        json!({"group": h(3), "format": "text"}),
+    );
+    assert_eq!(r["result"], format!("t3 tenants {} 0 0 0 0 0\n", h(3)));
+
+    let config =
+        call(&rig, &app, "framework_get_config", json!({"name": "bdev"}))["result"].clone();
+    let (rig2, app2) = setup();
+    let file = json!({"subsystems": [{"subsystem": "bdev", "config": config}]}).to_string();
+    rig2.on(0, || load_config(&app2, &Methods::new(), &file))
+        .expect("replay");
+    assert_eq!(
+        call(&rig2, &app2, "bdev_ioband_get_settings", json!({})),
+        before
+    );
+    let again = call(
+        &rig2,
+        &app2,
+        "framework_get_config",
+        json!({"name": "bdev"}),
+    )["result"]
+        .clone();
+    assert_eq!(config, again);
+}

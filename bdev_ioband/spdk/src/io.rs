@@ -4,9 +4,16 @@
 //! Group identity: the bdev API carries no caller tag (no host NQN, IQN or cgroup reaches
 //! a bdev module). What a module can see is the SPDK thread an I/O was submitted on, so an
 //! I/O goes to group `tag:<spdk thread id>` of its device when that group is attached, and
-//! to the device's default group otherwise. `initiator:` and `cgroup:` groups can be
-//! configured (the RPC contract is the embedded host's) but no SPDK I/O is ever classified
-//! into them: tenants are told apart by topology (one ioband bdev per tenant in a share).
+//! to the device's default group otherwise. Tenants are told apart by topology: one ioband
+//! bdev per tenant over the shared base, all in one share, each created *bound* to its
+//! tenant's group (`bdev_ioband_create`'s `group`, e.g. `initiator:<host nqn>`): a bound
+//! device's default group is that group, so its I/O counts to the tenant by name and the
+//! tenants' groups compete in the one share exactly as groups of one device would (the
+//! engine's device is the ioband bdev; see the engine's share module, bound groups). The
+//! exports that make each bdev reachable by its tenant only are SPDK's own (the rpc.py
+//! plugin's `bdev_ioband_nvmf_export` and `bdev_ioband_iscsi_export`). An `initiator:` or
+//! `cgroup:` group merely *attached* to a device is accepted (the RPC contract is the
+//! embedded host's) but no SPDK I/O is classified into it.
 //!
 //! Time: the engine is given [`shim::pass_ticks`], the tick of the owner thread's current
 //! poll pass, read once per call from the shim (a submit, a completion, a poller pass, a

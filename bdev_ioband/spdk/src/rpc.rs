@@ -174,7 +174,8 @@ fn create(params: Option<&str>) -> Result<Value, RpcError> {
     }
     let share = p.share_name().to_owned();
     let id = with_state(|st| -> Result<u64, RpcError> {
-        st.engine.create_device(&p.name, &share, p.share_params())?;
+        st.engine
+            .create_device_bound(&p.name, &share, p.share_params(), p.group.as_ref())?;
         let id = st.next_id;
         st.next_id += 1;
         st.devs.insert(
@@ -346,10 +347,16 @@ pub fn dump_info(dev_id: u64, w: JsonWriter) {
             .groups_of(&d.name)
             .map(|g| g.into_iter().map(|(k, _, _)| k.to_string()).collect())
             .unwrap_or_default();
+        let bound = st.engine.bound_group(&d.name).ok().flatten();
+        let classification = match &bound {
+            Some(key) => format!("tag:<spdk thread id> when attached, else the bound group {key}"),
+            None => "tag:<spdk thread id> when attached, else the default group".to_owned(),
+        };
         Some(json!({
             "name": d.name, "base_bdev_name": d.base, "share": d.share,
             "policy": policy, "groups": groups,
-            "classification": "tag:<spdk thread id> when attached, else the default group",
+            "bound_group": bound.map(|k| k.to_string()),
+            "classification": classification,
         }))
     })
     .flatten();

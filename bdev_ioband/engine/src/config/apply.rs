@@ -25,7 +25,14 @@ pub fn apply_devices_write<T>(
         let params = knob_applied(*share.params(), &write.command);
         return share.set_params(params);
     }
-    let DeviceRef { share, device, .. } = device_for(engine, target)?;
+    let group = match &write.command {
+        DeviceCommand::Attach(group)
+        | DeviceCommand::Detach(group)
+        | DeviceCommand::Weight { group, .. }
+        | DeviceCommand::RangeBw { group, .. } => Some(group),
+        _ => None,
+    };
+    let DeviceRef { share, device, .. } = device_for(engine, target, group)?;
     let share = engine.share_mut(&share)?;
     match &write.command {
         DeviceCommand::Attach(group) => share.attach(device, group.clone(), None).map(|_| ()),
@@ -91,12 +98,14 @@ pub fn apply_settings_text<T>(
 
 /// The configured state of every share as `devices` writes: the raw knobs (0 stays 0, so
 /// derived defaults stay derived), then for each device the default group's weight and
-/// range, then every other group's `attach`, `weight` and `range-bw`.
+/// range (a bound group's, on a bound device), then every other group's `attach`, `weight`
+/// and `range-bw`.
 ///
 /// Replayed in order into an engine that has the same devices in the same shares (fresh
-/// shares, created in the order of [`crate::Share::device_names`]), it reproduces every
-/// share's [`ShareParams`] but `nr_requests` (a property of the base device, which the host
-/// gives at create) and every group's [`GroupParams`]. Counters are not part of it.
+/// shares, created in the order of [`crate::Share::device_names`], bound as here), it
+/// reproduces every share's [`ShareParams`] but `nr_requests` (a property of the base
+/// device, which the host gives at create) and every group's [`GroupParams`]. Counters are
+/// not part of it.
 pub fn dump_writes<T>(engine: &Engine<T>) -> Result<Vec<DevicesWrite>, EngineError> {
     let mut out = Vec::new();
     for share in engine.shares() {
@@ -119,12 +128,14 @@ pub fn dump_writes<T>(engine: &Engine<T>) -> Result<Vec<DevicesWrite>, EngineErr
             });
         }
         for (idx, device) in share.device_names() {
-            for (group, params, _) in share.groups_of(idx)? {
+            for (i, (group, params, _)) in share.groups_of(idx)?.into_iter().enumerate() {
                 let write = |command| DevicesWrite {
                     target: device.to_owned(),
                     command,
                 };
-                if group != GroupKey::None {
+                // The first is the default group: `none`, or a bound group, which comes
+                // with its device's create.
+                if i > 0 {
                     out.push(write(DeviceCommand::Attach(group.clone())));
                 }
                 out.push(write(DeviceCommand::Weight {
@@ -182,21 +193,25 @@ pub(crate) fn share_for<T>(
         .map_err(|_| EngineError::NoSuchDevice(share_or_device.to_owned()))
 }
 
-/// The device a group message addresses: a device of that name, else the first device of a
-/// share of that name.
+/// The device a group message addresses: a device of that name, else, of a share of that
+/// name, the device where `group` is bound or attached, else its first device.
 pub(crate) fn device_for<T>(
     engine: &Engine<T>,
     device_or_share: &str,
+    group: Option<&GroupKey>,
 ) -> Result<DeviceRef, EngineError> {
     if let Ok(found) = engine.device(device_or_share) {
         return Ok(found);
     }
-    let first = engine
-        .share(device_or_share)
-        .ok()
-        .and_then(|s| s.device_names().next());
+    let share = engine.share(device_or_share).ok();
+    let first = share.and_then(|s| {
+        group
+            .and_then(|g| s.device_with_group(g))
+            .map(|(d, _)| d)
+            .or_else(|| s.device_names().next().map(|(d, _)| d))
+    });
     match first {
-        Some((device, _)) => Ok(DeviceRef {
+        Some(device) => Ok(DeviceRef {
             share: device_or_share.to_owned(),
             share_id: engine.share_id(device_or_share)?,
             device,

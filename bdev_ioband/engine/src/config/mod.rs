@@ -88,6 +88,8 @@ pub mod rpc;
 mod text;
 
 #[cfg(test)]
+mod bound_tests;
+#[cfg(test)]
 mod limits_tests;
 #[cfg(test)]
 mod one_rule_tests;

@@ -21,7 +21,8 @@
 //!
 //! # `settings`
 //! For one group, one line per device where it is attached (every device for the default
-//! group `none`), showing the value the device's policy uses:
+//! group `none`, which on a bound device is its bound group), showing the value the
+//! device's policy uses:
 //! ```text
 //! ioband0 weight=100
 //! ioband2 range-bw=1000:20000
@@ -53,31 +54,48 @@ pub(crate) struct DeviceView<'a> {
     pub(crate) groups: Vec<(GroupKey, GroupParams, GroupStats)>,
 }
 
-/// Selects devices and groups: every device, or the one named `device`
-/// ([`EngineError::NoSuchDevice`] if there is none); every group, or only `group`.
+/// Selects devices and groups: every device, the one named `device`, or, when no device has
+/// that name, every device of the share of that name ([`EngineError::NoSuchDevice`] if
+/// neither exists); every group, or only `group`.
 ///
 /// With a `group`, devices where it is not attached are left out, but for a named device,
-/// which is then [`EngineError::NoSuchGroup`]. The default group is on every device.
+/// which is then [`EngineError::NoSuchGroup`] (and so is a named share where it is on no
+/// device). The default group is on every device: `none` selects it, whose key on a bound
+/// device is the bound group's.
 pub(crate) fn select<'a, T>(
     engine: &'a Engine<T>,
     device: Option<&str>,
     group: Option<&GroupKey>,
 ) -> Result<Vec<DeviceView<'a>>, EngineError> {
     let mut out = Vec::new();
+    // Some(share) when the name is a share's and no device's.
+    let mut share_filter = None;
     if let Some(name) = device {
-        // Fails with NoSuchDevice for an unknown name.
-        engine.device(name)?;
+        if let Err(e) = engine.device(name) {
+            if engine.share(name).is_err() {
+                return Err(e);
+            }
+            share_filter = Some(name);
+        }
     }
     for share in engine.shares() {
+        if share_filter.is_some_and(|wanted| wanted != share.name()) {
+            continue;
+        }
         for (idx, name) in share.device_names() {
-            if device.is_some_and(|wanted| wanted != name) {
+            if share_filter.is_none() && device.is_some_and(|wanted| wanted != name) {
                 continue;
             }
             let mut groups = share.groups_of(idx)?;
             if let Some(wanted) = group {
-                groups.retain(|(key, _, _)| key == wanted);
+                if *wanted == GroupKey::None {
+                    // The default group comes first.
+                    groups.truncate(1);
+                } else {
+                    groups.retain(|(key, _, _)| key == wanted);
+                }
                 if groups.is_empty() {
-                    if device.is_some() {
+                    if device.is_some() && share_filter.is_none() {
                         return Err(EngineError::NoSuchGroup {
                             device: name.to_owned(),
                             group: wanted.to_string(),
@@ -93,6 +111,12 @@ pub(crate) fn select<'a, T>(
                 groups,
             });
         }
+    }
+    if let (Some(share), Some(wanted), true) = (share_filter, group, out.is_empty()) {
+        return Err(EngineError::NoSuchGroup {
+            device: share.to_owned(),
+            group: wanted.to_string(),
+        });
     }
     Ok(out)
 }

@@ -28,6 +28,17 @@
 //! ([`CreateParams::share_params`] is `None`); with knobs, they must equal the existing
 //! share's. Handled by the host (it touches bdevs).
 //!
+//! `group` (optional; `initiator:<nqn|iqn>`, `cgroup:<id>` or `tag:<n>`) *binds* the new
+//! bdev to that group of the share: the bdev's default group has that key instead of
+//! `none`, and every I/O through the bdev that no attached group claims counts to it. A
+//! host that cannot tell who submitted an I/O (SPDK) thus gives each tenant its own ioband
+//! bdev over the same base, in one share, named by the tenant's NQN or IQN. The rule on a
+//! host whose front end tags I/O (the embedded host): an I/O goes to the group of its own
+//! tag when that group is attached to the bdev, else to the bdev's bound group. `none`, a
+//! group bound to or attached on a device of the share already, is **-32602** and creates
+//! nothing (as is attaching, elsewhere in its share, a group bound to a device, or
+//! detaching a bound group: it goes with its bdev).
+//!
 //! ## `bdev_ioband_delete` ([`DeleteParams`])
 //! `name` (string). Result: `true`. Handled by the host.
 //!
@@ -47,8 +58,8 @@
 //! [`super`]); exactly one of the two forms. Result: `true`.
 //!
 //! ## `bdev_ioband_get_settings` ([`GetSettingsParams`], optional)
-//! `name` (device filter), `group` (group text; default: every group), `format` (`"json"` or
-//! `"text"`). Result for json: an array of [`SettingInfo`]: `{"name": device, "share",
+//! `name` (device filter; a share's name selects its devices), `group` (group text;
+//! default: every group), `format` (`"json"` or `"text"`). Result for json: an array of [`SettingInfo`]: `{"name": device, "share",
 //! "group": "initiator:...", "type": "initiator", "id": "...", "weight", "min_kib_per_sec",
 //! "max_kib_per_sec"}`. For text: one string, the `settings` file as `group` (default
 //! `none`) reads it ([`render_settings`]).
@@ -57,9 +68,14 @@
 //! `name` (device), `group` (group text, default `"none"`), `value` (a JSON number = weight,
 //! or a string `"W"` or `"MIN:MAX"` KiB/s; absent = detach the group). Or `{"command":
 //! "<device> [<value>]", "group"?}` in the `settings` write language. Result: `true`.
+//! `name` may also be a share, with a `group` bound to or attached on one of its devices
+//! ([`Engine::device_for_group`]): a tenant is addressed by the share and its own name.
+//! `none` on a bound bdev is its bound group.
 //!
 //! ## `bdev_ioband_get_iostat` ([`GetIostatParams`], optional)
-//! `name` (device filter), `group` (group filter). Result: [`IostatReply`]: `{"tick_rate":
+//! `name` (device filter; a share's name selects its devices), `group` (group filter),
+//! `format` (`"json"`, the default, or `"text"`: one string, [`render_iostat`]'s lines).
+//! Result for json: [`IostatReply`]: `{"tick_rate":
 //! ticks per second, "devices": [{"name", "share", "groups": [{"group", "read_ios",
 //! "read_bytes", "write_ios", "write_bytes", "other_ios", "dispatched_ios",
 //! "dispatched_bytes", "throttled_ios", "throttled_ticks", "queue_depth", "in_flight",
@@ -67,7 +83,8 @@
 //!
 //! Filters: an unknown `name` is -19; a `group` not attached to a named device is -2; a
 //! `group` filter without `name` lists the devices where the group is attached (all of them
-//! for `none`).
+//! for `none`). A bound bdev lists its bound group first, in the place of `none` (which
+//! selects it).
 
 use serde::{Deserialize, Serialize};
 
@@ -77,7 +94,7 @@ use crate::{
 };
 
 use super::apply::{apply_devices_write, share_for};
-use super::render::{render_devices, render_settings, select, share_listing};
+use super::render::{render_devices, render_iostat, render_settings, select, share_listing};
 use super::text::{parse_group_value, DevicesWrite, SettingsWrite};
 
 /// `bdev_ioband_create`.
@@ -101,9 +118,13 @@ pub const INVALID_PARAMS: i32 = -32602;
 /// The JSON-RPC error code of an engine error: SPDK's negative errno.
 ///
 /// -19 (ENODEV) no such device or share, -17 (EEXIST) exists already, -2 (ENOENT) no such
-/// group, -22 (EINVAL) anything else.
+/// group, -22 (EINVAL) anything else; but a group that cannot be bound, attached or detached
+/// as asked ([`EngineError::Binding`]) is -32602, invalid params.
 pub fn rpc_code(err: &EngineError) -> i32 {
-    -err.errno()
+    match err {
+        EngineError::Binding { .. } => INVALID_PARAMS,
+        _ => -err.errno(),
+    }
 }
 
 /// The share knobs that `create` and `set_device` take, each optional.
@@ -197,6 +218,11 @@ pub struct CreateParams {
     /// Idle grace in µs, 0..=1000000 (0 = auto).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_grace_us: Option<u32>,
+    /// The group the new bdev is bound to (`initiator:<nqn|iqn>`, `cgroup:<id>`,
+    /// `tag:<n>`): every I/O through it that no attached group claims counts to this group
+    /// of the share. Absent: the plain default group `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupKey>,
 }
 
 impl CreateParams {
@@ -234,6 +260,14 @@ impl CreateParams {
             return Err(EngineError::InvalidBase {
                 name: self.base_bdev_name.clone(),
                 reason: "it is the name of the ioband bdev itself",
+            });
+        }
+        if self.group == Some(GroupKey::None) {
+            return Err(EngineError::Binding {
+                group: "none".to_owned(),
+                reason: "cannot be bound: every ioband bdev has a default group; \
+                         leave \"group\" out"
+                    .to_owned(),
             });
         }
         Ok(())
@@ -660,9 +694,22 @@ pub struct GetIostatParams {
     /// Only this group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<GroupKey>,
+    /// json (default) or text.
+    #[serde(default, skip_serializing_if = "OutputFormat::is_default")]
+    pub format: OutputFormat,
 }
 
-/// Reply of `bdev_ioband_get_iostat`.
+/// Reply of `bdev_ioband_get_iostat`: the counters, or their text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum GetIostatReply {
+    /// `format: "json"`.
+    Stats(IostatReply),
+    /// `format: "text"`: one line per device, as [`render_iostat`] writes it.
+    Text(String),
+}
+
+/// The counters of `format: "json"`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IostatReply {
     /// Ticks per second of the `*_ticks` counters (0 when there is no device).
@@ -738,6 +785,18 @@ impl GroupIostat {
 pub fn handle_get_iostat<T>(
     engine: &mut Engine<T>,
     params: GetIostatParams,
+) -> Result<GetIostatReply, EngineError> {
+    if params.format == OutputFormat::Text {
+        return render_iostat(engine, params.name.as_deref(), params.group.as_ref())
+            .map(GetIostatReply::Text);
+    }
+    iostat(engine, params).map(GetIostatReply::Stats)
+}
+
+/// The counters `bdev_ioband_get_iostat` replies with in JSON.
+pub fn iostat<T>(
+    engine: &mut Engine<T>,
+    params: GetIostatParams,
 ) -> Result<IostatReply, EngineError> {
     // Every share of an engine counts in the engine's ticks.
     let tick_rate = engine.shares().next().map_or(0, |s| s.ticks_per_sec());
@@ -779,6 +838,7 @@ pub fn config_params<T>(
         carryover: Some(p.carryover),
         capacity_kib_per_sec: Some(p.capacity_kib_per_sec),
         idle_grace_us: Some(p.idle_grace_us),
+        group: share.bound_group(r.device)?.cloned(),
     };
     let settings = share
         .groups_of(r.device)?

@@ -507,7 +507,7 @@ fn get_iostat_shape() {
             }]
         })
     );
-    let all = handle_get_iostat(&mut e, GetIostatParams::default()).expect("all");
+    let all = iostat(&mut e, GetIostatParams::default()).expect("all");
     let names: Vec<(String, usize)> = all
         .devices
         .iter()

@@ -152,11 +152,12 @@ impl<T> Share<T> {
             let Some(g) = entry.group.as_ref() else {
                 continue;
             };
-            if g.key == GroupKey::None {
-                continue;
-            }
+            // A default group (its key `none`, or the device's bound group) is not in the
+            // device's table of attached groups.
             if let Some(Some(device)) = self.devices.get_mut(g.device as usize) {
-                device.groups.insert(g.key.clone(), index_u32(slot));
+                if device.default_slot != index_u32(slot) {
+                    device.groups.insert(g.key.clone(), index_u32(slot));
+                }
             }
         }
         self.free_slots = (0..self.slots.len())

@@ -53,6 +53,21 @@
 //!   catch-up); it banks no reservation and no limit credit while idle.
 //! - The policy decides which setting schedules: under `weight` and `weight-iosize` a
 //!   group's min and max are kept (a policy switch back restores them) but not applied.
+//!
+//! # Bound groups
+//! A device may be created *bound* to a group ([`Share::add_device_bound`]): its default
+//! group then has that key (`initiator:<nqn>`, `cgroup:<id>`, `tag:<n>`) instead of `none`.
+//! Every I/O the device gets that no attached group claims goes there, so a host that cannot
+//! tell who submitted an I/O (SPDK's bdev API carries no caller identity) still counts a
+//! tenant's I/O to a group with the tenant's name: one ioband device per tenant over the
+//! same base, all in one share. The *device* of the engine stays the ioband bdev, not the
+//! base: each tenant's group is a group of its own device, and the groups of all devices of
+//! a share compete in one scheduler, so the tenants' shares are exactly those of groups
+//! attached to one device (nothing is split or merged per base). `none` still names a
+//! bound device's default group (its bound group). A bound group is on one device of its
+//! share only: binding a group that is bound or attached on a device of the share, or
+//! attaching one bound elsewhere in it, is refused ([`EngineError::Binding`]), as is
+//! detaching it (it goes with its device). The same key may be bound in other shares.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -403,9 +418,24 @@ impl<T> Share<T> {
 
     /// Adds an ioband device with its default group (control path).
     pub fn add_device(&mut self, name: &str) -> Result<DeviceIdx, EngineError> {
+        self.add_device_bound(name, None)
+    }
+
+    /// Adds an ioband device whose default group is `bound` (the module doc: bound groups),
+    /// or the plain default group `none` when `bound` is `None`. Refused, changing nothing:
+    /// `bound` being `none`, or a group bound to or attached on a device of this share
+    /// already ([`EngineError::Binding`]).
+    pub fn add_device_bound(
+        &mut self,
+        name: &str,
+        bound: Option<&GroupKey>,
+    ) -> Result<DeviceIdx, EngineError> {
         crate::engine::validate_name(name)?;
         if self.device_by_name(name).is_some() {
             return Err(EngineError::DeviceExists(name.to_owned()));
+        }
+        if let Some(key) = bound {
+            self.check_bindable(key)?;
         }
         let index = match self.devices.iter().position(Option::is_none) {
             Some(i) => i,
@@ -415,7 +445,8 @@ impl<T> Share<T> {
             }
         };
         self.check_room()?;
-        let slot = self.alloc_slot(GroupKey::None, index_u32(index), GroupParams::default());
+        let key = bound.cloned().unwrap_or(GroupKey::None);
+        let slot = self.alloc_slot(key, index_u32(index), GroupParams::default());
         self.devices[index] = Some(Device {
             name: name.to_owned(),
             default_slot: slot,
@@ -477,9 +508,62 @@ impl<T> Share<T> {
         Ok(&self.device(dev)?.name)
     }
 
+    /// Whether `key` may be bound to a new device of this share: not `none`, and on no
+    /// device of the share yet, bound or attached.
+    fn check_bindable(&self, key: &GroupKey) -> Result<(), EngineError> {
+        let refuse = |reason: String| EngineError::Binding {
+            group: key.to_string(),
+            reason,
+        };
+        if *key == GroupKey::None {
+            return Err(refuse(
+                "cannot be bound: every ioband bdev has a default group; leave the group out"
+                    .to_owned(),
+            ));
+        }
+        match self.device_with_group(key) {
+            Some((dev, true)) => Err(refuse(format!(
+                "is bound to ioband bdev '{}' of share '{}' already",
+                self.device_name(dev)?,
+                self.name
+            ))),
+            Some((dev, false)) => Err(refuse(format!(
+                "is attached to ioband bdev '{}' of share '{}'; detach it there first",
+                self.device_name(dev)?,
+                self.name
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// The group a device is bound to (its default group's key), if it is bound.
+    pub fn bound_group(&self, dev: DeviceIdx) -> Result<Option<&GroupKey>, EngineError> {
+        let key = &self.group(self.device(dev)?.default_slot)?.key;
+        Ok((*key != GroupKey::None).then_some(key))
+    }
+
+    /// The device of this share where group `key` is (never `none`), and whether it is
+    /// bound there. A bound group is on no other device of its share.
+    pub fn device_with_group(&self, key: &GroupKey) -> Option<(DeviceIdx, bool)> {
+        if *key == GroupKey::None {
+            return None;
+        }
+        self.devices.iter().enumerate().find_map(|(i, d)| {
+            let d = d.as_ref()?;
+            let dev = DeviceIdx(index_u32(i));
+            if d.groups.contains_key(key) {
+                Some((dev, false))
+            } else {
+                let bound = self.slots.get(d.default_slot as usize)?.group.as_ref()?;
+                (bound.key == *key).then_some((dev, true))
+            }
+        })
+    }
+
     fn slot_of(&self, dev: DeviceIdx, key: &GroupKey) -> Result<u32, EngineError> {
         let device = self.device(dev)?;
-        if *key == GroupKey::None {
+        // `none` names the default group; on a bound device, the bound group is it.
+        if *key == GroupKey::None || self.group(device.default_slot)?.key == *key {
             return Ok(device.default_slot);
         }
         device
@@ -503,10 +587,20 @@ impl<T> Share<T> {
         if key == GroupKey::None {
             return Err(EngineError::DefaultGroup(device.name.clone()));
         }
-        if device.groups.contains_key(&key) {
+        if device.groups.contains_key(&key) || self.bound_group(dev)? == Some(&key) {
             return Err(EngineError::GroupExists {
                 device: device.name.clone(),
                 group: key.to_string(),
+            });
+        }
+        if let Some((other, true)) = self.device_with_group(&key) {
+            return Err(EngineError::Binding {
+                group: key.to_string(),
+                reason: format!(
+                    "is bound to ioband bdev '{}' of share '{}'; set its value there",
+                    self.device_name(other)?,
+                    self.name
+                ),
             });
         }
         let params = match value {
@@ -529,6 +623,15 @@ impl<T> Share<T> {
     pub fn detach(&mut self, dev: DeviceIdx, key: &GroupKey) -> Result<(), EngineError> {
         if *key == GroupKey::None {
             return Err(EngineError::DefaultGroup(self.device(dev)?.name.clone()));
+        }
+        if self.bound_group(dev)? == Some(key) {
+            return Err(EngineError::Binding {
+                group: key.to_string(),
+                reason: format!(
+                    "is bound to ioband bdev '{}': it goes with the bdev (bdev_ioband_delete)",
+                    self.device(dev)?.name
+                ),
+            });
         }
         let slot = self.slot_of(dev, key)?;
         let default_slot = self.device(dev)?.default_slot;

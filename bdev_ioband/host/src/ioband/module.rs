@@ -274,7 +274,8 @@ impl IobandModule {
     }
 
     /// Creates ioband bdev `name` over `base` in `share` (created with `params`, or with
-    /// the defaults and the base's queue depth, if it does not exist) and registers it.
+    /// the defaults and the base's queue depth, if it does not exist), bound to group
+    /// `bound` when given, and registers it.
     pub fn create(
         &mut self,
         registry: &mut BdevRegistry,
@@ -282,6 +283,7 @@ impl IobandModule {
         base: &str,
         share: &str,
         params: Option<ShareParams>,
+        bound: Option<&GroupKey>,
     ) -> Result<IobandBdev, IobandError> {
         if registry.get(name).is_ok() {
             return Err(BdevError::Exists(name.to_owned()).into());
@@ -297,7 +299,9 @@ impl IobandModule {
         };
         let base_ch = base.get_io_channel()?;
         self.epoch += 1;
-        let dref = self.engine.create_device(name, share, params)?;
+        let dref = self
+            .engine
+            .create_device_bound(name, share, params, bound)?;
         let device_id = self.next_device_id;
         self.next_device_id += 1;
         let shared = Arc::new(DeviceShared {

@@ -32,8 +32,14 @@ fn create(app: &App, params: Params) -> Result<Value, Error> {
     let base = app.bdev(&p.base_bdev_name).map_err(bdev_error)?;
     let nr_requests = base.queue_depth().clamp(1, SHORT_MAX);
     let share_params = p.share_params().map(|sp| ShareParams { nr_requests, ..sp });
-    app.create_ioband(&p.name, &p.base_bdev_name, p.share_name(), share_params)
-        .map_err(ioband_error)?;
+    app.create_ioband_bound(
+        &p.name,
+        &p.base_bdev_name,
+        p.share_name(),
+        share_params,
+        p.group.as_ref(),
+    )
+    .map_err(ioband_error)?;
     Ok(Value::String(p.name))
 }
 

@@ -2,6 +2,7 @@
 //! ([`crate::mock`]): the `ioband_rs_*` entry points are driven as the C shim drives them,
 //! and what Rust asks of the shim is read back from the mock's record.
 
+mod bound;
 mod io;
 mod replica;
 mod rpc;
