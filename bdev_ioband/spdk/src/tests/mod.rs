@@ -3,6 +3,7 @@
 //! and what Rust asks of the shim is read back from the mock's record.
 
 mod io;
+mod load_check;
 mod replica;
 mod rpc;
 mod ticks;
