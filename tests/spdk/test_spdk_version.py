@@ -99,3 +99,21 @@ def test_process_without_spdk_is_refused(spdk_root, ioband_lib):
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(REFUSAL), proc.stderr
     assert 'has no libspdk_' in lines[0]
+
+
+def test_library_links_no_spdk_and_binds_spdk_lazily(spdk_root, ioband_lib):
+    """What lets the check run at all in another SPDK's app: no SPDK library is needed by
+    name, nothing is bound at load (no BIND_NOW), and every SPDK symbol is a function called
+    through the PLT (JUMP_SLOT, resolved at first call), never data bound at load."""
+    readelf = shutil.which('readelf')
+    if readelf is None:
+        pytest.skip('no readelf (binutils) to read the library\'s dynamic section')
+    dynamic = subprocess.run([readelf, '-dW', str(ioband_lib)], capture_output=True, text=True,
+                             check=True).stdout
+    assert 'libspdk_' not in dynamic and 'RUNPATH' not in dynamic, dynamic
+    assert 'BIND_NOW' not in dynamic and not re.search(r'FLAGS_1\).*\bNOW\b', dynamic), dynamic
+    relocs = subprocess.run([readelf, '-rW', str(ioband_lib)], capture_output=True, text=True,
+                            check=True).stdout
+    spdk = [l.split() for l in relocs.splitlines() if re.search(r'\sspdk_\w+', l)]
+    assert spdk, relocs[:2000]
+    assert all(r[2].endswith('_JUMP_SLOT') for r in spdk), [r for r in spdk if not r[2].endswith('_JUMP_SLOT')]
