@@ -1,9 +1,16 @@
-//! Compiles the C shim against an SPDK tree or install and links the SPDK libraries.
+//! Compiles the C shim against an SPDK tree or install, and records which SPDK that was.
 //!
 //! SPDK is found through `SPDK_DIR` (a built source tree, using `include/` and `build/lib/`,
 //! or an install prefix, using `include/` and `lib/`), else through pkg-config's
 //! `spdk_bdev`. Nothing of SPDK is copied, generated or committed: the shim includes the
 //! headers where they are, and the Rust side declares only the shim's own API.
+//!
+//! The SPDK libraries are not linked: the library takes SPDK's symbols from the app it is
+//! loaded into (lazily bound), so that a library built for another SPDK is refused by its
+//! own check, with one line, instead of by the dynamic loader (a missing soname stops the
+//! app) or not at all (a second SPDK loaded beside the app's). The check compares the
+//! sonames recorded here (`IOBAND_SPDK_SONAMES`) with the app's; the version
+//! (`IOBAND_SPDK_VERSION`, also given to Rust with `rustc-env`) names the SPDK in messages.
 //!
 //! Without SPDK (or with the `mock-shim` feature) nothing is compiled or linked here: the
 //! Rust layer's unit tests run against the mock of the shim's API (`src/mock.rs`). A build
@@ -15,7 +22,10 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The SPDK libraries the module calls into directly.
+#[path = "build/abi.rs"]
+mod abi;
+
+/// The SPDK libraries the module calls into directly (their sonames are checked at load).
 const SPDK_LIBS: &[&str] = &[
     "spdk_bdev",
     "spdk_rpc",
@@ -28,6 +38,8 @@ const SPDK_LIBS: &[&str] = &[
 ];
 
 struct Spdk {
+    /// The `SPDK_DIR` given (none with pkg-config).
+    root: Option<PathBuf>,
     include: PathBuf,
     lib: PathBuf,
 }
@@ -39,6 +51,7 @@ fn from_dir(dir: &Path) -> Spdk {
         dir.join("lib")
     };
     Spdk {
+        root: Some(dir.to_path_buf()),
         include: dir.join("include"),
         lib,
     }
@@ -55,6 +68,7 @@ fn from_pkg_config() -> Option<Spdk> {
         (out.status.success() && !text.is_empty()).then(|| PathBuf::from(text))
     };
     Some(Spdk {
+        root: None,
         include: var("includedir")?,
         lib: var("libdir")?,
     })
@@ -66,6 +80,8 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
     println!("cargo:rerun-if-changed=src/shim/ioband_shim.c");
     println!("cargo:rerun-if-changed=src/shim/ioband_shim.h");
+    println!("cargo:rerun-if-changed=src/shim/ioband_check.c");
+    println!("cargo:rerun-if-changed=src/shim/ioband_check.h");
 
     if env::var_os("CARGO_FEATURE_MOCK_SHIM").is_some() {
         println!("cargo:warning=bdev_ioband_spdk: feature mock-shim: the C shim is not compiled, nothing of SPDK is linked");
@@ -94,10 +110,41 @@ fn main() {
         std::process::exit(1);
     }
 
+    let version = abi::version(&spdk.include, spdk.root.as_deref()).unwrap_or_else(|| {
+        println!(
+            "cargo:warning=bdev_ioband_spdk: no SPDK version in {}/spdk/version.h: messages will say 'unknown'",
+            spdk.include.display()
+        );
+        "unknown".to_owned()
+    });
+    let mut sonames = Vec::new();
+    for lib in SPDK_LIBS {
+        let path = spdk.lib.join(format!("lib{lib}.so"));
+        let Some(soname) = abi::soname(&path) else {
+            eprintln!(
+                "bdev_ioband_spdk: {} is missing or has no soname; SPDK must be built --with-shared",
+                path.display()
+            );
+            std::process::exit(1);
+        };
+        println!("cargo:rerun-if-changed={}", path.display());
+        sonames.push(soname);
+    }
+    let sonames = sonames.join(" ");
+    println!(
+        "cargo:rerun-if-changed={}",
+        spdk.include.join("spdk/version.h").display()
+    );
+    println!("cargo:rustc-env=IOBAND_SPDK_VERSION={version}");
+    println!("cargo:rustc-env=IOBAND_SPDK_SONAMES={sonames}");
+
     cc::Build::new()
         .file("src/shim/ioband_shim.c")
+        .file("src/shim/ioband_check.c")
         .include(&spdk.include)
         .include("src/shim")
+        .define("IOBAND_SPDK_VERSION", format!("\"{version}\"").as_str())
+        .define("IOBAND_SPDK_SONAMES", format!("\"{sonames}\"").as_str())
         .flag_if_supported("-std=gnu11")
         .flag_if_supported("-Wno-unused-parameter")
         .warnings(true)
@@ -107,14 +154,11 @@ fn main() {
 
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     println!("cargo:rustc-link-search=native={}", out.display());
-    // Whole archive: the shim's ELF constructors (module and RPC registration) must stay.
+    // Whole archive: the shim's ELF constructor (the check, then module and RPC
+    // registration) must stay.
     println!("cargo:rustc-link-lib=static:+whole-archive=ioband_shim");
-    println!("cargo:rustc-link-search=native={}", spdk.lib.display());
-    for lib in SPDK_LIBS {
-        println!("cargo:rustc-link-lib=dylib={lib}");
-    }
-    // The preloaded library (and a unit-test binary, which links the shim too) finds the
-    // SPDK libraries it was built against.
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", spdk.lib.display());
-    println!("cargo:rustc-cdylib-link-arg=-Wl,--no-as-needed");
+    // No SPDK library is linked (no DT_NEEDED, no RUNPATH): SPDK's symbols come from the
+    // app. Lazy binding, so that a function an app's SPDK lacks cannot stop the load before
+    // the shim's check has refused that app (rustc asks for BIND_NOW; this comes later).
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-z,lazy");
 }

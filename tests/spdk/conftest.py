@@ -9,13 +9,12 @@ failure fails the tests rather than skipping them.
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from rpctools import short_tmpdir
-from spdktools import CRATE, SpdkTarget, spdk_binary, spdk_dir
+from spdktools import CRATE, SpdkTarget, build_lib, spdk_binary, spdk_dir
 
 
 @pytest.fixture(scope='session')
@@ -34,14 +33,7 @@ def ioband_lib(spdk_root):
     env_lib = os.environ.get('IOBAND_SPDK_LIB')
     if env_lib:
         return Path(env_lib)
-    target_dir = Path(os.environ.get('CARGO_TARGET_DIR', CRATE / 'target'))
-    proc = subprocess.run(
-        ['cargo', 'build', '--release', '--manifest-path', str(CRATE / 'Cargo.toml')],
-        env=dict(os.environ, SPDK_DIR=str(spdk_root)), capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, 'cargo build of bdev_ioband_spdk failed:\n' + proc.stderr[-4000:]
-    lib = target_dir / 'release' / 'libbdev_ioband_spdk.so'
-    assert lib.is_file(), lib
-    return lib
+    return build_lib(spdk_root, Path(os.environ.get('CARGO_TARGET_DIR', CRATE / 'target')))
 
 
 @pytest.fixture

@@ -31,6 +31,18 @@ def spdk_binary(root, *names):
     return None
 
 
+def build_lib(root, target_dir):
+    """libbdev_ioband_spdk.so built (release) for the SPDK at `root`, in `target_dir`."""
+    proc = subprocess.run(
+        ['cargo', 'build', '--release', '--manifest-path', str(CRATE / 'Cargo.toml')],
+        env=dict(os.environ, SPDK_DIR=str(root), CARGO_TARGET_DIR=str(target_dir)),
+        capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, 'cargo build of bdev_ioband_spdk failed:\n' + proc.stderr[-4000:]
+    lib = Path(target_dir) / 'release' / 'libbdev_ioband_spdk.so'
+    assert lib.is_file(), lib
+    return lib
+
+
 class SpdkTarget(Target):
     """spdk_tgt with the ioband module preloaded, on a socket in its own directory."""
 

@@ -4,7 +4,9 @@
 //! Built as a `cdylib` (`libbdev_ioband_spdk.so`, loaded with `LD_PRELOAD` into an SPDK app
 //! built `--with-shared`: spdk_tgt, nvmf_tgt, iscsi_tgt, bdevperf) and a `staticlib` (link
 //! it into a custom app inside `-Wl,--whole-archive`: the module registers itself from ELF
-//! constructors, which a plain static link drops).
+//! constructors, which a plain static link drops). The shared library is built for one
+//! SPDK ([`BUILT_FOR_SPDK`]) and, loaded into an app of another, registers nothing and says
+//! so in one line (`src/shim/ioband_check.c`; README, *Which SPDK*).
 //!
 //! # Layers
 //! - `src/shim/ioband_shim.c`: C, compiled against `$SPDK_DIR/include` at build time. All
@@ -52,6 +54,10 @@ compile_error!(
      (e.g. SPDK_DIR=/opt/spdk-src), or make `pkg-config spdk_bdev` work \
      (`cargo test` alone builds without SPDK, against the mock shim)"
 );
+
+/// The SPDK version this library was built for (`MAJOR.MM.PATCH`, e.g. `25.09.0`, from
+/// build.rs); `None` in a build without SPDK (unit tests, `mock-shim`).
+pub const BUILT_FOR_SPDK: Option<&str> = option_env!("IOBAND_SPDK_VERSION");
 
 pub mod entry;
 pub mod ffi;

@@ -33,6 +33,7 @@
 #include "spdk/thread.h"
 #include "spdk/uuid.h"
 
+#include "ioband_check.h"
 #include "ioband_shim.h"
 
 /* Namespace of the generated bdev UUIDs (sha1 of base UUID and name). */
@@ -1014,21 +1015,35 @@ rpc_dispatch(int method, struct spdk_jsonrpc_request *request, const struct spdk
 	free(b.data);
 }
 
-#define IOBAND_RPC(fn_name, method_name, id)						\
+/* Registered by ioband_load (below), not by SPDK_RPC_REGISTER: only once the app's SPDK
+ * is the one this library was built for. */
+#define IOBAND_RPC(fn_name, id)								\
 	static void fn_name(struct spdk_jsonrpc_request *request,			\
 			    const struct spdk_json_val *params)				\
 	{										\
 		rpc_dispatch(id, request, params);					\
-	}										\
-	SPDK_RPC_REGISTER(method_name, fn_name, SPDK_RPC_RUNTIME)
+	}
 
-IOBAND_RPC(rpc_bdev_ioband_create, "bdev_ioband_create", IOBAND_RPC_CREATE)
-IOBAND_RPC(rpc_bdev_ioband_delete, "bdev_ioband_delete", IOBAND_RPC_DELETE)
-IOBAND_RPC(rpc_bdev_ioband_get_devices, "bdev_ioband_get_devices", IOBAND_RPC_GET_DEVICES)
-IOBAND_RPC(rpc_bdev_ioband_set_device, "bdev_ioband_set_device", IOBAND_RPC_SET_DEVICE)
-IOBAND_RPC(rpc_bdev_ioband_get_settings, "bdev_ioband_get_settings", IOBAND_RPC_GET_SETTINGS)
-IOBAND_RPC(rpc_bdev_ioband_set_settings, "bdev_ioband_set_settings", IOBAND_RPC_SET_SETTINGS)
-IOBAND_RPC(rpc_bdev_ioband_get_iostat, "bdev_ioband_get_iostat", IOBAND_RPC_GET_IOSTAT)
+IOBAND_RPC(rpc_bdev_ioband_create, IOBAND_RPC_CREATE)
+IOBAND_RPC(rpc_bdev_ioband_delete, IOBAND_RPC_DELETE)
+IOBAND_RPC(rpc_bdev_ioband_get_devices, IOBAND_RPC_GET_DEVICES)
+IOBAND_RPC(rpc_bdev_ioband_set_device, IOBAND_RPC_SET_DEVICE)
+IOBAND_RPC(rpc_bdev_ioband_get_settings, IOBAND_RPC_GET_SETTINGS)
+IOBAND_RPC(rpc_bdev_ioband_set_settings, IOBAND_RPC_SET_SETTINGS)
+IOBAND_RPC(rpc_bdev_ioband_get_iostat, IOBAND_RPC_GET_IOSTAT)
+
+static const struct {
+	const char *method;
+	spdk_rpc_method_handler fn;
+} g_rpc_methods[] = {
+	{ "bdev_ioband_create", rpc_bdev_ioband_create },
+	{ "bdev_ioband_delete", rpc_bdev_ioband_delete },
+	{ "bdev_ioband_get_devices", rpc_bdev_ioband_get_devices },
+	{ "bdev_ioband_set_device", rpc_bdev_ioband_set_device },
+	{ "bdev_ioband_get_settings", rpc_bdev_ioband_get_settings },
+	{ "bdev_ioband_set_settings", rpc_bdev_ioband_set_settings },
+	{ "bdev_ioband_get_iostat", rpc_bdev_ioband_get_iostat },
+};
 
 /* ---- module -------------------------------------------------------------------------- */
 
@@ -1086,4 +1101,18 @@ static struct spdk_bdev_module ioband_if = {
 	.examine_config = ioband_examine_config,
 };
 
-SPDK_BDEV_MODULE_REGISTER(ioband, &ioband_if)
+/* What SPDK_BDEV_MODULE_REGISTER and SPDK_RPC_REGISTER do, behind the version check
+ * (ioband_check.c): a library built for another SPDK registers nothing and says so once. */
+__attribute__((constructor)) static void
+ioband_load(void)
+{
+	size_t i;
+
+	if (!ioband_check_app_spdk((const void *)ioband_load)) {
+		return;
+	}
+	spdk_bdev_module_list_add(&ioband_if);
+	for (i = 0; i < sizeof(g_rpc_methods) / sizeof(g_rpc_methods[0]); i++) {
+		spdk_rpc_register_method(g_rpc_methods[i].method, g_rpc_methods[i].fn, SPDK_RPC_RUNTIME);
+	}
+}

@@ -73,7 +73,7 @@ fn a_batch_of_failed_dispatches_reads_the_pass_tick_once() {
 }
 
 /// The C source without its comments.
-fn strip_c_comments(src: &str) -> String {
+pub(super) fn strip_c_comments(src: &str) -> String {
     let mut out = String::with_capacity(src.len());
     let mut rest = src;
     while let Some(i) = rest.find("/*") {
