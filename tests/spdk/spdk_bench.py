@@ -32,6 +32,7 @@ import os
 import shutil
 import statistics
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -91,6 +92,9 @@ def run_one(spdk_root, lib, stack, groups, cores, qd=128, seconds=3, workload='r
         t.start(json_config=path, extra=extra)
         with RawClient(t.sock, timeout=seconds + 60) as c:
             resp = c.request('perform_tests', {})
+            # The app thread sees the other threads' counters as of their last report
+            # (every millisecond): let the last ones arrive.
+            time.sleep(0.05)
             iostat = c.call('bdev_ioband_get_iostat') if stack == 'ioband' else None
         if 'error' in resp:
             raise AssertionError('perform_tests failed: %s\n%s' % (resp['error'], t.log()))
