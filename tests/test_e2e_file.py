@@ -47,9 +47,17 @@ def test_stock_file_commands_and_ioband_on_top(make_target, backing_file, method
     after = (t.rpc_json('bdev_ioband_get_settings'), t.rpc_json('bdev_get_bdevs', '-b', name))
     assert after == before
 
-    # Deleting the base takes the ioband bdev on it away too (SPDK's hot-remove).
+    # Deleting the base takes the ioband bdev on it away too (SPDK's hot-remove); the
+    # device, its share and settings stay, and the bdev comes back with the base.
+    settings = t.rpc_json('bdev_ioband_get_settings')
     t.rpc(delete, name)
     assert t.rpc_json('bdev_get_bdevs') == []
+    assert t.rpc_json('bdev_ioband_get_devices')[0]['devices'] == ['band0']
+    assert t.rpc_json('bdev_ioband_get_settings') == settings
+    assert t.rpc(method, backing_file, name, '4096').stdout.strip() == name
+    assert [b['name'] for b in t.rpc_json('bdev_get_bdevs')] == [name, 'band0']
+    t.rpc('bdev_ioband_delete', 'band0')
+    t.rpc(delete, name)
     assert t.rpc_json('bdev_ioband_get_devices') == []
 
 

@@ -231,7 +231,6 @@ BAD_CALLS = [
     # (id, method, params, code, text the message must contain)
     ('unknown-method', 'bdev_ioband_frobnicate', {'name': 'io0'}, -32601, None),
     # create
-    ('create-unknown-base', 'bdev_ioband_create', {'name': 'ioX', 'base_bdev_name': 'NoSuchBdev'}, -19, None),
     ('create-duplicate', 'bdev_ioband_create', {'name': 'io0', 'base_bdev_name': 'Model0'}, -17, None),
     ('create-duplicate-of-base', 'bdev_ioband_create', {'name': 'Model0', 'base_bdev_name': 'io0'}, -17, None),
     ('create-knobs-differ-from-share', 'bdev_ioband_create',
@@ -423,6 +422,31 @@ def check_errors_through_spdk_rpc(target):
     assert '"code": -19' in proc.stdout, describe(proc)
     proc = target.rpc('bdev_ioband_create', '-b', 'Model0', '-n', 'io0', check=False)
     assert proc.returncode == 1 and '"code": -17' in proc.stdout, describe(proc)
+
+
+def test_a_device_over_a_missing_base_waits_for_it(make_target):
+    """As in SPDK: an ioband device created before its base (or whose base was deleted)
+    keeps its share and settings, and its bdev appears when the base does."""
+    t = make_target().start()
+    assert t.rpc('bdev_ioband_create', '-b', 'Null9', '-n', 'io9').stdout == 'io9\n'
+    t.rpc('bdev_ioband_set_settings', 'io9', '--tag', '3', '--weight', '30')
+    assert t.rpc_json('bdev_get_bdevs') == []
+    assert t.rpc_json('bdev_ioband_get_devices')[0]['devices'] == ['io9']
+    t.rpc('bdev_null_create', 'Null9', '16', '512')
+    assert [b['name'] for b in t.rpc_json('bdev_get_bdevs')] == ['Null9', 'io9']
+    by = settings_by_key(t.rpc_json('bdev_ioband_get_settings'))
+    assert by[('io9', 'tag:3')]['weight'] == 30
+    # A bad base name is refused, and the device's own name too.
+    with t.client() as c:
+        for base in ('', 'io8', 'a b'):
+            resp = c.request('bdev_ioband_create', {'name': 'io8', 'base_bdev_name': base})
+            err = resp.get('error', {})
+            assert err.get('code') == -22 and 'base_bdev_name' in err.get('message', ''), resp
+    assert 'io8' not in [d for s in t.rpc_json('bdev_ioband_get_devices') for d in s['devices']]
+    t.rpc('bdev_ioband_delete', 'io9')
+    t.rpc('bdev_null_delete', 'Null9')
+    assert t.rpc_json('bdev_ioband_get_devices') == []
+    assert t.terminate() == 0, t.log()
 
 
 @pytest.mark.parametrize('method,params,code,mention', [c[1:] for c in BAD_CALLS], ids=[c[0] for c in BAD_CALLS])

@@ -248,9 +248,7 @@ def test_bdevperf_io_through_the_engine(spdk_root, ioband_lib):
 # Bad input: the embedded tests' table, against SPDK. Same codes, no state change.
 
 # Rows that do not apply to the SPDK host, and why.
-NOT_HERE = {
-    'create-unknown-base': 'SPDK vbdevs defer creation until the base appears (see the test above)',
-}
+NOT_HERE = {}
 
 
 @pytest.fixture(scope='module')

@@ -34,8 +34,18 @@ impl App {
     }
 
     fn add(&self, bdev: BdevRef) -> Result<BdevRef, BdevError> {
-        self.bdevs.borrow_mut().register(bdev.clone())?;
+        self.register(bdev.clone())?;
         Ok(bdev)
+    }
+
+    /// Registers a bdev; ioband devices waiting for a base of its name get their bdevs
+    /// (every path that registers a base goes through here).
+    pub fn register(&self, bdev: BdevRef) -> Result<(), BdevError> {
+        let name = bdev.name().to_owned();
+        let mut registry = self.bdevs.borrow_mut();
+        registry.register(bdev)?;
+        self.ioband.borrow_mut().base_arrived(&mut registry, &name);
+        Ok(())
     }
 
     /// Creates and registers a null bdev.
@@ -86,9 +96,10 @@ impl App {
         Ok(())
     }
 
-    /// Deletes a base bdev of the given product (`None`: any), first deleting every ioband
-    /// bdev over it (a hot-remove, as far as they are concerned). Refused (EBUSY) with
-    /// nothing changed when anything else sits on the base or on one of those ioband bdevs.
+    /// Deletes a base bdev of the given product (`None`: any). The ioband bdevs over it go
+    /// (a hot-remove, as far as they are concerned) but their devices, shares and settings
+    /// stay, waiting for a base of the same name, as in SPDK. Refused (EBUSY) with nothing
+    /// changed when anything else sits on the base or on one of those ioband bdevs.
     pub fn delete_base(&self, name: &str, product: Option<&str>) -> Result<(), IobandError> {
         let bdev = self.bdevs.borrow().get(name)?;
         if product.is_some_and(|p| p != bdev.product_name()) {
@@ -114,8 +125,12 @@ impl App {
                 }
             }
         }
-        for vbdev in over {
-            self.delete_ioband(&vbdev)?;
+        {
+            let mut registry = self.bdevs.borrow_mut();
+            let mut module = self.ioband.borrow_mut();
+            for vbdev in over {
+                module.base_removed(&mut registry, &vbdev)?;
+            }
         }
         self.bdevs.borrow_mut().unregister(name)?;
         Ok(())
@@ -146,6 +161,22 @@ impl App {
         self.ioband
             .borrow_mut()
             .create(&mut registry, name, base, share, params, bound)
+    }
+
+    /// Creates an ioband device whose base does not exist yet: its bdev comes when a bdev
+    /// of that name is registered (see [`App::register`]).
+    pub fn create_ioband_waiting(
+        &self,
+        name: &str,
+        base: &str,
+        share: &str,
+        params: Option<ShareParams>,
+        bound: Option<&GroupKey>,
+    ) -> Result<(), IobandError> {
+        let registry = self.bdevs.borrow();
+        self.ioband
+            .borrow_mut()
+            .create_waiting(&registry, name, base, share, params, bound)
     }
 
     /// Deletes an ioband bdev.

@@ -187,11 +187,62 @@ fn ioband_methods_and_config_round_trip() {
     let s2 = call(&rig2, &app2, "bdev_ioband_get_settings", json!({}));
     assert_eq!(s1, s2);
 
-    // Deleting the base takes both ioband bdevs with it.
+    // Deleting the base takes both ioband bdevs with it; their devices, share and
+    // settings stay (as in SPDK), in the config too, and come back with the base.
     let r = call(&rig, &app, "bdev_model_delete", json!({"name": "Model0"}));
     assert_eq!(r["result"], true);
     let r = call(&rig, &app, "bdev_get_bdevs", json!({}));
     assert_eq!(r["result"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        call(&rig, &app, "bdev_ioband_get_settings", json!({})),
+        s1,
+        "settings kept"
+    );
+    let waiting =
+        call(&rig, &app, "framework_get_config", json!({"name": "bdev"}))["result"].clone();
+    let creates = |c: &Value| {
+        c.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|e| e["method"] == "bdev_ioband_create")
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(creates(&waiting), 2, "{waiting}");
+    // The saved config replays without the base: the devices wait for it there too.
+    let (rig3, app3) = setup();
+    let file = json!({"subsystems": [{"subsystem": "bdev", "config": waiting}]}).to_string();
+    rig3.on(0, || load_config(&app3, &Methods::new(), &file))
+        .expect("replay without the base");
+    assert_eq!(
+        call(&rig3, &app3, "bdev_ioband_get_settings", json!({})),
+        s1
+    );
+    // A device waiting for its base can be deleted.
+    let r = call(&rig3, &app3, "bdev_ioband_delete", json!({"name": "band1"}));
+    assert_eq!(r["result"], true, "{r}");
+    // The base returns: so do both bdevs, with their settings.
+    let r = call(
+        &rig,
+        &app,
+        "bdev_model_create",
+        json!({"name": "Model0", "block_size": 4096, "num_blocks": 1024, "iops": 1000, "bandwidth_mib_per_sec": 10, "latency_us": 50, "queue_depth": 16}),
+    );
+    assert_eq!(r["result"], "Model0", "{r}");
+    let r = call(&rig, &app, "bdev_get_bdevs", json!({}));
+    assert_eq!(r["result"].as_array().map(Vec::len), Some(4), "{r}");
+    // The same config (the re-created base is registered later, so it is listed later).
+    let sorted = |c: &Value| {
+        let mut v: Vec<String> = c
+            .as_array()
+            .map(|a| a.iter().map(Value::to_string).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let back = call(&rig, &app, "framework_get_config", json!({"name": "bdev"}))["result"].clone();
+    assert_eq!(sorted(&back), sorted(&config));
 }
 
 /// The whole observable state a refused call must leave as it was.

@@ -79,6 +79,8 @@ pub fn create(app: &App, name: &str, base: &str) -> Result<BdevRef, BdevError> {
     let bdev: BdevRef = Arc::new(PassthruBdev::new(name, base.clone()));
     registry.register(bdev.clone())?;
     registry.claim(base.name(), name);
+    // An ioband device waiting for a base of this name gets its bdev.
+    app.ioband.borrow_mut().base_arrived(&mut registry, name);
     Ok(bdev)
 }
 

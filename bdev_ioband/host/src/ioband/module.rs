@@ -7,7 +7,7 @@
 //! so they see the engine between two I/O events, never during one; replicas follow.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -152,6 +152,10 @@ pub struct IobandModule {
     local_channels: Vec<Weak<ChannelState>>,
     /// How the shares span the reactors (see the `span` module).
     span: span::SpanState,
+    /// Devices without a bdev, by name, with their base's name: created before their base
+    /// exists, or whose base was removed. The engine keeps the device, its share and its
+    /// settings; the bdev is registered when a bdev of the base's name is (as SPDK does).
+    waiting: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for IobandModule {
@@ -212,6 +216,7 @@ impl IobandModule {
                 key,
                 local_channels: Vec::new(),
                 span: span::SpanState::new(core, owner),
+                waiting: BTreeMap::new(),
             })
         });
         let submit = module.borrow().submit_endpoint;
@@ -302,6 +307,97 @@ impl IobandModule {
         let dref = self
             .engine
             .create_device_bound(name, share, params, bound)?;
+        match self.register_device(registry, name, &base, base_ch, dref) {
+            Ok(bdev) => Ok(bdev),
+            Err(e) => {
+                // Cannot happen (the name was checked above); undo the engine side.
+                let _ = self.engine.delete_device(name);
+                Err(e)
+            }
+        }
+    }
+
+    /// Creates ioband device `name` whose base does not exist (yet): the engine's device,
+    /// share and settings now, the bdev when a bdev named `base` is registered.
+    pub fn create_waiting(
+        &mut self,
+        registry: &BdevRegistry,
+        name: &str,
+        base: &str,
+        share: &str,
+        params: Option<ShareParams>,
+        bound: Option<&GroupKey>,
+    ) -> Result<(), IobandError> {
+        if registry.get(name).is_ok() {
+            return Err(BdevError::Exists(name.to_owned()).into());
+        }
+        bdev_ioband_engine::validate_name(base).map_err(|e| BdevError::Invalid {
+            param: "base_bdev_name",
+            reason: e.to_string(),
+        })?;
+        if base == name {
+            return Err(BdevError::Invalid {
+                param: "base_bdev_name",
+                reason: format!("'{base}' is the device's own name"),
+            }
+            .into());
+        }
+        self.epoch += 1;
+        self.engine
+            .create_device_bound(name, share, params, bound)?;
+        self.waiting.insert(name.to_owned(), base.to_owned());
+        self.span.changed();
+        self.refresh_share_ids();
+        Ok(())
+    }
+
+    /// A bdev named `base` was registered: the devices waiting for it get their bdevs
+    /// (a device whose bdev cannot be made now keeps waiting). Returns their names.
+    pub fn base_arrived(&mut self, registry: &mut BdevRegistry, base: &str) -> Vec<String> {
+        let names: Vec<String> = self
+            .waiting
+            .iter()
+            .filter(|(_, b)| b.as_str() == base)
+            .map(|(n, _)| n.clone())
+            .collect();
+        let mut back = Vec::new();
+        for name in names {
+            let Ok(base_ref) = registry.get(base) else {
+                break;
+            };
+            let Ok(base_ch) = base_ref.get_io_channel() else {
+                continue;
+            };
+            let Ok(dref) = self.engine.device(&name) else {
+                self.waiting.remove(&name);
+                continue;
+            };
+            self.epoch += 1;
+            if self
+                .register_device(registry, &name, &base_ref, base_ch, dref)
+                .is_ok()
+            {
+                self.waiting.remove(&name);
+                back.push(name);
+            }
+        }
+        back
+    }
+
+    /// The devices waiting for a base, with the base's name, by name.
+    pub fn waiting(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.waiting.iter().map(|(n, b)| (n.as_str(), b.as_str()))
+    }
+
+    /// Registers the bdev of engine device `name` over `base` (its channel opened).
+    fn register_device(
+        &mut self,
+        registry: &mut BdevRegistry,
+        name: &str,
+        base: &crate::bdev::BdevRef,
+        base_ch: std::rc::Rc<dyn crate::bdev::IoChannel>,
+        dref: DeviceRef,
+    ) -> Result<IobandBdev, IobandError> {
         let device_id = self.next_device_id;
         self.next_device_id += 1;
         let shared = Arc::new(DeviceShared {
@@ -309,7 +405,7 @@ impl IobandModule {
             uuid: crate::bdev::make_uuid(name),
             base: base.clone(),
             block_size: base.block_size(),
-            share: share.to_owned(),
+            share: dref.share.clone(),
             device_id,
             owner_core: self.core,
             submit_endpoint: self.submit_endpoint,
@@ -320,11 +416,7 @@ impl IobandModule {
         let bdev = IobandBdev {
             shared: shared.clone(),
         };
-        if let Err(e) = registry.register(Arc::new(bdev.clone())) {
-            // Cannot happen (checked above); undo the engine side.
-            let _ = self.engine.delete_device(name);
-            return Err(e.into());
-        }
+        registry.register(Arc::new(bdev.clone()))?;
         registry.claim(base.name(), name);
         self.span.changed();
         self.devices.insert(
@@ -342,8 +434,40 @@ impl IobandModule {
         Ok(bdev)
     }
 
-    /// Deletes ioband bdev `name`; see the module doc for what happens to its I/O.
+    /// Deletes ioband bdev `name` (or a device waiting for its base); see the module doc
+    /// for what happens to its I/O.
     pub fn delete(&mut self, registry: &mut BdevRegistry, name: &str) -> Result<(), IobandError> {
+        if self.waiting.contains_key(name) {
+            self.epoch += 1;
+            self.span.changed();
+            // Nothing can be queued on it (it has no bdev), nor parked.
+            for mut io in self.engine.delete_device(name)? {
+                io.status = IoStatus::Aborted;
+                send_reply(io);
+            }
+            self.waiting.remove(name);
+            self.refresh_share_ids();
+            return Ok(());
+        }
+        self.remove_bdev(registry, name, false)
+    }
+
+    /// The base of ioband bdev `name` is going: its bdev goes, the device, its share and
+    /// settings stay and wait for a base of the same name (SPDK's hot-remove).
+    pub fn base_removed(
+        &mut self,
+        registry: &mut BdevRegistry,
+        name: &str,
+    ) -> Result<(), IobandError> {
+        self.remove_bdev(registry, name, true)
+    }
+
+    fn remove_bdev(
+        &mut self,
+        registry: &mut BdevRegistry,
+        name: &str,
+        keep_device: bool,
+    ) -> Result<(), IobandError> {
         let id = self
             .devices
             .iter()
@@ -361,7 +485,11 @@ impl IobandModule {
         }
         self.epoch += 1;
         self.span.changed();
-        let queued = self.engine.delete_device(name)?;
+        let queued = if keep_device {
+            self.engine.drain_device(name)?
+        } else {
+            self.engine.delete_device(name)?
+        };
         let base = match self.devices.get_mut(&id) {
             Some(d) => {
                 d.deleted = true;
@@ -378,6 +506,9 @@ impl IobandModule {
         registry.release(&base, name);
         // Unclaimed (checked above), so this cannot fail.
         let _ = registry.unregister(name);
+        if keep_device {
+            self.waiting.insert(name.to_owned(), base);
+        }
         self.refresh_share_ids();
         self.reap();
         Ok(())

@@ -332,9 +332,7 @@ fn bdev_model_create(app: &App, params: Params) -> Result<Value, Error> {
         let flush_ticks = p.flush_latency_us.saturating_mul(TICKS_PER_SEC / 1_000_000);
         let bdev = ModelBdev::with_flush_latency(&p.name, model, flush_ticks, p.uuid)
             .map_err(bdev_error)?;
-        app.bdevs
-            .borrow_mut()
-            .register(std::sync::Arc::new(bdev))
+        app.register(std::sync::Arc::new(bdev))
             .map_err(bdev_error)?;
     }
     Ok(Value::String(p.name))
@@ -392,9 +390,7 @@ fn file_create(app: &App, params: Params, flavor: FileFlavor) -> Result<Value, E
         flavor,
     };
     let bdev = FileBdev::open(&p.name, opts).map_err(bdev_error)?;
-    app.bdevs
-        .borrow_mut()
-        .register(std::sync::Arc::new(bdev))
+    app.register(std::sync::Arc::new(bdev))
         .map_err(bdev_error)?;
     Ok(Value::String(p.name))
 }

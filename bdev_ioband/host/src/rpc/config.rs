@@ -51,6 +51,14 @@ pub fn bdev_config(app: &App) -> Vec<Value> {
         out.push(json!({"method": "bdev_ioband_create", "params": create}));
         settings.extend(groups);
     }
+    // Devices waiting for their base: created again (waiting) by the same call.
+    for (name, base) in module.waiting() {
+        let Ok((create, groups)) = config_params(engine, name, base) else {
+            continue;
+        };
+        out.push(json!({"method": "bdev_ioband_create", "params": create}));
+        settings.extend(groups);
+    }
     let mut out = in_dependency_order(out);
     // Every create before any setting, so that a setting never precedes its device.
     for p in settings {

@@ -13,7 +13,7 @@ use bdev_ioband_engine::config::rpc::{
 use bdev_ioband_engine::{ShareParams, SHORT_MAX};
 use jsonrpc_core::{Error, Params, Value};
 
-use super::dispatch::{bdev_error, decode, engine_error, ioband_error, reply, Handler};
+use super::dispatch::{decode, engine_error, ioband_error, reply, Handler};
 use crate::app::App;
 
 pub(super) fn register(t: &mut BTreeMap<&'static str, Handler>) {
@@ -29,7 +29,19 @@ pub(super) fn register(t: &mut BTreeMap<&'static str, Handler>) {
 fn create(app: &App, params: Params) -> Result<Value, Error> {
     let p: CreateParams = decode(params)?;
     p.validate().map_err(engine_error)?;
-    let base = app.bdev(&p.base_bdev_name).map_err(bdev_error)?;
+    let Ok(base) = app.bdev(&p.base_bdev_name) else {
+        // No such base yet: the device waits for it (as in SPDK), with the default queue
+        // depth behind its share's default io_limit.
+        app.create_ioband_waiting(
+            &p.name,
+            &p.base_bdev_name,
+            p.share_name(),
+            p.share_params(),
+            p.group.as_ref(),
+        )
+        .map_err(ioband_error)?;
+        return Ok(Value::String(p.name));
+    };
     let nr_requests = base.queue_depth().clamp(1, SHORT_MAX);
     let share_params = p.share_params().map(|sp| ShareParams { nr_requests, ..sp });
     app.create_ioband_bound(

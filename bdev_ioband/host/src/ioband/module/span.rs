@@ -290,6 +290,7 @@ impl IobandModule {
         }
         self.engine.span_cores(self.span.cores);
         let live: BTreeSet<u64> = devices.iter().map(|(id, _)| *id).collect();
+        let live_names: BTreeSet<String> = devices.iter().map(|(_, d)| d.name.clone()).collect();
         for (id, shared) in devices {
             let Ok(dref) = self.engine.device(&shared.name) else {
                 continue;
@@ -326,9 +327,21 @@ impl IobandModule {
             .map(|(id, _)| id)
             .collect();
         if !gone.is_empty() {
+            let mut names = Vec::new();
             for id in &gone {
                 if let Some(d) = self.devices.get_mut(id) {
                     d.deleted = true;
+                    names.push(d.shared.name.clone());
+                }
+            }
+            // A device whose bdev went but which stays (its base was removed: it waits
+            // for it) keeps its engine queue here: what this reactor queued for it goes,
+            // as it would with the device. (Unless its bdev is back already, under a new
+            // id: then the queue is the new bdev's too and stays.)
+            for name in names.iter().filter(|n| !live_names.contains(*n)) {
+                for mut io in self.engine.drain_device(name).unwrap_or_default() {
+                    io.status = IoStatus::Aborted;
+                    send_reply(io);
                 }
             }
             self.abort_parked(|id| gone.contains(&id));
