@@ -1,14 +1,17 @@
 #  SPDX-License-Identifier: BSD-3-Clause
 """Soak of the SPDK host: bdevperf I/O on every core while the control plane churns.
 
-bdevperf (randrw 70/30, 4 KiB, every core on both ioband bdevs of share s0, the library
-preloaded) runs for the given time while this script, on a second RPC connection, makes a
+bdevperf (randrw 70/30, 4 KiB, every core on both ioband bdevs of share s0, and a `reset`
+job on a third over a malloc base: write, read back and verify, a RESET every 10 s; the
+library preloaded) runs for the given time while this script, on a second RPC connection, makes a
 random control call every few tens of milliseconds, each valid when made: re-weight the
 default groups, attach and detach idle groups, switch the policy and the knobs, create and
 delete a third device, delete and restore its base (a hot-remove: the device and its
 settings stay and the bdev comes back), and read every counter in between.
 
-Then: every bdevperf job finished with no failed I/O; for both devices the jobs drove, every
+Then: every bdevperf job finished with no failed I/O (the reset job's I/O that a RESET
+aborted in the share's queue aside: that is what a RESET does); the reset job read back what
+it wrote (no `Buffer mismatch` in bdevperf's output); for every device the jobs drove, every
 group has dispatched == completed with nothing in flight or queued (read once everything
 drained); no counter went backwards between readings.
 
@@ -35,6 +38,9 @@ from rpctools import RawClient, short_tmpdir  # noqa: E402
 from spdktools import CRATE, SpdkTarget, spdk_binary  # noqa: E402
 
 DEVICES = ('IB0', 'IB1')
+# Over a malloc base (it keeps data): a bdevperf `reset` job, which writes, reads back and
+# verifies, and sends a RESET every 10 s.
+RESET_DEVICE = 'IBR'
 COUNTERS = ('read_ios', 'write_ios', 'other_ios', 'dispatched_ios', 'completed_ios',
             'dispatched_bytes')
 CHURN_TAGS = (101, 102, 103, 104)   # never an SPDK thread id here: attached while idle
@@ -47,6 +53,10 @@ def config():
                     'params': {'name': 'Null%d' % i, 'num_blocks': 1 << 18, 'block_size': 4096}})
         cfg.append({'method': 'bdev_ioband_create',
                     'params': {'name': dev, 'base_bdev_name': 'Null%d' % i, 'share': 's0'}})
+    cfg.append({'method': 'bdev_malloc_create',
+                'params': {'name': 'Malloc0', 'num_blocks': 1 << 14, 'block_size': 4096}})
+    cfg.append({'method': 'bdev_ioband_create',
+                'params': {'name': RESET_DEVICE, 'base_bdev_name': 'Malloc0', 'share': 's0'}})
     cfg.append({'method': 'bdev_null_create',
                 'params': {'name': 'NullX', 'num_blocks': 1 << 16, 'block_size': 4096}})
     cfg.append({'method': 'bdev_wait_for_examine'})
@@ -106,13 +116,15 @@ class Churn:
 
 def groups_of(iostat):
     return {(d['name'], g['group']): g for d in iostat.get('devices', [])
-            if d['name'] in DEVICES for g in d['groups']}
+            if d['name'] in DEVICES + (RESET_DEVICE,) for g in d['groups']}
 
 
 def check(results, readings):
     failures = []
     for job in results:
-        if job.get('io_failed', 0) != 0:
+        # A reset aborts what the share still queued for its device (SPDK's RESET: it
+        # completes after everything before it); bdevperf's reset job expects that.
+        if job.get('io_failed', 0) != 0 and not job.get('job', '').startswith(RESET_DEVICE):
             failures.append('job on %s: %d failed I/O' % (job.get('job', '?'), job['io_failed']))
     last = {}
     for n, reading in enumerate(readings):
@@ -149,6 +161,8 @@ def soak(spdk_root, lib, seconds, seed, period_s=0.03, cores='0x3'):
         for core in range(ncores):
             jobs += ['[%s_%d]' % (dev, core), 'filename=%s' % dev,
                      'cpumask=0x%x' % (1 << core), '']
+    jobs += ['[%s_reset]' % RESET_DEVICE, 'filename=%s' % RESET_DEVICE, 'rw=reset',
+             'iodepth=8', 'cpumask=0x1', '']
     jobs_path = t.workdir / 'jobs.ini'
     jobs_path.write_text('\n'.join(jobs))
     extra = ['-z', '-j', str(jobs_path), '-t', str(seconds)]
@@ -191,9 +205,16 @@ def soak(spdk_root, lib, seconds, seed, period_s=0.03, cores='0x3'):
         log = t.log() if t.log_path else ''
         shutil.rmtree(t.workdir, ignore_errors=True)
     failures = errors + check(results, readings)
+    mismatches = log.count('Buffer mismatch')
+    if mismatches:
+        failures.append('the reset job read back %d blocks that differ from what it wrote'
+                        % mismatches)
     summary = {'seed': seed, 'seconds': seconds, 'cores': cores, 'calls': len(churn.calls),
                'methods': sorted(set(churn.calls)), 'readings': len(readings),
                'jobs': len(results), 'iops': sum(r['iops'] for r in results),
+               'data_mismatches': mismatches,
+               'reset_job_io_failed': sum(r.get('io_failed', 0) for r in results
+                                          if r.get('job', '').startswith(RESET_DEVICE)),
                'completed_ios': sum(g['completed_ios'] for g in groups_of(readings[-1]).values())
                if readings else 0}
     if failures:
