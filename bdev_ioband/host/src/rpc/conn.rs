@@ -138,6 +138,16 @@ pub fn process(methods: &Methods, app: &App, inbuf: &mut Vec<u8>, out: &mut Vec<
         // Replies past the output bound wait: the rest of the input stays buffered.
         while out.len() <= MAX_OUTPUT_BYTES {
             match stream.next() {
+                // A number that ends where the input ends may go on in the next read (`12`
+                // then `34` is one value): it waits for more, as an incomplete value does
+                // and as SPDK's parser has it, so the replies do not depend on the reads.
+                Some(Ok(raw)) if stream.byte_offset() == inbuf.len() && is_number(raw) => {
+                    if inbuf.len() - consumed > MAX_REQUEST_BYTES {
+                        push(out, &failure(parse_error("request too large"), Id::Null));
+                        flow = Flow::Close;
+                    }
+                    break;
+                }
                 Some(Ok(raw)) => {
                     consumed = stream.byte_offset();
                     if let Some(response) = handle_value(methods, app, raw) {
@@ -168,6 +178,13 @@ pub fn process(methods: &Methods, app: &App, inbuf: &mut Vec<u8>, out: &mut Vec<
         inbuf.clear();
     }
     flow
+}
+
+/// Whether a top-level value is a bare number (the one kind of value whose end the input's
+/// end cannot tell).
+fn is_number(raw: &RawValue) -> bool {
+    raw.get()
+        .starts_with(|c: char| c == '-' || c.is_ascii_digit())
 }
 
 fn push(out: &mut Vec<u8>, value: &Value) {
