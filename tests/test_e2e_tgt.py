@@ -393,6 +393,10 @@ BAD_CALLS = [
     ('huge-name-not-echoed', 'bdev_ioband_set_settings', {'name': 'A' * 900000, 'value': 3}, -19, 'AAAA…'),
     ('huge-command-not-echoed', 'bdev_ioband_set_device',
      {'command': 'B' * 900000 + ' io_limit 8'}, E, 'BBBB…'),
+    # issue #10, found by fuzzing: an echoed key whose space fell at the bound made the
+    # message 1028 bytes (check_refused asserts the bound)
+    ('unknown-field-with-spaces-bounded', 'bdev_ioband_create',
+     {'name': 'ioX', 'base_bdev_name': 'Model0', 'aaa ' + 'aaaa ' * 300: 1}, P, 'Invalid params: aaa aaaa'),
 ]
 
 # The longest error message either host sends (bytes; the engine's MAX_MESSAGE_BYTES and

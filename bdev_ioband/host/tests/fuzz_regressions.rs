@@ -11,10 +11,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use bdev_ioband_engine::config::decode::MAX_MESSAGE_BYTES;
 use bdev_ioband_host::app::App;
 use bdev_ioband_host::rpc::{process, Flow, Methods};
 use common::Rig;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
@@ -106,4 +107,23 @@ fn a_number_cut_by_a_read_is_one_value() {
     assert_eq!(replies.len(), 2, "{replies:?}");
     assert_eq!(replies[0]["error"]["code"], -32600);
     assert!(replies[1]["result"].is_array(), "{replies:?}");
+}
+
+/// Found by `text_grammar` (fuzz/regressions/text_grammar), here as it reached the wire: an
+/// unknown field's name is echoed in the message, and a space that ended at the bound was
+/// not counted, so the message came out 1028 bytes long (the bound is 1024 and `…`).
+#[test]
+fn an_echoed_key_with_spaces_stays_within_the_bound() {
+    let bound = MAX_MESSAGE_BYTES + '…'.len_utf8();
+    for lead in 0..10 {
+        let key = format!("{} {}", "a".repeat(lead), "aaaa ".repeat(300));
+        let params = json!({"name": "x", "base_bdev_name": "y", key: 1});
+        let req =
+            json!({"jsonrpc": "2.0", "id": 1, "method": "bdev_ioband_create", "params": params});
+        let replies = feed(&[&req.to_string()]);
+        assert_eq!(replies[0]["error"]["code"], -32602, "{:?}", replies[0]);
+        let message = replies[0]["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.len() <= bound, "{lead}: {} bytes", message.len());
+        assert!(message.starts_with("Invalid params: "), "{message}");
+    }
 }
