@@ -109,6 +109,47 @@ fn a_number_cut_by_a_read_is_one_value() {
     assert!(replies[1]["result"].is_array(), "{replies:?}");
 }
 
+/// Found by `rpc_wire` (fuzz/regressions/rpc_wire): a read that ended inside a number,
+/// after its `-`, `.`, `e` or exponent sign, was a parse error that closed the connection,
+/// though the next read completed a valid request.
+#[test]
+fn a_request_cut_inside_a_number_is_served() {
+    let call =
+        r#"{"jsonrpc":"2.0","id":1,"method":"bdev_get_bdevs","params":{"timeout":-12.5e+3}}"#;
+    let whole = feed(&[call]);
+    assert_eq!(whole.len(), 1, "{whole:?}");
+    assert_eq!(whole[0]["error"]["code"], -32602, "{whole:?}");
+    for cut in 0..=call.len() {
+        assert_eq!(feed(&[&call[..cut], &call[cut..]]), whole, "cut at {cut}");
+    }
+    let get = r#"{"jsonrpc":"2.0","id":1,"method":"bdev_ioband_get_devices"}"#;
+    let replies = feed(&["-", "1 ", get]);
+    assert_eq!(replies.len(), 2, "{replies:?}");
+    assert_eq!(replies[0]["error"]["code"], -32600, "-1 is not a request");
+    assert!(replies[1]["result"].is_array(), "{replies:?}");
+}
+
+/// A syntax error at the end of what was read is still one, at once.
+#[test]
+fn a_syntax_error_at_the_end_of_a_read_closes() {
+    for input in [
+        r#"{"id":x"#,
+        r#"{"id":1-"#,
+        r#"{"id":--"#,
+        r#"{"id":1.e"#,
+        "[1,]",
+    ] {
+        let rig = Rig::new(1);
+        let app = rig.on(0, App::new).expect("app");
+        let mut inbuf = input.as_bytes().to_vec();
+        let mut out = Vec::new();
+        let flow = rig.on(0, || process(&Methods::new(), &app, &mut inbuf, &mut out));
+        assert_eq!(flow, Flow::Close, "{input}");
+        let reply: Value = serde_json::from_slice(&out).expect("one reply");
+        assert_eq!(reply["error"]["code"], -32700, "{input}");
+    }
+}
+
 /// Found by `text_grammar` (fuzz/regressions/text_grammar), here as it reached the wire: an
 /// unknown field's name is echoed in the message, and a space that ended at the bound was
 /// not counted, so the message came out 1028 bytes long (the bound is 1024 and `…`).

@@ -110,7 +110,8 @@ fn pollers_respect_their_period_and_tasks_run() {
 fn kept_objects_are_dropped_with_their_reactor() {
     let (mut r, _clock) = two();
     let kept = Rc::new(7u32);
-    r[1].enter(|| keep_alive(kept.clone())).expect("on a reactor");
+    r[1].enter(|| keep_alive(kept.clone()))
+        .expect("on a reactor");
     assert_eq!(Rc::strong_count(&kept), 2);
     r[1].poll_once();
     assert_eq!(Rc::strong_count(&kept), 2, "kept while the reactor lives");

@@ -158,7 +158,9 @@ pub fn process(methods: &Methods, app: &App, inbuf: &mut Vec<u8>, out: &mut Vec<
                     consumed = stream.byte_offset();
                     break;
                 }
-                Some(Err(e)) if e.is_eof() => {
+                // serde_json calls a number cut after `-`, `.`, `e` or an exponent's sign a
+                // syntax error, not an end of input: more input may complete it.
+                Some(Err(e)) if e.is_eof() || is_cut_number(&inbuf[consumed..]) => {
                     if inbuf.len() - consumed > MAX_REQUEST_BYTES {
                         push(out, &failure(parse_error("request too large"), Id::Null));
                         flow = Flow::Close;
@@ -185,6 +187,24 @@ pub fn process(methods: &Methods, app: &App, inbuf: &mut Vec<u8>, out: &mut Vec<
 fn is_number(raw: &RawValue) -> bool {
     raw.get()
         .starts_with(|c: char| c == '-' || c.is_ascii_digit())
+}
+
+/// Whether `input` (from the start of a value) fails only because it ends inside a number
+/// where a digit must follow (`-`, `1.`, `1e`, `1e+`): it ends with one of those bytes, and
+/// with a digit after it the value parses or merely runs out.
+fn is_cut_number(input: &[u8]) -> bool {
+    if !matches!(input.last(), Some(b'-' | b'+' | b'.' | b'e' | b'E')) {
+        return false;
+    }
+    let mut probe = input.to_vec();
+    probe.push(b'0');
+    let first = serde_json::Deserializer::from_slice(&probe)
+        .into_iter::<&RawValue>()
+        .next();
+    match first {
+        Some(Ok(_)) | None => true,
+        Some(Err(e)) => e.is_eof(),
+    }
 }
 
 fn push(out: &mut Vec<u8>, value: &Value) {
