@@ -387,6 +387,9 @@ BAD_CALLS = [
     ('create-base-space', 'bdev_ioband_create', {'name': 'ioX', 'base_bdev_name': 'Model 0'}, E, 'base_bdev_name'),
     ('create-base-nul', 'bdev_ioband_create', {'name': 'ioX', 'base_bdev_name': 'Model0\u0000'}, E, 'base_bdev_name'),
     ('create-base-is-self', 'bdev_ioband_create', {'name': 'ioX', 'base_bdev_name': 'ioX'}, E, 'base_bdev_name'),
+    ('create-name-starts-a-comment', 'bdev_ioband_create', {'name': '#io', 'base_bdev_name': 'Model0'}, E, "'#'"),
+    ('create-share-starts-a-comment', 'bdev_ioband_create',
+     {'name': 'ioX', 'base_bdev_name': 'Model0', 'share': '#s'}, E, "'#'"),
     ('create-base-is-self-existing', 'bdev_ioband_create',
      {'name': 'Model0', 'base_bdev_name': 'Model0'}, E, 'base_bdev_name'),
     # issue #10: a huge name is not echoed whole (check_refused bounds every message)
