@@ -73,8 +73,8 @@ fn text_grammar_seeds_and_regressions_hold() {
     );
 }
 
-/// Feeds `reads` one after the other to the server's processor, as a connection would;
-/// returns the replies.
+/// Feeds `reads` one after the other to the server's processor, as a connection would,
+/// up to a parse error (which closes); returns the replies.
 fn feed(reads: &[&str]) -> Vec<Value> {
     let rig = Rig::new(1);
     let app = rig.on(0, App::new).expect("app");
@@ -83,8 +83,9 @@ fn feed(reads: &[&str]) -> Vec<Value> {
     let mut out = Vec::new();
     for read in reads {
         inbuf.extend_from_slice(read.as_bytes());
-        let flow = rig.on(0, || process(&methods, &app, &mut inbuf, &mut out));
-        assert_eq!(flow, Flow::Continue);
+        if rig.on(0, || process(&methods, &app, &mut inbuf, &mut out)) == Flow::Close {
+            break;
+        }
     }
     serde_json::Deserializer::from_slice(&out)
         .into_iter::<Value>()
@@ -100,8 +101,18 @@ fn a_number_cut_by_a_read_is_one_value() {
     assert_eq!(whole.len(), 1, "{whole:?}");
     assert_eq!(whole[0]["error"]["code"], -32600);
     assert_eq!(feed(&["12", "34 "]), whole);
-    // A number at the end of what was read waits for what follows it.
+    // A number or a literal at the end of what was read waits for what follows it.
     assert!(feed(&["12"]).is_empty());
+    assert!(feed(&["true"]).is_empty());
+    let garbage = feed(&["trueonjss"]);
+    assert_eq!(garbage.len(), 1, "{garbage:?}");
+    assert_eq!(garbage[0]["error"]["code"], -32700);
+    for cut in 0..=9 {
+        assert_eq!(feed(&[&"trueonjss"[..cut], &"trueonjss"[cut..]]), garbage);
+    }
+    let literal = feed(&["null "]);
+    assert_eq!(literal[0]["error"]["code"], -32600, "{literal:?}");
+    assert_eq!(feed(&["nu", "ll", " "]), literal);
     let get = r#"{"jsonrpc":"2.0","id":1,"method":"bdev_ioband_get_devices"}"#;
     let replies = feed(&["-5", get]);
     assert_eq!(replies.len(), 2, "{replies:?}");

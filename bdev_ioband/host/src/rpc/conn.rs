@@ -138,10 +138,11 @@ pub fn process(methods: &Methods, app: &App, inbuf: &mut Vec<u8>, out: &mut Vec<
         // Replies past the output bound wait: the rest of the input stays buffered.
         while out.len() <= MAX_OUTPUT_BYTES {
             match stream.next() {
-                // A number that ends where the input ends may go on in the next read (`12`
-                // then `34` is one value): it waits for more, as an incomplete value does
-                // and as SPDK's parser has it, so the replies do not depend on the reads.
-                Some(Ok(raw)) if stream.byte_offset() == inbuf.len() && is_number(raw) => {
+                // A number (or `true`, `false`, `null`) that ends where the input ends may
+                // go on in the next read (`12` then `34` is one value, `true` then `x` is
+                // one error): it waits for more, as an incomplete value does and as SPDK's
+                // parser has it, so the replies do not depend on the reads.
+                Some(Ok(raw)) if stream.byte_offset() == inbuf.len() && open_ended(raw) => {
                     if inbuf.len() - consumed > MAX_REQUEST_BYTES {
                         push(out, &failure(parse_error("request too large"), Id::Null));
                         flow = Flow::Close;
@@ -182,11 +183,11 @@ pub fn process(methods: &Methods, app: &App, inbuf: &mut Vec<u8>, out: &mut Vec<
     flow
 }
 
-/// Whether a top-level value is a bare number (the one kind of value whose end the input's
-/// end cannot tell).
-fn is_number(raw: &RawValue) -> bool {
-    raw.get()
-        .starts_with(|c: char| c == '-' || c.is_ascii_digit())
+/// Whether a top-level value needs the byte after it to be complete: anything but an
+/// object, an array or a string (which end with their closing byte) — a number or a literal,
+/// which the parser accepts only before white space or punctuation.
+fn open_ended(raw: &RawValue) -> bool {
+    !raw.get().starts_with(['{', '[', '"'])
 }
 
 /// Whether `input` (from the start of a value) fails only because it ends inside a number
