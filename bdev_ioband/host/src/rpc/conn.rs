@@ -140,8 +140,10 @@ pub fn process(methods: &Methods, app: &App, inbuf: &mut Vec<u8>, out: &mut Vec<
             match stream.next() {
                 // A number (or `true`, `false`, `null`) that ends where the input ends may
                 // go on in the next read (`12` then `34` is one value, `true` then `x` is
-                // one error): it waits for more, as an incomplete value does and as SPDK's
-                // parser has it, so the replies do not depend on the reads.
+                // one error): it waits for more, as an incomplete value does, so the replies
+                // do not depend on the reads. (SPDK's parser takes such a value as complete;
+                // no valid request is a bare scalar, so only invalid input sees the
+                // difference.)
                 Some(Ok(raw)) if stream.byte_offset() == inbuf.len() && open_ended(raw) => {
                     if inbuf.len() - consumed > MAX_REQUEST_BYTES {
                         push(out, &failure(parse_error("request too large"), Id::Null));
@@ -160,7 +162,8 @@ pub fn process(methods: &Methods, app: &App, inbuf: &mut Vec<u8>, out: &mut Vec<
                     break;
                 }
                 // serde_json calls a number cut after `-`, `.`, `e` or an exponent's sign a
-                // syntax error, not an end of input: more input may complete it.
+                // syntax error, not an end of input: more input may complete it (SPDK's
+                // parser says incomplete there too).
                 Some(Err(e)) if e.is_eof() || is_cut_number(&inbuf[consumed..]) => {
                     if inbuf.len() - consumed > MAX_REQUEST_BYTES {
                         push(out, &failure(parse_error("request too large"), Id::Null));
