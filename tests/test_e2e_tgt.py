@@ -386,12 +386,19 @@ BAD_CALLS = [
     ('create-base-space', 'bdev_ioband_create', {'name': 'ioX', 'base_bdev_name': 'Model 0'}, E, 'base_bdev_name'),
     ('create-base-nul', 'bdev_ioband_create', {'name': 'ioX', 'base_bdev_name': 'Model0\u0000'}, E, 'base_bdev_name'),
     ('create-base-is-self', 'bdev_ioband_create', {'name': 'ioX', 'base_bdev_name': 'ioX'}, E, 'base_bdev_name'),
+    ('create-name-starts-a-comment', 'bdev_ioband_create', {'name': '#io', 'base_bdev_name': 'Model0'}, E, "'#'"),
+    ('create-share-starts-a-comment', 'bdev_ioband_create',
+     {'name': 'ioX', 'base_bdev_name': 'Model0', 'share': '#s'}, E, "'#'"),
     ('create-base-is-self-existing', 'bdev_ioband_create',
      {'name': 'Model0', 'base_bdev_name': 'Model0'}, E, 'base_bdev_name'),
     # issue #10: a huge name is not echoed whole (check_refused bounds every message)
     ('huge-name-not-echoed', 'bdev_ioband_set_settings', {'name': 'A' * 900000, 'value': 3}, -19, 'AAAA…'),
     ('huge-command-not-echoed', 'bdev_ioband_set_device',
      {'command': 'B' * 900000 + ' io_limit 8'}, E, 'BBBB…'),
+    # issue #10, found by fuzzing: an echoed key whose space fell at the bound made the
+    # message 1028 bytes (check_refused asserts the bound)
+    ('unknown-field-with-spaces-bounded', 'bdev_ioband_create',
+     {'name': 'ioX', 'base_bdev_name': 'Model0', 'aaa ' + 'aaaa ' * 300: 1}, P, 'Invalid params: aaa aaaa'),
 ]
 
 # The longest error message either host sends (bytes; the engine's MAX_MESSAGE_BYTES and

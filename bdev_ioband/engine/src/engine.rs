@@ -15,7 +15,9 @@ use crate::EngineError;
 /// for share names, we allow more but keep names printable and without white space).
 pub const MAX_NAME_LEN: usize = 255;
 
-/// Checks a share or device name.
+/// Checks a share or device name: not empty, at most [`MAX_NAME_LEN`] bytes, no white space
+/// or control character, and not starting with `#` (which begins a comment in the `devices`
+/// and `settings` writes, so no write could name it).
 pub fn validate_name(name: &str) -> Result<(), EngineError> {
     let reason = if name.is_empty() {
         "it is empty"
@@ -23,6 +25,8 @@ pub fn validate_name(name: &str) -> Result<(), EngineError> {
         "it is longer than 255 bytes"
     } else if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
         "it contains white space or control characters"
+    } else if name.starts_with('#') {
+        "it starts with '#', which begins a comment in the devices and settings writes"
     } else {
         return Ok(());
     };

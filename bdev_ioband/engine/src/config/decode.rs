@@ -146,7 +146,11 @@ pub fn bound_message(message: &str) -> String {
                 &body[lead + core.len()..]
             ),
         };
-        if out.len() + piece.len() > MAX_MESSAGE_BYTES {
+        // The white space after a word counts too (up to 3 bytes of it: U+3000 and others).
+        if out.len() + piece.len() + space.len() > MAX_MESSAGE_BYTES {
+            if out.len() + piece.len() <= MAX_MESSAGE_BYTES {
+                out.push_str(&piece);
+            }
             out.push('…');
             return out;
         }

@@ -115,3 +115,22 @@ fn long_words_are_cut_and_messages_bounded() {
         MAX_ECHO_CHARS + 1
     );
 }
+
+/// Found by the fuzzer (fuzz/regressions/text_grammar): the white space after the last word
+/// that fitted was not counted, so a message could end 1 to 3 bytes past the bound.
+#[test]
+fn the_bound_counts_the_space_after_a_word() {
+    let bound = MAX_MESSAGE_BYTES + '…'.len_utf8();
+    // 204 words of "aaaa " fill 1020 bytes; the 205th word ends at exactly 1024.
+    for space in [" ", "\u{3000}", "\u{a0}"] {
+        let message = format!("aaaa{space}").repeat(300);
+        let msg = bound_message(&message);
+        assert!(msg.len() <= bound, "{space:?}: {} bytes", msg.len());
+        assert!(msg.ends_with('…'), "{space:?}");
+        assert!(message.starts_with(msg.trim_end_matches('…')), "{space:?}");
+    }
+    // A message of exactly the bound is sent as it is.
+    let exact = "aaaa ".repeat(204) + "aaaa";
+    assert_eq!(exact.len(), MAX_MESSAGE_BYTES);
+    assert_eq!(bound_message(&exact), exact);
+}

@@ -246,9 +246,9 @@ impl CreateParams {
 
     /// Checks what needs no state, the same on both hosts before anything else: the names
     /// of the device, its share and its base ([`crate::validate_name`]: not empty, no white
-    /// space or control character such as NUL, at most 255 bytes), and that the base is not
-    /// the device itself. (Inside SPDK a base that does not exist yet is waited for, so a
-    /// base name that could never match must be refused here.)
+    /// space or control character such as NUL, no leading `#`, at most 255 bytes), and that
+    /// the base is not the device itself. (Inside SPDK a base that does not exist yet is
+    /// waited for, so a base name that could never match must be refused here.)
     pub fn validate(&self) -> Result<(), EngineError> {
         validate_name(&self.name)?;
         validate_name(self.share_name())?;

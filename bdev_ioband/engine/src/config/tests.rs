@@ -286,6 +286,28 @@ fn a_name_that_is_a_share_and_a_device_names_one_share() {
         .any(|(k, _, _)| *k == GroupKey::Tag(1)));
 }
 
+/// Found by the fuzzer (fuzz/regressions/text_grammar): a device named `#o` was listed as
+/// `#o weight=…` but no write could name it (`#` begins a comment). Such names are refused.
+#[test]
+fn a_name_that_starts_a_comment_is_refused() {
+    let mut e = fixture();
+    for (device, share) in [("#o", "gold"), ("io9", "#s")] {
+        assert!(
+            matches!(
+                e.create_device(device, share, None),
+                Err(EngineError::InvalidName { .. })
+            ),
+            "{device} in {share}"
+        );
+    }
+    assert!(parse_settings_listing("#o weight=3").is_err());
+    assert!(parse_devices_listing("gold policy=weight io_throttle=4 io_limit=64\n  #o\n").is_err());
+    // Inside a name, `#` is an ordinary character.
+    e.create_device("io#9", "gold", None).expect("io#9");
+    apply_settings_text(&mut e, &GroupKey::Tag(3), "io#9 30").expect("settings write");
+    assert_eq!(group_params(&e, "io#9", &GroupKey::Tag(3)).weight, 30);
+}
+
 #[test]
 fn settings_writes_apply() {
     let mut e = fixture();

@@ -4,6 +4,7 @@
 //! Owned by the reactor's thread (an `Rc` in a thread-local while it is polled); nothing in
 //! here is `Send`.
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -108,6 +109,8 @@ pub(crate) struct Local {
     overflow: RefCell<VecDeque<(u32, Msg)>>,
     /// The tick read at the start of the current pass (and again before the pollers).
     pub(crate) pass_ticks: Cell<u64>,
+    /// What lives as long as this reactor ([`keep_alive`]).
+    kept: RefCell<Vec<Rc<dyn Any>>>,
 }
 
 impl std::fmt::Debug for Local {
@@ -134,6 +137,7 @@ impl Local {
             free_endpoints: RefCell::new(Vec::new()),
             overflow: RefCell::new(VecDeque::new()),
             pass_ticks: Cell::new(0),
+            kept: RefCell::new(Vec::new()),
         }
     }
 
@@ -280,6 +284,14 @@ pub fn now_ticks() -> u64 {
 #[inline]
 pub fn pass_ticks() -> u64 {
     PASS_TICKS.with(Cell::get)
+}
+
+/// Keeps `value` alive as long as the current reactor: what a reactor owns that nothing
+/// else holds strongly (a replica module, which the registry reaches by weak reference).
+/// Dropped with the reactor, so a process (or a test) that builds reactors again and again
+/// does not keep the old ones' objects.
+pub fn keep_alive(value: Rc<dyn Any>) -> Result<(), ReactorError> {
+    with_current(|l| l.kept.borrow_mut().push(value))
 }
 
 /// Asks every reactor of the current set to stop after its current pass.

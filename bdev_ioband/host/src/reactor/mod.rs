@@ -24,9 +24,9 @@ use thiserror::Error;
 
 pub use affinity::pin_current_thread;
 pub use local::{
-    core_count, current_core, deliver_io, endpoint_callback, lcore_of, now_ticks, pass_ticks,
-    register_endpoint, register_poller, request_stop, send_io, send_msg, unregister_endpoint,
-    EndpointId, PollerHandle, PollerStatus,
+    core_count, current_core, deliver_io, endpoint_callback, keep_alive, lcore_of, now_ticks,
+    pass_ticks, register_endpoint, register_poller, request_stop, send_io, send_msg,
+    unregister_endpoint, EndpointId, PollerHandle, PollerStatus,
 };
 pub use task::spawn_local;
 

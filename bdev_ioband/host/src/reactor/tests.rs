@@ -137,3 +137,20 @@ fn pollers_respect_their_period_and_tasks_run() {
     r[0].poll_once();
     assert!(done.get());
 }
+
+/// What a reactor keeps alive dies with it, not with its thread: the fuzz target
+/// `rpc_wire`, which builds reactors for every input, ran out of memory on the ioband
+/// replicas that a thread-local kept forever.
+#[test]
+fn kept_objects_are_dropped_with_their_reactor() {
+    let (mut r, _clock) = two();
+    let kept = Rc::new(7u32);
+    r[1].enter(|| keep_alive(kept.clone()))
+        .expect("on a reactor");
+    assert_eq!(Rc::strong_count(&kept), 2);
+    r[1].poll_once();
+    assert_eq!(Rc::strong_count(&kept), 2, "kept while the reactor lives");
+    drop(r);
+    assert_eq!(Rc::strong_count(&kept), 1, "dropped with the reactor");
+    assert!(keep_alive(kept).is_err(), "off a reactor");
+}

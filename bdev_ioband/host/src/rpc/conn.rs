@@ -138,6 +138,19 @@ pub fn process(methods: &Methods, app: &App, inbuf: &mut Vec<u8>, out: &mut Vec<
         // Replies past the output bound wait: the rest of the input stays buffered.
         while out.len() <= MAX_OUTPUT_BYTES {
             match stream.next() {
+                // A number (or `true`, `false`, `null`) that ends where the input ends may
+                // go on in the next read (`12` then `34` is one value, `true` then `x` is
+                // one error): it waits for more, as an incomplete value does, so the replies
+                // do not depend on the reads. (SPDK's parser takes such a value as complete;
+                // no valid request is a bare scalar, so only invalid input sees the
+                // difference.)
+                Some(Ok(raw)) if stream.byte_offset() == inbuf.len() && open_ended(raw) => {
+                    if inbuf.len() - consumed > MAX_REQUEST_BYTES {
+                        push(out, &failure(parse_error("request too large"), Id::Null));
+                        flow = Flow::Close;
+                    }
+                    break;
+                }
                 Some(Ok(raw)) => {
                     consumed = stream.byte_offset();
                     if let Some(response) = handle_value(methods, app, raw) {
@@ -148,7 +161,10 @@ pub fn process(methods: &Methods, app: &App, inbuf: &mut Vec<u8>, out: &mut Vec<
                     consumed = stream.byte_offset();
                     break;
                 }
-                Some(Err(e)) if e.is_eof() => {
+                // serde_json calls a number cut after `-`, `.`, `e` or an exponent's sign a
+                // syntax error, not an end of input: more input may complete it (SPDK's
+                // parser says incomplete there too).
+                Some(Err(e)) if e.is_eof() || is_cut_number(&inbuf[consumed..]) => {
                     if inbuf.len() - consumed > MAX_REQUEST_BYTES {
                         push(out, &failure(parse_error("request too large"), Id::Null));
                         flow = Flow::Close;
@@ -168,6 +184,31 @@ pub fn process(methods: &Methods, app: &App, inbuf: &mut Vec<u8>, out: &mut Vec<
         inbuf.clear();
     }
     flow
+}
+
+/// Whether a top-level value needs the byte after it to be complete: anything but an
+/// object, an array or a string (which end with their closing byte) — a number or a literal,
+/// which the parser accepts only before white space or punctuation.
+fn open_ended(raw: &RawValue) -> bool {
+    !raw.get().starts_with(['{', '[', '"'])
+}
+
+/// Whether `input` (from the start of a value) fails only because it ends inside a number
+/// where a digit must follow (`-`, `1.`, `1e`, `1e+`): it ends with one of those bytes, and
+/// with a digit after it the value parses or merely runs out.
+fn is_cut_number(input: &[u8]) -> bool {
+    if !matches!(input.last(), Some(b'-' | b'+' | b'.' | b'e' | b'E')) {
+        return false;
+    }
+    let mut probe = input.to_vec();
+    probe.push(b'0');
+    let first = serde_json::Deserializer::from_slice(&probe)
+        .into_iter::<&RawValue>()
+        .next();
+    match first {
+        Some(Ok(_)) | None => true,
+        Some(Err(e)) => e.is_eof(),
+    }
 }
 
 fn push(out: &mut Vec<u8>, value: &Value) {

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use bdev_ioband_engine::{CoreReport, Grant, Hub, ShareLayout};
 
-use super::{module_on, send_reply, IobandHandle, IobandModule, OwnerDevice};
+use super::{module_on, send_reply, IobandModule, OwnerDevice};
 use crate::bdev::{BdevError, BdevIo, IoStatus};
 use crate::ioband::group_cache::GroupCache;
 use crate::ioband::DeviceShared;
@@ -32,13 +32,6 @@ use crate::ticks::TICKS_PER_SEC;
 
 /// How often replicas and owner exchange, in µs.
 pub const EXCHANGE_PERIOD_US: u64 = 1_000;
-
-thread_local! {
-    /// The replicas started on this thread's reactors (kept alive here; the module
-    /// registry holds weak references).
-    static REPLICAS: std::cell::RefCell<Vec<IobandHandle>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-}
 
 /// Per module: its place among the reactors and, on the owner, the hubs.
 #[derive(Debug)]
@@ -107,8 +100,10 @@ pub(super) fn start_replica(
     owner_submit: EndpointId,
 ) -> Result<(), BdevError> {
     reactor::send_msg(core, move || {
+        // Kept alive by its reactor (the module registry holds weak references), and
+        // dropped with it.
         if let Ok(m) = IobandModule::build(key, Some((owner_core, owner_submit))) {
-            REPLICAS.with(|r| r.borrow_mut().push(m));
+            let _ = reactor::keep_alive(m);
         }
     })?;
     Ok(())
