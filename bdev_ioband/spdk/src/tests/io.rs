@@ -439,6 +439,44 @@ fn a_reset_keeps_the_share_its_counters_and_its_in_flight_count() {
 }
 
 #[test]
+fn deleting_a_device_whose_removed_base_still_drains_keeps_the_share_dispatching() {
+    let h = Harness::new();
+    h.add_base("Null0");
+    h.add_base("Null1");
+    create(
+        &h,
+        "io0",
+        "Null0",
+        json!({"share": "s", "io_limit": 1, "io_throttle": 1}),
+    );
+    create(&h, "io1", "Null1", json!({"share": "s"}));
+    // Repeated: each time io0's base goes with an I/O at it, io0 is deleted before that
+    // I/O comes back, and the share must still dispatch io1's I/O afterwards.
+    for round in 0..3 {
+        let a = h.submit("io0", IO_READ, 4096, 1);
+        assert_eq!(h.at_base(), [a], "round {round}");
+        h.hot_remove("Null0");
+        h.run_msgs();
+        h.call("bdev_ioband_delete", Some(json!({"name": "io0"})));
+        h.run_msgs();
+        h.base_done(a);
+        h.run_msgs();
+        let b = h.submit("io1", IO_READ, 4096, 1);
+        assert_eq!(
+            h.at_base(),
+            [b],
+            "round {round}: the share dispatches again"
+        );
+        h.base_done(b);
+        h.add_base("Null0");
+        create(&h, "io0", "Null0", json!({"share": "s"}));
+    }
+    // (io_limit 1: had a ticket of io0 been dropped, b would have waited for ever.)
+    assert_eq!(h.all_completed_once().len(), 6);
+    assert!(h.errors().is_empty(), "{:?}", h.errors());
+}
+
+#[test]
 fn a_ticket_never_returns_to_a_share_created_again_under_its_name() {
     let h = one_in_flight();
     let a = h.submit("io0", IO_READ, 4096, 1);
