@@ -141,6 +141,14 @@ impl Server {
     }
 }
 
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(p) = self.unix_path.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
 /// One export; see the module doc.
 pub struct NbdExport {
     config: ExportConfig,
