@@ -304,7 +304,7 @@ impl Conn {
 
     /// Parses and handles what input there is, as far as room allows.
     fn process(&mut self, ex: &ExportInfo, ch: &dyn IoChannel) -> Result<(), ProtoError> {
-        while !self.draining {
+        while !self.draining && !self.closed {
             let buf = &self.inbuf[self.in_pos..];
             match self.phase {
                 Phase::Flags => {

@@ -230,6 +230,7 @@ impl NbdExports {
             .iter()
             .map(|t| Ok((t.address, parse_group("tcp_groups", &t.group)?)))
             .collect::<Result<Vec<_>, NbdError>>()?;
+        let ch = bdev.get_io_channel()?;
         let io_err = |what: String| move |source| NbdError::Io { what, source };
         let (listener, unix_path) = match (&config.unix_path, &config.tcp_address) {
             (Some(path), None) => {
@@ -263,7 +264,6 @@ impl NbdExports {
                 })
             }
         };
-        let ch = bdev.get_io_channel()?;
         let info = ExportInfo {
             name: config.name.clone(),
             size: bdev
