@@ -69,8 +69,8 @@ def test_nbdcopy_round_trips_over_unix_and_tcp(make_target):
                                      capture_output=True, text=True).stdout)
     [export] = info['exports']
     assert export['export-size'] == 16 << 20
-    assert export['can_flush'] and export['can_trim'] and export['can_zero']
-    assert not export['can_fua']
+    assert export['can_flush'] and export['can_trim'] and export['can_zero'] and export['can_fua']
+    assert not export['can_multi_conn']
 
     src = t.workdir / 'src.img'
     data = os.urandom(16 << 20)

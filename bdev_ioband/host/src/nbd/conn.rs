@@ -46,10 +46,11 @@ pub struct ExportInfo {
 }
 
 impl ExportInfo {
-    /// Transmission flags advertised (no FUA, no structured replies).
+    /// Transmission flags advertised (no structured replies, no multi-conn).
     pub fn flags(&self) -> u16 {
         proto::TFLAG_HAS_FLAGS
             | proto::TFLAG_SEND_FLUSH
+            | proto::TFLAG_SEND_FUA
             | proto::TFLAG_SEND_TRIM
             | proto::TFLAG_SEND_WRITE_ZEROES
     }
@@ -117,6 +118,8 @@ struct Slot {
     /// Write-zeroes: next byte to zero and the end (next == end when done).
     zero_next: u64,
     zero_end: u64,
+    /// Force unit access: a flush follows the write before the reply.
+    fua: bool,
 }
 
 type DoneQueue = Rc<RefCell<Vec<Box<BdevIo>>>>;
@@ -431,6 +434,7 @@ impl Conn {
                     Err(e) => return proto::simple_reply(&mut self.outbuf, e, req.handle),
                 };
                 let slot = self.take_slot(req.handle, !write);
+                self.set_fua(slot, write && req.flags & proto::CMD_FLAG_FUA != 0);
                 let mut io = self.pool.get();
                 io.io_type = if write { IoType::Write } else { IoType::Read };
                 io.offset_blocks = offset_blocks;
@@ -459,6 +463,7 @@ impl Conn {
                 Ok(_) => {
                     let slot = self.take_slot(req.handle, false);
                     if let Some(s) = self.slots.get_mut(slot as usize) {
+                        s.fua = req.flags & proto::CMD_FLAG_FUA != 0;
                         s.zero_next = req.offset;
                         s.zero_end = req.offset + u64::from(req.len);
                     }
@@ -467,6 +472,12 @@ impl Conn {
                 }
             },
             _ => proto::simple_reply(&mut self.outbuf, proto::EINVAL, req.handle),
+        }
+    }
+
+    fn set_fua(&mut self, slot: u32, fua: bool) {
+        if let Some(s) = self.slots.get_mut(slot as usize) {
+            s.fua = fua;
         }
     }
 
@@ -565,6 +576,14 @@ impl Conn {
         }
         if s.error == 0 && s.zero_next < s.zero_end && !self.closed {
             return self.submit_zero_chunk(ch, ex.block_size, io, slot);
+        }
+        if s.error == 0 && s.fua && !self.closed {
+            // The data is written: make it durable before the reply.
+            s.fua = false;
+            let mut io = io;
+            io.reset();
+            io.io_type = IoType::Flush;
+            return self.submit(ch, io, slot);
         }
         let s = *s;
         if !self.closed {

@@ -4,7 +4,8 @@
 //! I/O of a connection with the connection's group: on a Unix socket `cgroup:<id>` of the
 //! client process (`SO_PEERCRED`, its `0::` line of `/proc/<pid>/cgroup`, the inode of that
 //! directory in the cgroup2 mount), on TCP the group mapped to the client's address or the
-//! export's default group. Not advertised: FUA, structured replies, multi-conn.
+//! export's default group. FUA is honoured (a flush follows the write before the reply).
+//! Not advertised: structured replies, multi-conn.
 //!
 //! Malformed input (bad magic, unknown client flags, an option or a write too long, an
 //! unknown export name with `NBD_OPT_EXPORT_NAME`) closes that connection with a logged

@@ -269,3 +269,25 @@ fn io_in_flight_when_the_client_goes_completes_and_is_counted() {
     assert_eq!(c.outstanding(), 0);
     assert_eq!(rig.bdev.stats().snapshot().num_write_ops, 1);
 }
+
+#[test]
+fn fua_writes_are_flushed_before_the_reply() {
+    let mut rig = Rig::new();
+    let (mut c, mut s) = rig.conn();
+    handshake(&mut rig, &mut c, &mut s);
+    let mut w = req(CMD_WRITE, 1, 0, 512);
+    w[4..6].copy_from_slice(&CMD_FLAG_FUA.to_be_bytes());
+    w.extend_from_slice(&[9u8; 512]);
+    s.write_all(&w).unwrap();
+    let mut z = req(CMD_WRITE_ZEROES, 2, 512, 512);
+    z[4..6].copy_from_slice(&CMD_FLAG_FUA.to_be_bytes());
+    s.write_all(&z).unwrap();
+    rig.step(&mut [&mut c]);
+    rig.step(&mut [&mut c]);
+    let mut got = [reply(&mut s), reply(&mut s)];
+    got.sort_by_key(|r| r.1);
+    assert_eq!(got, [(0, 1), (0, 2)]);
+    let stats = rig.bdev.stats().snapshot();
+    assert_eq!((stats.num_write_ops, stats.num_other_ops), (2, 2));
+    assert_ne!(rig.ex.flags() & TFLAG_SEND_FUA, 0);
+}
