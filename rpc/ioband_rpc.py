@@ -445,6 +445,53 @@ def spdk_rpc_plugin_initialize(subparsers):
     p.add_argument('name', type=nonempty, help='Block device name')
     p.set_defaults(func=bdev_model_delete)
 
+    # ---------------------------------------------------------------- NBD front end (embedded host)
+    def ioband_nbd_create_export(args):
+        tcp_groups = None
+        if args.tcp_group:
+            tcp_groups = []
+            for item in args.tcp_group:
+                address, sep, group = item.partition('=')
+                if not sep or not address or not group:
+                    raise SystemExit("ioband_nbd_create_export: --tcp-group takes ADDRESS=GROUP, got '%s'" % item)
+                tcp_groups.append({'address': address, 'group': group})
+        _print_json_result(args.client.call('ioband_nbd_create_export', _params(
+            name=args.name,
+            bdev_name=args.bdev_name,
+            unix_path=args.unix_path,
+            tcp_address=args.tcp_address,
+            default_group=args.default_group,
+            tcp_groups=tcp_groups)))
+
+    p = subparsers.add_parser(
+        'ioband_nbd_create_export',
+        help='Serve a bdev over NBD on a Unix socket (I/O tagged cgroup:<id> of the client) '
+             'or TCP (ioband_tgt only)')
+    p.add_argument('name', type=nonempty, help='Export name')
+    p.add_argument('bdev_name', type=nonempty, help='Block device to serve')
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument('--unix-path', help='Unix socket path to listen on')
+    where.add_argument('--tcp-address', help='HOST:PORT to listen on')
+    p.add_argument('--default-group', help='Group of clients with no identity (none, tag:N, ...)')
+    p.add_argument('--tcp-group', action='append', metavar='ADDRESS=GROUP',
+                   help='Group of a TCP client address (repeatable)')
+    p.set_defaults(func=ioband_nbd_create_export)
+
+    def ioband_nbd_delete_export(args):
+        _print_json_result(args.client.call('ioband_nbd_delete_export', {'name': args.name}))
+
+    p = subparsers.add_parser('ioband_nbd_delete_export', help='Stop serving an NBD export (ioband_tgt only)')
+    p.add_argument('name', type=nonempty, help='Export name')
+    p.set_defaults(func=ioband_nbd_delete_export)
+
+    def ioband_nbd_get_exports(args):
+        _print_result(args.client.call('ioband_nbd_get_exports', _params(name=args.name)))
+
+    p = subparsers.add_parser('ioband_nbd_get_exports',
+                              help='List NBD exports and their connections with their groups (ioband_tgt only)')
+    p.add_argument('-n', '--name', help='Only this export')
+    p.set_defaults(func=ioband_nbd_get_exports)
+
 
 # ------------------------------------------------------------------------------------------
 # Per-tenant exports, made of SPDK's own RPCs

@@ -14,6 +14,7 @@ use crate::bdev::model::{ModelBdev, ModelParams};
 use crate::bdev::null::NullBdev;
 use crate::bdev::{BdevError, BdevRef, BdevRegistry};
 use crate::ioband::{IobandBdev, IobandError, IobandHandle, IobandModule};
+use crate::nbd::NbdExports;
 
 /// The control plane of one host.
 #[derive(Debug)]
@@ -22,6 +23,8 @@ pub struct App {
     pub bdevs: RefCell<BdevRegistry>,
     /// The ioband vbdev module (owner of the engine).
     pub ioband: IobandHandle,
+    /// The NBD exports.
+    pub nbd: RefCell<NbdExports>,
 }
 
 impl App {
@@ -30,6 +33,7 @@ impl App {
         Ok(App {
             bdevs: RefCell::new(BdevRegistry::default()),
             ioband: IobandModule::new()?,
+            nbd: RefCell::new(NbdExports::default()),
         })
     }
 

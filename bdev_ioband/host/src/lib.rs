@@ -1,7 +1,7 @@
 //! The embedded polled-mode host of bdev_ioband: reactors (one per core, pollers, an
 //! async-task executor, crossbeam mailboxes), a bdev layer with `null`, `malloc` and
-//! `model` base bdevs, the ioband vbdev over any of them, and (in [`rpc`]) the JSON-RPC
-//! server that `ioband_tgt` runs.
+//! `model` base bdevs, the ioband vbdev over any of them, the NBD front end ([`nbd`]), and
+//! (in [`rpc`]) the JSON-RPC server that `ioband_tgt` runs.
 //!
 //! Threading in one line: every object belongs to one reactor; other reactors reach it by
 //! message. The control plane (bdev registry, the QoS engine, RPC handlers) lives on the
@@ -10,6 +10,7 @@
 pub mod app;
 pub mod bdev;
 pub mod ioband;
+pub mod nbd;
 pub mod perf;
 pub mod reactor;
 pub mod rpc;

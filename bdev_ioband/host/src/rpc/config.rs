@@ -115,8 +115,8 @@ fn params_of(v: Option<&Value>) -> Params {
     }
 }
 
-/// Replays a JSON config (only the `bdev` subsystem; others are skipped, as SPDK skips
-/// subsystems an app does not link).
+/// Replays a JSON config: the `bdev` subsystem, then `nbd` (which depends on it); others
+/// are skipped, as SPDK skips subsystems an app does not link.
 pub fn load_config(app: &App, methods: &Methods, text: &str) -> Result<usize, ConfigError> {
     let root: Value = serde_json::from_str(text).map_err(|e| ConfigError::Shape(e.to_string()))?;
     let subsystems = root
@@ -124,10 +124,12 @@ pub fn load_config(app: &App, methods: &Methods, text: &str) -> Result<usize, Co
         .and_then(Value::as_array)
         .ok_or_else(|| ConfigError::Shape("no \"subsystems\" array".into()))?;
     let mut done = 0;
-    for sub in subsystems {
-        if sub.get("subsystem").and_then(Value::as_str) != Some("bdev") {
-            continue;
-        }
+    let ordered = ["bdev", "nbd"].into_iter().flat_map(|name| {
+        subsystems
+            .iter()
+            .filter(move |s| s.get("subsystem").and_then(Value::as_str) == Some(name))
+    });
+    for sub in ordered {
         let Some(entries) = sub.get("config").and_then(Value::as_array) else {
             continue;
         };

@@ -34,6 +34,7 @@ impl Methods {
         super::bdevs::register(&mut table);
         super::ioband::register(&mut table);
         super::passthru::register(&mut table);
+        super::nbd::register(&mut table);
         Methods { table }
     }
 

@@ -90,7 +90,10 @@ fn framework_get_reactors(_app: &App, params: Params) -> Result<Value, Error> {
 
 fn framework_get_subsystems(_app: &App, params: Params) -> Result<Value, Error> {
     no_params(params)?;
-    Ok(json!([{"subsystem": "bdev", "depends_on": []}]))
+    Ok(json!([
+        {"subsystem": "bdev", "depends_on": []},
+        {"subsystem": "nbd", "depends_on": ["bdev"]},
+    ]))
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,10 +107,11 @@ struct GetConfigParams {
 fn framework_get_config(app: &App, params: Params) -> Result<Value, Error> {
     let p: GetConfigParams = decode(params)?;
     let _ = p.with_batches;
-    if p.name != "bdev" {
-        return Err(errno_error(19, format!("no subsystem named '{}'", p.name)));
+    match p.name.as_str() {
+        "bdev" => Ok(Value::Array(super::config::bdev_config(app))),
+        "nbd" => Ok(Value::Array(super::nbd::nbd_config(app))),
+        _ => Err(errno_error(19, format!("no subsystem named '{}'", p.name))),
     }
-    Ok(Value::Array(super::config::bdev_config(app)))
 }
 
 fn framework_wait_init(_app: &App, params: Params) -> Result<Value, Error> {

@@ -29,6 +29,7 @@ pub mod dispatch;
 mod framework;
 mod ioband;
 mod listen;
+mod nbd;
 mod passthru;
 
 use std::cell::RefCell;
