@@ -36,6 +36,22 @@ pub fn validate_name(name: &str) -> Result<(), EngineError> {
     })
 }
 
+/// Checks the base name of ioband device `device`: one a bdev can have
+/// ([`validate_name`]) and not the device's own. A base that does not exist yet is waited
+/// for, so a name that could never match must be refused.
+pub fn validate_base_name(device: &str, base: &str) -> Result<(), EngineError> {
+    if let Err(EngineError::InvalidName { name, reason }) = validate_name(base) {
+        return Err(EngineError::InvalidBase { name, reason });
+    }
+    if base == device {
+        return Err(EngineError::InvalidBase {
+            name: base.to_owned(),
+            reason: "it is the name of the ioband bdev itself",
+        });
+    }
+    Ok(())
+}
+
 /// Handle of a share, for the I/O path: no name lookup. It goes stale (and finds nothing)
 /// when the share is removed, even if another share later takes its slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

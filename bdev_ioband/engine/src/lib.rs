@@ -20,7 +20,7 @@ mod params;
 mod share;
 pub mod sim;
 
-pub use engine::{validate_name, DeviceRef, Engine, ShareId, MAX_NAME_LEN};
+pub use engine::{validate_base_name, validate_name, DeviceRef, Engine, ShareId, MAX_NAME_LEN};
 pub use error::EngineError;
 pub use group::{GroupId, GroupKey, GroupStats, GroupType, Op, Ticket, MAX_INITIATOR_LEN};
 pub use params::{

@@ -252,16 +252,7 @@ impl CreateParams {
     pub fn validate(&self) -> Result<(), EngineError> {
         validate_name(&self.name)?;
         validate_name(self.share_name())?;
-        if let Err(EngineError::InvalidName { name, reason }) = validate_name(&self.base_bdev_name)
-        {
-            return Err(EngineError::InvalidBase { name, reason });
-        }
-        if self.base_bdev_name == self.name {
-            return Err(EngineError::InvalidBase {
-                name: self.base_bdev_name.clone(),
-                reason: "it is the name of the ioband bdev itself",
-            });
-        }
+        crate::validate_base_name(&self.name, &self.base_bdev_name)?;
         if self.group == Some(GroupKey::None) {
             return Err(EngineError::Binding {
                 group: "none".to_owned(),

@@ -331,17 +331,7 @@ impl IobandModule {
         if registry.get(name).is_ok() {
             return Err(BdevError::Exists(name.to_owned()).into());
         }
-        bdev_ioband_engine::validate_name(base).map_err(|e| BdevError::Invalid {
-            param: "base_bdev_name",
-            reason: e.to_string(),
-        })?;
-        if base == name {
-            return Err(BdevError::Invalid {
-                param: "base_bdev_name",
-                reason: format!("'{base}' is the device's own name"),
-            }
-            .into());
-        }
+        bdev_ioband_engine::validate_base_name(name, base)?;
         self.epoch += 1;
         self.engine
             .create_device_bound(name, share, params, bound)?;
