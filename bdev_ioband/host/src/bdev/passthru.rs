@@ -71,16 +71,14 @@ pub fn create(app: &App, name: &str, base: &str) -> Result<BdevRef, BdevError> {
         param: "name",
         reason: e.to_string(),
     })?;
-    let mut registry = app.bdevs.borrow_mut();
-    if registry.get(name).is_ok() {
+    if app.bdev(name).is_ok() {
         return Err(BdevError::Exists(name.to_owned()));
     }
-    let base = registry.get(base)?;
+    let base = app.bdev(base)?;
     let bdev: BdevRef = Arc::new(PassthruBdev::new(name, base.clone()));
-    registry.register(bdev.clone())?;
-    registry.claim(base.name(), name);
-    // An ioband device waiting for a base of this name gets its bdev.
-    app.ioband.borrow_mut().base_arrived(&mut registry, name);
+    // Through the app, as every base: an ioband device waiting for this name gets its bdev.
+    app.register(bdev.clone())?;
+    app.bdevs.borrow_mut().claim(base.name(), name);
     Ok(bdev)
 }
 

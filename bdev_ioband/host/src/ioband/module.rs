@@ -351,10 +351,10 @@ impl IobandModule {
             .map(|(n, _)| n.clone())
             .collect();
         let mut back = Vec::new();
+        let Ok(base_ref) = registry.get(base) else {
+            return back;
+        };
         for name in names {
-            let Ok(base_ref) = registry.get(base) else {
-                break;
-            };
             let Ok(base_ch) = base_ref.get_io_channel() else {
                 continue;
             };
