@@ -390,11 +390,7 @@ pub fn done(rs: *mut c_void, io: *mut c_void, now: u64) {
     if let Some((share, ticket)) = ticket {
         return_ticket(cell, &mut fx, share, ticket, now);
     }
-    if fx.is_empty() {
-        give_back(cell, fx);
-    } else {
-        run_effects(cell, fx, None);
-    }
+    run_effects(cell, fx, None);
 }
 
 fn return_ticket(
@@ -444,13 +440,19 @@ fn run_effects(cell: &Cell, mut fx: Effects, mut first: Option<(IoHandle, c_int)
             give_back(cell, fx);
             return;
         }
-        let now = shim::pass_ticks();
-        for io in failed {
-            let ticket = io::ticket(&io);
-            fx.complete.push((io, ffi::STATUS_FAILED));
-            if let Some((share, ticket)) = ticket {
-                return_ticket(cell, &mut fx, share, ticket, now);
-            }
+        fail_dispatched(cell, &mut fx, failed);
+    }
+}
+
+/// Fails I/O the base refused: each completes FAILED (through `fx`) and its ticket goes
+/// back to the share that issued it.
+fn fail_dispatched(cell: &Cell, fx: &mut Effects, failed: Vec<IoHandle>) {
+    let now = shim::pass_ticks();
+    for io in failed {
+        let ticket = io::ticket(&io);
+        fx.complete.push((io, ffi::STATUS_FAILED));
+        if let Some((share, ticket)) = ticket {
+            return_ticket(cell, fx, share, ticket, now);
         }
     }
 }
@@ -601,14 +603,7 @@ fn resume(cell: &Cell) {
     if !bounced.is_empty() {
         bounce(cell, &mut fx, bounced);
     }
-    let now = shim::pass_ticks();
-    for io in failed {
-        let ticket = io::ticket(&io);
-        fx.complete.push((io, ffi::STATUS_FAILED));
-        if let Some((share, ticket)) = ticket {
-            return_ticket(cell, &mut fx, share, ticket, now);
-        }
-    }
+    fail_dispatched(cell, &mut fx, failed);
     run_effects(cell, fx, None);
 }
 
