@@ -67,12 +67,12 @@ def test_the_checks_catch_loss_double_counts_and_counters_going_back(run):
     _, out = run
     soak = load_soak()
     report = json.loads((out / 'report.json').read_text())
-    assert soak.check(report, None)[0] == []
+    assert soak.check(report)[0] == []
 
     def failures(edit):
         r = copy.deepcopy(report)
         edit(r)
-        return soak.check(r, None)[0]
+        return soak.check(r)[0]
 
     def end_group(r):
         return next(g for d in r['iostat_end']['devices'] if d['name'] == 'band0'

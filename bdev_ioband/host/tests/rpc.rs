@@ -34,6 +34,17 @@ fn setup() -> (Rig, App) {
     (rig, app)
 }
 
+/// A new host that loaded `config` (a `bdev` subsystem's entries) as `--json` does; and
+/// how many entries it ran.
+fn replay(config: &Value) -> (Rig, App, usize) {
+    let (rig, app) = setup();
+    let file = json!({"subsystems": [{"subsystem": "bdev", "config": config}]}).to_string();
+    let n = rig
+        .on(0, || load_config(&app, &Methods::new(), &file))
+        .expect("replay");
+    (rig, app, n)
+}
+
 #[test]
 fn concatenated_requests_and_partial_input() {
     let (rig, app) = setup();
@@ -169,11 +180,7 @@ fn ioband_methods_and_config_round_trip() {
     let config =
         call(&rig, &app, "framework_get_config", json!({"name": "bdev"}))["result"].clone();
 
-    let (rig2, app2) = setup();
-    let file = json!({"subsystems": [{"subsystem": "bdev", "config": config}]}).to_string();
-    let n = rig2
-        .on(0, || load_config(&app2, &Methods::new(), &file))
-        .expect("replay");
+    let (rig2, app2, n) = replay(&config);
     assert!(n >= 6);
     let again = call(
         &rig2,
@@ -211,10 +218,7 @@ fn ioband_methods_and_config_round_trip() {
     };
     assert_eq!(creates(&waiting), 2, "{waiting}");
     // The saved config replays without the base: the devices wait for it there too.
-    let (rig3, app3) = setup();
-    let file = json!({"subsystems": [{"subsystem": "bdev", "config": waiting}]}).to_string();
-    rig3.on(0, || load_config(&app3, &Methods::new(), &file))
-        .expect("replay without the base");
+    let (rig3, app3, _) = replay(&waiting);
     assert_eq!(
         call(&rig3, &app3, "bdev_ioband_get_settings", json!({})),
         s1
@@ -399,10 +403,7 @@ fn bound_groups_by_rpc_and_config_round_trip() {
 
     let config =
         call(&rig, &app, "framework_get_config", json!({"name": "bdev"}))["result"].clone();
-    let (rig2, app2) = setup();
-    let file = json!({"subsystems": [{"subsystem": "bdev", "config": config}]}).to_string();
-    rig2.on(0, || load_config(&app2, &Methods::new(), &file))
-        .expect("replay");
+    let (rig2, app2, _) = replay(&config);
     assert_eq!(
         call(&rig2, &app2, "bdev_ioband_get_settings", json!({})),
         before

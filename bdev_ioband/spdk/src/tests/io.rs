@@ -25,6 +25,14 @@ fn one_in_flight() -> Harness {
     h
 }
 
+/// io0 (io_limit 1 for the share) and io1 over two null bases, one share.
+fn two_devices_one_in_flight() -> Harness {
+    let h = one_in_flight();
+    h.add_base("Null1");
+    create(&h, "io1", "Null1", json!({"share": "s"}));
+    h
+}
+
 #[test]
 fn submit_dispatches_to_the_base_and_completes_once() {
     let h = Harness::new();
@@ -344,16 +352,7 @@ fn hot_remove_with_parked_io_completes_everything_once() {
 
 #[test]
 fn reset_aborts_the_device_queue_and_goes_straight_to_the_base() {
-    let h = Harness::new();
-    h.add_base("Null0");
-    h.add_base("Null1");
-    create(
-        &h,
-        "io0",
-        "Null0",
-        json!({"share": "s", "io_limit": 1, "io_throttle": 1}),
-    );
-    create(&h, "io1", "Null1", json!({"share": "s"}));
+    let h = two_devices_one_in_flight();
     h.rpc(
         "bdev_ioband_set_settings",
         json!({"name": "io0", "group": "tag:5", "value": 50}),
@@ -394,15 +393,8 @@ fn reset_aborts_the_device_queue_and_goes_straight_to_the_base() {
 
 #[test]
 fn a_reset_keeps_the_share_its_counters_and_its_in_flight_count() {
-    let h = Harness::new();
-    h.add_base("Null0");
     // The share's only device: a drain used to delete and re-create it (and the share).
-    create(
-        &h,
-        "io0",
-        "Null0",
-        json!({"share": "s", "io_limit": 1, "io_throttle": 1}),
-    );
+    let h = one_in_flight();
     let a = h.submit("io0", IO_READ, 4096, 1); // at the base
     let b = h.submit("io0", IO_READ, 4096, 1); // queued
     let r = h.submit("io0", IO_RESET, 0, 1);
@@ -440,16 +432,7 @@ fn a_reset_keeps_the_share_its_counters_and_its_in_flight_count() {
 
 #[test]
 fn deleting_a_device_whose_removed_base_still_drains_keeps_the_share_dispatching() {
-    let h = Harness::new();
-    h.add_base("Null0");
-    h.add_base("Null1");
-    create(
-        &h,
-        "io0",
-        "Null0",
-        json!({"share": "s", "io_limit": 1, "io_throttle": 1}),
-    );
-    create(&h, "io1", "Null1", json!({"share": "s"}));
+    let h = two_devices_one_in_flight();
     // Repeated: each time io0's base goes with an I/O at it, io0 is deleted before that
     // I/O comes back, and the share must still dispatch io1's I/O afterwards.
     for round in 0..3 {
