@@ -1,6 +1,17 @@
 //! One NBD client connection: the handshake, then the transmission phase, which turns each
 //! request into bdev I/O tagged with the connection's group and each completion into a
-//! simple reply.
+//! reply: simple replies, or structured reply chunks once the client has negotiated
+//! `NBD_OPT_STRUCTURED_REPLY` (then every reply is structured: a read's data comes in one
+//! `OFFSET_DATA` chunk marked done, other successes as a `NONE` chunk, errors as an
+//! `ERROR` chunk with a message, or `ERROR_OFFSET` where the bdev failed an I/O).
+//!
+//! Reads are never fragmented (one content chunk per read, as large as the read, at most
+//! [`MAX_IO_BYTES`]), so `NBD_CMD_FLAG_DF` is honoured by construction; `NBD_FLAG_SEND_DF`
+//! is advertised only to a client that negotiated structured replies, and a request with
+//! DF from any other client gets `EINVAL`. No metadata context is offered:
+//! `NBD_OPT_LIST_META_CONTEXT`/`SET_META_CONTEXT` (after structured replies) are answered
+//! with zero contexts and `NBD_REP_ACK`, before them with `NBD_REP_ERR_INVALID`.
+//! Extended headers (`NBD_OPT_EXTENDED_HEADERS`) are not supported (`NBD_REP_ERR_UNSUP`).
 //!
 //! Exactly once: every I/O submitted is counted in `outstanding` until its completion comes
 //! back through the connection's completion queue; a connection that closes (malformed
@@ -46,13 +57,28 @@ pub struct ExportInfo {
 }
 
 impl ExportInfo {
-    /// Transmission flags advertised (no structured replies, no multi-conn).
-    pub fn flags(&self) -> u16 {
+    /// Transmission flags advertised to a client that has (`structured`) or has not
+    /// negotiated structured replies: `NBD_FLAG_SEND_DF` only with them (the protocol
+    /// forbids it without).
+    ///
+    /// `NBD_FLAG_CAN_MULTI_CONN` always: the protocol asks that a flush (or FUA) answered
+    /// on one connection cover every write answered before it on any connection of the
+    /// export. That holds here because the front end keeps no cache of its own: a write is
+    /// answered only once the bdev has completed it, every connection of an export submits
+    /// to the same bdev (through the export's one channel), and a flush goes to that bdev as
+    /// a whole, not to a connection's share of it. The bdevs behind it flush per device: the
+    /// file bdev `fsync`s its file (which covers every completed write to it, whichever
+    /// descriptor or ring it came through), malloc, null and model bdevs keep nothing
+    /// volatile, and the ioband and passthru vbdevs forward the flush to their base.
+    pub fn flags(&self, structured: bool) -> u16 {
+        let df = if structured { proto::TFLAG_SEND_DF } else { 0 };
         proto::TFLAG_HAS_FLAGS
             | proto::TFLAG_SEND_FLUSH
             | proto::TFLAG_SEND_FUA
             | proto::TFLAG_SEND_TRIM
             | proto::TFLAG_SEND_WRITE_ZEROES
+            | proto::TFLAG_CAN_MULTI_CONN
+            | df
     }
 
     fn name_matches(&self, name: &[u8]) -> bool {
@@ -113,7 +139,12 @@ enum Phase {
 #[derive(Debug, Clone, Copy, Default)]
 struct Slot {
     handle: u64,
+    /// The request's range (a read's data chunk says where its data is from).
+    offset: u64,
+    len: u32,
     error: u32,
+    /// Where in the request the bdev failed (`None` for a flush).
+    error_at: Option<u64>,
     read: bool,
     /// Write-zeroes: next byte to zero and the end (next == end when done).
     zero_next: u64,
@@ -124,6 +155,17 @@ struct Slot {
 
 type DoneQueue = Rc<RefCell<Vec<Box<BdevIo>>>>;
 
+/// A request that is answered with an error without any I/O: the errno and, for a
+/// structured reply, a message.
+type Refusal = (u32, &'static str);
+
+const MSG_MISALIGNED: &str = "offset or length is not a multiple of the block size, or 0";
+const MSG_PAST_END: &str = "request runs past the end of the export";
+const MSG_TOO_LONG: &str = "read longer than the 32 MiB maximum";
+const MSG_UNKNOWN_CMD: &str = "unknown command";
+const MSG_DF: &str = "NBD_CMD_FLAG_DF without structured replies";
+const MSG_IO: &str = "I/O error";
+
 /// One connection; see the module doc.
 pub struct Conn {
     stream: Stream,
@@ -133,6 +175,8 @@ pub struct Conn {
     pub(super) group: Option<GroupKey>,
     phase: Phase,
     no_zeroes: bool,
+    /// The client negotiated structured replies.
+    structured: bool,
     inbuf: Vec<u8>,
     in_pos: usize,
     outbuf: Vec<u8>,
@@ -179,6 +223,7 @@ impl Conn {
             group,
             phase: Phase::Flags,
             no_zeroes: false,
+            structured: false,
             inbuf: Vec::new(),
             in_pos: 0,
             outbuf,
@@ -206,6 +251,11 @@ impl Conn {
     /// I/Os submitted and not completed.
     pub fn outstanding(&self) -> u32 {
         self.outstanding
+    }
+
+    /// Whether the client negotiated structured replies.
+    pub fn structured(&self) -> bool {
+        self.structured
     }
 
     /// Closes the socket now (the server is going away); what is in flight still completes.
@@ -359,10 +409,11 @@ impl Conn {
 
     fn option(&mut self, ex: &ExportInfo, option: u32, data: &[u8]) {
         let out = &mut self.outbuf;
+        let flags = ex.flags(self.structured);
         match option {
             proto::OPT_EXPORT_NAME => {
                 if ex.name_matches(data) {
-                    proto::export_name_reply(out, ex.size, ex.flags(), self.no_zeroes);
+                    proto::export_name_reply(out, ex.size, flags, self.no_zeroes);
                     self.phase = Phase::Transmission;
                 } else {
                     // The protocol has no error reply here: the server closes.
@@ -392,7 +443,7 @@ impl Conn {
                     proto::option_reply(out, option, proto::REP_ERR_UNKNOWN, &[]);
                 }
                 Some(_) => {
-                    let info = proto::info_export(ex.size, ex.flags());
+                    let info = proto::info_export(ex.size, flags);
                     proto::option_reply(out, option, proto::REP_INFO, &info);
                     let preferred = ex.block_size.max(4096);
                     let bs = proto::info_block_size(ex.block_size, preferred, MAX_IO_BYTES);
@@ -403,37 +454,91 @@ impl Conn {
                     }
                 }
             },
+            proto::OPT_STRUCTURED_REPLY => {
+                // The option takes no data; asking twice is harmless.
+                if data.is_empty() {
+                    self.structured = true;
+                    proto::option_reply(out, option, proto::REP_ACK, &[]);
+                } else {
+                    proto::option_reply(out, option, proto::REP_ERR_INVALID, &[]);
+                }
+            }
+            proto::OPT_LIST_META_CONTEXT | proto::OPT_SET_META_CONTEXT => {
+                let reply = if !self.structured {
+                    // Metadata needs structured replies first.
+                    proto::REP_ERR_INVALID
+                } else {
+                    match proto::parse_meta_context_request(data) {
+                        None => proto::REP_ERR_INVALID,
+                        Some((name, _)) if !ex.name_matches(name) => proto::REP_ERR_UNKNOWN,
+                        // No context is offered: none listed, none selected.
+                        Some(_) => proto::REP_ACK,
+                    }
+                };
+                proto::option_reply(out, option, reply, &[]);
+            }
             _ => proto::option_reply(out, option, proto::REP_ERR_UNSUP, &[]),
         }
     }
 
     /// Checks a request's range: blocks (offset, count), or the error to reply.
-    fn range(ex: &ExportInfo, req: &Request, past_end: u32) -> Result<(u64, u64), u32> {
+    fn range(ex: &ExportInfo, req: &Request, past_end: u32) -> Result<(u64, u64), Refusal> {
         let bs = u64::from(ex.block_size);
         let (offset, len) = (req.offset, u64::from(req.len));
         if len == 0 || offset % bs != 0 || len % bs != 0 {
-            return Err(proto::EINVAL);
+            return Err((proto::EINVAL, MSG_MISALIGNED));
         }
         match offset.checked_add(len) {
             Some(end) if end <= ex.size => Ok((offset / bs, len / bs)),
-            _ => Err(past_end),
+            _ => Err((past_end, MSG_PAST_END)),
+        }
+    }
+
+    /// Appends the reply to a request that ends without data: success (`error` 0) or an
+    /// error, with `message` and (an I/O error) where in the request it happened when
+    /// the reply is structured.
+    fn reply_status(&mut self, handle: u64, error: u32, message: &str, at: Option<u64>) {
+        let out = &mut self.outbuf;
+        match (self.structured, error) {
+            (false, _) => proto::simple_reply(out, error, handle),
+            (true, 0) => proto::chunk_none(out, handle),
+            (true, _) => proto::chunk_error(out, handle, error, message, at),
+        }
+    }
+
+    fn refuse(&mut self, handle: u64, (error, message): Refusal) {
+        self.reply_status(handle, error, message, None);
+    }
+
+    /// Appends the reply to a successful read of `data` from `offset`.
+    fn reply_read(&mut self, handle: u64, offset: u64, data: &[u8]) {
+        if !self.structured {
+            proto::simple_reply(&mut self.outbuf, 0, handle);
+            self.outbuf.extend_from_slice(data);
+        } else if proto::chunk_offset_data(&mut self.outbuf, handle, offset, data, true).is_none() {
+            // Reads are at most MAX_IO_BYTES: a chunk always holds them.
+            self.refuse(handle, (proto::EOVERFLOW, MSG_TOO_LONG));
         }
     }
 
     fn request(&mut self, ex: &ExportInfo, ch: &dyn IoChannel, req: Request, payload_at: usize) {
+        if req.flags & proto::CMD_FLAG_DF != 0 && !self.structured && req.cmd != proto::CMD_DISC {
+            // DF is not advertised without structured replies.
+            return self.refuse(req.handle, (proto::EINVAL, MSG_DF));
+        }
         match req.cmd {
             proto::CMD_DISC => self.draining = true,
             proto::CMD_READ | proto::CMD_WRITE => {
                 let write = req.cmd == proto::CMD_WRITE;
                 let past_end = if write { proto::ENOSPC } else { proto::EINVAL };
                 if !write && req.len > MAX_IO_BYTES {
-                    return proto::simple_reply(&mut self.outbuf, proto::EOVERFLOW, req.handle);
+                    return self.refuse(req.handle, (proto::EOVERFLOW, MSG_TOO_LONG));
                 }
                 let (offset_blocks, num_blocks) = match Self::range(ex, &req, past_end) {
                     Ok(r) => r,
-                    Err(e) => return proto::simple_reply(&mut self.outbuf, e, req.handle),
+                    Err(e) => return self.refuse(req.handle, e),
                 };
-                let slot = self.take_slot(req.handle, !write);
+                let slot = self.take_slot(&req, !write);
                 self.set_fua(slot, write && req.flags & proto::CMD_FLAG_FUA != 0);
                 let mut io = self.pool.get();
                 io.io_type = if write { IoType::Write } else { IoType::Read };
@@ -448,20 +553,22 @@ impl Conn {
                 self.submit(ch, io, slot);
             }
             proto::CMD_FLUSH => {
-                let slot = self.take_slot(req.handle, false);
+                let slot = self.take_slot(&req, false);
                 let mut io = self.pool.get();
                 io.io_type = IoType::Flush;
                 self.submit(ch, io, slot);
             }
             proto::CMD_TRIM => {
                 // A hint the protocol lets a server ignore; the range is still checked.
-                let error = Self::range(ex, &req, proto::EINVAL).err().unwrap_or(0);
-                proto::simple_reply(&mut self.outbuf, error, req.handle);
+                let (error, message) = Self::range(ex, &req, proto::EINVAL)
+                    .err()
+                    .unwrap_or((0, ""));
+                self.reply_status(req.handle, error, message, None);
             }
             proto::CMD_WRITE_ZEROES => match Self::range(ex, &req, proto::ENOSPC) {
-                Err(e) => proto::simple_reply(&mut self.outbuf, e, req.handle),
+                Err(e) => self.refuse(req.handle, e),
                 Ok(_) => {
-                    let slot = self.take_slot(req.handle, false);
+                    let slot = self.take_slot(&req, false);
                     if let Some(s) = self.slots.get_mut(slot as usize) {
                         s.fua = req.flags & proto::CMD_FLAG_FUA != 0;
                         s.zero_next = req.offset;
@@ -471,7 +578,7 @@ impl Conn {
                     self.submit_zero_chunk(ch, ex.block_size, io, slot);
                 }
             },
-            _ => proto::simple_reply(&mut self.outbuf, proto::EINVAL, req.handle),
+            _ => self.refuse(req.handle, (proto::EINVAL, MSG_UNKNOWN_CMD)),
         }
     }
 
@@ -481,9 +588,11 @@ impl Conn {
         }
     }
 
-    fn take_slot(&mut self, handle: u64, read: bool) -> u32 {
+    fn take_slot(&mut self, req: &Request, read: bool) -> u32 {
         let slot = Slot {
-            handle,
+            handle: req.handle,
+            offset: req.offset,
+            len: req.len,
             read,
             ..Slot::default()
         };
@@ -571,8 +680,14 @@ impl Conn {
         let Some(s) = self.slots.get_mut(slot as usize) else {
             return self.pool.put(io);
         };
-        if io.status != IoStatus::Success {
+        if io.status != IoStatus::Success && s.error == 0 {
             s.error = proto::EIO;
+            // Where the failed I/O starts (a write-zeroes chunk's start), if it lies in
+            // the request as the protocol requires.
+            let at = io.offset_blocks.saturating_mul(u64::from(ex.block_size));
+            let end = s.offset.saturating_add(u64::from(s.len));
+            s.error_at =
+                (io.io_type != IoType::Flush && (s.offset..end).contains(&at)).then_some(at);
         }
         if s.error == 0 && s.zero_next < s.zero_end && !self.closed {
             return self.submit_zero_chunk(ch, ex.block_size, io, slot);
@@ -587,9 +702,10 @@ impl Conn {
         }
         let s = *s;
         if !self.closed {
-            proto::simple_reply(&mut self.outbuf, s.error, s.handle);
             if s.read && s.error == 0 {
-                self.outbuf.extend_from_slice(&io.buf);
+                self.reply_read(s.handle, s.offset, &io.buf);
+            } else {
+                self.reply_status(s.handle, s.error, MSG_IO, s.error_at);
             }
         }
         self.free_slots.push(slot);

@@ -1,11 +1,14 @@
 //! The NBD front end: each export serves one bdev over the NBD protocol (the fixed
-//! newstyle handshake with `NBD_OPT_GO`/`INFO`/`LIST`/`EXPORT_NAME`, simple replies,
-//! `READ`/`WRITE`/`FLUSH`/`TRIM`/`WRITE_ZEROES`) on a Unix or a TCP socket, and tags every
-//! I/O of a connection with the connection's group: on a Unix socket `cgroup:<id>` of the
-//! client process (`SO_PEERCRED`, its `0::` line of `/proc/<pid>/cgroup`, the inode of that
-//! directory in the cgroup2 mount), on TCP the group mapped to the client's address or the
-//! export's default group. FUA is honoured (a flush follows the write before the reply).
-//! Not advertised: structured replies, multi-conn.
+//! newstyle handshake with `NBD_OPT_GO`/`INFO`/`LIST`/`EXPORT_NAME`/`STRUCTURED_REPLY`,
+//! simple or structured replies, `READ`/`WRITE`/`FLUSH`/`TRIM`/`WRITE_ZEROES`) on a Unix or
+//! a TCP socket, and tags every I/O of a connection with the connection's group: on a Unix
+//! socket `cgroup:<id>` of the client process (`SO_PEERCRED`, its `0::` line of
+//! `/proc/<pid>/cgroup`, the inode of that directory in the cgroup2 mount), on TCP the group
+//! mapped to the client's address or the export's default group. FUA is honoured (a flush
+//! follows the write before the reply); `NBD_FLAG_CAN_MULTI_CONN` is advertised (why it is
+//! safe: [`conn::ExportInfo::flags`]), and each connection of a client is tagged on its
+//! own, so the connections of one process all land in its cgroup's group. No metadata
+//! context (`base:allocation`) and no extended headers are offered (see [`conn`]).
 //!
 //! Malformed input (bad magic, unknown client flags, an option or a write too long, an
 //! unknown export name with `NBD_OPT_EXPORT_NAME`) closes that connection with a logged

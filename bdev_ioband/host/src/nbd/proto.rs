@@ -1,6 +1,8 @@
 //! The NBD wire format (the newstyle fixed handshake and the transmission phase, see
 //! NetworkBlockDevice/nbd `doc/proto.md`): constants, and pure parsers and writers over
-//! byte slices. Nothing here does I/O; the connection code feeds it what it has read.
+//! byte slices: option replies, simple replies and structured reply chunks. Nothing here
+//! does I/O; the connection code feeds it what it has read. The writers append to a
+//! caller's buffer, so a connection that reuses its output buffer does not allocate.
 //!
 //! Threading: plain functions, no state.
 
@@ -16,6 +18,8 @@ pub const OPT_REPLY_MAGIC: u64 = 0x0003_e889_0455_65a9;
 pub const REQUEST_MAGIC: u32 = 0x2560_9513;
 /// Magic of a simple reply.
 pub const SIMPLE_REPLY_MAGIC: u32 = 0x6744_6698;
+/// Magic of a structured reply chunk.
+pub const STRUCTURED_REPLY_MAGIC: u32 = 0x668e_33ef;
 
 /// Handshake flag: the server speaks the fixed newstyle.
 pub const FLAG_FIXED_NEWSTYLE: u16 = 1;
@@ -34,6 +38,10 @@ pub const TFLAG_SEND_FUA: u16 = 1 << 3;
 pub const TFLAG_SEND_TRIM: u16 = 1 << 5;
 /// The export takes `NBD_CMD_WRITE_ZEROES`.
 pub const TFLAG_SEND_WRITE_ZEROES: u16 = 1 << 6;
+/// The export takes `NBD_CMD_FLAG_DF` on reads (only with structured replies).
+pub const TFLAG_SEND_DF: u16 = 1 << 7;
+/// Flushes and FUA cover the writes of every connection to the export.
+pub const TFLAG_CAN_MULTI_CONN: u16 = 1 << 8;
 
 /// Options.
 pub const OPT_EXPORT_NAME: u32 = 1;
@@ -45,6 +53,14 @@ pub const OPT_LIST: u32 = 3;
 pub const OPT_INFO: u32 = 6;
 /// Information, then the transmission phase.
 pub const OPT_GO: u32 = 7;
+/// Structured replies in the transmission phase.
+pub const OPT_STRUCTURED_REPLY: u32 = 8;
+/// List metadata contexts (after structured replies).
+pub const OPT_LIST_META_CONTEXT: u32 = 9;
+/// Select metadata contexts (after structured replies).
+pub const OPT_SET_META_CONTEXT: u32 = 10;
+/// Extended headers (not supported: answered `NBD_REP_ERR_UNSUP`).
+pub const OPT_EXTENDED_HEADERS: u32 = 11;
 
 /// Option reply types.
 pub const REP_ACK: u32 = 1;
@@ -52,6 +68,8 @@ pub const REP_ACK: u32 = 1;
 pub const REP_SERVER: u32 = 2;
 /// One piece of information.
 pub const REP_INFO: u32 = 3;
+/// One metadata context (none is offered: never sent).
+pub const REP_META_CONTEXT: u32 = 4;
 /// The option is not supported.
 pub const REP_ERR_UNSUP: u32 = (1 << 31) | 1;
 /// The option's data is malformed.
@@ -76,8 +94,25 @@ pub const CMD_FLUSH: u16 = 3;
 pub const CMD_TRIM: u16 = 4;
 /// Write zeroes.
 pub const CMD_WRITE_ZEROES: u16 = 6;
+/// Block status (needs a metadata context; none is offered).
+pub const CMD_BLOCK_STATUS: u16 = 7;
 /// Command flag: force unit access.
 pub const CMD_FLAG_FUA: u16 = 1;
+/// Command flag of write-zeroes: do not leave a hole (always so here).
+pub const CMD_FLAG_NO_HOLE: u16 = 1 << 1;
+/// Command flag of reads: at most one content chunk (only with `TFLAG_SEND_DF`).
+pub const CMD_FLAG_DF: u16 = 1 << 2;
+
+/// Structured reply flag: the last chunk of its reply.
+pub const REPLY_FLAG_DONE: u16 = 1;
+/// Chunk type: nothing (the reply is done; success unless an error chunk came before).
+pub const REPLY_TYPE_NONE: u16 = 0;
+/// Chunk type: data at an offset.
+pub const REPLY_TYPE_OFFSET_DATA: u16 = 1;
+/// Chunk type: an error, with a message.
+pub const REPLY_TYPE_ERROR: u16 = (1 << 15) | 1;
+/// Chunk type: an error at an offset, with a message.
+pub const REPLY_TYPE_ERROR_OFFSET: u16 = (1 << 15) | 2;
 
 /// Error values of replies (Linux errno numbers, as the protocol defines them).
 pub const EIO: u32 = 5;
@@ -96,6 +131,12 @@ pub const OPTION_HEADER_LEN: usize = 16;
 pub const REQUEST_LEN: usize = 28;
 /// Bytes of a simple reply header.
 pub const SIMPLE_REPLY_LEN: usize = 16;
+/// Bytes of a structured reply chunk header.
+pub const STRUCTURED_REPLY_LEN: usize = 20;
+/// Bytes of an `NBD_REPLY_TYPE_OFFSET_DATA` payload before the data (the offset).
+pub const OFFSET_DATA_PREFIX: usize = 8;
+/// Longest error message sent in an error chunk (the protocol's string limit).
+pub const MAX_ERROR_MESSAGE: usize = 4096;
 /// Longest option data accepted (names are at most 4096 bytes in the protocol).
 pub const MAX_OPTION_LEN: u32 = 64 * 1024;
 
@@ -207,6 +248,38 @@ pub fn parse_info_request(data: &[u8]) -> Option<(&[u8], Vec<u16>)> {
     Some((name, (0..count).map(|i| be_u16(infos, i * 2)).collect()))
 }
 
+/// Splits a 32-bit big-endian length and that many bytes off the front of `data`.
+fn take_string(data: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, rest) = take_u32(data)?;
+    let len = usize::try_from(len).ok()?;
+    if rest.len() < len {
+        return None;
+    }
+    Some(rest.split_at(len))
+}
+
+/// Splits a 32-bit big-endian number off the front of `data`.
+fn take_u32(data: &[u8]) -> Option<(u32, &[u8])> {
+    let (head, rest) = data.split_first_chunk::<4>()?;
+    Some((u32::from_be_bytes(*head), rest))
+}
+
+/// The data of `NBD_OPT_LIST_META_CONTEXT`/`NBD_OPT_SET_META_CONTEXT`: the export name and
+/// the queries; `None` when the data does not have that shape (a length past the end, bytes
+/// left over), which is answered `ERR_INVALID`. The query count is not trusted: each query
+/// takes at least 4 bytes of data, so at most a quarter of the data's length are read.
+pub fn parse_meta_context_request(data: &[u8]) -> Option<(&[u8], Vec<&[u8]>)> {
+    let (name, rest) = take_string(data)?;
+    let (count, mut rest) = take_u32(rest)?;
+    let mut queries = Vec::new();
+    for _ in 0..count {
+        let (q, r) = take_string(rest)?;
+        queries.push(q);
+        rest = r;
+    }
+    rest.is_empty().then_some((name, queries))
+}
+
 /// Appends an option reply.
 pub fn option_reply(out: &mut Vec<u8>, option: u32, reply: u32, data: &[u8]) {
     out.extend_from_slice(&OPT_REPLY_MAGIC.to_be_bytes());
@@ -302,6 +375,66 @@ pub fn simple_reply(out: &mut Vec<u8>, error: u32, handle: u64) {
     out.extend_from_slice(&SIMPLE_REPLY_MAGIC.to_be_bytes());
     out.extend_from_slice(&error.to_be_bytes());
     out.extend_from_slice(&handle.to_be_bytes());
+}
+
+/// Appends a structured reply chunk header whose payload (`len` bytes) the caller appends.
+pub fn chunk_header(out: &mut Vec<u8>, flags: u16, kind: u16, handle: u64, len: u32) {
+    out.extend_from_slice(&STRUCTURED_REPLY_MAGIC.to_be_bytes());
+    out.extend_from_slice(&flags.to_be_bytes());
+    out.extend_from_slice(&kind.to_be_bytes());
+    out.extend_from_slice(&handle.to_be_bytes());
+    out.extend_from_slice(&len.to_be_bytes());
+}
+
+/// Appends the final `NBD_REPLY_TYPE_NONE` chunk: the request succeeded (no error chunk
+/// came before it).
+pub fn chunk_none(out: &mut Vec<u8>, handle: u64) {
+    chunk_header(out, REPLY_FLAG_DONE, REPLY_TYPE_NONE, handle, 0);
+}
+
+/// Appends an `NBD_REPLY_TYPE_OFFSET_DATA` chunk with `data`, read from `offset`; `done`
+/// marks it the last chunk of its reply. `None` (nothing appended) when `data` does not fit
+/// a chunk (more than 2^32 - 9 bytes).
+pub fn chunk_offset_data(
+    out: &mut Vec<u8>,
+    handle: u64,
+    offset: u64,
+    data: &[u8],
+    done: bool,
+) -> Option<()> {
+    let len = u32::try_from(data.len().checked_add(OFFSET_DATA_PREFIX)?).ok()?;
+    let flags = if done { REPLY_FLAG_DONE } else { 0 };
+    chunk_header(out, flags, REPLY_TYPE_OFFSET_DATA, handle, len);
+    out.extend_from_slice(&offset.to_be_bytes());
+    out.extend_from_slice(data);
+    Some(())
+}
+
+/// Appends the final error chunk of a reply: `NBD_REPLY_TYPE_ERROR_OFFSET` when `offset`
+/// is given (where in the request the error is), else `NBD_REPLY_TYPE_ERROR`. `error` is
+/// an errno value (an error of 0 would read as success: it is sent as `EIO`); `message`
+/// is for a human and cut to [`MAX_ERROR_MESSAGE`] bytes (on a character boundary).
+pub fn chunk_error(out: &mut Vec<u8>, handle: u64, error: u32, message: &str, offset: Option<u64>) {
+    let error = if error == 0 { EIO } else { error };
+    let mut cut = message.len().min(MAX_ERROR_MESSAGE);
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let message = message.as_bytes().get(..cut).unwrap_or_default();
+    // At most 4096 bytes: the casts cannot truncate.
+    let msg_len = u16::try_from(message.len()).unwrap_or(0);
+    let (kind, tail) = match offset {
+        Some(_) => (REPLY_TYPE_ERROR_OFFSET, 8),
+        None => (REPLY_TYPE_ERROR, 0),
+    };
+    let len = 6 + u32::from(msg_len) + tail;
+    chunk_header(out, REPLY_FLAG_DONE, kind, handle, len);
+    out.extend_from_slice(&error.to_be_bytes());
+    out.extend_from_slice(&msg_len.to_be_bytes());
+    out.extend_from_slice(message.get(..usize::from(msg_len)).unwrap_or_default());
+    if let Some(offset) = offset {
+        out.extend_from_slice(&offset.to_be_bytes());
+    }
 }
 
 #[cfg(test)]

@@ -133,3 +133,119 @@ fn replies() {
     export_name_reply(&mut out, 1 << 20, 1, true);
     assert_eq!(out.len(), 10);
 }
+
+#[test]
+fn structured_chunks_are_encoded_as_the_protocol_says() {
+    let mut out = Vec::new();
+    chunk_none(&mut out, 0x0102_0304_0506_0708);
+    assert_eq!(out.len(), STRUCTURED_REPLY_LEN);
+    assert_eq!(out[..4], [0x66, 0x8e, 0x33, 0xef]);
+    assert_eq!(out[4..6], REPLY_FLAG_DONE.to_be_bytes());
+    assert_eq!(out[6..8], REPLY_TYPE_NONE.to_be_bytes());
+    assert_eq!(out[8..16], [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(out[16..20], [0, 0, 0, 0]);
+
+    out.clear();
+    chunk_offset_data(&mut out, 9, 4096, b"abc", true).unwrap();
+    assert_eq!(out.len(), STRUCTURED_REPLY_LEN + 8 + 3);
+    assert_eq!(out[4..6], [0, 1], "done");
+    assert_eq!(out[6..8], [0, 1], "OFFSET_DATA");
+    assert_eq!(out[16..20], 11u32.to_be_bytes(), "offset + data");
+    assert_eq!(out[20..28], 4096u64.to_be_bytes());
+    assert_eq!(&out[28..], b"abc");
+    out.clear();
+    chunk_offset_data(&mut out, 9, 0, b"x", false).unwrap();
+    assert_eq!(out[4..6], [0, 0], "not done");
+
+    out.clear();
+    chunk_error(&mut out, 3, EINVAL, "bad", None);
+    assert_eq!(out[4..6], [0, 1]);
+    assert_eq!(out[6..8], [0x80, 0x01], "ERROR");
+    assert_eq!(
+        out[16..20],
+        9u32.to_be_bytes(),
+        "error + message length + message"
+    );
+    assert_eq!(out[20..24], EINVAL.to_be_bytes());
+    assert_eq!(out[24..26], 3u16.to_be_bytes());
+    assert_eq!(&out[26..], b"bad");
+
+    out.clear();
+    chunk_error(&mut out, 3, EIO, "io", Some(1 << 20));
+    assert_eq!(out[6..8], [0x80, 0x02], "ERROR_OFFSET");
+    assert_eq!(out[16..20], 16u32.to_be_bytes());
+    assert_eq!(out[20..24], EIO.to_be_bytes());
+    assert_eq!(out[24..26], 2u16.to_be_bytes());
+    assert_eq!(&out[26..28], b"io");
+    assert_eq!(out[28..36], (1u64 << 20).to_be_bytes());
+    assert_eq!(out.len(), 36);
+}
+
+#[test]
+fn error_chunks_never_say_success_and_cap_their_message() {
+    let mut out = Vec::new();
+    chunk_error(&mut out, 1, 0, "", None);
+    assert_eq!(out[16..20], 6u32.to_be_bytes());
+    assert_eq!(
+        out[20..24],
+        EIO.to_be_bytes(),
+        "an error of 0 would read as success"
+    );
+    // A message over 4096 bytes is cut, on a character boundary.
+    out.clear();
+    let long = "é".repeat(3000);
+    chunk_error(&mut out, 1, EIO, &long, None);
+    let msg_len = usize::from(u16::from_be_bytes([out[24], out[25]]));
+    assert_eq!(msg_len, 4096);
+    assert!(std::str::from_utf8(&out[26..]).is_ok());
+    assert_eq!(out.len(), STRUCTURED_REPLY_LEN + 6 + msg_len);
+    let mut odd = "a".to_owned();
+    odd.push_str(&long);
+    out.clear();
+    chunk_error(&mut out, 1, EIO, &odd, None);
+    let msg_len = usize::from(u16::from_be_bytes([out[24], out[25]]));
+    assert_eq!(msg_len, 4095);
+    assert!(std::str::from_utf8(&out[26..]).is_ok());
+}
+
+fn meta_request(name: &[u8], queries: &[&[u8]]) -> Vec<u8> {
+    let mut d = u32::try_from(name.len()).unwrap().to_be_bytes().to_vec();
+    d.extend_from_slice(name);
+    d.extend_from_slice(&u32::try_from(queries.len()).unwrap().to_be_bytes());
+    for q in queries {
+        d.extend_from_slice(&u32::try_from(q.len()).unwrap().to_be_bytes());
+        d.extend_from_slice(q);
+    }
+    d
+}
+
+#[test]
+fn meta_context_requests() {
+    let d = meta_request(b"disk", &[b"base:allocation", b"qemu:dirty-bitmap:x"]);
+    let (name, queries) = parse_meta_context_request(&d).unwrap();
+    assert_eq!(name, b"disk");
+    assert_eq!(
+        queries,
+        vec![&b"base:allocation"[..], b"qemu:dirty-bitmap:x"]
+    );
+    let empty = meta_request(b"", &[]);
+    let (name, queries) = parse_meta_context_request(&empty).unwrap();
+    assert!(name.is_empty() && queries.is_empty());
+    // Every truncation, a byte too many, a name or query longer than the data, a count
+    // larger than the queries there are.
+    for cut in 0..d.len() {
+        assert!(
+            parse_meta_context_request(&d[..cut]).is_none(),
+            "cut at {cut}"
+        );
+    }
+    let mut extra = d.clone();
+    extra.push(0);
+    assert!(parse_meta_context_request(&extra).is_none());
+    let mut long_name = d.clone();
+    long_name[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+    assert!(parse_meta_context_request(&long_name).is_none());
+    let mut many = meta_request(b"disk", &[]);
+    many[8..12].copy_from_slice(&u32::MAX.to_be_bytes());
+    assert!(parse_meta_context_request(&many).is_none());
+}
