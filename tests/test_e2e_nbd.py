@@ -1,15 +1,20 @@
 #  SPDX-License-Identifier: BSD-3-Clause
 """End to end: the NBD front end of ioband_tgt with clients nobody here wrote (libnbd's
-nbdinfo and nbdcopy, fio's nbd engine): data round trips over a Unix socket and TCP with
-0 mismatches, the config round trip, fio in two cgroup v2 children sharing one export 3:1 by
-their `cgroup:<id>` groups, and fio through ioband at >= 0.90 of the bare base.
+nbdinfo, nbdcopy and Python bindings, fio's nbd engine): data round trips over a Unix socket
+and TCP with 0 mismatches, the config round trip, structured replies and multi-conn as libnbd
+negotiates them (several connections of one client, all in its cgroup's group; nbdcopy over
+4 connections), fio in two cgroup v2 children sharing one export 3:1 by their `cgroup:<id>`
+groups, and fio through ioband at >= 0.90 of the bare base.
 
-Skipped, saying why, without ioband_tgt, without the Debian tools (fio, libnbd-bin), or
-(the cgroup test) without a writable cgroup v2 tree.
+Skipped, saying why, without ioband_tgt, without the Debian tools (fio, libnbd-bin,
+python3-libnbd), or (the 3:1 test) without a writable cgroup v2 tree; the multi-conn tests
+put their client in a cgroup of its own when the tree is writable, else in this process's.
 """
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -70,7 +75,10 @@ def test_nbdcopy_round_trips_over_unix_and_tcp(make_target):
     [export] = info['exports']
     assert export['export-size'] == 16 << 20
     assert export['can_flush'] and export['can_trim'] and export['can_zero'] and export['can_fua']
-    assert not export['can_multi_conn']
+    # libnbd asks for structured replies and gets them; then DF, and multi-conn always.
+    assert info['structured'] is True, info
+    assert export['can_multi_conn'] and export['can_df']
+    assert export['contexts'] == [], 'no metadata context is offered'
 
     src = t.workdir / 'src.img'
     data = os.urandom(16 << 20)
@@ -223,3 +231,192 @@ def test_fio_through_ioband_keeps_90_percent_of_the_bare_base(make_target):
     ratio = best['band'] / best['bare']
     print('fio over NBD: bare %.0f IOPS, ioband %.0f IOPS, ratio %.3f' % (best['bare'], best['band'], ratio))
     assert ratio >= 0.90, best
+
+
+def libnbd_python():
+    """An interpreter with libnbd's Python bindings (Debian: python3-libnbd), or None."""
+    for python in dict.fromkeys(filter(None, (shutil.which('python3'), '/usr/bin/python3'))):
+        if subprocess.run([python, '-c', 'import nbd'], capture_output=True).returncode == 0:
+            return python
+    return None
+
+
+@contextlib.contextmanager
+def client_cgroup(t, band):
+    """A cgroup v2 directory for the client (None: it stays in ours) and the group its
+    connections should get; the group is given a weight so that iostat reports it."""
+    root, _ = cgroup2_root()
+    d = None
+    if root is not None:
+        d = root / ('ioband-mc-%d' % os.getpid())
+        d.mkdir()
+        cg = d.stat().st_ino
+    else:
+        cg = own_cgroup_id()
+    if cg is not None:
+        t.rpc('bdev_ioband_set_settings', band, '--cgroup', str(cg), '--weight', '100')
+    try:
+        yield d, ('cgroup:%d' % cg if cg is not None else None)
+    finally:
+        if d is not None:
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+
+
+def in_cgroup(d, cmd):
+    """cmd, run inside cgroup directory d (unchanged when d is None)."""
+    if d is None:
+        return cmd
+    return ['sh', '-c', 'echo $$ > %s/cgroup.procs && exec "$@"' % d, 'sh'] + cmd
+
+
+def export_groups(t, name):
+    with t.client() as c:
+        [export] = c.call('ioband_nbd_get_exports', {'name': name})
+    return [conn['group'] for conn in export['connections']]
+
+
+# Run by libnbd's Python: N connections of one client, checks of what each negotiated, data
+# written across them, a flush on the last, everything read back through another; prints
+# one JSON line, 'ready', then holds the connections until its stdin closes.
+LIBNBD_CLIENT = r"""
+import json, random, sys
+import nbd
+uri, n = sys.argv[1], int(sys.argv[2])
+out = {}
+plain = nbd.NBD()
+plain.set_request_structured_replies(False)
+plain.connect_uri(uri)
+out['plain'] = {'structured': plain.get_structured_replies_negotiated(), 'df': plain.can_df(),
+                'multi_conn': plain.can_multi_conn(), 'read': len(plain.pread(4096, 0))}
+plain.shutdown()
+hs = []
+for i in range(n):
+    h = nbd.NBD()
+    h.add_meta_context('base:allocation')
+    h.connect_uri(uri)
+    hs.append(h)
+out['structured'] = [h.get_structured_replies_negotiated() for h in hs]
+out['multi_conn'] = [h.can_multi_conn() for h in hs]
+out['df'] = [h.can_df() for h in hs]
+out['meta'] = [h.can_meta_context('base:allocation') for h in hs]
+bs = 64 * 1024
+blocks = [random.Random(k).randbytes(bs) for k in range(8 * n)]
+for k, data in enumerate(blocks):
+    hs[k % n].pwrite(data, k * bs)
+hs[-1].flush()
+out['mismatches'] = sum(hs[(k + 1) % n].pread(bs, k * bs) != data for k, data in enumerate(blocks))
+chunks = []
+def chunk(buf, offset, status, error):
+    chunks.append([offset, len(buf), status])
+    return 0
+whole = hs[0].pread_structured(4 * bs, 0, chunk, nbd.CMD_FLAG_DF)
+out['df_chunks'] = chunks
+out['df_data_ok'] = whole == b''.join(blocks[:4])
+out['read_data_status'] = nbd.READ_DATA
+hs[0].set_strict_mode(0)
+try:
+    hs[0].pread(512, 100)
+    out['misaligned'] = 'no error'
+except nbd.Error as e:
+    out['misaligned'] = e.errno
+print(json.dumps(out), flush=True)
+print('ready', flush=True)
+sys.stdin.readline()
+for h in hs:
+    h.shutdown()
+"""
+
+
+def test_libnbd_negotiates_structured_replies_and_multi_conn(make_target):
+    python = libnbd_python()
+    if python is None:
+        pytest.skip('no Python with libnbd bindings (Debian: python3-libnbd)')
+    t = start(make_target, [
+        {'method': 'bdev_malloc_create', 'params': {'name': 'Malloc0', 'block_size': 512, 'num_blocks': 32768}},
+        {'method': 'bdev_ioband_create', 'params': {'name': 'band0', 'base_bdev_name': 'Malloc0', 'share': 's0'}},
+    ], [{'name': 'disk', 'bdev_name': 'band0'}])
+    n = 4
+    with client_cgroup(t, 'band0') as (d, group):
+        proc = subprocess.Popen(in_cgroup(d, [python, '-c', LIBNBD_CLIENT, unix_uri(t, 'disk'), str(n)]),
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            line = proc.stdout.readline()
+            assert line, 'client failed: %s' % proc.stderr.read()
+            out = json.loads(line)
+            assert proc.stdout.readline().strip() == 'ready'
+            # While the client holds its connections: n of them, all in its cgroup's group.
+            groups = export_groups(t, 'disk')
+            proc.stdin.close()
+            assert proc.wait(timeout=60) == 0, proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        print('libnbd client: %s; connections in groups %s' % (json.dumps(out), groups))
+        assert len(groups) == n, groups
+        assert len(set(groups)) == 1, groups
+        if group is not None:
+            assert groups[0] == group, (groups, group)
+            assert completed(t, group) > 0
+    assert out['plain'] == {'structured': False, 'df': False, 'multi_conn': True, 'read': 4096}
+    assert out['structured'] == [True] * n
+    assert out['multi_conn'] == [True] * n
+    assert out['df'] == [True] * n
+    assert out['meta'] == [False] * n, 'no base:allocation offered'
+    assert out['mismatches'] == 0
+    # DF: exactly one data chunk, the whole read.
+    assert out['df_chunks'] == [[0, 4 * 64 * 1024, out['read_data_status']]]
+    assert out['df_data_ok']
+    assert out['misaligned'] == 'EINVAL', 'EINVAL in an error chunk'
+
+
+def test_nbdcopy_over_four_connections_round_trips(make_target):
+    need_tools('nbdcopy')
+    # nbdcopy hands each thread 128 MiB at a time: 512 MiB keep all 4 connections busy.
+    size = 512 << 20
+    t = start(make_target, [
+        {'method': 'bdev_malloc_create', 'params': {'name': 'Malloc0', 'block_size': 4096,
+                                                   'num_blocks': size // 4096}},
+        {'method': 'bdev_ioband_create', 'params': {'name': 'band0', 'base_bdev_name': 'Malloc0', 'share': 's0'}},
+    ], [{'name': 'disk', 'bdev_name': 'band0'}])
+    src = t.workdir / 'src.img'
+    # Sparse: 2 MiB of data every 32 MiB (nbdcopy writes the zeroes as write-zeroes).
+    with open(src, 'wb') as f:
+        f.truncate(size)
+        for off in range(0, size, 32 << 20):
+            f.seek(off + (off >> 20) * 4096)
+            f.write(os.urandom(2 << 20))
+    uri = unix_uri(t, 'disk')
+    with client_cgroup(t, 'band0') as (d, group):
+        seen = {}
+        for what, args, pattern in (
+                ('write', ['--flush', str(src), uri], r'(dst\d+): nbd_aio_pwrite: enter'),
+                ('read', [uri, str(t.workdir / 'back.img')], r'(src\d+): nbd_aio_pread: enter')):
+            log = t.workdir / ('nbdcopy-%s.log' % what)
+            with open(log, 'w') as err:
+                proc = subprocess.Popen(in_cgroup(d, ['nbdcopy', '--connections=4', '--threads=4', '-v'] + args),
+                                        stderr=err)
+                most = []
+                while proc.poll() is None:
+                    groups = export_groups(t, 'disk')
+                    if len(groups) > len(most):
+                        most = groups
+                    time.sleep(0.05)
+            assert proc.returncode == 0, log.read_text()[-2000:]
+            handles = set(re.findall(pattern, log.read_text()))
+            seen[what] = (most, handles)
+        back, data = (t.workdir / 'back.img').read_bytes(), src.read_bytes()
+        mismatches = sum(back[i:i + 4096] != data[i:i + 4096] for i in range(0, size, 4096))
+        print('nbdcopy: %s; %d mismatched 4 KiB blocks' % (seen, mismatches))
+        assert len(back) == size and mismatches == 0
+        for what, (most, handles) in seen.items():
+            assert len(handles) == 4, (what, handles)
+            assert len(most) == 4 and len(set(most)) == 1, (what, most)
+            if group is not None:
+                assert most[0] == group, (what, most, group)
+        if group is not None:
+            assert completed(t, group) > 0
