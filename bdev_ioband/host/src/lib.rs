@@ -14,4 +14,5 @@ pub mod nbd;
 pub mod perf;
 pub mod reactor;
 pub mod rpc;
+pub mod scsi;
 pub mod ticks;
