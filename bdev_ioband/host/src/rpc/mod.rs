@@ -29,6 +29,7 @@ pub mod dispatch;
 mod framework;
 mod ioband;
 mod listen;
+mod iscsi;
 mod nbd;
 mod passthru;
 

@@ -367,10 +367,8 @@ impl Task {
         if write {
             self.need_out(len)?;
         } else {
+            // Data-out sent with a read (the transport flagged it a write) is ignored.
             self.resp.transfer_bytes = len;
-            if !self.data_out.is_empty() {
-                return Err(Sense::INVALID_FIELD_IN_INFORMATION_UNIT);
-            }
         }
         check_range(lun, lba, blocks)?;
         if len > u64::from(MAX_TRANSFER_BYTES) {
