@@ -32,39 +32,20 @@ SUITES = [
 ]
 
 INITIATOR = 'iqn.2016-06.io.ioband:conformance'
-TEST_LINE = re.compile(r'^\s*Test: (\S+) \.\.\.(.*)$')
+# "Test: NAME ..." then the test's own log lines, then "passed" or "FAILED" (what follows
+# on that line belongs to the next test's set-up).
+TEST = re.compile(r'Test: (\S+) \.\.\.(.*?)(passed|FAILED)', re.DOTALL)
 
 
 def parse(output):
     """{test name: 'pass' | 'fail' | 'skip'} from iscsi-test-cu's verbose output."""
     results = {}
-    current, skipped, verdict = None, False, None
-
-    def close():
-        if current is not None:
-            if verdict == 'passed':
-                results[current] = 'skip' if skipped else 'pass'
-            else:
-                results[current] = 'fail'
-
-    for line in output.splitlines():
-        m = TEST_LINE.match(line)
-        if m:
-            close()
-            current, skipped, verdict = m.group(1), False, None
-            line = m.group(2)
-        if current is None:
-            continue
-        if '[SKIPPED]' in line:
-            skipped = True
-        stripped = line.strip()
-        if stripped.endswith('passed'):
-            verdict = 'passed'
-        elif stripped == 'FAILED' or stripped.endswith(' FAILED') or stripped.endswith('...FAILED'):
-            verdict = 'FAILED'
-        if line.startswith('Run Summary'):
-            break
-    close()
+    for m in TEST.finditer(output):
+        name, body, verdict = m.groups()
+        if verdict == 'FAILED':
+            results[name] = 'fail'
+        else:
+            results[name] = 'skip' if '[SKIPPED]' in body else 'pass'
     return results
 
 

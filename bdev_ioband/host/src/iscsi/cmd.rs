@@ -113,7 +113,9 @@ impl Conn {
         let (read, write) = (flags & 0x40 != 0, flags & 0x20 != 0);
         let edtl = bhs.u32_at(20);
         if edtl > MAX_EDTL_BYTES {
-            return Err(format!("expected data transfer length {edtl} over {MAX_EDTL_BYTES}"));
+            return Err(format!(
+                "expected data transfer length {edtl} over {MAX_EDTL_BYTES}"
+            ));
         }
         if !data.is_empty() && (!write || !self.session.immediate_data) {
             return Err("immediate data without the W bit or with ImmediateData=No".into());
@@ -223,10 +225,16 @@ impl Conn {
         }
         let end = offset.checked_add(len).filter(|&e| e <= c.edtl);
         let Some(end) = end else {
-            return Err(format!("Data-Out at {offset}+{len} beyond the transfer length {}", c.edtl));
+            return Err(format!(
+                "Data-Out at {offset}+{len} beyond the transfer length {}",
+                c.edtl
+            ));
         };
         if offset != c.received {
-            return Err(format!("Data-Out at offset {offset}, expected {} (DataPDUInOrder)", c.received));
+            return Err(format!(
+                "Data-Out at offset {offset}, expected {} (DataPDUInOrder)",
+                c.received
+            ));
         }
         let mut r2t_done = false;
         if ttt == RESERVED_TAG {
@@ -240,7 +248,9 @@ impl Conn {
             }
         } else {
             let Some(r) = c.r2ts.iter_mut().find(|r| r.ttt == ttt) else {
-                return Err(format!("Data-Out with unknown target transfer tag {ttt:#x}"));
+                return Err(format!(
+                    "Data-Out with unknown target transfer tag {ttt:#x}"
+                ));
             };
             if offset < r.offset || end > r.offset + r.len {
                 return Err("Data-Out outside its R2T".into());
@@ -285,10 +295,19 @@ impl Conn {
         let Some(task) = c.task.as_mut() else {
             return self.pool.put(io);
         };
-        let next = if aborted { Next::Done } else { task.next(&mut io.buf) };
+        let next = if aborted {
+            Next::Done
+        } else {
+            task.next(&mut io.buf)
+        };
         match next {
             Next::Submit(req) => {
-                let ch = lun.and_then(|id| target.as_ref().and_then(|t| t.lun(id)).map(|l| l.ch.clone()));
+                let ch = lun.and_then(|id| {
+                    target
+                        .as_ref()
+                        .and_then(|t| t.lun(id))
+                        .map(|l| l.ch.clone())
+                });
                 let Some(ch) = ch else {
                     // Cannot happen: a task without its LUN asks for no I/O.
                     if let Some(t) = c.task.as_mut() {
@@ -343,8 +362,17 @@ impl Conn {
         let mut busy = false;
         for io in parked {
             let slot = u32::try_from(io.user_ctx).unwrap_or(u32::MAX);
-            let lun = self.cmds.get(slot as usize).and_then(Option::as_ref).and_then(|c| c.lun);
-            let ch = lun.and_then(|id| self.target.as_ref().and_then(|t| t.lun(id)).map(|l| l.ch.clone()));
+            let lun = self
+                .cmds
+                .get(slot as usize)
+                .and_then(Option::as_ref)
+                .and_then(|c| c.lun);
+            let ch = lun.and_then(|id| {
+                self.target
+                    .as_ref()
+                    .and_then(|t| t.lun(id))
+                    .map(|l| l.ch.clone())
+            });
             let Some(ch) = ch else {
                 self.pool.put(io);
                 continue;
@@ -396,8 +424,11 @@ impl Conn {
     fn respond(&mut self, itt: u32, edtl: u32, read: bool, lun: &[u8; 8], r: Response) {
         let spdtl = r.transfer_bytes;
         let (resid_flag, residual) = match spdtl.cmp(&u64::from(edtl)) {
-            std::cmp::Ordering::Greater => (0x04u8, u32::try_from(spdtl - u64::from(edtl)).unwrap_or(u32::MAX)),
-            std::cmp::Ordering::Less => (0x02u8, edtl - spdtl as u32),
+            std::cmp::Ordering::Greater => (
+                0x04u8,
+                u32::try_from(spdtl - u64::from(edtl)).unwrap_or(u32::MAX),
+            ),
+            std::cmp::Ordering::Less => (0x02u8, edtl - u32::try_from(spdtl).unwrap_or(edtl)),
             std::cmp::Ordering::Equal => (0, 0),
         };
         let mut data = r.data_in;
@@ -432,7 +463,12 @@ impl Conn {
             }
             pdu::put32(&mut h, 36, data_sn);
             pdu::put32(&mut h, 40, u32::try_from(offset).unwrap_or(0));
-            pdu::emit(&mut self.outbuf, h, &data[offset..offset + len], self.digests);
+            pdu::emit(
+                &mut self.outbuf,
+                h,
+                &data[offset..offset + len],
+                self.digests,
+            );
             data_sn += 1;
             offset += len;
             if with_status {
@@ -450,7 +486,12 @@ impl Conn {
             v.extend_from_slice(&s.to_fixed());
             v
         });
-        pdu::emit(&mut self.outbuf, h, sense.as_deref().unwrap_or(&[]), self.digests);
+        pdu::emit(
+            &mut self.outbuf,
+            h,
+            sense.as_deref().unwrap_or(&[]),
+            self.digests,
+        );
     }
 
     /// A Task Management Function Request.
@@ -458,7 +499,8 @@ impl Conn {
         let function = bhs.flags() & 0x7f;
         let rtt = bhs.u32_at(20);
         let lun = scsi::decode_lun(bhs.lun());
-        let lun_ok = lun.is_some_and(|id| self.target.as_ref().is_some_and(|t| t.lun(id).is_some()));
+        let lun_ok =
+            lun.is_some_and(|id| self.target.as_ref().is_some_and(|t| t.lun(id).is_some()));
         let (victims, close_after): (Vec<u32>, bool) = match function {
             // ABORT TASK.
             1 => match self.find_itt(rtt) {

@@ -307,7 +307,12 @@ impl Conn {
         }
         busy |= self.finish_logout();
         busy |= self.write_output();
-        if self.draining && !self.closed && self.outstanding == 0 && self.parked.is_empty() && self.out_pos == self.outbuf.len() {
+        if self.draining
+            && !self.closed
+            && self.outstanding == 0
+            && self.parked.is_empty()
+            && self.out_pos == self.outbuf.len()
+        {
             self.closed = true;
             let _ = self.stream.shutdown(std::net::Shutdown::Both);
         }
@@ -403,11 +408,20 @@ impl Conn {
         Ok(())
     }
 
-    fn dispatch(&mut self, env: &Env<'_>, next_tsih: &mut u16, f: &Frame, data: &[u8]) -> Result<(), String> {
+    fn dispatch(
+        &mut self,
+        env: &Env<'_>,
+        next_tsih: &mut u16,
+        f: &Frame,
+        data: &[u8],
+    ) -> Result<(), String> {
         let bhs = &f.bhs;
         if self.phase == Phase::Login {
             if bhs.opcode() != op::LOGIN_REQ {
-                return Err(format!("opcode {:#04x} before the login completed", bhs.opcode()));
+                return Err(format!(
+                    "opcode {:#04x} before the login completed",
+                    bhs.opcode()
+                ));
             }
             return self.login(env, next_tsih, bhs, data);
         }
@@ -429,13 +443,25 @@ impl Conn {
             op::NOP_OUT => self.nop_out(bhs, data),
             op::SCSI_CMD if self.discovery => {
                 let sns = self.sns(true);
-                pdu::reject(&mut self.outbuf, pdu::reject::PROTOCOL_ERROR, bhs, sns, self.digests);
+                pdu::reject(
+                    &mut self.outbuf,
+                    pdu::reject::PROTOCOL_ERROR,
+                    bhs,
+                    sns,
+                    self.digests,
+                );
                 Ok(())
             }
             op::SCSI_CMD => self.scsi_command(bhs, data),
             op::TMF_REQ if self.discovery => {
                 let sns = self.sns(true);
-                pdu::reject(&mut self.outbuf, pdu::reject::PROTOCOL_ERROR, bhs, sns, self.digests);
+                pdu::reject(
+                    &mut self.outbuf,
+                    pdu::reject::PROTOCOL_ERROR,
+                    bhs,
+                    sns,
+                    self.digests,
+                );
                 Ok(())
             }
             op::TMF_REQ => {
@@ -449,7 +475,13 @@ impl Conn {
             }
             _ => {
                 let sns = self.sns(true);
-                pdu::reject(&mut self.outbuf, pdu::reject::NOT_SUPPORTED, bhs, sns, self.digests);
+                pdu::reject(
+                    &mut self.outbuf,
+                    pdu::reject::NOT_SUPPORTED,
+                    bhs,
+                    sns,
+                    self.digests,
+                );
                 Ok(())
             }
         }
@@ -485,7 +517,9 @@ impl Conn {
         h[8..16].copy_from_slice(&bhs.lun());
         pdu::put32(&mut h, 20, RESERVED_TAG);
         self.sns(true).put(&mut h);
-        let len = data.len().min(self.session.send_data_segment_bytes as usize);
+        let len = data
+            .len()
+            .min(self.session.send_data_segment_bytes as usize);
         pdu::emit(&mut self.outbuf, h, &data[..len], self.digests);
         Ok(())
     }
@@ -493,7 +527,13 @@ impl Conn {
     fn text_request(&mut self, env: &Env<'_>, bhs: &Bhs, data: &[u8]) -> Result<(), String> {
         let Some(pairs) = text::parse_pairs(data) else {
             let sns = self.sns(true);
-            pdu::reject(&mut self.outbuf, pdu::reject::PROTOCOL_ERROR, bhs, sns, self.digests);
+            pdu::reject(
+                &mut self.outbuf,
+                pdu::reject::PROTOCOL_ERROR,
+                bhs,
+                sns,
+                self.digests,
+            );
             return Ok(());
         };
         let mut out = Vec::new();
@@ -507,7 +547,10 @@ impl Conn {
         // One response PDU; a longer list is cut at the initiator's segment length.
         let max = self.session.send_data_segment_bytes as usize;
         if out.len() > max {
-            let cut = out[..max].iter().rposition(|&b| b == 0).map_or(0, |p| p + 1);
+            let cut = out[..max]
+                .iter()
+                .rposition(|&b| b == 0)
+                .map_or(0, |p| p + 1);
             out.truncate(cut);
         }
         let mut h = pdu::header(op::TEXT_RESP, 0x80, bhs.itt());
@@ -529,7 +572,9 @@ impl Conn {
                 value == "All" || t.config.name.eq_ignore_ascii_case(value)
             } else {
                 self.target.as_ref().is_some_and(|own| Rc::ptr_eq(own, t))
-                    && (value.is_empty() || value == "All" || t.config.name.eq_ignore_ascii_case(value))
+                    && (value.is_empty()
+                        || value == "All"
+                        || t.config.name.eq_ignore_ascii_case(value))
             };
             if !wanted || !env.allowed(t, self.pg_tag, initiator, addr) {
                 continue;

@@ -5,6 +5,7 @@
 
 const POLY: u32 = 0x82f6_3b78;
 
+#[allow(clippy::cast_possible_truncation)]
 const TABLE: [u32; 256] = {
     let mut t = [0u32; 256];
     let mut i = 0;

@@ -81,7 +81,11 @@ impl Conn {
                 } else {
                     status::SESSION_DOES_NOT_EXIST
                 };
-                return self.login_fail(bhs, s, "connections cannot join a session (MaxConnections=1)");
+                return self.login_fail(
+                    bhs,
+                    s,
+                    "connections cannot join a session (MaxConnections=1)",
+                );
             }
             self.discovery = match text::get(&pairs, "SessionType") {
                 None | Some("Normal") => false,
@@ -103,11 +107,18 @@ impl Conn {
                     return self.login_fail(
                         bhs,
                         status::NOT_AUTHORIZED,
-                        &format!("{name} may not reach {tn} through portal group {}", self.pg_tag),
+                        &format!(
+                            "{name} may not reach {tn} through portal group {}",
+                            self.pg_tag
+                        ),
                     );
                 }
                 let Ok(group) = GroupKey::from_parts(GroupType::Initiator, &name) else {
-                    return self.login_fail(bhs, status::INITIATOR_ERROR, "InitiatorName is not a valid group id");
+                    return self.login_fail(
+                        bhs,
+                        status::INITIATOR_ERROR,
+                        "InitiatorName is not a valid group id",
+                    );
                 };
                 self.group = Some(group);
                 self.queue_depth = u32::try_from(t.config.queue_depth).unwrap_or(1).max(1);
@@ -126,7 +137,11 @@ impl Conn {
                     self.login_answered_security = true;
                 }
                 Some(_) => {
-                    return self.login_fail(bhs, status::AUTH_FAILURE, "only AuthMethod=None is supported")
+                    return self.login_fail(
+                        bhs,
+                        status::AUTH_FAILURE,
+                        "only AuthMethod=None is supported",
+                    )
                 }
                 None if self.login_answered_security => {}
                 None => {
@@ -136,16 +151,34 @@ impl Conn {
                 }
             }
         } else if text::get(&pairs, "AuthMethod").is_some() {
-            return self.login_fail(bhs, status::INITIATOR_ERROR, "AuthMethod outside the security stage");
+            return self.login_fail(
+                bhs,
+                status::INITIATOR_ERROR,
+                "AuthMethod outside the security stage",
+            );
         }
         let offer = env.opts.offer();
         let answers = text::negotiate(&pairs, &offer, &mut self.session, self.discovery);
         if let Some(t) = &self.target {
-            if t.config.header_digest && text::get(&pairs, "HeaderDigest").is_some() && !self.session.header_digest {
-                return self.login_fail(bhs, status::INITIATOR_ERROR, "the target requires a header digest");
+            if t.config.header_digest
+                && text::get(&pairs, "HeaderDigest").is_some()
+                && !self.session.header_digest
+            {
+                return self.login_fail(
+                    bhs,
+                    status::INITIATOR_ERROR,
+                    "the target requires a header digest",
+                );
             }
-            if t.config.data_digest && text::get(&pairs, "DataDigest").is_some() && !self.session.data_digest {
-                return self.login_fail(bhs, status::INITIATOR_ERROR, "the target requires a data digest");
+            if t.config.data_digest
+                && text::get(&pairs, "DataDigest").is_some()
+                && !self.session.data_digest
+            {
+                return self.login_fail(
+                    bhs,
+                    status::INITIATOR_ERROR,
+                    "the target requires a data digest",
+                );
             }
         }
         for (k, v) in &answers {
@@ -200,7 +233,10 @@ impl Conn {
             self.stat_sn = bhs.u32_at(28);
         }
         let mut sns = self.sns(true);
-        sns.max_cmd_sn = self.exp_cmd_sn.wrapping_add(self.queue_depth.max(1)).wrapping_sub(1);
+        sns.max_cmd_sn = self
+            .exp_cmd_sn
+            .wrapping_add(self.queue_depth.max(1))
+            .wrapping_sub(1);
         sns.put(&mut h);
         h[36] = class;
         h[37] = detail;

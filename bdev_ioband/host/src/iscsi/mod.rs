@@ -246,7 +246,10 @@ impl Options {
         if validate_iscsi_name(&self.node_base).is_err() || self.node_base.is_empty() {
             return bad("node_base", "not a valid iSCSI name prefix");
         }
-        if !self.auth_file.is_empty() || self.require_chap || self.mutual_chap || self.chap_group != 0
+        if !self.auth_file.is_empty()
+            || self.require_chap
+            || self.mutual_chap
+            || self.chap_group != 0
         {
             return bad("require_chap", "CHAP is not supported by this host");
         }

@@ -38,9 +38,23 @@ pub struct Lun {
     _bdev: BdevRef,
 }
 
+impl Lun {
+    /// A LUN over `bdev` through channel `ch`.
+    pub fn new(id: u16, info: LunInfo, ch: Rc<dyn IoChannel>, bdev: BdevRef) -> Lun {
+        Lun {
+            id,
+            info,
+            ch,
+            _bdev: bdev,
+        }
+    }
+}
+
 impl std::fmt::Debug for Lun {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lun").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("Lun")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -181,11 +195,10 @@ fn claim_name(target: &str) -> String {
 /// a name entry (or `ANY`) and a netmask (or `ANY`) must both match.
 pub(super) fn ig_allows(ig: &InitiatorGroupConfig, name: &str, addr: Option<IpAddr>) -> bool {
     let eq = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
-    if ig
-        .initiators
-        .iter()
-        .any(|i| i.strip_prefix('!').is_some_and(|n| eq(n, name) || eq(n, "ANY")))
-    {
+    if ig.initiators.iter().any(|i| {
+        i.strip_prefix('!')
+            .is_some_and(|n| eq(n, name) || eq(n, "ANY"))
+    }) {
         return false;
     }
     let name_ok = ig
@@ -228,7 +241,11 @@ fn netmask_matches(mask: &str, addr: Option<IpAddr>) -> bool {
     if n4 != a4 {
         return false;
     }
-    let keep = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+    let keep = if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(len))
+    };
     (n & keep) == (a & keep)
 }
 
@@ -238,10 +255,11 @@ impl Iscsi {
             return Ok(());
         }
         let state = self.state.clone();
-        let handle = reactor::register_poller("iscsi", 0, move |_now| match state.try_borrow_mut() {
-            Ok(mut s) => s.poll(),
-            Err(_) => PollerStatus::Idle,
-        })?;
+        let handle =
+            reactor::register_poller("iscsi", 0, move |_now| match state.try_borrow_mut() {
+                Ok(mut s) => s.poll(),
+                Err(_) => PollerStatus::Idle,
+            })?;
         self.poller = Some(handle);
         Ok(())
     }
@@ -268,7 +286,13 @@ impl Iscsi {
                 reason: "at least one portal is needed".into(),
             });
         }
-        if self.state.borrow().pgs.iter().any(|p| p.config.tag == i32::from(tag)) {
+        if self
+            .state
+            .borrow()
+            .pgs
+            .iter()
+            .any(|p| p.config.tag == i32::from(tag))
+        {
             return Err(IscsiError::Exists(format!("portal group {tag}")));
         }
         let mut listeners = Vec::new();
@@ -278,7 +302,14 @@ impl Iscsi {
                 reason: format!("port '{}' is not a TCP port", p.port),
             })?;
             let host = p.host.trim_matches(|c| c == '[' || c == ']');
-            let addr = format!("{}:{port}", if host.contains(':') { format!("[{host}]") } else { host.to_owned() });
+            let addr = format!(
+                "{}:{port}",
+                if host.contains(':') {
+                    format!("[{host}]")
+                } else {
+                    host.to_owned()
+                }
+            );
             let l = TcpListener::bind(addr.as_str()).map_err(|source| IscsiError::Io {
                 what: format!("bind {addr}"),
                 source,
@@ -290,7 +321,10 @@ impl Iscsi {
             listeners.push(l);
         }
         self.ensure_poller()?;
-        self.state.borrow_mut().pgs.push(PortalGroup { config, listeners });
+        self.state
+            .borrow_mut()
+            .pgs
+            .push(PortalGroup { config, listeners });
         Ok(())
     }
 
@@ -302,7 +336,11 @@ impl Iscsi {
             .iter()
             .position(|p| p.config.tag == tag)
             .ok_or_else(|| IscsiError::NotFound(format!("portal group {tag}")))?;
-        if let Some(t) = s.targets.iter().find(|t| t.config.pg_ig_maps.iter().any(|m| m.pg_tag == tag)) {
+        if let Some(t) = s
+            .targets
+            .iter()
+            .find(|t| t.config.pg_ig_maps.iter().any(|m| m.pg_tag == tag))
+        {
             return Err(IscsiError::Busy(format!(
                 "portal group {tag} is mapped by target node {}",
                 t.config.name
@@ -313,11 +351,17 @@ impl Iscsi {
     }
 
     /// `iscsi_create_initiator_group`.
-    pub fn create_initiator_group(&mut self, config: InitiatorGroupConfig) -> Result<(), IscsiError> {
+    pub fn create_initiator_group(
+        &mut self,
+        config: InitiatorGroupConfig,
+    ) -> Result<(), IscsiError> {
         tag16("tag", config.tag)?;
         let bad = |param, reason: String| IscsiError::Invalid { param, reason };
         if config.initiators.is_empty() || config.netmasks.is_empty() {
-            return Err(bad("initiators", "initiators and netmasks are both needed".into()));
+            return Err(bad(
+                "initiators",
+                "initiators and netmasks are both needed".into(),
+            ));
         }
         for i in &config.initiators {
             let n = i.strip_prefix('!').unwrap_or(i);
@@ -326,11 +370,19 @@ impl Iscsi {
             }
         }
         for m in &config.netmasks {
-            parse_netmask(m).ok_or_else(|| bad("netmasks", format!("'{m}' is not ANY, an address or address/length")))?;
+            parse_netmask(m).ok_or_else(|| {
+                bad(
+                    "netmasks",
+                    format!("'{m}' is not ANY, an address or address/length"),
+                )
+            })?;
         }
         let mut s = self.state.borrow_mut();
         if s.igs.iter().any(|g| g.tag == config.tag) {
-            return Err(IscsiError::Exists(format!("initiator group {}", config.tag)));
+            return Err(IscsiError::Exists(format!(
+                "initiator group {}",
+                config.tag
+            )));
         }
         s.igs.push(config);
         Ok(())
@@ -344,7 +396,11 @@ impl Iscsi {
             .iter()
             .position(|g| g.tag == tag)
             .ok_or_else(|| IscsiError::NotFound(format!("initiator group {tag}")))?;
-        if let Some(t) = s.targets.iter().find(|t| t.config.pg_ig_maps.iter().any(|m| m.ig_tag == tag)) {
+        if let Some(t) = s
+            .targets
+            .iter()
+            .find(|t| t.config.pg_ig_maps.iter().any(|m| m.ig_tag == tag))
+        {
             return Err(IscsiError::Busy(format!(
                 "initiator group {tag} is mapped by target node {}",
                 t.config.name
@@ -357,7 +413,10 @@ impl Iscsi {
     /// The full name of a target node given as `name`.
     pub fn full_name(&self, name: &str) -> String {
         let lower = name.to_ascii_lowercase();
-        if ["iqn.", "eui.", "naa."].iter().any(|p| lower.starts_with(p)) {
+        if ["iqn.", "eui.", "naa."]
+            .iter()
+            .any(|p| lower.starts_with(p))
+        {
             name.to_owned()
         } else {
             format!("{}:{name}", self.state.borrow().opts.node_base)
@@ -374,10 +433,13 @@ impl Iscsi {
         config.name = self.full_name(&config.name);
         validate_iscsi_name(&config.name).map_err(|r| bad("name", r.to_owned()))?;
         if config.require_chap || config.mutual_chap || config.chap_group != 0 {
-            return Err(bad("require_chap", "CHAP is not supported by this host".into()));
+            return Err(bad(
+                "require_chap",
+                "CHAP is not supported by this host".into(),
+            ));
         }
         let max_qd = self.state.borrow().opts.max_queue_depth;
-        if config.queue_depth < 1 || config.queue_depth as u32 > max_qd {
+        if u32::try_from(config.queue_depth).map_or(true, |q| q < 1 || q > max_qd) {
             return Err(bad("queue_depth", format!("must be 1..={max_qd}")));
         }
         if config.luns.is_empty() {
@@ -385,7 +447,10 @@ impl Iscsi {
         }
         {
             let s = self.state.borrow();
-            if s.targets.iter().any(|t| t.config.name.eq_ignore_ascii_case(&config.name)) {
+            if s.targets
+                .iter()
+                .any(|t| t.config.name.eq_ignore_ascii_case(&config.name))
+            {
                 return Err(IscsiError::Exists(format!("target node {}", config.name)));
             }
             if config.pg_ig_maps.is_empty() {
@@ -396,7 +461,10 @@ impl Iscsi {
                     return Err(IscsiError::NotFound(format!("portal group {}", m.pg_tag)));
                 }
                 if !s.igs.iter().any(|g| g.tag == m.ig_tag) {
-                    return Err(IscsiError::NotFound(format!("initiator group {}", m.ig_tag)));
+                    return Err(IscsiError::NotFound(format!(
+                        "initiator group {}",
+                        m.ig_tag
+                    )));
                 }
             }
         }
@@ -442,7 +510,11 @@ impl Iscsi {
 
     /// `iscsi_delete_target_node`: closes its sessions (their I/O in flight completes) and
     /// releases its bdevs.
-    pub fn delete_target_node(&mut self, registry: &mut BdevRegistry, name: &str) -> Result<(), IscsiError> {
+    pub fn delete_target_node(
+        &mut self,
+        registry: &mut BdevRegistry,
+        name: &str,
+    ) -> Result<(), IscsiError> {
         let full = self.full_name(name);
         let mut s = self.state.borrow_mut();
         let i = s
@@ -519,7 +591,13 @@ impl Iscsi {
 
     /// Stops everything (the host is stopping): closes connections, releases bdevs.
     pub fn clear(&mut self, registry: &mut BdevRegistry) {
-        let names: Vec<String> = self.state.borrow().targets.iter().map(|t| t.config.name.clone()).collect();
+        let names: Vec<String> = self
+            .state
+            .borrow()
+            .targets
+            .iter()
+            .map(|t| t.config.name.clone())
+            .collect();
         for n in names {
             let _ = self.delete_target_node(registry, &n);
         }

@@ -114,10 +114,7 @@ fn num(v: &str, lo: u32, hi: u32) -> Option<u32> {
     if v.is_empty() || v.len() > 10 || !v.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    v.parse::<u64>()
-        .ok()
-        .filter(|n| (u64::from(lo)..=u64::from(hi)).contains(n))
-        .map(|n| n as u32)
+    v.parse::<u32>().ok().filter(|n| (lo..=hi).contains(n))
 }
 
 fn yes_no(v: &str) -> Option<bool> {
@@ -175,17 +172,13 @@ pub fn negotiate(
                 // Declarative: the target's own value goes out in `declare`.
                 None
             }
-            "MaxBurstLength" if !discovery => {
-                num(v, 512, 16_777_215).map(|n| {
-                    s.max_burst_bytes = n.min(offer.max_burst_length_bytes);
-                    s.first_burst_bytes = s.first_burst_bytes.min(s.max_burst_bytes);
-                    s.max_burst_bytes.to_string()
-                })
-            }
+            "MaxBurstLength" if !discovery => num(v, 512, 16_777_215).map(|n| {
+                s.max_burst_bytes = n.min(offer.max_burst_length_bytes);
+                s.first_burst_bytes = s.first_burst_bytes.min(s.max_burst_bytes);
+                s.max_burst_bytes.to_string()
+            }),
             "FirstBurstLength" if !discovery => num(v, 512, 16_777_215).map(|n| {
-                s.first_burst_bytes = n
-                    .min(offer.first_burst_length_bytes)
-                    .min(s.max_burst_bytes);
+                s.first_burst_bytes = n.min(offer.first_burst_length_bytes).min(s.max_burst_bytes);
                 s.first_burst_bytes.to_string()
             }),
             "ImmediateData" if !discovery => yes_no(v).map(|b| {
@@ -203,18 +196,25 @@ pub fn negotiate(
             "MaxConnections" if !discovery => {
                 num(v, 1, 65535).map(|n| n.min(offer.max_connections).max(1).to_string())
             }
-            "DefaultTime2Wait" => num(v, 0, 3600)
-                .map(|n| n.max(offer.default_time2wait_secs).to_string()),
-            "DefaultTime2Retain" => num(v, 0, 3600)
-                .map(|n| n.min(offer.default_time2retain_secs).to_string()),
+            "DefaultTime2Wait" => {
+                num(v, 0, 3600).map(|n| n.max(offer.default_time2wait_secs).to_string())
+            }
+            "DefaultTime2Retain" => {
+                num(v, 0, 3600).map(|n| n.min(offer.default_time2retain_secs).to_string())
+            }
             "ErrorRecoveryLevel" => num(v, 0, 2).map(|_| "0".to_owned()),
             "DataPDUInOrder" | "DataSequenceInOrder" if !discovery => {
                 yes_no(v).map(|_| "Yes".to_owned())
             }
             "IFMarker" | "OFMarker" => yes_no(v).map(|_| "No".to_owned()),
             "OFMarkInt" | "IFMarkInt" => Some("Irrelevant".to_owned()),
-            "MaxBurstLength" | "FirstBurstLength" | "ImmediateData" | "InitialR2T"
-            | "MaxOutstandingR2T" | "MaxConnections" | "DataPDUInOrder"
+            "MaxBurstLength"
+            | "FirstBurstLength"
+            | "ImmediateData"
+            | "InitialR2T"
+            | "MaxOutstandingR2T"
+            | "MaxConnections"
+            | "DataPDUInOrder"
             | "DataSequenceInOrder" => Some("Irrelevant".to_owned()),
             _ => Some("NotUnderstood".to_owned()),
         };

@@ -51,13 +51,19 @@ struct NameParams {
 
 fn iscsi_create_portal_group(app: &App, params: Params) -> Result<Value, Error> {
     let p: PortalGroupConfig = decode(params)?;
-    app.iscsi.borrow_mut().create_portal_group(p).map_err(iscsi_error)?;
+    app.iscsi
+        .borrow_mut()
+        .create_portal_group(p)
+        .map_err(iscsi_error)?;
     Ok(Value::Bool(true))
 }
 
 fn iscsi_delete_portal_group(app: &App, params: Params) -> Result<Value, Error> {
     let p: TagParams = decode(params)?;
-    app.iscsi.borrow_mut().delete_portal_group(p.tag).map_err(iscsi_error)?;
+    app.iscsi
+        .borrow_mut()
+        .delete_portal_group(p.tag)
+        .map_err(iscsi_error)?;
     Ok(Value::Bool(true))
 }
 
@@ -68,13 +74,19 @@ fn iscsi_get_portal_groups(app: &App, params: Params) -> Result<Value, Error> {
 
 fn iscsi_create_initiator_group(app: &App, params: Params) -> Result<Value, Error> {
     let p: InitiatorGroupConfig = decode(params)?;
-    app.iscsi.borrow_mut().create_initiator_group(p).map_err(iscsi_error)?;
+    app.iscsi
+        .borrow_mut()
+        .create_initiator_group(p)
+        .map_err(iscsi_error)?;
     Ok(Value::Bool(true))
 }
 
 fn iscsi_delete_initiator_group(app: &App, params: Params) -> Result<Value, Error> {
     let p: TagParams = decode(params)?;
-    app.iscsi.borrow_mut().delete_initiator_group(p.tag).map_err(iscsi_error)?;
+    app.iscsi
+        .borrow_mut()
+        .delete_initiator_group(p.tag)
+        .map_err(iscsi_error)?;
     Ok(Value::Bool(true))
 }
 

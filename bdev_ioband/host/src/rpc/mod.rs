@@ -28,8 +28,8 @@ mod conn;
 pub mod dispatch;
 mod framework;
 mod ioband;
-mod listen;
 mod iscsi;
+mod listen;
 mod nbd;
 mod passthru;
 

@@ -38,7 +38,7 @@ pub const MAX_TRANSFER_BYTES: u32 = 8 << 20;
 /// Chunk in which WRITE SAME, UNMAP and VERIFY walk their range (one chunk in flight).
 pub const CHUNK_BYTES: u64 = 1 << 20;
 /// Most blocks of one COMPARE AND WRITE.
-pub const MAX_COMPARE_AND_WRITE_BLOCKS: u8 = 255;
+pub const MAX_COMPARE_AND_WRITE_BLOCKS: u8 = 128;
 /// Most block descriptors in one UNMAP parameter list.
 pub const MAX_UNMAP_DESCRIPTORS: u32 = 256;
 
@@ -77,7 +77,7 @@ pub fn decode_lun(field: [u8; 8]) -> Option<u16> {
 pub fn encode_lun(lun: u16) -> [u8; 8] {
     let mut f = [0u8; 8];
     if lun < 256 {
-        f[1] = lun as u8;
+        f[1] = (lun & 0xff) as u8;
     } else {
         f[0] = 0x40 | ((lun >> 8) as u8 & 0x3f);
         f[1] = (lun & 0xff) as u8;

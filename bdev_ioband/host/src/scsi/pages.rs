@@ -110,7 +110,7 @@ fn device_identification(lun: &LunInfo) -> Vec<u8> {
     // T10 vendor id, ASCII: vendor then the serial.
     let mut t10 = VENDOR.to_vec();
     t10.extend_from_slice(serial(lun).as_bytes());
-    d.extend_from_slice(&[0x02, 0x01, 0x00, t10.len() as u8]);
+    d.extend_from_slice(&[0x02, 0x01, 0x00, u8::try_from(t10.len()).unwrap_or(0)]);
     d.extend_from_slice(&t10);
     // SCSI name string of the target device, UTF-8, NUL-terminated, a multiple of 4.
     let mut name: Vec<u8> = lun.target_name.bytes().take(220).collect();
@@ -118,7 +118,7 @@ fn device_identification(lun: &LunInfo) -> Vec<u8> {
     while name.len() % 4 != 0 {
         name.push(0);
     }
-    d.extend_from_slice(&[0x53, 0x28, 0x00, name.len() as u8]);
+    d.extend_from_slice(&[0x53, 0x28, 0x00, u8::try_from(name.len()).unwrap_or(0)]);
     d.extend_from_slice(&name);
     // Relative target port 1, target port group 1 (associated with the port).
     d.extend_from_slice(&[0x61, 0x94, 0x00, 4, 0, 0, 0, 1]);
@@ -128,12 +128,16 @@ fn device_identification(lun: &LunInfo) -> Vec<u8> {
 
 fn block_limits(lun: &LunInfo) -> Vec<u8> {
     let bs = u64::from(lun.block_size.max(1));
-    let max_xfer_blocks = (u64::from(MAX_TRANSFER_BYTES) / bs).max(1) as u32;
+    let max_xfer_blocks = u32::try_from((u64::from(MAX_TRANSFER_BYTES) / bs).max(1)).unwrap_or(1);
     let mut b = vec![0u8; 0x3c];
     b[0] = 0x01; // WSNZ: WRITE SAME with 0 blocks is refused
     b[1] = MAX_COMPARE_AND_WRITE_BLOCKS;
     b[4..8].copy_from_slice(&max_xfer_blocks.to_be_bytes());
-    b[8..12].copy_from_slice(&((CHUNK_BYTES / bs).max(1) as u32).to_be_bytes());
+    b[8..12].copy_from_slice(
+        &u32::try_from((CHUNK_BYTES / bs).max(1))
+            .unwrap_or(1)
+            .to_be_bytes(),
+    );
     // Maximum unmap LBA count and block descriptor count, optimal unmap granularity 1.
     b[16..20].copy_from_slice(&u32::MAX.to_be_bytes());
     b[20..24].copy_from_slice(&MAX_UNMAP_DESCRIPTORS.to_be_bytes());
@@ -239,10 +243,10 @@ pub(super) fn mode_sense(
         let len = u16::try_from(6 + desc.len() + pages.len()).unwrap_or(u16::MAX);
         d.extend_from_slice(&len.to_be_bytes());
         d.extend_from_slice(&[0, dev_specific, 0, 0]);
-        d.extend_from_slice(&(desc.len() as u16).to_be_bytes());
+        d.extend_from_slice(&u16::try_from(desc.len()).unwrap_or(0).to_be_bytes());
     } else {
         let len = u8::try_from(3 + desc.len() + pages.len()).unwrap_or(u8::MAX);
-        d.extend_from_slice(&[len, 0, dev_specific, desc.len() as u8]);
+        d.extend_from_slice(&[len, 0, dev_specific, u8::try_from(desc.len()).unwrap_or(0)]);
     }
     d.extend_from_slice(&desc);
     d.extend_from_slice(&pages);

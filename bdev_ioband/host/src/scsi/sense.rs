@@ -64,8 +64,7 @@ impl Sense {
     pub const INVALID_FIELD_IN_PARAMETER_LIST: Sense =
         Sense::new(SenseKey::IllegalRequest, 0x26, 0x00);
     /// ILLEGAL REQUEST, PARAMETER LIST LENGTH ERROR.
-    pub const PARAMETER_LIST_LENGTH_ERROR: Sense =
-        Sense::new(SenseKey::IllegalRequest, 0x1a, 0x00);
+    pub const PARAMETER_LIST_LENGTH_ERROR: Sense = Sense::new(SenseKey::IllegalRequest, 0x1a, 0x00);
     /// ILLEGAL REQUEST, SAVING PARAMETERS NOT SUPPORTED.
     pub const SAVING_NOT_SUPPORTED: Sense = Sense::new(SenseKey::IllegalRequest, 0x39, 0x00);
     /// ILLEGAL REQUEST, INVALID FIELD IN INFORMATION UNIT (transfer lengths disagree).

@@ -60,16 +60,36 @@ pub struct Response {
 #[derive(Debug)]
 enum State {
     Done,
-    Read { lba: u64, blocks: u64 },
-    Write { lba: u64, blocks: u64, fua: bool, verify: bool },
+    Read {
+        lba: u64,
+        blocks: u64,
+    },
+    Write {
+        lba: u64,
+        blocks: u64,
+        fua: bool,
+        verify: bool,
+    },
     Flush,
     /// Write `pattern` (one block; empty: zeros) over each range, a chunk at a time.
-    Fill { ranges: Vec<(u64, u64)>, pattern: Vec<u8> },
+    Fill {
+        ranges: Vec<(u64, u64)>,
+        pattern: Vec<u8>,
+    },
     /// Read the range a chunk at a time; compare with data-out (`Some(true)`: one block
     /// repeated, `Some(false)`: the whole range) or not at all.
-    Verify { lba: u64, blocks: u64, done: u64, compare: Option<bool> },
+    Verify {
+        lba: u64,
+        blocks: u64,
+        done: u64,
+        compare: Option<bool>,
+    },
     /// COMPARE AND WRITE: read, compare with the first half of data-out, write the second.
-    CompareAndWrite { lba: u64, blocks: u64, written: bool },
+    CompareAndWrite {
+        lba: u64,
+        blocks: u64,
+        written: bool,
+    },
 }
 
 /// One command; see the module doc.
@@ -273,7 +293,11 @@ impl Task {
                 self.need_out(if ndob { 0 } else { u64::from(lun.block_size) })?;
                 if blocks == 0 {
                     // WSNZ is set in the block limits page.
-                    return Err(Sense::INVALID_FIELD_IN_CDB.in_cdb(if op == 0x41 { 7 } else { 10 }));
+                    return Err(Sense::INVALID_FIELD_IN_CDB.in_cdb(if op == 0x41 {
+                        7
+                    } else {
+                        10
+                    }));
                 }
                 check_range(lun, lba, blocks)?;
                 let mut pattern = std::mem::take(&mut self.data_out);
@@ -419,8 +443,18 @@ impl Task {
                 ranges.push((lba, count));
             }
         }
+        // Zeroing is idempotent: overlapping and adjacent ranges merge into one write
+        // sequence (a list of one-block descriptors costs one pass, not one per block).
+        ranges.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+        for (lba, count) in ranges {
+            match merged.last_mut() {
+                Some((l, c)) if lba <= *l + *c => *c = (*c).max(lba + count - *l),
+                _ => merged.push((lba, count)),
+            }
+        }
         self.state = State::Fill {
-            ranges,
+            ranges: merged,
             pattern: Vec::new(),
         };
         Ok(())
@@ -568,15 +602,13 @@ impl Task {
                 ..
             } => {
                 let offset = usize::try_from(*done * bs).unwrap_or(usize::MAX);
+                let bs_usize = usize::try_from(bs).unwrap_or(512);
                 let mismatch = match compare {
                     None => None,
                     Some(false) => first_mismatch(buf, self.data_out.get(offset..)),
-                    Some(true) => buf
-                        .chunks(bs as usize)
-                        .enumerate()
-                        .find_map(|(i, blk)| {
-                            first_mismatch(blk, Some(&self.data_out)).map(|m| i * bs as usize + m)
-                        }),
+                    Some(true) => buf.chunks(bs_usize).enumerate().find_map(|(i, blk)| {
+                        first_mismatch(blk, Some(&self.data_out)).map(|m| i * bs_usize + m)
+                    }),
                 };
                 if let Some(m) = mismatch {
                     let at = u32::try_from(offset + m).unwrap_or(u32::MAX);

@@ -1,6 +1,8 @@
 //! The SCSI layer against an in-memory disk: every command, sense data, data-out checks
 //! and the transfer lengths residuals come from.
 
+#![allow(clippy::cast_possible_truncation)]
+
 use super::*;
 
 const BS: u32 = 512;
@@ -142,12 +144,32 @@ fn write_then_read_round_trips_in_every_size() {
 #[test]
 fn ranges_protection_and_lengths_are_checked() {
     let mut d = Disk::new();
-    check(&d.run(&cdb10(0x28, 0, 63, 2), Vec::new()), SenseKey::IllegalRequest, 0x21, 0);
-    check(&d.run(&cdb16(0x88, 0, u64::MAX, 1), Vec::new()), SenseKey::IllegalRequest, 0x21, 0);
-    check(&d.run(&cdb10(0x28, 0, 65, 0), Vec::new()), SenseKey::IllegalRequest, 0x21, 0);
+    check(
+        &d.run(&cdb10(0x28, 0, 63, 2), Vec::new()),
+        SenseKey::IllegalRequest,
+        0x21,
+        0,
+    );
+    check(
+        &d.run(&cdb16(0x88, 0, u64::MAX, 1), Vec::new()),
+        SenseKey::IllegalRequest,
+        0x21,
+        0,
+    );
+    check(
+        &d.run(&cdb10(0x28, 0, 65, 0), Vec::new()),
+        SenseKey::IllegalRequest,
+        0x21,
+        0,
+    );
     good(&d.run(&cdb10(0x28, 0, 0, 0), Vec::new()));
     // RDPROTECT set: no protection information.
-    check(&d.run(&cdb10(0x28, 0x20, 0, 1), Vec::new()), SenseKey::IllegalRequest, 0x24, 0);
+    check(
+        &d.run(&cdb10(0x28, 0x20, 0, 1), Vec::new()),
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
     // Data-out of the wrong length: INVALID FIELD IN INFORMATION UNIT, nothing written,
     // and the length the CDB asked for (the residual's base).
     let r = d.run(&cdb10(0x2a, 0, 0, 2), vec![1; 512]);
@@ -156,7 +178,12 @@ fn ranges_protection_and_lengths_are_checked() {
     assert!(d.reqs.is_empty());
     assert!(d.data.iter().all(|&b| b == 0));
     // No I/O for a refused command.
-    check(&d.run(&[0xff, 0, 0, 0, 0, 0], Vec::new()), SenseKey::IllegalRequest, 0x20, 0);
+    check(
+        &d.run(&[0xff, 0, 0, 0, 0, 0], Vec::new()),
+        SenseKey::IllegalRequest,
+        0x20,
+        0,
+    );
     assert!(d.reqs.is_empty());
 }
 
@@ -170,15 +197,30 @@ fn fua_adds_a_flush_and_synchronize_cache_flushes() {
     good(&d.run(&cdb10(0x35, 0, 0, 0), Vec::new()));
     good(&d.run(&cdb16(0x91, 0, 0, 64), Vec::new()));
     assert!(d.reqs.iter().all(|r| r.op == BlockOp::Flush) && d.reqs.len() == 2);
-    check(&d.run(&cdb16(0x91, 0, 60, 8), Vec::new()), SenseKey::IllegalRequest, 0x21, 0);
+    check(
+        &d.run(&cdb16(0x91, 0, 60, 8), Vec::new()),
+        SenseKey::IllegalRequest,
+        0x21,
+        0,
+    );
 }
 
 #[test]
 fn device_failures_become_medium_errors() {
     let mut d = Disk::new();
     d.fail = true;
-    check(&d.run(&cdb10(0x28, 0, 0, 1), Vec::new()), SenseKey::MediumError, 0x11, 0);
-    check(&d.run(&cdb10(0x2a, 0, 0, 1), pattern(1, 0)), SenseKey::MediumError, 0x0c, 0);
+    check(
+        &d.run(&cdb10(0x28, 0, 0, 1), Vec::new()),
+        SenseKey::MediumError,
+        0x11,
+        0,
+    );
+    check(
+        &d.run(&cdb10(0x2a, 0, 0, 1), pattern(1, 0)),
+        SenseKey::MediumError,
+        0x0c,
+        0,
+    );
 }
 
 #[test]
@@ -202,7 +244,10 @@ fn unmap_and_write_same_write_zeros_or_the_pattern() {
     for blk in 0..12usize {
         let zero = (2..5).contains(&blk) || blk == 10;
         let b = &r.data_in[blk * 512..(blk + 1) * 512];
-        assert!(b.iter().all(|&x| x == if zero { 0 } else { 0xaa }), "block {blk}");
+        assert!(
+            b.iter().all(|&x| x == if zero { 0 } else { 0xaa }),
+            "block {blk}"
+        );
     }
     // Out of range descriptor: nothing written.
     let mut bad = p.clone();
@@ -212,7 +257,12 @@ fn unmap_and_write_same_write_zeros_or_the_pattern() {
     assert!(d.reqs.is_empty());
     // A list shorter than its header.
     let mut short = vec![0x42, 0, 0, 0, 0, 0, 0, 0, 4, 0];
-    check(&d.run(&short, vec![0; 4]), SenseKey::IllegalRequest, 0x1a, 0);
+    check(
+        &d.run(&short, vec![0; 4]),
+        SenseKey::IllegalRequest,
+        0x1a,
+        0,
+    );
     short[8] = 0;
     good(&d.run(&short, Vec::new()));
     // WRITE SAME 10 with a pattern, WRITE SAME 16 with UNMAP and NDOB.
@@ -225,9 +275,24 @@ fn unmap_and_write_same_write_zeros_or_the_pattern() {
     assert!(r.data_in[..1024].iter().all(|&b| b == 0));
     assert_eq!(&r.data_in[1024..], blk.as_slice());
     // 0 blocks (WSNZ), beyond the end, ANCHOR.
-    check(&d.run(&cdb10(0x41, 0, 0, 0), blk.clone()), SenseKey::IllegalRequest, 0x24, 0);
-    check(&d.run(&cdb16(0x93, 0, 63, 2), blk.clone()), SenseKey::IllegalRequest, 0x21, 0);
-    check(&d.run(&cdb10(0x41, 0x10, 0, 1), blk), SenseKey::IllegalRequest, 0x24, 0);
+    check(
+        &d.run(&cdb10(0x41, 0, 0, 0), blk.clone()),
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
+    check(
+        &d.run(&cdb16(0x93, 0, 63, 2), blk.clone()),
+        SenseKey::IllegalRequest,
+        0x21,
+        0,
+    );
+    check(
+        &d.run(&cdb10(0x41, 0x10, 0, 1), blk),
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
 }
 
 #[test]
@@ -274,10 +339,18 @@ fn verify_reads_and_compares() {
     good(&d.run(&cdb10(0x2f, 0x06, 10, 4), pattern(1, 4)));
     let r = d.run(&cdb10(0x2f, 0x06, 9, 4), pattern(1, 4));
     check(&r, SenseKey::Miscompare, 0x1d, 0);
-    check(&d.run(&cdb10(0x2f, 0x04, 0, 1), Vec::new()), SenseKey::IllegalRequest, 0x24, 0);
+    check(
+        &d.run(&cdb10(0x2f, 0x04, 0, 1), Vec::new()),
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
     // WRITE AND VERIFY writes then reads back.
     good(&d.run(&cdb10(0x2e, 0x02, 40, 2), pattern(2, 6)));
-    assert_eq!(d.run(&cdb10(0x28, 0, 40, 2), Vec::new()).data_in, pattern(2, 6));
+    assert_eq!(
+        d.run(&cdb10(0x28, 0, 40, 2), Vec::new()).data_in,
+        pattern(2, 6)
+    );
 }
 
 #[test]
@@ -302,18 +375,36 @@ fn inquiry_standard_and_vpd_pages() {
     let r = d.run(&[0x12, 1, 0xb0, 0, 255, 0], Vec::new());
     assert_eq!(r.data_in.len(), 64);
     assert_eq!(r.data_in[5], MAX_COMPARE_AND_WRITE_BLOCKS);
-    assert_eq!(u32::from_be_bytes(r.data_in[8..12].try_into().unwrap()), MAX_TRANSFER_BYTES / 512);
+    assert_eq!(
+        u32::from_be_bytes(r.data_in[8..12].try_into().unwrap()),
+        MAX_TRANSFER_BYTES / 512
+    );
     let r = d.run(&[0x12, 1, 0xb1, 0, 255, 0], Vec::new());
     assert_eq!(u16::from_be_bytes([r.data_in[4], r.data_in[5]]), 1);
     let r = d.run(&[0x12, 1, 0xb2, 0, 255, 0], Vec::new());
     assert_eq!(r.data_in[5] & 0xe0, 0xe0, "LBPU, LBPWS, LBPWS10");
     assert_eq!((r.data_in[5] >> 2) & 7, 1, "LBPRZ");
-    check(&d.run(&[0x12, 1, 0x99, 0, 255, 0], Vec::new()), SenseKey::IllegalRequest, 0x24, 0);
-    check(&d.run(&[0x12, 0, 0x80, 0, 255, 0], Vec::new()), SenseKey::IllegalRequest, 0x24, 0);
+    check(
+        &d.run(&[0x12, 1, 0x99, 0, 255, 0], Vec::new()),
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
+    check(
+        &d.run(&[0x12, 0, 0x80, 0, 255, 0], Vec::new()),
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
     // A LUN that does not exist: qualifier 3 for INQUIRY, LUN NOT SUPPORTED otherwise.
     let r = d.run_on(&[0x12, 0, 0, 0, 96, 0], None, Vec::new());
     assert_eq!(r.data_in[0], 0x7f);
-    check(&d.run_on(&cdb10(0x28, 0, 0, 1), None, Vec::new()), SenseKey::IllegalRequest, 0x25, 0);
+    check(
+        &d.run_on(&cdb10(0x28, 0, 0, 1), None, Vec::new()),
+        SenseKey::IllegalRequest,
+        0x25,
+        0,
+    );
 }
 
 #[test]
@@ -321,7 +412,12 @@ fn capacity_luns_sense_mode_pages() {
     let mut d = Disk::new();
     let r = d.run(&cdb10(0x25, 0, 0, 0), Vec::new());
     assert_eq!(r.data_in, [0, 0, 0, 63, 0, 0, 2, 0]);
-    check(&d.run(&cdb10(0x25, 0, 5, 0), Vec::new()), SenseKey::IllegalRequest, 0x24, 0);
+    check(
+        &d.run(&cdb10(0x25, 0, 5, 0), Vec::new()),
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
     let mut c = vec![0x9e, 0x10];
     c.extend_from_slice(&[0; 8]);
     c.extend_from_slice(&32u32.to_be_bytes());
@@ -356,10 +452,23 @@ fn capacity_luns_sense_mode_pages() {
     let r = d.run(&[0x1a, 0x08, 0x08, 0, 255, 0], Vec::new());
     assert_eq!(r.data_in.len(), 4 + 20);
     assert_eq!(r.data_in[6] & 0x04, 0x04, "WCE");
-    check(&d.run(&[0x1a, 0, 0xc8, 0, 255, 0], Vec::new()), SenseKey::IllegalRequest, 0x39, 0);
-    check(&d.run(&[0x1a, 0, 0x19, 0, 255, 0], Vec::new()), SenseKey::IllegalRequest, 0x24, 0);
+    check(
+        &d.run(&[0x1a, 0, 0xc8, 0, 255, 0], Vec::new()),
+        SenseKey::IllegalRequest,
+        0x39,
+        0,
+    );
+    check(
+        &d.run(&[0x1a, 0, 0x19, 0, 255, 0], Vec::new()),
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
     let r = d.run(&[0x5a, 0, 0x0a, 0, 0, 0, 0, 0, 255, 0], Vec::new());
-    assert_eq!(u16::from_be_bytes([r.data_in[0], r.data_in[1]]) as usize + 2, r.data_in.len());
+    assert_eq!(
+        u16::from_be_bytes([r.data_in[0], r.data_in[1]]) as usize + 2,
+        r.data_in.len()
+    );
     assert_eq!(r.data_in[16], 0x0a);
     // TEST UNIT READY, START STOP UNIT.
     good(&d.run(&[0; 6], Vec::new()));

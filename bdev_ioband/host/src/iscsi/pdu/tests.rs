@@ -14,8 +14,14 @@ fn sample(data: &[u8], d: Digests) -> Vec<u8> {
 fn frames_round_trip_with_and_without_digests() {
     for d in [
         Digests::default(),
-        Digests { header: true, data: false },
-        Digests { header: true, data: true },
+        Digests {
+            header: true,
+            data: false,
+        },
+        Digests {
+            header: true,
+            data: true,
+        },
     ] {
         let data = b"hello";
         let buf = sample(data, d);
@@ -33,13 +39,19 @@ fn frames_round_trip_with_and_without_digests() {
         assert!(f.bhs.is_final());
     }
     // No data: no data digest.
-    let d = Digests { header: true, data: true };
+    let d = Digests {
+        header: true,
+        data: true,
+    };
     assert_eq!(sample(b"", d).len(), 52);
 }
 
 #[test]
 fn corruption_and_length_limits_are_errors() {
-    let d = Digests { header: true, data: true };
+    let d = Digests {
+        header: true,
+        data: true,
+    };
     let mut buf = sample(b"data!", d);
     buf[20] ^= 1;
     assert_eq!(parse(&buf, d, 1024).unwrap_err(), PduError::HeaderDigest);
@@ -62,8 +74,18 @@ fn reject_carries_the_rejected_header() {
     let buf = sample(b"", Digests::default());
     let f = parse(&buf, Digests::default(), 0).unwrap().unwrap();
     let mut out = Vec::new();
-    let sns = Sns { stat_sn: 5, exp_cmd_sn: 6, max_cmd_sn: 70 };
-    reject(&mut out, reject::PROTOCOL_ERROR, &f.bhs, sns, Digests::default());
+    let sns = Sns {
+        stat_sn: 5,
+        exp_cmd_sn: 6,
+        max_cmd_sn: 70,
+    };
+    reject(
+        &mut out,
+        reject::PROTOCOL_ERROR,
+        &f.bhs,
+        sns,
+        Digests::default(),
+    );
     let r = parse(&out, Digests::default(), 48).unwrap().unwrap();
     assert_eq!(r.bhs.opcode(), op::REJECT);
     assert_eq!(r.bhs.raw[2], reject::PROTOCOL_ERROR);
