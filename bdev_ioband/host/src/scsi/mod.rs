@@ -34,7 +34,7 @@ pub const STATUS_BUSY: u8 = 0x08;
 pub const STATUS_TASK_SET_FULL: u8 = 0x28;
 
 /// Largest READ/WRITE transfer, in bytes (the block limits page reports it in blocks).
-pub const MAX_TRANSFER_BYTES: u32 = 8 << 20;
+pub const MAX_TRANSFER_BYTES: u32 = 32 << 20;
 /// Chunk in which WRITE SAME, UNMAP and VERIFY walk their range (one chunk in flight).
 pub const CHUNK_BYTES: u64 = 1 << 20;
 /// Most blocks of one COMPARE AND WRITE.

@@ -70,6 +70,13 @@ enum State {
         fua: bool,
         verify: bool,
     },
+    /// Data-out ends inside its last block: read that block to complete it, then write.
+    ReadTail {
+        lba: u64,
+        blocks: u64,
+        fua: bool,
+        verify: bool,
+    },
     Flush,
     /// Write `pattern` (one block; empty: zeros) over each range, a chunk at a time.
     Fill {
@@ -320,6 +327,11 @@ impl Task {
                 if c[13] > MAX_COMPARE_AND_WRITE_BLOCKS {
                     return Err(Sense::INVALID_FIELD_IN_CDB.in_cdb(13));
                 }
+                let implied = self.data_out.len() as u64 / (2 * u64::from(lun.block_size.max(1)));
+                if implied > u64::from(MAX_COMPARE_AND_WRITE_BLOCKS) {
+                    // NUMBER OF LOGICAL BLOCKS wrapped past the limit the page reports.
+                    return Err(Sense::INVALID_FIELD_IN_CDB.in_cdb(13));
+                }
                 self.need_out(2 * bytes(blocks, lun))?;
                 check_range(lun, lba, blocks)?;
                 if blocks > 0 {
@@ -388,8 +400,21 @@ impl Task {
         verify: bool,
     ) -> Checked<()> {
         let len = bytes(blocks, lun);
+        let mut blocks = blocks;
+        let mut tail = false;
         if write {
-            self.need_out(len)?;
+            // A transport length that differs from the CDB's (FCP-4 / SAM residuals): the
+            // command runs, only the bytes both allow are written; a partial last block
+            // is merged with what the medium holds.
+            self.resp.transfer_bytes = len;
+            let have = self.data_out.len() as u64;
+            if have > len {
+                self.data_out.truncate(usize::try_from(len).unwrap_or(0));
+            } else if have < len {
+                let bs = u64::from(lun.block_size.max(1));
+                blocks = have.div_ceil(bs);
+                tail = have % bs != 0;
+            }
         } else {
             // Data-out sent with a read (the transport flagged it a write) is ignored.
             self.resp.transfer_bytes = len;
@@ -398,7 +423,14 @@ impl Task {
         if len > u64::from(MAX_TRANSFER_BYTES) {
             return Err(Sense::INVALID_FIELD_IN_CDB);
         }
-        if blocks > 0 {
+        if tail {
+            self.state = State::ReadTail {
+                lba,
+                blocks,
+                fua,
+                verify,
+            };
+        } else if blocks > 0 {
             self.state = if write {
                 State::Write {
                     lba,
@@ -479,6 +511,11 @@ impl Task {
         let r = match &mut self.state {
             State::Done => return Next::Done,
             State::Flush => req(BlockOp::Flush, 0, 0),
+            State::ReadTail { lba, blocks, .. } => {
+                buf.clear();
+                buf.resize(usize::try_from(bs).unwrap_or(0), 0);
+                req(BlockOp::Read, *lba + *blocks - 1, 1)
+            }
             State::Read { lba, blocks } => {
                 buf.clear();
                 buf.resize(usize::try_from(*blocks * bs).unwrap_or(0), 0);
@@ -567,6 +604,22 @@ impl Task {
         match &mut self.state {
             State::Done => {}
             State::Flush => self.state = State::Done,
+            State::ReadTail {
+                lba,
+                blocks,
+                fua,
+                verify,
+            } => {
+                let rem = self.data_out.len() % usize::try_from(bs).unwrap_or(1).max(1);
+                self.data_out
+                    .extend_from_slice(buf.get(rem..).unwrap_or(&[]));
+                self.state = State::Write {
+                    lba: *lba,
+                    blocks: *blocks,
+                    fua: *fua,
+                    verify: *verify,
+                };
+            }
             State::Read { .. } => {
                 std::mem::swap(&mut self.resp.data_in, buf);
                 self.state = State::Done;

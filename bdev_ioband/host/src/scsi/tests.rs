@@ -170,13 +170,20 @@ fn ranges_protection_and_lengths_are_checked() {
         0x24,
         0,
     );
-    // Data-out of the wrong length: INVALID FIELD IN INFORMATION UNIT, nothing written,
-    // and the length the CDB asked for (the residual's base).
-    let r = d.run(&cdb10(0x2a, 0, 0, 2), vec![1; 512]);
-    check(&r, SenseKey::IllegalRequest, 0x0e, 0x03);
+    // Data-out shorter than the CDB asks (a transport residual): only what came is
+    // written, a partial block merged with the medium; the CDB's length is reported.
+    d.data[..1024].iter_mut().for_each(|b| *b = 0xaa);
+    let r = d.run(&cdb10(0x2a, 0, 0, 2), vec![1; 700]);
+    good(&r);
     assert_eq!(r.transfer_bytes, 1024);
-    assert!(d.reqs.is_empty());
-    assert!(d.data.iter().all(|&b| b == 0));
+    assert!(d.data[..700].iter().all(|&b| b == 1));
+    assert!(d.data[700..1024].iter().all(|&b| b == 0xaa));
+    // Longer: cut to the CDB's length.
+    good(&d.run(&cdb10(0x2a, 0, 0, 1), vec![2; 1024]));
+    assert!(d.data[512..700].iter().all(|&b| b == 1));
+    good(&d.run(&cdb10(0x2a, 0, 0, 1), Vec::new()));
+    d.data[..1024].iter_mut().for_each(|b| *b = 0);
+    d.reqs.clear();
     // No I/O for a refused command.
     check(
         &d.run(&[0xff, 0, 0, 0, 0, 0], Vec::new()),
