@@ -14,6 +14,7 @@ use crate::bdev::model::{ModelBdev, ModelParams};
 use crate::bdev::null::NullBdev;
 use crate::bdev::{BdevError, BdevRef, BdevRegistry};
 use crate::ioband::{IobandBdev, IobandError, IobandHandle, IobandModule};
+use crate::iscsi::Iscsi;
 use crate::nbd::NbdExports;
 
 /// The control plane of one host.
@@ -25,6 +26,8 @@ pub struct App {
     pub ioband: IobandHandle,
     /// The NBD exports.
     pub nbd: RefCell<NbdExports>,
+    /// The iSCSI target: portal groups, initiator groups, target nodes.
+    pub iscsi: RefCell<Iscsi>,
 }
 
 impl App {
@@ -34,6 +37,7 @@ impl App {
             bdevs: RefCell::new(BdevRegistry::default()),
             ioband: IobandModule::new()?,
             nbd: RefCell::new(NbdExports::default()),
+            iscsi: RefCell::new(Iscsi::default()),
         })
     }
 

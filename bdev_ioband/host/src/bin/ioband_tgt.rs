@@ -34,7 +34,7 @@ struct Args {
     /// (0 = never).
     #[arg(long = "rpc-idle-timeout", default_value_t = DEFAULT_IDLE_TIMEOUT_SECS)]
     rpc_idle_timeout: u64,
-    /// JSON config file to load at start-up (SPDK's format; the "bdev" and "nbd" subsystems).
+    /// JSON config file to load at start-up (SPDK's format; the "bdev", "nbd" and "iscsi" subsystems).
     #[arg(short = 'c', long = "json", alias = "config")]
     json: Option<PathBuf>,
     /// Let idle reactors sleep briefly instead of spinning.

@@ -115,7 +115,7 @@ fn params_of(v: Option<&Value>) -> Params {
     }
 }
 
-/// Replays a JSON config: the `bdev` subsystem, then `nbd` (which depends on it); others
+/// Replays a JSON config: the `bdev` subsystem, then `nbd` and `iscsi` (which depend on it); others
 /// are skipped, as SPDK skips subsystems an app does not link.
 pub fn load_config(app: &App, methods: &Methods, text: &str) -> Result<usize, ConfigError> {
     let root: Value = serde_json::from_str(text).map_err(|e| ConfigError::Shape(e.to_string()))?;
@@ -124,7 +124,7 @@ pub fn load_config(app: &App, methods: &Methods, text: &str) -> Result<usize, Co
         .and_then(Value::as_array)
         .ok_or_else(|| ConfigError::Shape("no \"subsystems\" array".into()))?;
     let mut done = 0;
-    let ordered = ["bdev", "nbd"].into_iter().flat_map(|name| {
+    let ordered = ["bdev", "nbd", "iscsi"].into_iter().flat_map(|name| {
         subsystems
             .iter()
             .filter(move |s| s.get("subsystem").and_then(Value::as_str) == Some(name))

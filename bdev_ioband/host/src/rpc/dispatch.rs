@@ -35,6 +35,7 @@ impl Methods {
         super::ioband::register(&mut table);
         super::passthru::register(&mut table);
         super::nbd::register(&mut table);
+        super::iscsi::register(&mut table);
         Methods { table }
     }
 

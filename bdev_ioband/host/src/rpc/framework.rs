@@ -93,6 +93,7 @@ fn framework_get_subsystems(_app: &App, params: Params) -> Result<Value, Error> 
     Ok(json!([
         {"subsystem": "bdev", "depends_on": []},
         {"subsystem": "nbd", "depends_on": ["bdev"]},
+        {"subsystem": "iscsi", "depends_on": ["bdev"]},
     ]))
 }
 
@@ -110,6 +111,7 @@ fn framework_get_config(app: &App, params: Params) -> Result<Value, Error> {
     match p.name.as_str() {
         "bdev" => Ok(Value::Array(super::config::bdev_config(app))),
         "nbd" => Ok(Value::Array(super::nbd::nbd_config(app))),
+        "iscsi" => Ok(Value::Array(super::iscsi::iscsi_config(app))),
         _ => Err(errno_error(19, format!("no subsystem named '{}'", p.name))),
     }
 }

@@ -28,6 +28,7 @@ mod conn;
 pub mod dispatch;
 mod framework;
 mod ioband;
+mod iscsi;
 mod listen;
 mod nbd;
 mod passthru;
