@@ -86,6 +86,7 @@ def extents(rnd, sizes_blocks):
 def fio_job(uri_or_file, verify_only):
     job = ['fio', '--name=cross', '--rw=randwrite', '--bsrange=4k-128k', '--iodepth=32',
            '--size=%d' % SIZE, '--verify=crc32c', '--randseed=7', '--norandommap=0',
+           '--verify_state_save=0',
            '--output-format=json']
     if uri_or_file.startswith('nbd'):
         job += ['--ioengine=nbd', '--uri=%s' % uri_or_file]

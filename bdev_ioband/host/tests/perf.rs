@@ -520,6 +520,10 @@ fn svg_writer_is_well_formed() {
 fn a_share_over_two_bdevs_gets_one_table() {
     let dir = tmpdir("two_bdevs");
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/etc/ioband_tgt.json");
+    // The example also exports band0 over iSCSI on 127.0.0.1:3260 (and NBD): ioband_perf
+    // loads only its bdev subsystem, so it runs while that port is taken (by this listener,
+    // or, when binding fails, by whoever has it).
+    let _portal = std::net::TcpListener::bind("127.0.0.1:3260");
     let out = Command::new(env!("CARGO_BIN_EXE_ioband_perf"))
         .current_dir(&dir)
         .args(["--json", example, "-q", "32", "-o", "4k", "-w", "randread"])

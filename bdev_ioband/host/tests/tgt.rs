@@ -76,8 +76,23 @@ fn wait_exit(mut child: Child) {
 #[test]
 fn serves_the_example_config_and_stops_on_kill_instance() {
     let sock = socket_path("kill");
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/etc/ioband_tgt.json");
-    let child = start(&sock, &["--json", config]);
+    // The example as it is, but for where it listens: its NBD socket and iSCSI portal move
+    // to a private path and a free port, so that the test runs beside a live ioband_tgt.
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/etc/ioband_tgt.json"))
+            .expect("example config");
+    let nbd_path = socket_path("kill_nbd");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    assert!(example.contains("\"/var/tmp/ioband-band0.nbd\"") && example.contains("\"3260\""));
+    let patched = example
+        .replace("/var/tmp/ioband-band0.nbd", &nbd_path.to_string_lossy())
+        .replace("\"3260\"", &format!("\"{port}\""));
+    let config = socket_path("kill_config").with_extension("json");
+    std::fs::write(&config, patched).expect("write config");
+    let child = start(&sock, &["--json", config.to_str().expect("utf-8 path")]);
     let mut s = connect(&sock);
     // Two requests in one write, no framing.
     let two = format!(
@@ -87,6 +102,21 @@ fn serves_the_example_config_and_stops_on_kill_instance() {
     );
     s.write_all(two.as_bytes()).expect("write");
     let replies = read_values(&mut s, 2);
+    // band0 is exported over both front ends.
+    let fronts = format!(
+        "{}{}",
+        json!({"jsonrpc": "2.0", "method": "ioband_nbd_get_exports", "id": 4}),
+        json!({"jsonrpc": "2.0", "method": "iscsi_get_target_nodes", "id": 5})
+    );
+    s.write_all(fronts.as_bytes()).expect("write");
+    let fronts = read_values(&mut s, 2);
+    assert_eq!(fronts[0]["result"][0]["bdev_name"], "band0", "{fronts:?}");
+    assert_eq!(
+        fronts[1]["result"][0]["name"], "iqn.2016-06.io.spdk:band0",
+        "{fronts:?}"
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    assert!(UnixStream::connect(&nbd_path).is_ok());
     assert_eq!(
         replies[0]["result"][0]["devices"],
         json!(["band0", "band1"])
@@ -104,6 +134,8 @@ fn serves_the_example_config_and_stops_on_kill_instance() {
     assert_eq!(read_values(&mut s, 1)[0]["result"], true);
     wait_exit(child);
     assert!(!sock.exists(), "the socket is removed at exit");
+    let _ = std::fs::remove_file(&config);
+    let _ = std::fs::remove_file(&nbd_path);
 }
 
 #[test]

@@ -59,7 +59,8 @@ struct Args {
     /// Core mask in hex: one reactor per set bit; the lowest is the main reactor.
     #[arg(short = 'm', value_name = "MASK", default_value = "0x1")]
     cpumask: String,
-    /// SPDK JSON config that creates the bdevs (as ioband_tgt --json loads it).
+    /// SPDK JSON config that creates the bdevs: its `bdev` subsystem, as ioband_tgt --json
+    /// loads it (the front ends' `nbd` and `iscsi` subsystems are skipped).
     #[arg(long = "json", value_name = "FILE")]
     json: Option<PathBuf>,
     /// Run only on this bdev (default: every bdev no vbdev claims).

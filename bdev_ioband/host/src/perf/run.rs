@@ -24,7 +24,7 @@ use super::report::{self, GroupInput, JobReport, RunReport, ShareTable};
 use crate::app::App;
 use crate::bdev::BdevRef;
 use crate::reactor::{self, Reactor, ReactorSet};
-use crate::rpc::config::load_config;
+use crate::rpc::config::load_subsystems;
 use crate::rpc::Methods;
 use crate::ticks::{Clock, TICKS_PER_SEC};
 
@@ -398,7 +398,7 @@ fn run_on(host: &mut Host, cfg: &RunConfig) -> Result<RunReport, String> {
     let app = host.app();
     if let Some(text) = &cfg.config_json {
         host.main
-            .enter(|| load_config(&app, &Methods::new(), text))
+            .enter(|| load_subsystems(&app, &Methods::new(), text, &["bdev"]))
             .map_err(|e| format!("config: {e}"))?;
     }
     let jobs = host.main.enter(|| resolve(cfg, &app))?;

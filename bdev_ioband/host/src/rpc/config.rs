@@ -115,16 +115,31 @@ fn params_of(v: Option<&Value>) -> Params {
     }
 }
 
-/// Replays a JSON config: the `bdev` subsystem, then `nbd` and `iscsi` (which depend on it); others
-/// are skipped, as SPDK skips subsystems an app does not link.
+/// The subsystems a config replays, in order: `bdev`, then the front ends that depend on it.
+pub const ALL_SUBSYSTEMS: &[&str] = &["bdev", "nbd", "iscsi"];
+
+/// Replays a JSON config: the `bdev` subsystem, then `nbd` and `iscsi` (which depend on it);
+/// others are skipped, as SPDK skips subsystems an app does not link.
 pub fn load_config(app: &App, methods: &Methods, text: &str) -> Result<usize, ConfigError> {
+    load_subsystems(app, methods, text, ALL_SUBSYSTEMS)
+}
+
+/// Replays the listed subsystems of a JSON config, in the order listed (`ioband_perf` loads
+/// only `bdev`: a load generator in the process serves no initiators, and a config's
+/// portals and sockets may be in use by a running `ioband_tgt`).
+pub fn load_subsystems(
+    app: &App,
+    methods: &Methods,
+    text: &str,
+    names: &[&str],
+) -> Result<usize, ConfigError> {
     let root: Value = serde_json::from_str(text).map_err(|e| ConfigError::Shape(e.to_string()))?;
     let subsystems = root
         .get("subsystems")
         .and_then(Value::as_array)
         .ok_or_else(|| ConfigError::Shape("no \"subsystems\" array".into()))?;
     let mut done = 0;
-    let ordered = ["bdev", "nbd", "iscsi"].into_iter().flat_map(|name| {
+    let ordered = names.iter().flat_map(|&name| {
         subsystems
             .iter()
             .filter(move |s| s.get("subsystem").and_then(Value::as_str) == Some(name))
