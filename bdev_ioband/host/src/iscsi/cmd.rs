@@ -133,7 +133,11 @@ impl Conn {
             .filter(|id| target.as_ref().is_some_and(|t| t.lun(*id).is_some()));
         let mut data_out = Vec::new();
         if write {
-            data_out.reserve_exact(edtl as usize);
+            // What may come without an R2T; the rest grows as the solicited data arrives
+            // (reserving the whole transfer length up front would let an initiator claim
+            // gigabytes with a queue of commands that never send their data).
+            let unsolicited_max = edtl.min(self.session.first_burst_bytes);
+            data_out.reserve_exact(unsolicited_max as usize);
             data_out.extend_from_slice(data);
         }
         let received = u32::try_from(data.len()).unwrap_or(0);
