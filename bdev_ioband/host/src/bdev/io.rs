@@ -87,6 +87,9 @@ pub struct BdevIo {
     pub group: Option<GroupKey>,
     /// Set by the device before the callback.
     pub status: IoStatus,
+    /// The group of the descriptor's previous use, kept by [`BdevIo::reset`] so that
+    /// [`BdevIo::set_group`] can reuse it (an `initiator:` key owns a string).
+    pub(crate) spare_group: Option<GroupKey>,
     /// The submitter's own cookie; no layer touches it.
     pub user_ctx: u64,
     pub(crate) band: BandCtx,
@@ -117,14 +120,33 @@ impl BdevIo {
         }
     }
 
-    /// Clears everything but the buffer's capacity, for reuse.
+    /// Clears everything but the buffer's capacity (and the last group, kept aside for
+    /// [`BdevIo::set_group`]), for reuse.
     pub fn reset(&mut self) {
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
+        let spare_group = self.group.take().or_else(|| self.spare_group.take());
         *self = BdevIo {
             buf,
+            spare_group,
             ..BdevIo::default()
         };
+    }
+
+    /// Tags the I/O with `group`. A pooled descriptor that carried the same key before
+    /// takes it back instead of cloning it, so a connection tagging every I/O with its
+    /// initiator's name does not allocate per I/O.
+    pub fn set_group(&mut self, group: &Option<GroupKey>) {
+        let Some(key) = group else {
+            self.group = None;
+            return;
+        };
+        let mut slot = self.group.take().or_else(|| self.spare_group.take());
+        match &mut slot {
+            Some(old) if old == key => {}
+            _ => slot = Some(key.clone()),
+        }
+        self.group = slot;
     }
 }
 
@@ -159,5 +181,45 @@ impl IoPool {
     /// Descriptors ready.
     pub fn available(&self) -> usize {
         self.free.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name_ptr(io: &BdevIo) -> *const u8 {
+        match &io.group {
+            Some(GroupKey::Initiator(name)) => name.as_ptr(),
+            other => panic!("not an initiator group: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_pooled_descriptor_keeps_its_initiator_name_across_uses() {
+        let key = Some(GroupKey::Initiator(
+            "iqn.2026-01.com.example:tenant-a".into(),
+        ));
+        let mut pool = IoPool::with_capacity(1);
+        let mut io = pool.get();
+        io.set_group(&key);
+        assert_eq!(io.group, key);
+        let first = name_ptr(&io);
+        pool.put(io);
+        let mut io = pool.get();
+        assert_eq!(io.group, None, "a reset descriptor carries no group");
+        io.set_group(&key);
+        assert_eq!(io.group, key);
+        assert_eq!(name_ptr(&io), first, "the same allocation, not a clone");
+        // Another key replaces it; no key clears it.
+        let other = Some(GroupKey::Initiator(
+            "iqn.2026-01.com.example:tenant-b".into(),
+        ));
+        io.set_group(&other);
+        assert_eq!(io.group, other);
+        io.set_group(&None);
+        assert_eq!(io.group, None);
+        io.set_group(&Some(GroupKey::Tag(3)));
+        assert_eq!(io.group, Some(GroupKey::Tag(3)));
     }
 }

@@ -348,7 +348,7 @@ impl Conn {
 
     fn submit(&mut self, ch: &Rc<dyn IoChannel>, mut io: Box<BdevIo>, slot: u32) {
         io.status = IoStatus::Pending;
-        io.group.clone_from(&self.group);
+        io.set_group(&self.group);
         io.user_ctx = u64::from(slot);
         self.outstanding += 1;
         if let Err(SubmitError::NoMem(io)) = ch.submit(io, &self.cb) {

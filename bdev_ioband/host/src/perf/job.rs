@@ -132,7 +132,7 @@ impl State {
         let p = &self.plan;
         io.status = IoStatus::Pending;
         if io.group.is_none() && p.group.is_some() {
-            io.group.clone_from(&p.group);
+            io.set_group(&p.group);
         }
         io.user_ctx = now;
         if p.workload.flush {
