@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod bdev;
+pub(crate) mod frontend;
 pub mod ioband;
 pub mod iscsi;
 pub mod nbd;

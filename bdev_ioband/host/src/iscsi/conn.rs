@@ -13,7 +13,6 @@
 //! callback runs there too and only pushes onto the completion queue.
 
 use std::cell::RefCell;
-use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::rc::Rc;
 
@@ -26,9 +25,8 @@ use super::server::{ig_allows, PortalGroup, Target};
 use super::text::{self, Session};
 use super::{InitiatorGroupConfig, Options};
 use crate::bdev::{BdevIo, IoCallback, IoPool};
+use crate::frontend::{self, Input, Output, READ_CHUNK};
 
-/// Bytes read per `read` call.
-const READ_CHUNK: usize = 256 * 1024;
 /// Output bytes waiting above which input is not parsed.
 const MAX_PENDING_OUTPUT: usize = 64 << 20;
 
@@ -116,6 +114,8 @@ pub struct Conn {
     pub(super) stat_sn: u32,
     pub(super) exp_cmd_sn: u32,
     pub(super) inbuf: Vec<u8>,
+    /// What the socket is read into (see [`frontend`]).
+    scratch: Box<[u8]>,
     pub(super) in_pos: usize,
     pub(super) outbuf: Vec<u8>,
     pub(super) out_pos: usize,
@@ -186,6 +186,7 @@ impl Conn {
             stat_sn: 0,
             exp_cmd_sn: 0,
             inbuf: Vec::new(),
+            scratch: frontend::scratch(),
             in_pos: 0,
             outbuf: Vec::with_capacity(4096),
             out_pos: 0,
@@ -320,62 +321,40 @@ impl Conn {
     }
 
     fn read_input(&mut self) -> bool {
-        let mut busy = false;
         let cap = 2 * READ_CHUNK + 16 * 1024 * 1024;
-        while self.inbuf.len() - self.in_pos < cap {
-            let start = self.inbuf.len();
-            self.inbuf.resize(start + READ_CHUNK, 0);
-            match self.stream.read(&mut self.inbuf[start..]) {
-                Ok(0) => {
-                    self.inbuf.truncate(start);
-                    // The initiator is gone: finish what is in flight, then go.
-                    self.draining = true;
-                    return true;
-                }
-                Ok(n) => {
-                    self.inbuf.truncate(start + n);
-                    busy = true;
-                    if n < READ_CHUNK {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    self.inbuf.truncate(start);
-                    break;
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => self.inbuf.truncate(start),
-                Err(e) => {
-                    self.inbuf.truncate(start);
-                    self.close(&format!("read failed: {e}"));
-                    return true;
-                }
+        match frontend::read_some(
+            &mut self.stream,
+            &mut self.scratch,
+            &mut self.inbuf,
+            self.in_pos,
+            cap,
+        ) {
+            Input::Read(busy) => busy,
+            Input::Eof => {
+                // The initiator is gone: finish what is in flight, then go.
+                self.draining = true;
+                true
+            }
+            Input::Failed(e) => {
+                self.close(&format!("read failed: {e}"));
+                true
             }
         }
-        busy
     }
 
     fn write_output(&mut self) -> bool {
-        let mut busy = false;
-        while !self.closed && self.out_pos < self.outbuf.len() {
-            match self.stream.write(&self.outbuf[self.out_pos..]) {
-                Ok(0) => break,
-                Ok(n) => {
-                    self.out_pos += n;
-                    busy = true;
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.close(&format!("write failed: {e}"));
-                    busy = true;
-                }
-            }
-        }
-        if self.out_pos == self.outbuf.len() || self.closed {
+        if self.closed {
             self.outbuf.clear();
             self.out_pos = 0;
+            return false;
         }
-        busy
+        match frontend::write_some(&mut self.stream, &mut self.outbuf, &mut self.out_pos) {
+            Output::Wrote(busy) => busy,
+            Output::Failed(e) => {
+                self.close(&format!("write failed: {e}"));
+                true
+            }
+        }
     }
 
     /// Frames and handles what input there is, as far as room allows.

@@ -23,7 +23,7 @@
 //! completion callback runs there too and only pushes onto the completion queue.
 
 use std::cell::RefCell;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
@@ -32,6 +32,7 @@ use bdev_ioband_engine::GroupKey;
 
 use super::proto::{self, ProtoError, Request};
 use crate::bdev::{BdevIo, IoCallback, IoChannel, IoPool, IoStatus, IoType, SubmitError};
+use crate::frontend::{self, Input, Output, READ_CHUNK};
 
 /// Largest read or write, and the largest block size advertised (32 MiB, the protocol's
 /// interoperable maximum).
@@ -42,8 +43,6 @@ const ZERO_CHUNK_BYTES: u64 = 1 << 20;
 const MAX_INFLIGHT: usize = 256;
 /// Reply bytes waiting to be sent above which input is not parsed.
 const MAX_PENDING_OUTPUT: usize = 64 << 20;
-/// Bytes read per `read` call.
-const READ_CHUNK: usize = 256 * 1024;
 
 /// What the handshake tells a client about its export.
 #[derive(Debug, Clone)]
@@ -178,6 +177,8 @@ pub struct Conn {
     /// The client negotiated structured replies.
     structured: bool,
     inbuf: Vec<u8>,
+    /// What the socket is read into (see [`frontend`]).
+    scratch: Box<[u8]>,
     in_pos: usize,
     outbuf: Vec<u8>,
     out_pos: usize,
@@ -225,6 +226,7 @@ impl Conn {
             no_zeroes: false,
             structured: false,
             inbuf: Vec::new(),
+            scratch: frontend::scratch(),
             in_pos: 0,
             outbuf,
             out_pos: 0,
@@ -296,63 +298,41 @@ impl Conn {
     }
 
     fn read_input(&mut self, ex: &ExportInfo) -> bool {
-        let mut busy = false;
         // Enough for any request: do not read further while requests wait for room.
         let cap = MAX_IO_BYTES as usize + proto::REQUEST_LEN + READ_CHUNK;
-        while self.inbuf.len() - self.in_pos < cap {
-            let start = self.inbuf.len();
-            self.inbuf.resize(start + READ_CHUNK, 0);
-            match self.stream.read(&mut self.inbuf[start..]) {
-                Ok(0) => {
-                    self.inbuf.truncate(start);
-                    // The client is gone or half-closed: answer what is in flight, then go.
-                    self.draining = true;
-                    return true;
-                }
-                Ok(n) => {
-                    self.inbuf.truncate(start + n);
-                    busy = true;
-                    if n < READ_CHUNK {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    self.inbuf.truncate(start);
-                    break;
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => self.inbuf.truncate(start),
-                Err(e) => {
-                    self.inbuf.truncate(start);
-                    self.close(&format!("read failed: {e}"), &ex.name);
-                    return true;
-                }
+        match frontend::read_some(
+            &mut self.stream,
+            &mut self.scratch,
+            &mut self.inbuf,
+            self.in_pos,
+            cap,
+        ) {
+            Input::Read(busy) => busy,
+            Input::Eof => {
+                // The client is gone or half-closed: answer what is in flight, then go.
+                self.draining = true;
+                true
+            }
+            Input::Failed(e) => {
+                self.close(&format!("read failed: {e}"), &ex.name);
+                true
             }
         }
-        busy
     }
 
     fn write_output(&mut self, ex: &ExportInfo) -> bool {
-        let mut busy = false;
-        while !self.closed && self.out_pos < self.outbuf.len() {
-            match self.stream.write(&self.outbuf[self.out_pos..]) {
-                Ok(0) => break,
-                Ok(n) => {
-                    self.out_pos += n;
-                    busy = true;
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.close(&format!("write failed: {e}"), &ex.name);
-                    busy = true;
-                }
-            }
-        }
-        if self.out_pos == self.outbuf.len() || self.closed {
+        if self.closed {
             self.outbuf.clear();
             self.out_pos = 0;
+            return false;
         }
-        busy
+        match frontend::write_some(&mut self.stream, &mut self.outbuf, &mut self.out_pos) {
+            Output::Wrote(busy) => busy,
+            Output::Failed(e) => {
+                self.close(&format!("write failed: {e}"), &ex.name);
+                true
+            }
+        }
     }
 
     /// Parses and handles what input there is, as far as room allows.
