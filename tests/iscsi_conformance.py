@@ -33,8 +33,10 @@ SUITES = [
 
 INITIATOR = 'iqn.2016-06.io.ioband:conformance'
 # "Test: NAME ..." then the test's own log lines, then "passed" or "FAILED" (what follows
-# on that line belongs to the next test's set-up).
-TEST = re.compile(r'Test: (\S+) \.\.\.(.*?)(passed|FAILED)', re.DOTALL)
+# on that line belongs to the next test's set-up). A log line's "[FAILED]" is a command
+# that did not get what it asked for, which a test may want (a write that must fail): not
+# the verdict.
+TEST = re.compile(r'Test: (\S+) \.\.\.(.*?)(?<!\[)(passed|FAILED)(?!\])', re.DOTALL)
 
 
 def parse(output):

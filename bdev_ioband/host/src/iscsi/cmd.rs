@@ -12,7 +12,9 @@ use std::rc::Rc;
 use super::conn::Conn;
 use super::pdu::{self, op, Bhs, RESERVED_TAG};
 use crate::bdev::{BdevIo, IoChannel, IoStatus, IoType, SubmitError};
-use crate::scsi::{self, BlockOp, Next, Response, Task, STATUS_GOOD};
+use crate::scsi::{
+    self, BlockOp, Next, Response, Sense, Task, STATUS_CHECK_CONDITION, STATUS_GOOD,
+};
 
 /// Largest expected data transfer length accepted (larger is a protocol error).
 const MAX_EDTL_BYTES: u32 = 64 << 20;
@@ -24,6 +26,8 @@ struct R2t {
     offset: u32,
     len: u32,
     got: u32,
+    /// DataSN the next Data-Out of this R2T carries (each sequence counts from 0).
+    next_datasn: u32,
 }
 
 /// A command in flight on the connection.
@@ -39,6 +43,11 @@ pub(super) struct Cmd {
     received: u32,
     /// Unsolicited Data-Out is still expected (F was clear in the command).
     unsolicited: bool,
+    /// DataSN the next unsolicited Data-Out carries.
+    unsolicited_datasn: u32,
+    /// A Data-Out came out of DataSN order: the command ends with CHECK CONDITION once its
+    /// data is in, without running.
+    data_error: bool,
     r2ts: Vec<R2t>,
     next_r2t_offset: u32,
     r2t_sn: u32,
@@ -152,6 +161,8 @@ impl Conn {
             data_out,
             received,
             unsolicited,
+            unsolicited_datasn: 0,
+            data_error: false,
             r2ts: Vec::new(),
             next_r2t_offset: received,
             r2t_sn: 0,
@@ -187,6 +198,7 @@ impl Conn {
                 offset: c.next_r2t_offset,
                 len,
                 got: 0,
+                next_datasn: 0,
             };
             next_ttt = next_ttt.wrapping_add(1);
             if next_ttt == RESERVED_TAG {
@@ -217,6 +229,7 @@ impl Conn {
             return Ok(());
         };
         let ttt = bhs.u32_at(20);
+        let datasn = bhs.u32_at(36);
         let offset = bhs.u32_at(40);
         let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
         let final_pdu = bhs.is_final();
@@ -245,6 +258,10 @@ impl Conn {
             if !c.unsolicited || end > first_burst {
                 return Err("unsolicited Data-Out not allowed here".into());
             }
+            // A DataSN gap means a Data-Out was lost (RFC 7143 7.6): with
+            // ErrorRecoveryLevel 0 nothing asks for it again, so the command fails.
+            c.data_error |= datasn != c.unsolicited_datasn;
+            c.unsolicited_datasn = c.unsolicited_datasn.wrapping_add(1);
             if final_pdu {
                 c.unsolicited = false;
                 c.next_r2t_offset = end;
@@ -259,6 +276,8 @@ impl Conn {
             if offset < r.offset || end > r.offset + r.len {
                 return Err("Data-Out outside its R2T".into());
             }
+            c.data_error |= datasn != r.next_datasn;
+            r.next_datasn = r.next_datasn.wrapping_add(1);
             r.got += len;
             if final_pdu || r.got >= r.len {
                 c.r2ts.retain(|r| r.ttt != ttt);
@@ -278,6 +297,9 @@ impl Conn {
 
     /// All data is in: build the SCSI task and run it.
     fn start(&mut self, slot: u32) {
+        if self.cmd(slot).is_some_and(|c| c.data_error) {
+            return self.fail_data(slot);
+        }
         let target = self.target.clone();
         let Some(c) = self.cmd(slot) else { return };
         let data_out = std::mem::take(&mut c.data_out);
@@ -285,6 +307,25 @@ impl Conn {
         let luns: &[u16] = target.as_ref().map_or(&[], |t| &t.lun_ids);
         c.task = Some(Task::new(&c.cdb, lun.map(|l| &l.info), luns, data_out));
         self.drive(slot, None);
+    }
+
+    /// Ends a command whose write data came out of DataSN order: CHECK CONDITION, ABORTED
+    /// COMMAND, PROTOCOL SERVICE CRC ERROR (RFC 7143 7.8.1), nothing written.
+    fn fail_data(&mut self, slot: u32) {
+        let Some(c) = self.cmds.get_mut(slot as usize).and_then(Option::take) else {
+            return;
+        };
+        if !c.aborted && !self.closed {
+            let r = Response {
+                status: STATUS_CHECK_CONDITION,
+                sense: Some(Sense::PROTOCOL_SERVICE_CRC_ERROR),
+                data_in: Vec::new(),
+                transfer_bytes: u64::from(c.edtl),
+            };
+            self.respond(c.itt, c.edtl, c.read, &c.lun_field, r);
+        }
+        self.completed_cmds += 1;
+        self.release(slot);
     }
 
     /// Advances the task in `slot`: submits its next request or answers it.

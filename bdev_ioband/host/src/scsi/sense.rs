@@ -58,6 +58,9 @@ impl Sense {
     pub const LBA_OUT_OF_RANGE: Sense = Sense::new(SenseKey::IllegalRequest, 0x21, 0x00);
     /// ILLEGAL REQUEST, INVALID FIELD IN CDB.
     pub const INVALID_FIELD_IN_CDB: Sense = Sense::new(SenseKey::IllegalRequest, 0x24, 0x00);
+    /// ABORTED COMMAND, PROTOCOL SERVICE CRC ERROR: what iSCSI reports for write data lost
+    /// on the way (a digest error, or a DataSN gap that implies one; RFC 7143 7.8.1).
+    pub const PROTOCOL_SERVICE_CRC_ERROR: Sense = Sense::new(SenseKey::AbortedCommand, 0x47, 0x05);
     /// ILLEGAL REQUEST, LOGICAL UNIT NOT SUPPORTED.
     pub const LUN_NOT_SUPPORTED: Sense = Sense::new(SenseKey::IllegalRequest, 0x25, 0x00);
     /// ILLEGAL REQUEST, INVALID FIELD IN PARAMETER LIST.

@@ -214,9 +214,10 @@ fn rw10(op: u8, lba: u32, blocks: u16) -> Vec<u8> {
     c
 }
 
-fn data_out(itt: u32, ttt: u32, offset: u32, final_: bool) -> [u8; 48] {
+fn data_out(itt: u32, ttt: u32, datasn: u32, offset: u32, final_: bool) -> [u8; 48] {
     let mut h = pdu::header(op::DATA_OUT, if final_ { 0x80 } else { 0 }, itt);
     pdu::put32(&mut h, 20, ttt);
+    pdu::put32(&mut h, 36, datasn);
     pdu::put32(&mut h, 40, offset);
     h
 }
@@ -299,12 +300,12 @@ fn login_write_through_r2t_and_read_back_split_by_segment_length() {
         let half = len / 2;
         send(
             &mut s,
-            data_out(10, ttt, at as u32, false),
+            data_out(10, ttt, 0, at as u32, false),
             &data[at..at + half],
         );
         send(
             &mut s,
-            data_out(10, ttt, (at + half) as u32, true),
+            data_out(10, ttt, 1, (at + half) as u32, true),
             &data[at + half..at + len],
         );
         rig.step(&mut [&mut c]);
@@ -480,7 +481,7 @@ fn malformed_input_closes_only_its_connection() {
     );
     rig.step(&mut [&mut c3]);
     let _r2t = recv(&mut s3);
-    send(&mut s3, data_out(3, 0x1234_5678, 0, true), &[0u8; 512]);
+    send(&mut s3, data_out(3, 0x1234_5678, 0, 0, true), &[0u8; 512]);
     rig.step(&mut [&mut c3]);
     assert!(c3.closed);
     // Bytes before a login: closed too.
@@ -488,6 +489,57 @@ fn malformed_input_closes_only_its_connection() {
     send(&mut s4, scsi_cmd(1, 1, &[0; 6], 0, false, false, true), &[]);
     rig.step(&mut [&mut c4]);
     assert!(c4.closed);
+}
+
+/// Data-Out whose DataSN is not the next of its sequence (iscsi-test-cu's
+/// iSCSIDataSnInvalid: a repeated 0, a jump, a wrap to -1, two PDUs swapped): the write
+/// ends CHECK CONDITION, ABORTED COMMAND, PROTOCOL SERVICE CRC ERROR with nothing written,
+/// and the session goes on; in order, the same write goes through.
+#[test]
+fn a_data_out_out_of_datasn_order_fails_its_command() {
+    let mut rig = Rig::new();
+    let (mut c, mut s) = rig.conn();
+    login(&mut rig, &mut c, &mut s, &[("InitialR2T", "Yes")]);
+    let writes = rig.bdev.stats().snapshot().num_write_ops;
+    let cases = [(0, 0), (0, 27), (0, u32::MAX), (1, 0), (0, 1)];
+    for (i, (first, second)) in cases.into_iter().enumerate() {
+        let itt = 5 + i as u32;
+        send(
+            &mut s,
+            scsi_cmd(
+                itt,
+                1 + i as u32,
+                &rw10(0x2a, 0, 2),
+                1024,
+                false,
+                true,
+                true,
+            ),
+            &[],
+        );
+        rig.step(&mut [&mut c]);
+        let (h, _) = recv(&mut s);
+        assert_eq!(h[0] & 0x3f, op::R2T);
+        let ttt = u32::from_be_bytes(h[20..24].try_into().unwrap());
+        send(&mut s, data_out(itt, ttt, first, 0, false), &[1u8; 512]);
+        send(&mut s, data_out(itt, ttt, second, 512, true), &[2u8; 512]);
+        rig.step(&mut [&mut c]);
+        let (h, d) = recv(&mut s);
+        assert_eq!(h[0] & 0x3f, op::SCSI_RESP);
+        assert!(!c.closed);
+        if (first, second) == (0, 1) {
+            assert_eq!(h[3], 0, "in order: GOOD");
+        } else {
+            assert_eq!(h[3], 0x02, "DataSN {first}, {second}: CHECK CONDITION");
+            // The data segment: sense length, then fixed-format sense.
+            assert_eq!((d[2 + 2] & 0x0f, d[2 + 12], d[2 + 13]), (0x0b, 0x47, 0x05));
+        }
+    }
+    assert_eq!(
+        rig.bdev.stats().snapshot().num_write_ops,
+        writes + 1,
+        "only the write in order reached the disk"
+    );
 }
 
 #[test]
