@@ -298,6 +298,7 @@ pub fn iscsi_conn(data: &[u8]) {
     if good_ok {
         let back = good_io(&mut live, &mut good, 2, None);
         assert_eq!(back.as_deref(), Some(&pattern[..]), "the well-behaved read");
+        assert!(live.counts.get().0 >= 2, "the witness is in the I/O path");
     }
     abort(good);
     live.settle(DRAIN_PASSES);

@@ -181,6 +181,7 @@ pub fn nbd_conn(data: &[u8]) {
     live.settle(DRAIN_PASSES);
     let back = good_io(&mut live, &mut good, 0x5a02, None);
     assert_eq!(back, pattern, "the well-behaved read");
+    assert!(live.counts.get().0 >= 2, "the witness is in the I/O path");
     drop(good);
     live.settle(DRAIN_PASSES);
     live.check_all_completed("nbd_conn");
