@@ -25,7 +25,22 @@
 //! `bdev_uring_create`, `bdev_aio_create`) are left out of [`rpc_wire`]'s method table: a
 //! fuzzer would otherwise open arbitrary paths or map up to 16 GiB.
 //!
+//! - [`iscsi_conn`], [`nbd_conn`] (issue #11): bytes an initiator or an NBD client writes,
+//!   to one connection of a live app's front end beside a well-behaved connection; see
+//!   `iscsi_conn.rs`, `nbd_conn.rs` and `live.rs`.
+//! - [`scsi_cdb`]: CDBs, data-out and geometry through the SCSI layer's task against a disk
+//!   in memory; see `scsi_cdb.rs`.
+//!
 //! Single-threaded: each call builds its own reactors (stepped by hand) and engine.
+
+mod iscsi_conn;
+mod live;
+mod nbd_conn;
+mod scsi_cdb;
+
+pub use iscsi_conn::iscsi_conn;
+pub use nbd_conn::nbd_conn;
+pub use scsi_cdb::scsi_cdb;
 
 use std::fmt::Debug;
 

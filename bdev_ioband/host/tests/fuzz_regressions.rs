@@ -73,6 +73,24 @@ fn text_grammar_seeds_and_regressions_hold() {
     );
 }
 
+#[test]
+fn iscsi_conn_seeds_and_regressions_hold() {
+    let (seeds, _) = replay("iscsi_conn", harness::iscsi_conn);
+    assert!(seeds >= 60, "the seed corpus is there ({seeds})");
+}
+
+#[test]
+fn nbd_conn_seeds_and_regressions_hold() {
+    let (seeds, _) = replay("nbd_conn", harness::nbd_conn);
+    assert!(seeds >= 25, "the seed corpus is there ({seeds})");
+}
+
+#[test]
+fn scsi_cdb_seeds_and_regressions_hold() {
+    let (seeds, _) = replay("scsi_cdb", harness::scsi_cdb);
+    assert!(seeds >= 200, "the seed corpus is there ({seeds})");
+}
+
 /// Feeds `reads` one after the other to the server's processor, as a connection would,
 /// up to a parse error (which closes); returns the replies.
 fn feed(reads: &[&str]) -> Vec<Value> {
