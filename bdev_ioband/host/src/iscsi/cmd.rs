@@ -279,6 +279,13 @@ impl Conn {
             c.data_error |= datasn != r.next_datasn;
             r.next_datasn = r.next_datasn.wrapping_add(1);
             r.got += len;
+            if final_pdu && r.got < r.len {
+                // Nothing would ask for the rest again: the command could never complete.
+                return Err(format!(
+                    "Data-Out sequence for R2T {ttt:#x} ended after {} of {} bytes",
+                    r.got, r.len
+                ));
+            }
             if final_pdu || r.got >= r.len {
                 c.r2ts.retain(|r| r.ttt != ttt);
                 r2t_done = true;

@@ -542,6 +542,29 @@ fn a_data_out_out_of_datasn_order_fails_its_command() {
     );
 }
 
+/// A Data-Out with F set that ends its R2T's sequence short: the missing bytes would never
+/// be asked for again (the command would hang until the connection goes), so it is a
+/// protocol error that closes the connection.
+#[test]
+fn a_final_data_out_short_of_its_r2t_closes_the_connection() {
+    let mut rig = Rig::new();
+    let (mut c, mut s) = rig.conn();
+    login(&mut rig, &mut c, &mut s, &[("InitialR2T", "Yes")]);
+    send(
+        &mut s,
+        scsi_cmd(9, 1, &rw10(0x2a, 0, 2), 1024, false, true, true),
+        &[],
+    );
+    rig.step(&mut [&mut c]);
+    let (h, _) = recv(&mut s);
+    assert_eq!(h[0] & 0x3f, op::R2T);
+    let ttt = u32::from_be_bytes(h[20..24].try_into().unwrap());
+    // The R2T asked for 1024 bytes; the sequence ends after 512.
+    send(&mut s, data_out(9, ttt, 0, 0, true), &[1u8; 512]);
+    rig.step(&mut [&mut c]);
+    assert!(c.closed);
+}
+
 #[test]
 fn an_initiator_leaving_with_io_in_flight_loses_nothing() {
     let mut rig = Rig::new();
