@@ -558,9 +558,17 @@ impl Conn {
             1 => match self.find_itt(rtt) {
                 Some(s) => (vec![s], false),
                 None => {
-                    // Not (or no longer) here: complete, as the RFC allows for a task
-                    // that was answered or never received.
-                    return self.tmf_reply(bhs.itt(), 0);
+                    // Not here (RFC 7143 11.5.1): a RefCmdSN not yet received (in the
+                    // CmdSN window, before the request's own) is "function complete"; a
+                    // task received and answered already "does not exist".
+                    let ref_sn = bhs.u32_at(32);
+                    let sns = self.sns(false);
+                    let in_window = ref_sn.wrapping_sub(sns.exp_cmd_sn)
+                        <= sns.max_cmd_sn.wrapping_sub(sns.exp_cmd_sn);
+                    let before =
+                        ref_sn != bhs.cmd_sn() && bhs.cmd_sn().wrapping_sub(ref_sn) < 1 << 31;
+                    let response = if in_window && before { 0 } else { 1 };
+                    return self.tmf_reply(bhs.itt(), response);
                 }
             },
             // ABORT TASK SET, CLEAR TASK SET, LUN RESET.

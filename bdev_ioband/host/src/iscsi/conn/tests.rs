@@ -608,6 +608,46 @@ fn an_initiator_leaving_with_io_in_flight_loses_nothing() {
     assert_eq!(rig.bdev.stats().snapshot().num_write_ops, before + 1);
 }
 
+/// ABORT TASK of a task not here (RFC 7143 11.5.1, iscsi-test-cu's AbortTaskSimpleAsync):
+/// a write answered already "does not exist" (1); a RefCmdSN not yet received, in the
+/// window and before the request's own CmdSN, "function complete" (0).
+#[test]
+fn abort_task_of_a_task_not_here_says_whether_it_was_received() {
+    let mut rig = Rig::new();
+    let (mut c, mut s) = rig.conn();
+    login(&mut rig, &mut c, &mut s, &[]);
+    send(
+        &mut s,
+        scsi_cmd(1, 1, &rw10(0x2a, 0, 1), 512, false, true, true),
+        &[5u8; 512],
+    );
+    rig.step(&mut [&mut c]);
+    let (h, _) = recv(&mut s);
+    assert_eq!((h[0] & 0x3f, h[3]), (op::SCSI_RESP, 0));
+    // Immediate TMF, CmdSN 2 (the next), for the write of CmdSN 1, answered.
+    let mut tmf = pdu::header(0x40 | op::TMF_REQ, 0x80 | 1, 60);
+    pdu::put32(&mut tmf, 20, 1);
+    pdu::put32(&mut tmf, 24, 2);
+    pdu::put32(&mut tmf, 32, 1);
+    send(&mut s, tmf, &[]);
+    rig.step(&mut [&mut c]);
+    let (h, _) = recv(&mut s);
+    assert_eq!(
+        (h[0] & 0x3f, h[2]),
+        (op::TMF_RESP, 1),
+        "task does not exist"
+    );
+    // A TMF of CmdSN 3 for a task of CmdSN 2 that never came: function complete.
+    let mut tmf = pdu::header(0x40 | op::TMF_REQ, 0x80 | 1, 61);
+    pdu::put32(&mut tmf, 20, 7);
+    pdu::put32(&mut tmf, 24, 3);
+    pdu::put32(&mut tmf, 32, 2);
+    send(&mut s, tmf, &[]);
+    rig.step(&mut [&mut c]);
+    let (h, _) = recv(&mut s);
+    assert_eq!((h[0] & 0x3f, h[2]), (op::TMF_RESP, 0), "function complete");
+}
+
 #[test]
 fn abort_task_and_lun_reset_answer_after_the_io_they_wait_for() {
     let mut rig = Rig::new();
