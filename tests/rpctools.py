@@ -377,3 +377,15 @@ class Target:
             return json.loads(out)
         except ValueError as e:
             raise AssertionError('spdk-rpc %s printed no JSON: %r' % (' '.join(map(str, args)), out)) from e
+
+
+def completed_ios(target, groups):
+    """Each group's completed_ios (0 for a group not reported), from ONE reading of
+    bdev_ioband_get_iostat: groups compared must be counted at the same instant (two
+    readings a loaded machine's RPC round trip apart skew a ratio by what completes in
+    between)."""
+    counts = {}
+    for d in target.rpc_json('bdev_ioband_get_iostat')['devices']:
+        for g in d['groups']:
+            counts[g['group']] = counts.get(g['group'], 0) + g['completed_ios']
+    return [counts.get(g, 0) for g in groups]

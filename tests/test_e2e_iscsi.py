@@ -21,6 +21,7 @@ import pytest
 
 import iscsi_conformance
 import iscsitools
+from rpctools import completed_ios
 
 NODE_BASE = 'iqn.2016-06.io.spdk'
 INIT_A = 'iqn.2016-06.io.test:a'
@@ -62,14 +63,6 @@ def start(make_target, bdevs, targets, port, initiators=('ANY',)):
 
 def url(port, name, lun=0):
     return 'iscsi://127.0.0.1:%d/%s:%s/%d' % (port, NODE_BASE, name, lun)
-
-
-def completed(t, group):
-    for d in t.rpc_json('bdev_ioband_get_iostat')['devices']:
-        for g in d['groups']:
-            if g['group'] == group:
-                return g['completed_ios']
-    return 0
 
 
 def test_stock_spdk_rpc_configures_the_target_and_data_round_trips(make_target):
@@ -151,7 +144,7 @@ def test_stock_spdk_rpc_configures_the_target_and_data_round_trips(make_target):
         assert mismatches == 0
         assert s.logout() == 0
         data = data[::-1]
-    assert completed(t, 'initiator:%s' % INIT_A) > 0
+    assert completed_ios(t, ['initiator:%s' % INIT_A])[0] > 0
 
     if shutil.which('iscsi-ls'):
         out = subprocess.run(['iscsi-ls', '-i', INIT_A, 'iscsi://127.0.0.1:%d' % port], check=True,
@@ -231,8 +224,11 @@ def test_two_iscsi_perf_initiators_share_3_to_1(make_target):
     need_tools('iscsi-perf')
     port = free_port()
     t = start(make_target, [
+        # 5000 IOPS: the base, not the front end, is what both initiators contend for, even
+        # on a debug build with the other core busy (at 20 000 a loaded CI machine's front
+        # end delivered 10 000 and the weights never bound).
         {'method': 'bdev_model_create', 'params': {'name': 'Model0', 'block_size': 4096, 'num_blocks': 65536,
-                                                   'iops': 20000, 'latency_us': 50, 'queue_depth': 16}},
+                                                   'iops': 5000, 'latency_us': 50, 'queue_depth': 16}},
         {'method': 'bdev_ioband_create', 'params': {'name': 'band0', 'base_bdev_name': 'Model0', 'share': 's0'}},
     ], {'disk1': ['band0']}, port)
     t.rpc('bdev_ioband_set_settings', 'band0', '--initiator', INIT_A, '--weight', '300')
@@ -243,9 +239,9 @@ def test_two_iscsi_perf_initiators_share_3_to_1(make_target):
     try:
         groups = ['initiator:%s' % i for i in (INIT_A, INIT_B)]
         time.sleep(2.5)
-        first = [completed(t, g) for g in groups]
+        first = completed_ios(t, groups)
         time.sleep(4)
-        second = [completed(t, g) for g in groups]
+        second = completed_ios(t, groups)
         outs = [p.communicate(timeout=60)[0] for p in procs]
         for p, out in zip(procs, outs):
             assert p.returncode == 0, out[-500:]
