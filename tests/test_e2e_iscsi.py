@@ -265,10 +265,10 @@ def test_iscsi_perf_through_ioband_keeps_90_percent_of_the_bare_base(make_target
         {'method': 'bdev_ioband_create', 'params': {'name': 'band0', 'base_bdev_name': 'Null0', 'share': 's0'}},
     ], {'bare': ['Null0'], 'band': ['band0']}, port)
     best = {}
-    # Alternate, best of three each: the machine is shared.
-    for _ in range(3):
+    # Alternate, best of five each: the machine is shared and its load comes in bursts.
+    for _ in range(5):
         for name in ('bare', 'band'):
-            out = subprocess.run(perf_cmd(INIT_A, url(port, name), 3, blocks=1), capture_output=True,
+            out = subprocess.run(perf_cmd(INIT_A, url(port, name), 2, blocks=1), capture_output=True,
                                  text=True, stdin=subprocess.DEVNULL).stdout
             best[name] = max(best.get(name, 0), perf_iops(out))
     ratio = best['band'] / best['bare']
