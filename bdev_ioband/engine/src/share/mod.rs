@@ -78,10 +78,12 @@ use crate::EngineError;
 
 mod depth;
 mod io;
+mod lane;
 mod mirror;
 mod span;
 
 pub use depth::{Batch, FLOOR_TTL_MS, QUEUE_DELAY_MIN_US};
+pub use lane::{LaneCounts, LaneGrant, LaneRequest, LANE_SLOTS_MAX};
 pub use mirror::{ShareLayout, SlotLayout};
 pub use span::{CoreReport, Grant, GroupGrant, GroupReport, Hub};
 
@@ -219,6 +221,8 @@ pub struct Share<T> {
     /// On the control core's replica of a share that spans cores: the other cores'
     /// counters per group slot (see the mirror module).
     remote_stats: Vec<mirror::RemoteStats>,
+    /// Open lanes (see the lane module): their slots are counted in `in_flight`.
+    lanes: Vec<lane::OpenLane>,
 }
 
 impl<T> Share<T> {
@@ -268,6 +272,7 @@ impl<T> Share<T> {
             span: None,
             batch: depth::Batch::default(),
             remote_stats: Vec::new(),
+            lanes: Vec::new(),
             depth: depth::DepthControl::new(params.effective_io_limit(), ticks_per_sec),
         };
         share.refresh_derived();
