@@ -25,10 +25,11 @@
 //!   its first dispatch, which the settle applies first.
 //!
 //! Slots: at most `dispatch_limit − in_flight` for all the lanes together, split evenly
-//! among them; while the window can apply (two or more lanes, another group active on the
-//! core, or the hub says the share is contended) at most `window gate − in_flight`, the
-//! gate counted as if every other lane's group were expected back (each could become
-//! so between two of this group's I/Os, and each lowers the gate by one). An I/O of a
+//! among them; while the window can apply (two or more lanes, another group active or
+//! with I/O in flight on the core, or the hub says the share is contended) at most
+//! `window gate − in_flight`, the gate counted as if every other lane's group and every
+//! other group that is expected or has I/O in flight were expected back (each could
+//! become so between two of this group's I/Os, and each lowers the gate by one). An I/O of a
 //! lane then finds the share below the limit and below the window whatever the order of
 //! the lanes' I/Os and completions: the direct path's in-flight conditions hold.
 //!
@@ -44,9 +45,13 @@
 //! path checks the virtual time *before* the charge).
 //!
 //! # The equivalence, and what lags
-//! A host settles every lane of a share before each call into the share (a submit or
-//! completion of its own, a poll, a grant, a control change), so the share never decides
-//! on state that lanes changed: no scheduling decision is taken on stale state. What the
+//! A host settles every lane of a share before each call into the share that may decide
+//! something (a submit of its own, a poll, a grant, a control change), so the share never
+//! decides on state that lanes changed: no scheduling decision is taken on stale state. A
+//! completion of an I/O the share dispatched itself need not wait for that: while a lane
+//! is open nothing waits in the share, so the completion dispatches nothing, and what it
+//! changes (in-flight counts, activity, `expected`) is what the grants already allowed
+//! for, and commutes with the lanes' counts. What the
 //! settle applies in aggregate equals what the per-I/O calls would have left:
 //! - counters (per op I/Os and bytes, dispatched I/Os, bytes and cost, completions),
 //!   in-flight counts and cost in flight of the group and the share, `next_seq`;
@@ -228,27 +233,30 @@ impl<T> Share<T> {
             return;
         }
         let contended = self.span.as_ref().is_some_and(|s| s.contended);
-        let lanes_active = eligible
-            .iter()
-            .filter(|e| self.active.contains(e.1))
-            .count();
-        let others_active = self.active.len() > lanes_active;
+        // The other groups that may be active, or expected back, at a lane's I/O: active
+        // or expected ones now, and those with I/O in flight (a completion, which the host
+        // need not settle the lanes for, marks them so).
+        let mut others_expected = 0u32;
+        let mut others_active = false;
+        for (i, entry) in self.slots.iter().enumerate() {
+            let Some(g) = entry.group.as_ref() else {
+                continue;
+            };
+            let slot = crate::heap::index_u32(i);
+            if eligible.iter().any(|e| e.1 == slot) {
+                continue;
+            }
+            if g.expected || g.in_flight > 0 {
+                others_expected += 1;
+            }
+            others_active |= g.in_flight > 0 || self.active.contains(slot);
+        }
         let windowed = contended || eligible.len() >= 2 || others_active;
         let mut cap = self.dispatch_limit();
         if windowed {
-            // The gate with every other lane's group expected back (this one is not: its
-            // own submission clears it before the check).
-            let lanes_expected = eligible
-                .iter()
-                .filter(|e| {
-                    self.slots[e.1 as usize]
-                        .group
-                        .as_ref()
-                        .is_some_and(|g| g.expected)
-                })
-                .count();
-            let expected = self.expected - u32::try_from(lanes_expected).unwrap_or(0)
-                + u32::try_from(eligible.len() - 1).unwrap_or(u32::MAX);
+            // The gate with every other lane's group and every other busy group expected
+            // back (this one is not: its own submission clears it before the check).
+            let expected = others_expected + u32::try_from(eligible.len() - 1).unwrap_or(u32::MAX);
             let gate = (self.io_throttle - expected.min(self.io_throttle / 2))
                 .max(self.io_throttle.min(PROBE_DEPTH));
             cap = cap.min(gate);

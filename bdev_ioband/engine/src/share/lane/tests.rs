@@ -451,9 +451,8 @@ impl Model {
                             }
                         }
                         Flight::Ticket(t) => {
-                            if lanes {
-                                self.settle_all(now, k);
-                            }
+                            // Not settled first: with a lane open nothing waits in the
+                            // share, so the completion decides nothing (the host does so).
                             let mut out = Vec::new();
                             self.s.complete(t, now, &mut |io, t| out.push((io, t)));
                             self.take(out, k);
