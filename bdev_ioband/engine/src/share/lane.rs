@@ -261,6 +261,7 @@ impl<T> Share<T> {
                 .max(self.io_throttle.min(PROBE_DEPTH));
             cap = cap.min(gate);
         }
+        self.lane_cap = cap;
         let room = cap.saturating_sub(self.in_flight);
         let n = u32::try_from(eligible.len()).unwrap_or(u32::MAX);
         let (each, extra) = (room / n, room % n);
@@ -310,6 +311,23 @@ impl<T> Share<T> {
         let mut req = [LaneRequest::new(dev, group)];
         self.lanes_open(&mut req);
         req[0].grant
+    }
+
+    /// Gives the open lane of `group` the room below the lanes' cap that completions of
+    /// I/O the share dispatched itself have made since the lanes opened (the host calls it
+    /// after such a completion of the group): the slots it gets (0: no lane, no room). Each
+    /// I/O of the lane still finds the share below the limit and the window: the cap was
+    /// computed for every lane and every group in flight at open, and nothing it depends
+    /// on changes while the lanes are open.
+    pub fn lane_grow(&mut self, group: GroupId) -> u32 {
+        let room = self.lane_cap.saturating_sub(self.in_flight);
+        let Some(l) = self.lanes.iter_mut().find(|l| l.group == group) else {
+            return 0;
+        };
+        let extra = room.min(LANE_SLOTS_MAX.saturating_sub(l.reserved));
+        l.reserved += extra;
+        self.in_flight += extra;
+        extra
     }
 
     /// Whether any lane is open.

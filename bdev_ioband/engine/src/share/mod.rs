@@ -223,6 +223,8 @@ pub struct Share<T> {
     remote_stats: Vec<mirror::RemoteStats>,
     /// Open lanes (see the lane module): their slots are counted in `in_flight`.
     lanes: Vec<lane::OpenLane>,
+    /// What the open lanes and everything else in flight may reach together.
+    lane_cap: u32,
 }
 
 impl<T> Share<T> {
@@ -273,6 +275,7 @@ impl<T> Share<T> {
             batch: depth::Batch::default(),
             remote_stats: Vec::new(),
             lanes: Vec::new(),
+            lane_cap: 0,
             depth: depth::DepthControl::new(params.effective_io_limit(), ticks_per_sec),
         };
         share.refresh_derived();

@@ -456,6 +456,15 @@ impl Model {
                             let mut out = Vec::new();
                             self.s.complete(t, now, &mut |io, t| out.push((io, t)));
                             self.take(out, k);
+                            // The room it made goes to its group's lane, if open.
+                            if lanes {
+                                if let Some(i) = self.groups.iter().position(|&(_, g)| g == t.group)
+                                {
+                                    if self.lanes[i].open {
+                                        self.lanes[i].free += u64::from(self.s.lane_grow(t.group));
+                                    }
+                                }
+                            }
                         }
                     }
                 }
