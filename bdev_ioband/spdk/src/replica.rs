@@ -33,7 +33,17 @@
 //!   closed until the next pass. A completion of an I/O the replica dispatched itself does
 //!   not settle them (it decides nothing while a lane is open: the engine's lane module).
 //!   A completion of a lane's I/O while the lane is closed is settled at once (something
-//!   may wait for its slot). Closing is a write to the lanes Rust owns: the
+//!   may wait for its slot); one of an I/O the share dispatched gives its slot to its
+//!   group's lane ([`bdev_ioband_engine::Share::lane_grow`]), so a lane is not starved by
+//!   the share-dispatched I/O it finds in flight when it opens.
+//!
+//!   Choices against the first sketch of this design: a lane's slots are room in flight,
+//!   given back by each completion, not a number of dispatches per pass (a pass of 50 µs
+//!   carries ~500 I/Os at 10 M IOPS: a per-pass count would send most of them down the
+//!   slow path); the lanes are Rust's memory that the shim reads, so closing them is a
+//!   store to `open`, no epoch and no shim call; and the poller's one call per pass settles
+//!   and opens every lane of the thread (one crossing per pass, not one per channel, and a
+//!   share's lanes are granted together, which their window needs). Closing is a write to the lanes Rust owns: the
 //!   shim checks `open` per I/O, no epoch to compare and no call needed.
 //!
 //! Owned: a replica by its thread; the owner's side by the owner thread, in [`State`];
@@ -938,16 +948,18 @@ fn open_lanes(r: &mut Replica) {
         lane_idx,
         ..
     } = r;
-    let mut shares: Vec<ShareId> = Vec::new();
-    for l in lanes.iter() {
-        if let Some(route) = l.route {
-            if !shares.contains(&route.share) {
-                shares.push(route.share);
-            }
+    // One call per share (at its first lane): a lane's grant depends on the share's other
+    // lanes. No allocation: a thread has a few lanes.
+    for first in 0..lanes.len() {
+        let Some(share_id) = lanes[first].route.map(|r| r.share) else {
+            continue;
+        };
+        if lanes[..first]
+            .iter()
+            .any(|l| l.route.is_some_and(|r| r.share == share_id))
+        {
+            continue;
         }
-    }
-    // One call per share: a lane's grant depends on the share's other lanes.
-    for share_id in shares {
         let Some(share) = engine.share_by_id_mut(share_id) else {
             continue;
         };

@@ -214,7 +214,9 @@ impl<T> Share<T> {
         }
         let floor = self.vclock.saturating_sub(self.credit_vt);
         // Which requests may have a lane: (index, slot, idle, vtime at first dispatch).
-        let mut eligible: Vec<(usize, u32, bool, u128)> = Vec::with_capacity(reqs.len());
+        // (Scratch kept in the share: no allocation per opening once it has grown.)
+        let mut eligible = std::mem::take(&mut self.lane_scratch);
+        eligible.clear();
         for (i, r) in reqs.iter().enumerate() {
             let Some(g) = self.lane_group(r.dev, r.group) else {
                 continue;
@@ -229,9 +231,19 @@ impl<T> Share<T> {
             let start = if idle { g.vtime.max(floor) } else { g.vtime };
             eligible.push((i, r.group.slot, idle, start));
         }
-        if eligible.is_empty() {
-            return;
+        if !eligible.is_empty() {
+            self.grant_lanes(reqs, &eligible, floor);
         }
+        self.lane_scratch = eligible;
+    }
+
+    /// The grants of the eligible requests (`lanes_open`'s second half).
+    fn grant_lanes(
+        &mut self,
+        reqs: &mut [LaneRequest],
+        eligible: &[(usize, u32, bool, u128)],
+        floor: u128,
+    ) {
         let contended = self.span.as_ref().is_some_and(|s| s.contended);
         // The other groups that may be active, or expected back, at a lane's I/O: active
         // or expected ones now, and those with I/O in flight (a completion, which the host
@@ -278,7 +290,7 @@ impl<T> Share<T> {
             }
             // The virtual time this group's dispatches may start at.
             let mut bound = ceiling;
-            for &(_, other, _, _) in &eligible {
+            for &(_, other, _, _) in eligible {
                 if other != slot {
                     if let Some(g) = self.slots[other as usize].group.as_ref() {
                         bound = bound.min(g.vtime.saturating_add(self.credit_vt));

@@ -225,6 +225,8 @@ pub struct Share<T> {
     lanes: Vec<lane::OpenLane>,
     /// What the open lanes and everything else in flight may reach together.
     lane_cap: u32,
+    /// Scratch of `lanes_open`: (request, slot, idle, virtual time at first dispatch).
+    lane_scratch: Vec<(usize, u32, bool, u128)>,
 }
 
 impl<T> Share<T> {
@@ -276,6 +278,7 @@ impl<T> Share<T> {
             remote_stats: Vec::new(),
             lanes: Vec::new(),
             lane_cap: 0,
+            lane_scratch: Vec::new(),
             depth: depth::DepthControl::new(params.effective_io_limit(), ticks_per_sec),
         };
         share.refresh_derived();
