@@ -29,6 +29,7 @@ pub use params::{
     SHORT_MAX, TOKEN_MAX,
 };
 pub use share::{
-    Admit, Batch, CoreReport, DeviceIdx, Grant, GroupGrant, GroupReport, Hub, Share, ShareLayout,
-    SlotLayout, FLOOR_TTL_MS, QUEUE_DELAY_MIN_US, RESERVE_LAG_MAX_MS,
+    Admit, Batch, CoreReport, DeviceIdx, Grant, GroupGrant, GroupReport, Hub, LaneCounts,
+    LaneGrant, LaneRequest, Share, ShareLayout, SlotLayout, FLOOR_TTL_MS, LANE_SLOTS_MAX,
+    QUEUE_DELAY_MIN_US, RESERVE_LAG_MAX_MS,
 };

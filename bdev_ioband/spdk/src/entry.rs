@@ -209,6 +209,30 @@ pub extern "C" fn ioband_rs_thread_poll(rs: *mut c_void) -> c_int {
     guard("thread_poll", 0, || c_int::from(replica::poll(rs)))
 }
 
+/// A channel's lane (null: none).
+#[no_mangle]
+pub extern "C" fn ioband_rs_thread_lane(
+    rs: *mut c_void,
+    dev_id: u64,
+    thread_id: u64,
+) -> *mut crate::ffi::Lane {
+    guard("thread_lane", std::ptr::null_mut(), || {
+        replica::lane_new(rs, dev_id, thread_id)
+    })
+}
+
+/// A channel's lane goes (settled first).
+#[no_mangle]
+pub extern "C" fn ioband_rs_thread_lane_free(rs: *mut c_void, lane: *mut crate::ffi::Lane) {
+    guard("thread_lane_free", (), || replica::lane_free(rs, lane))
+}
+
+/// A lane's I/O completed while the lane was closed: settle now.
+#[no_mangle]
+pub extern "C" fn ioband_rs_thread_lane_settle(rs: *mut c_void) {
+    guard("thread_lane_settle", (), || replica::lane_settle(rs))
+}
+
 /// A message between the owner and a replica arrived.
 #[no_mangle]
 pub extern "C" fn ioband_rs_msg(arg: *mut c_void) {

@@ -34,6 +34,41 @@ pub const STATUS_ABORTED: c_int = 2;
 /// `-ENOMEM` from [`ShimApi::dispatch`]: no `spdk_bdev_io` for the base right now.
 pub const DISPATCH_NOMEM: c_int = -12;
 
+/// `struct ioband_lane` of `ioband_shim.h`: a lane's grant, written by Rust, and what
+/// the shim counted since the last settle (see [`crate::replica`], lanes). Allocated by
+/// Rust, used by the shim between `ioband_rs_thread_lane` and `ioband_rs_thread_lane_free`,
+/// on the channel's thread only.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct Lane {
+    pub open: u32,
+    pub sectors: u32,
+    pub free: u64,
+    pub cost_used: u64,
+    pub cost_budget: u64,
+    pub read_ios: u64,
+    pub read_bytes: u64,
+    pub write_ios: u64,
+    pub write_bytes: u64,
+    pub cost: u64,
+    pub last_cost: u64,
+    pub completed: u64,
+    pub completed_cost: u64,
+    pub completed_bytes: u64,
+    pub latency_sum: u64,
+    pub latency_min: u64,
+    pub latency_min_drained: u64,
+    pub first_tick: u64,
+    pub last_tick: u64,
+    pub at_base: u64,
+    pub others: u64,
+}
+
+/// `IOBAND_LANE_SIZE`: the C side asserts the same.
+pub const LANE_SIZE: usize = 160;
+const _: () = assert!(std::mem::size_of::<Lane>() == LANE_SIZE);
+
 /// RPC method numbers (`IOBAND_RPC_*`).
 pub mod method {
     use std::ffi::c_int;

@@ -23,7 +23,10 @@ use std::sync::{Mutex, MutexGuard};
 use serde_json::Value;
 
 use crate::entry;
-use crate::ffi::{method, ShimApi, DISPATCH_NOMEM, RS_IO_AREA, STATUS_FAILED};
+use crate::ffi::{
+    method, Lane, ShimApi, DISPATCH_NOMEM, IO_READ, IO_WRITE, RS_IO_AREA, STATUS_BASE,
+    STATUS_FAILED,
+};
 
 /// Ticks per second the harness initialises the module with.
 pub const TICKS_PER_SEC: u64 = 1_000_000_000;
@@ -53,6 +56,8 @@ pub enum Call {
     NodeUnregister(String, bool),
     /// `ioband_shim_dispatch`.
     Dispatch(IoId),
+    /// The shim's lane took the I/O straight to the base (no Rust on its path).
+    LaneDispatch(IoId),
     /// `ioband_shim_io_wait`.
     IoWait(IoId),
     /// `ioband_shim_complete` with its status.
@@ -134,6 +139,21 @@ pub struct MockIo {
     pub completions: Vec<c_int>,
     /// The replica that took it (its pointer), when a replica scheduled it.
     pub rs: Option<usize>,
+    /// Dispatched by a lane: the lane, its dispatch tick and cost.
+    pub lane: Option<(usize, u64, u64)>,
+}
+
+/// A channel of the model with its lane (struct ioband_channel's lane).
+#[derive(Debug, Clone, Copy)]
+pub struct MockChannel {
+    /// The replica of its thread.
+    pub rs: usize,
+    /// Its device.
+    pub dev_id: u64,
+    /// Its thread's id.
+    pub thread_id: u64,
+    /// The lane Rust gave it.
+    pub lane: usize,
 }
 
 #[derive(Debug)]
@@ -182,6 +202,8 @@ pub struct Mock {
     msgs: VecDeque<Msg>,
     /// How many of the next `send_msg` fail (0 once used up).
     pub msg_fail: usize,
+    /// Channels with a lane.
+    pub channels: Vec<MockChannel>,
 }
 
 impl Drop for Mock {
@@ -729,6 +751,7 @@ impl Harness {
                 thread_id,
                 completions: Vec::new(),
                 rs,
+                lane: None,
             });
             m.areas
                 .push(Box::into_raw(Box::new(IoArea([0; RS_IO_AREA / 8]))));
@@ -748,6 +771,10 @@ impl Harness {
             m.at_base.remove(pos);
             (m.areas[id], m.nodes[m.ios[id].node].dev_id, m.ios[id].rs)
         });
+        if let Some((lane, tick, cost)) = with_mock(|m| m.ios[id].lane) {
+            self.lane_done(id, rs.unwrap_or(0), lane, tick, cost);
+            return;
+        }
         match rs {
             Some(rs) => {
                 let now = with_mock(|m| m.pass_ticks);
@@ -796,6 +823,9 @@ impl Harness {
         let id = self.new_io(name, kind, bytes, thread_id, Some(rs as usize));
         let (p, dev_id, now) =
             with_mock(|m| (m.areas[id], m.nodes[m.ios[id].node].dev_id, m.pass_ticks));
+        if self.lane_submit(rs, id, dev_id, kind, bytes, thread_id, now) {
+            return id;
+        }
         match entry::ioband_rs_thread_submit(rs, dev_id, p.cast(), kind, bytes, thread_id, now) {
             0 => {}
             1 => {
@@ -809,6 +839,141 @@ impl Harness {
             }
         }
         id
+    }
+
+    /// A channel of `name` is created on the replica's thread (`thread_id`): it gets its
+    /// lane, as the shim's ioband_ch_create does.
+    pub fn thread_channel(&self, rs: *mut c_void, name: &str, thread_id: u64) -> *mut Lane {
+        let dev_id = self
+            .node_of(name)
+            .map(|i| with_mock(|m| m.nodes[i].dev_id))
+            .unwrap_or_else(|| panic!("no registered ioband bdev {name}"));
+        let lane = entry::ioband_rs_thread_lane(rs, dev_id, thread_id);
+        if !lane.is_null() {
+            with_mock(|m| {
+                m.channels.push(MockChannel {
+                    rs: rs as usize,
+                    dev_id,
+                    thread_id,
+                    lane: lane as usize,
+                })
+            });
+        }
+        lane
+    }
+
+    /// The channel of `lane` goes (ioband_ch_destroy).
+    pub fn thread_channel_destroy(&self, rs: *mut c_void, lane: *mut Lane) {
+        with_mock(|m| m.channels.retain(|c| c.lane != lane as usize));
+        entry::ioband_rs_thread_lane_free(rs, lane);
+    }
+
+    /// A copy of a lane as the shim sees it.
+    pub fn lane(&self, lane: *mut Lane) -> Lane {
+        let p = with_mock(|m| {
+            m.channels
+                .iter()
+                .find(|c| c.lane == lane as usize)
+                .map(|c| c.lane)
+        })
+        .expect("a lane of a live channel of the model");
+        // SAFETY: a lane Rust gave a channel of the model that is still listed (so not
+        // freed); nothing else touches it during the read.
+        unsafe { *(p as *const Lane) }
+    }
+
+    /// The shim's lane_submit: whether the channel's lane took the I/O.
+    #[allow(clippy::too_many_arguments)]
+    fn lane_submit(
+        &self,
+        rs: *mut c_void,
+        id: IoId,
+        dev_id: u64,
+        kind: c_int,
+        bytes: u64,
+        thread_id: u64,
+        now: u64,
+    ) -> bool {
+        let chan = with_mock(|m| {
+            m.channels
+                .iter()
+                .find(|c| c.rs == rs as usize && c.dev_id == dev_id && c.thread_id == thread_id)
+                .copied()
+        });
+        let Some(chan) = chan else { return false };
+        let lp = chan.lane as *mut Lane;
+        // SAFETY: as in `lane`: live while its channel is listed; no Rust call runs
+        // while this reference is used.
+        let l = unsafe { &mut *lp };
+        let read = kind == IO_READ;
+        if l.open == 0 || l.free == 0 || l.cost_used >= l.cost_budget || (!read && kind != IO_WRITE)
+        {
+            return false;
+        }
+        let cost = if l.sectors != 0 {
+            (bytes >> 9).max(1)
+        } else {
+            1
+        };
+        let rc = with_mock(|m| m.dispatch_rc.pop_front().unwrap_or(0));
+        if rc != 0 {
+            // The base refused it: the slow path takes it.
+            return false;
+        }
+        if (l.read_ios | l.write_ios | l.completed) == 0 {
+            l.first_tick = now;
+        }
+        l.last_tick = now;
+        l.free -= 1;
+        l.cost_used += cost;
+        l.at_base += 1;
+        if read {
+            l.read_ios += 1;
+            l.read_bytes += bytes;
+        } else {
+            l.write_ios += 1;
+            l.write_bytes += bytes;
+        }
+        l.cost += cost;
+        l.last_cost = cost;
+        with_mock(|m| {
+            m.ios[id].lane = Some((chan.lane, now, cost));
+            m.at_base.push(id);
+            m.calls.push(Call::LaneDispatch(id));
+        });
+        true
+    }
+
+    /// The shim's lane_done: counted, completed, settled at once if the lane is closed.
+    fn lane_done(&self, id: IoId, rs: usize, lane: usize, tick: u64, cost: u64) {
+        let (now, bytes) = with_mock(|m| (m.pass_ticks, m.ios[id].bytes));
+        // SAFETY: as in `lane`.
+        let l = unsafe { &mut *(lane as *mut Lane) };
+        let latency = now - tick;
+        if (l.read_ios | l.write_ios | l.completed) == 0 {
+            l.first_tick = now;
+        }
+        l.last_tick = now;
+        l.completed += 1;
+        l.completed_cost += cost;
+        l.completed_bytes += bytes;
+        l.latency_sum += latency;
+        l.at_base -= 1;
+        l.free += 1;
+        l.latency_min = l.latency_min.min(latency);
+        if l.at_base + l.others < 2 {
+            l.latency_min_drained = l.latency_min_drained.min(latency);
+        }
+        let open = l.open != 0;
+        with_mock(|m| {
+            let io = &mut m.ios[id];
+            assert!(io.completions.is_empty(), "lane I/O {id} completed twice");
+            io.completions.push(STATUS_BASE);
+            m.calls.push(Call::Complete(id, STATUS_BASE));
+        });
+        if !open {
+            entry::ioband_rs_thread_lane_settle(rs as *mut c_void);
+        }
     }
 
     /// The base completes everything it holds, in order.

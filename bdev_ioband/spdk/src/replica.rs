@@ -21,7 +21,34 @@
 //! - **The owner** keeps the replicas' handles, a hub per share, and sends syncs and grants
 //!   ([`owner_tick`], from its poller); the owner's own shares are one of the cores.
 //!
-//! Owned: a replica by its thread; the owner's side by the owner thread, in [`State`].
+//! - **Lanes**: each of the thread's ioband channels has a lane ([`ffi::Lane`]), through
+//!   which the shim dispatches a READ or WRITE straight to the base, and counts it, without
+//!   calling Rust, within what the share granted (see the engine's lane module). Every pass
+//!   of the thread's poller settles every lane with the share (the counts, in aggregate,
+//!   as per-I/O calls would have applied them), closes them, does the replica's pass, and
+//!   opens them again. Every other call into the replica that may decide something (an I/O
+//!   the lane could not take, a message: grant, sync; a leave) settles and closes the lanes
+//!   first, so the share never decides on state the lanes changed; a grant or a sync opens
+//!   them again at once, under what it changed, an I/O the lane could not take leaves them
+//!   closed until the next pass. A completion of an I/O the replica dispatched itself does
+//!   not settle them (it decides nothing while a lane is open: the engine's lane module).
+//!   A completion of a lane's I/O while the lane is closed is settled at once (something
+//!   may wait for its slot); one of an I/O the share dispatched gives its slot to its
+//!   group's lane ([`bdev_ioband_engine::Share::lane_grow`]), so a lane is not starved by
+//!   the share-dispatched I/O it finds in flight when it opens.
+//!
+//!   Choices against the first sketch of this design: a lane's slots are room in flight,
+//!   given back by each completion, not a number of dispatches per pass (a pass of 50 µs
+//!   carries ~500 I/Os at 10 M IOPS: a per-pass count would send most of them down the
+//!   slow path); the lanes are Rust's memory that the shim reads, so closing them is a
+//!   store to `open`, no epoch and no shim call; and the poller's one call per pass settles
+//!   and opens every lane of the thread (one crossing per pass, not one per channel, and a
+//!   share's lanes are granted together, which their window needs). Closing is a write to the lanes Rust owns: the
+//!   shim checks `open` per I/O, no epoch to compare and no call needed.
+//!
+//! Owned: a replica by its thread; the owner's side by the owner thread, in [`State`];
+//! a lane by its replica (allocated and freed here), lent to the shim's channel between
+//! `ioband_rs_thread_lane` and `ioband_rs_thread_lane_free`, on the same thread.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -29,9 +56,11 @@ use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use std::ptr::NonNull;
+
 use bdev_ioband_engine::{
-    Admit, CoreReport, DeviceIdx, Engine, Grant, GroupId, GroupKey, GroupStats, Hub, Op, ShareId,
-    ShareLayout,
+    Admit, CoreReport, DeviceIdx, Engine, Grant, GroupId, GroupKey, GroupStats, Hub, LaneCounts,
+    LaneRequest, Op, Policy, ShareId, ShareLayout,
 };
 
 use crate::ffi;
@@ -141,9 +170,38 @@ pub struct Replica {
     left: bool,
     last_exchange_ticks: u64,
     exchange_ticks: u64,
+    /// The lanes of the thread's channels (see the module doc).
+    lanes: Vec<LaneSlot>,
+    /// Scratch for opening lanes (kept to reuse their allocations).
+    lane_reqs: Vec<LaneRequest>,
+    lane_idx: Vec<usize>,
 }
 
 type Cell = RefCell<Replica>;
+
+/// A lane and what it dispatches for.
+#[derive(Debug)]
+struct LaneSlot {
+    /// From `Box::into_raw` in [`lane_new`]; freed in [`lane_free`] or [`destroy`].
+    lane: NonNull<ffi::Lane>,
+    dev_id: u64,
+    thread_id: u64,
+    /// The route its I/O in flight were charged to (kept while any is at the base: a
+    /// sync may move the thread's route to another group, but not theirs).
+    route: Option<Route>,
+}
+
+impl LaneSlot {
+    /// The lane's memory.
+    #[allow(clippy::mut_from_ref)]
+    fn get(&self) -> &mut ffi::Lane {
+        // SAFETY: allocated by `lane_new` and freed only after it is removed from the
+        // replica's list (`lane_free`, `destroy`), so live while listed; touched only on the
+        // replica's thread, by Rust here and by the shim between calls (never while a
+        // reference from here is alive: no shim call is made while one is held).
+        unsafe { &mut *self.lane.as_ptr() }
+    }
+}
 
 /// Where a (device, submitting thread) pair's I/O goes in the replica's engine.
 #[derive(Debug, Clone, Copy)]
@@ -156,6 +214,11 @@ struct Route {
 }
 
 impl Replica {
+    /// Whether none of the replica's I/O is at the base (its own dispatches and its lanes').
+    fn nothing_at_base(&self) -> bool {
+        self.at_base == 0 && self.lanes.iter().all(|l| l.get().at_base == 0)
+    }
+
     /// The route of an I/O of device `dev_id` submitted on thread `thread_id`: the cached
     /// one, else found (the device's `tag:<thread id>` group when attached, its default
     /// group otherwise) and cached. None: a device the replica does not know.
@@ -241,6 +304,9 @@ pub fn create(thread: u64) -> *mut c_void {
         left: false,
         last_exchange_ticks: 0,
         exchange_ticks: (ticks / 1_000_000 * EXCHANGE_PERIOD_US).max(1),
+        lanes: Vec::new(),
+        lane_reqs: Vec::new(),
+        lane_idx: Vec::new(),
     }));
     let p = Box::into_raw(cell);
     if let Ok(mut r) = REGISTRY.lock() {
@@ -260,6 +326,7 @@ fn cell<'a>(rs: *mut c_void) -> Option<&'a Cell> {
 /// The thread's last ioband channel is gone.
 pub fn leave(rs: *mut c_void) {
     let Some(cell) = cell(rs) else { return };
+    settle_lanes_now(cell);
     let Ok(mut r) = cell.try_borrow_mut() else {
         return;
     };
@@ -292,6 +359,11 @@ pub fn destroy(rs: *mut c_void) {
     if let Ok(mut reg) = REGISTRY.lock() {
         reg.remove(&r.id);
     }
+    for l in r.lanes.drain(..) {
+        // SAFETY: from Box::into_raw in `lane_new`, no longer listed; the shim's channels
+        // are gone (their lanes were freed with them, normally: this is the rest).
+        drop(unsafe { Box::from_raw(l.lane.as_ptr()) });
+    }
     for io in r.engine.mirror(&[]) {
         shim::complete(io, ffi::STATUS_ABORTED);
     }
@@ -317,6 +389,8 @@ pub fn submit(
     if kind == ffi::IO_RESET {
         return 1;
     }
+    // The lane could not take it: the share is made current first (and the lanes close).
+    settle_lanes_now(cell);
     let fx = {
         let Ok(mut r) = cell.try_borrow_mut() else {
             // Re-entered (a completion's callback submitting inside our own call): the
@@ -379,6 +453,8 @@ pub fn done(rs: *mut c_void, io: *mut c_void, now: u64) {
     let (Some(cell), Some(io)) = (cell(rs), IoHandle::new(io)) else {
         return;
     };
+    // No settle of the lanes first: a completion decides nothing while a lane is open (see
+    // the engine's lane module), and with the lanes closed they have nothing unsettled.
     let ticket = io::ticket(&io);
     if let Ok(mut r) = cell.try_borrow_mut() {
         r.at_base = r.at_base.saturating_sub(1);
@@ -403,8 +479,24 @@ fn return_ticket(
     let Ok(mut r) = cell.try_borrow_mut() else {
         return;
     };
-    if let Some(s) = r.engine.share_by_id_mut(share) {
-        s.complete(ticket, now, &mut io::sink(fx, share));
+    let Replica { engine, lanes, .. } = &mut *r;
+    let Some(s) = engine.share_by_id_mut(share) else {
+        return;
+    };
+    s.complete(ticket, now, &mut io::sink(fx, share));
+    // The slot it leaves goes to its group's lane, if that is open (see `lane_grow`).
+    if !s.lanes_are_open() {
+        return;
+    }
+    let group = ticket.group();
+    if let Some(slot) = lanes.iter().find(|l| {
+        l.route
+            .is_some_and(|r| r.share == share && r.group == group)
+    }) {
+        let l = slot.get();
+        if l.open != 0 {
+            l.free += u64::from(s.lane_grow(group));
+        }
     }
 }
 
@@ -482,7 +574,7 @@ fn settle(cell: &Cell, io: IoHandle, rc: c_int) -> Result<Option<IoHandle>, IoHa
             Ok(None)
         }
         ffi::DISPATCH_NOMEM => {
-            let idle = cell.try_borrow().is_ok_and(|r| r.at_base == 0);
+            let idle = cell.try_borrow().is_ok_and(|r| r.nothing_at_base());
             if idle {
                 return Ok(Some(io));
             }
@@ -574,7 +666,7 @@ fn resume(cell: &Cell) {
                     }
                 }
                 ffi::DISPATCH_NOMEM => {
-                    let idle = cell.try_borrow().is_ok_and(|r| r.at_base == 0);
+                    let idle = cell.try_borrow().is_ok_and(|r| r.nothing_at_base());
                     if idle {
                         bounced.push(io);
                     } else {
@@ -610,6 +702,7 @@ fn resume(cell: &Cell) {
 /// The thread's poller: parked I/O, timed queues, the period's report.
 pub fn poll(rs: *mut c_void) -> bool {
     let Some(cell) = cell(rs) else { return false };
+    settle_lanes_now(cell);
     let resumed = cell
         .try_borrow()
         .is_ok_and(|r| !r.parked.is_empty() && !r.armed);
@@ -643,6 +736,9 @@ pub fn poll(rs: *mut c_void) -> bool {
             to_owner(ToOwner::Report { id, reports });
         }
     }
+    if let Ok(mut r) = cell.try_borrow_mut() {
+        open_lanes(&mut r);
+    }
     busy
 }
 
@@ -668,6 +764,8 @@ pub fn on_msg(arg: *mut c_void) {
 }
 
 fn replica_msg(cell: &Cell, msg: ToReplica) {
+    // A grant or a sync changes what the lanes were granted under: settle and close them.
+    settle_lanes_now(cell);
     let mut fx = take_fx(cell);
     {
         let Ok(mut r) = cell.try_borrow_mut() else {
@@ -709,6 +807,187 @@ fn replica_msg(cell: &Cell, msg: ToReplica) {
         }
     }
     run_effects(cell, fx, None);
+    // Open again under what the message changed, not a pass later.
+    if let Ok(mut r) = cell.try_borrow_mut() {
+        open_lanes(&mut r);
+    }
+}
+
+// ----- lanes ---------------------------------------------------------------------------
+
+/// A lane for a new channel of device `dev_id` on the replica's thread (closed until the
+/// next pass opens it). Null: no replica.
+pub fn lane_new(rs: *mut c_void, dev_id: u64, thread_id: u64) -> *mut ffi::Lane {
+    let Some(cell) = cell(rs) else {
+        return std::ptr::null_mut();
+    };
+    let Ok(mut r) = cell.try_borrow_mut() else {
+        return std::ptr::null_mut();
+    };
+    let lane = Box::new(ffi::Lane {
+        latency_min: u64::MAX,
+        latency_min_drained: u64::MAX,
+        ..ffi::Lane::default()
+    });
+    let p = NonNull::from(Box::leak(lane));
+    r.lanes.push(LaneSlot {
+        lane: p,
+        dev_id,
+        thread_id,
+        route: None,
+    });
+    p.as_ptr()
+}
+
+/// A channel goes: its lane's counts are settled, and it is freed.
+pub fn lane_free(rs: *mut c_void, lane: *mut ffi::Lane) {
+    let Some(cell) = cell(rs) else { return };
+    settle_lanes_now(cell);
+    let Ok(mut r) = cell.try_borrow_mut() else {
+        return;
+    };
+    let Some(i) = r.lanes.iter().position(|l| l.lane.as_ptr() == lane) else {
+        return;
+    };
+    let l = r.lanes.swap_remove(i);
+    // SAFETY: from Box::into_raw (leak) in `lane_new`, no longer listed; the shim does not
+    // use it after this call.
+    drop(unsafe { Box::from_raw(l.lane.as_ptr()) });
+}
+
+/// A lane's I/O completed while its lane was closed: settle now.
+pub fn lane_settle(rs: *mut c_void) {
+    if let Some(cell) = cell(rs) {
+        settle_lanes_now(cell);
+    }
+}
+
+/// Settles and closes every lane, then runs what that released.
+fn settle_lanes_now(cell: &Cell) {
+    let busy = cell
+        .try_borrow()
+        .is_ok_and(|r| r.lanes.iter().any(|l| lane_busy(l.get())));
+    if !busy {
+        return;
+    }
+    let mut fx = take_fx(cell);
+    if let Ok(mut r) = cell.try_borrow_mut() {
+        let now = shim::pass_ticks();
+        settle_lanes(&mut r, &mut fx, now);
+    }
+    run_effects(cell, fx, None);
+}
+
+/// Whether a lane is open or has counts to settle.
+#[inline]
+fn lane_busy(l: &ffi::Lane) -> bool {
+    l.open != 0 || (l.read_ios | l.write_ios | l.completed) != 0
+}
+
+/// Hands every lane's counts to its share and closes the lanes (see the module doc).
+fn settle_lanes(r: &mut Replica, fx: &mut Effects, now: u64) {
+    let Replica { lanes, engine, .. } = r;
+    for slot in lanes.iter() {
+        let l = slot.get();
+        if !lane_busy(l) {
+            continue;
+        }
+        l.open = 0;
+        let counts = LaneCounts {
+            read_ios: l.read_ios,
+            read_bytes: l.read_bytes,
+            write_ios: l.write_ios,
+            write_bytes: l.write_bytes,
+            cost: l.cost,
+            last_cost: l.last_cost,
+            completed: l.completed,
+            completed_cost: l.completed_cost,
+            completed_bytes: l.completed_bytes,
+            latency_sum_ticks: l.latency_sum,
+            latency_min_ticks: l.latency_min,
+            latency_min_drained_ticks: l.latency_min_drained,
+            first_tick: l.first_tick,
+            last_tick: l.last_tick,
+        };
+        *l = ffi::Lane {
+            sectors: l.sectors,
+            at_base: l.at_base,
+            latency_min: u64::MAX,
+            latency_min_drained: u64::MAX,
+            ..ffi::Lane::default()
+        };
+        let Some(route) = slot.route else { continue };
+        if let Some(share) = engine.share_by_id_mut(route.share) {
+            share.lane_settle(
+                route.device,
+                route.group,
+                &counts,
+                now,
+                &mut io::sink(fx, route.share),
+            );
+        }
+    }
+}
+
+/// Opens the lanes the shares grant (end of the poller's pass, every lane settled).
+fn open_lanes(r: &mut Replica) {
+    if !r.synced || r.leaving || r.draining || !r.parked.is_empty() || r.lanes.is_empty() {
+        return;
+    }
+    // Routes: found again for lanes with nothing at the base (a sync may have moved them).
+    for i in 0..r.lanes.len() {
+        if r.lanes[i].get().at_base == 0 {
+            let (dev_id, thread_id) = (r.lanes[i].dev_id, r.lanes[i].thread_id);
+            r.lanes[i].route = r.route(dev_id, thread_id);
+        }
+    }
+    let Replica {
+        lanes,
+        engine,
+        lane_reqs,
+        lane_idx,
+        ..
+    } = r;
+    // One call per share (at its first lane): a lane's grant depends on the share's other
+    // lanes. No allocation: a thread has a few lanes.
+    for first in 0..lanes.len() {
+        let Some(share_id) = lanes[first].route.map(|r| r.share) else {
+            continue;
+        };
+        if lanes[..first]
+            .iter()
+            .any(|l| l.route.is_some_and(|r| r.share == share_id))
+        {
+            continue;
+        }
+        let Some(share) = engine.share_by_id_mut(share_id) else {
+            continue;
+        };
+        lane_reqs.clear();
+        lane_idx.clear();
+        for (i, l) in lanes.iter().enumerate() {
+            if let Some(route) = l.route.filter(|r| r.share == share_id) {
+                lane_reqs.push(LaneRequest::new(route.device, route.group));
+                lane_idx.push(i);
+            }
+        }
+        share.lanes_open(lane_reqs);
+        let reserved: u64 = lane_reqs.iter().map(|q| u64::from(q.grant.slots)).sum();
+        let actual = u64::from(share.in_flight()).saturating_sub(reserved);
+        let sectors = u32::from(share.policy() != Policy::Weight);
+        for (&i, q) in lane_idx.iter().zip(lane_reqs.iter()) {
+            let l = lanes[i].get();
+            l.sectors = sectors;
+            if q.grant.slots == 0 {
+                continue;
+            }
+            l.free = u64::from(q.grant.slots);
+            l.cost_used = 0;
+            l.cost_budget = q.grant.cost_budget;
+            l.others = actual.saturating_sub(l.at_base);
+            l.open = 1;
+        }
+    }
 }
 
 // ----- the owner's side --------------------------------------------------------------

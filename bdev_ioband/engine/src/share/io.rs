@@ -390,7 +390,7 @@ impl<T> Share<T> {
     /// Most I/Os in flight right now: io_limit, or the least depth while the auto hold
     /// depth probes the base's latency floor.
     #[inline]
-    fn dispatch_limit(&self) -> u32 {
+    pub(super) fn dispatch_limit(&self) -> u32 {
         if let Some(span) = &self.span {
             span.limit
         } else if self.params.io_throttle == 0 && self.depth.probing() {
@@ -414,7 +414,7 @@ impl<T> Share<T> {
 
     /// Recomputes the spare cap from the active groups with a min (once per period of the
     /// auto window: O(groups with a min), off the per-I/O path).
-    fn refresh_spare_cap(&mut self, now_ticks: u64) {
+    pub(super) fn refresh_spare_cap(&mut self, now_ticks: u64) {
         let delivered = u128::from(self.depth.bytes_per_sec());
         if delivered == 0 {
             // Nothing delivered in the last period: nothing to size the cap from.

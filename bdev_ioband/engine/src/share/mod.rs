@@ -78,10 +78,12 @@ use crate::EngineError;
 
 mod depth;
 mod io;
+mod lane;
 mod mirror;
 mod span;
 
 pub use depth::{Batch, FLOOR_TTL_MS, QUEUE_DELAY_MIN_US};
+pub use lane::{LaneCounts, LaneGrant, LaneRequest, LANE_SLOTS_MAX};
 pub use mirror::{ShareLayout, SlotLayout};
 pub use span::{CoreReport, Grant, GroupGrant, GroupReport, Hub};
 
@@ -219,6 +221,12 @@ pub struct Share<T> {
     /// On the control core's replica of a share that spans cores: the other cores'
     /// counters per group slot (see the mirror module).
     remote_stats: Vec<mirror::RemoteStats>,
+    /// Open lanes (see the lane module): their slots are counted in `in_flight`.
+    lanes: Vec<lane::OpenLane>,
+    /// What the open lanes and everything else in flight may reach together.
+    lane_cap: u32,
+    /// Scratch of `lanes_open`: (request, slot, idle, virtual time at first dispatch).
+    lane_scratch: Vec<(usize, u32, bool, u128)>,
 }
 
 impl<T> Share<T> {
@@ -268,6 +276,9 @@ impl<T> Share<T> {
             span: None,
             batch: depth::Batch::default(),
             remote_stats: Vec::new(),
+            lanes: Vec::new(),
+            lane_cap: 0,
+            lane_scratch: Vec::new(),
             depth: depth::DepthControl::new(params.effective_io_limit(), ticks_per_sec),
         };
         share.refresh_derived();

@@ -74,7 +74,11 @@ struct ioband_channel {
 	struct spdk_io_channel *base_ch;
 	struct spdk_io_channel *thread_ch;
 	struct ioband_thread *t;
+	/* The channel's lane (Rust's; NULL: none): see lane_submit. */
+	struct ioband_lane *lane;
 };
+
+_Static_assert(sizeof(struct ioband_lane) == IOBAND_LANE_SIZE, "struct ioband_lane is ffi::Lane");
 
 enum ioband_status_kind {
 	IOBAND_KIND_SUCCESS,
@@ -92,6 +96,10 @@ struct ioband_io {
 	enum ioband_status_kind kind;
 	/* Scheduled by the submitting thread's replica (on `ich`), not by the owner. */
 	bool local;
+	/* Dispatched by the channel's lane (no Rust on its path): its cost and pass tick. */
+	bool lane;
+	uint32_t lane_cost;
+	uint64_t lane_tick;
 	struct ioband_channel *ich;
 	uint32_t cdw0;
 	int sct;
@@ -333,6 +341,119 @@ io_kind(struct spdk_bdev_io *bdev_io, uint64_t *bytes)
 	}
 }
 
+static int base_submit_once(struct spdk_bdev_io *bdev_io);
+
+static inline bool
+lane_clean(const struct ioband_lane *l)
+{
+	return (l->read_ios | l->write_ios | l->completed) == 0;
+}
+
+/*
+ * The fast lane: a READ or WRITE of a channel whose lane is open, with a slot and budget
+ * left, goes straight to the base on this thread and is counted in the lane; Rust settles
+ * the counts with the share once per pass of the thread's poller (see the engine's lane
+ * module for why that is what per-I/O scheduling would have done). Counted before the
+ * submission (a base may complete inside it), taken back if the base refuses it, which
+ * then takes the slow path. Returns whether the lane took it.
+ */
+static inline bool
+lane_submit(struct ioband_channel *ich, struct spdk_bdev_io *bdev_io)
+{
+	struct ioband_lane *l = ich->lane;
+	struct ioband_io *ctx = io_ctx(bdev_io);
+	uint64_t bytes, cost, now, last_cost;
+	bool read = bdev_io->type == SPDK_BDEV_IO_TYPE_READ;
+
+	if (l == NULL || !l->open || l->free == 0 || l->cost_used >= l->cost_budget ||
+	    (!read && bdev_io->type != SPDK_BDEV_IO_TYPE_WRITE)) {
+		return false;
+	}
+	bytes = bdev_io->u.bdev.num_blocks * bdev_io->bdev->blocklen;
+	cost = l->sectors ? spdk_max(bytes >> 9, 1) : 1;
+	if (cost > UINT32_MAX) {
+		return false;
+	}
+	now = thread_now(ich->t);
+	ctx->local = true;
+	ctx->lane = true;
+	ctx->ich = ich;
+	ctx->lane_cost = (uint32_t)cost;
+	ctx->lane_tick = now;
+	if (lane_clean(l)) {
+		l->first_tick = now;
+	}
+	l->last_tick = now;
+	l->free--;
+	l->cost_used += cost;
+	l->at_base++;
+	if (read) {
+		l->read_ios++;
+		l->read_bytes += bytes;
+	} else {
+		l->write_ios++;
+		l->write_bytes += bytes;
+	}
+	l->cost += cost;
+	last_cost = l->last_cost;
+	l->last_cost = cost;
+	if (spdk_likely(base_submit_once(bdev_io) == 0)) {
+		return true;
+	}
+	/* Not submitted (no bdev_io now, or refused): taken back, the slow path decides. */
+	l->free++;
+	l->cost_used -= cost;
+	l->at_base--;
+	if (read) {
+		l->read_ios--;
+		l->read_bytes -= bytes;
+	} else {
+		l->write_ios--;
+		l->write_bytes -= bytes;
+	}
+	l->cost -= cost;
+	l->last_cost = last_cost;
+	ctx->lane = false;
+	ctx->local = false;
+	ctx->ich = NULL;
+	return false;
+}
+
+/* A lane's I/O came back from the base: counted, completed, and settled at once if the
+ * lane is closed (something may wait for its slot in the share). */
+static void
+lane_done(struct spdk_bdev_io *orig)
+{
+	struct ioband_io *ctx = io_ctx(orig);
+	struct ioband_channel *ich = ctx->ich;
+	struct ioband_lane *l = ich->lane;
+	struct ioband_thread *t = ich->t;
+	uint64_t now = thread_now(t);
+	uint64_t latency = now - ctx->lane_tick;
+
+	if (lane_clean(l)) {
+		l->first_tick = now;
+	}
+	l->last_tick = now;
+	l->completed++;
+	l->completed_cost += ctx->lane_cost;
+	l->completed_bytes += orig->u.bdev.num_blocks * orig->bdev->blocklen;
+	l->latency_sum += latency;
+	l->at_base--;
+	l->free++;
+	if (latency < l->latency_min) {
+		l->latency_min = latency;
+	}
+	if (l->at_base + l->others < 2 && latency < l->latency_min_drained) {
+		l->latency_min_drained = latency;
+	}
+	ctx->lane = false;
+	complete_on_thread(orig);
+	if (!l->open) {
+		ioband_rs_thread_lane_settle(t->rs);
+	}
+}
+
 /* Schedules the I/O with this thread's replica, or sends it to the owner. */
 static void
 submit_here(struct ioband_channel *ich, struct spdk_bdev_io *bdev_io)
@@ -341,6 +462,9 @@ submit_here(struct ioband_channel *ich, struct spdk_bdev_io *bdev_io)
 	uint64_t bytes;
 	int kind, rc;
 
+	if (lane_submit(ich, bdev_io)) {
+		return;
+	}
 	if (ich->t == NULL || ich->t->rs == NULL) {
 		to_owner(bdev_io);
 		return;
@@ -382,6 +506,7 @@ ioband_submit_request(struct spdk_io_channel *ch, struct spdk_bdev_io *bdev_io)
 	ctx->thread_id = ich->thread_id;
 	ctx->kind = IOBAND_KIND_FAILED;
 	ctx->local = false;
+	ctx->lane = false;
 	ctx->ich = NULL;
 
 	switch (bdev_io->type) {
@@ -437,7 +562,9 @@ base_io_done(struct spdk_bdev_io *base_io, bool success, void *cb_arg)
 		spdk_bdev_io_get_nvme_status(base_io, &ctx->cdw0, &ctx->sct, &ctx->sc);
 	}
 	spdk_bdev_free_io(base_io);
-	if (ctx->local) {
+	if (ctx->lane) {
+		lane_done(orig);
+	} else if (ctx->local) {
 		ioband_rs_thread_done(ctx->ich->t->rs, orig, thread_now(ctx->ich->t));
 	} else {
 		ioband_rs_done(ctx->node->dev_id, orig);
@@ -647,6 +774,7 @@ ioband_ch_create(void *io_device, void *ctx_buf)
 	ich->base_ch = NULL;
 	ich->thread_ch = NULL;
 	ich->t = NULL;
+	ich->lane = NULL;
 	if (spdk_get_thread() == g_owner) {
 		return 0;
 	}
@@ -663,6 +791,9 @@ ioband_ch_create(void *io_device, void *ctx_buf)
 		return 0;
 	}
 	ich->t = spdk_io_channel_get_ctx(ich->thread_ch);
+	if (ich->t->rs != NULL) {
+		ich->lane = ioband_rs_thread_lane(ich->t->rs, node->dev_id, ich->thread_id);
+	}
 	return 0;
 }
 
@@ -672,6 +803,10 @@ ioband_ch_destroy(void *io_device, void *ctx_buf)
 	struct ioband_channel *ich = ctx_buf;
 
 	(void)io_device;
+	if (ich->lane != NULL) {
+		ioband_rs_thread_lane_free(ich->t->rs, ich->lane);
+		ich->lane = NULL;
+	}
 	if (ich->thread_ch != NULL) {
 		spdk_put_io_channel(ich->thread_ch);
 		ich->thread_ch = NULL;

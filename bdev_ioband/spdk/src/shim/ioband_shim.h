@@ -44,6 +44,49 @@ extern "C" {
 #define IOBAND_RPC_SET_SETTINGS 5
 #define IOBAND_RPC_GET_IOSTAT 6
 
+/*
+ * A lane (see src/replica.rs and the engine's lane module): what the shim may dispatch for
+ * one channel (an ioband bdev on a replica's thread) straight to the base, without calling
+ * Rust, and what it counts while doing so. Allocated and freed by Rust
+ * (ioband_rs_thread_lane / ioband_rs_thread_lane_free), used by the shim in between, both
+ * on the channel's thread only. Rust writes the grant at each settle; the shim takes a
+ * slot per dispatch and gives it back per completion, and adds to the counters; Rust
+ * zeroes the counters when it settles them. Mirrored by `ffi::Lane` (same size, asserted
+ * on both sides).
+ */
+struct ioband_lane {
+	/* The grant (Rust). open: I/O may take the lane; sectors: the cost of an I/O is
+	 * max(bytes / 512, 1) (weight-iosize), else 1 (weight). */
+	uint32_t open;
+	uint32_t sectors;
+	/* Slots: I/O the lane may still put at the base (less one per dispatch, plus one per
+	 * completion). An I/O may go while cost_used < cost_budget. */
+	uint64_t free;
+	uint64_t cost_used;
+	uint64_t cost_budget;
+	/* Counted by the shim since the last settle (zeroed by Rust). */
+	uint64_t read_ios;
+	uint64_t read_bytes;
+	uint64_t write_ios;
+	uint64_t write_bytes;
+	uint64_t cost;
+	uint64_t last_cost;
+	uint64_t completed;
+	uint64_t completed_cost;
+	uint64_t completed_bytes;
+	uint64_t latency_sum;
+	uint64_t latency_min;		/* UINT64_MAX: none */
+	uint64_t latency_min_drained;	/* UINT64_MAX: none */
+	uint64_t first_tick;
+	uint64_t last_tick;
+	/* The lane's I/O at the base now (the shim's; never zeroed). */
+	uint64_t at_base;
+	/* What else the share had in flight at the grant (Rust): a completion that leaves
+	 * at_base + others below 2 drained the share, as far as the shim can tell. */
+	uint64_t others;
+};
+#define IOBAND_LANE_SIZE 160
+
 /* ---- implemented in Rust (src/entry.rs); every one catches panics ---------------------- */
 
 /* Module init: 0 or a negative errno. */
@@ -99,6 +142,14 @@ void ioband_rs_thread_done(void *rs, void *bdev_io, uint64_t now_ticks);
 void ioband_rs_thread_io_wait_done(void *rs);
 /* The thread's poller (every IOBAND_POLL_US). Returns 1 if it did work. */
 int ioband_rs_thread_poll(void *rs);
+/* A channel of ioband bdev `dev_id` was created on the replica's thread: its lane (NULL:
+ * none, every I/O takes ioband_rs_thread_submit). Closed until the poller's next pass. */
+struct ioband_lane *ioband_rs_thread_lane(void *rs, uint64_t dev_id, uint64_t thread_id);
+/* The channel goes: Rust settles the lane's counts and frees it (its I/O has completed). */
+void ioband_rs_thread_lane_free(void *rs, struct ioband_lane *lane);
+/* A lane I/O completed while its lane was closed: Rust settles the counts now (something
+ * may wait for the slot). */
+void ioband_rs_thread_lane_settle(void *rs);
 /* A message sent with ioband_shim_send_msg arrived (on its target thread). */
 void ioband_rs_msg(void *arg);
 

@@ -4,6 +4,7 @@
 
 mod bound;
 mod io;
+mod lane;
 mod load_check;
 mod replica;
 mod rpc;
