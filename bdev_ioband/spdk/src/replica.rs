@@ -175,6 +175,8 @@ pub struct Replica {
     /// Scratch for opening lanes (kept to reuse their allocations).
     lane_reqs: Vec<LaneRequest>,
     lane_idx: Vec<usize>,
+    /// Scratch of `poll`: the share ids (kept to reuse its allocation every pass).
+    poll_ids: Vec<ShareId>,
 }
 
 type Cell = RefCell<Replica>;
@@ -307,6 +309,7 @@ pub fn create(thread: u64) -> *mut c_void {
         lanes: Vec::new(),
         lane_reqs: Vec::new(),
         lane_idx: Vec::new(),
+        poll_ids: Vec::new(),
     }));
     let p = Box::into_raw(cell);
     if let Ok(mut r) = REGISTRY.lock() {
@@ -713,12 +716,15 @@ pub fn poll(rs: *mut c_void) -> bool {
     let mut fx = take_fx(cell);
     let mut report: Option<Outgoing> = None;
     if let Ok(mut r) = cell.try_borrow_mut() {
-        let ids: Vec<ShareId> = r.engine.share_ids().collect();
+        let mut ids = std::mem::take(&mut r.poll_ids);
+        ids.clear();
+        ids.extend(r.engine.share_ids());
         for &id in &ids {
             if let Some(share) = r.engine.share_by_id_mut(id) {
                 share.poll(now, &mut io::sink(&mut fx, id));
             }
         }
+        r.poll_ids = ids;
         if !r.leaving && now.wrapping_sub(r.last_exchange_ticks) >= r.exchange_ticks {
             r.last_exchange_ticks = now;
             let reports = r.engine.span_reports(now);
