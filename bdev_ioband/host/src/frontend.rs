@@ -1,6 +1,6 @@
-//! Socket plumbing the front ends share (the NBD server and the iSCSI target): non-blocking
-//! reads that append to a connection's input buffer and writes that drain its output
-//! buffer.
+//! Plumbing the front ends share (the NBD server and the iSCSI target): non-blocking reads
+//! that append to a connection's input buffer, writes that drain its output buffer, and
+//! the submission of a connection's I/O that parks what the bdev cannot take now.
 //!
 //! Reads go through a scratch buffer the connection allocates once. Reading straight into
 //! the spare room of the input buffer would need that room initialized first, and a
@@ -9,6 +9,8 @@
 //! Threading: plain functions over one connection's buffers, on the reactor that polls it.
 
 use std::io::{ErrorKind, Read, Write};
+
+use crate::bdev::{BdevIo, IoCallback, IoChannel, SubmitError};
 
 /// Bytes a connection asks its socket for per read (its scratch buffer's size).
 pub(crate) const READ_CHUNK: usize = 256 * 1024;
@@ -97,6 +99,29 @@ pub(crate) fn write_some(
     match failed {
         Some(e) => Output::Failed(e),
         None => Output::Wrote(busy),
+    }
+}
+
+/// Submits a connection's `io`, counting it in `outstanding` until its callback; one the
+/// bdev refuses for lack of resources goes to the back of `parked`, to be tried again in
+/// order. Returns whether it was submitted.
+// Boxes on purpose: descriptors move between layers as `Box`es without reallocating.
+#[allow(clippy::vec_box)]
+pub(crate) fn submit_or_park(
+    ch: &dyn IoChannel,
+    io: Box<BdevIo>,
+    cb: &IoCallback,
+    outstanding: &mut u32,
+    parked: &mut Vec<Box<BdevIo>>,
+) -> bool {
+    *outstanding += 1;
+    match ch.submit(io, cb) {
+        Ok(()) => true,
+        Err(SubmitError::NoMem(io)) => {
+            *outstanding -= 1;
+            parked.push(io);
+            false
+        }
     }
 }
 

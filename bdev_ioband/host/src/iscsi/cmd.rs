@@ -11,7 +11,8 @@ use std::rc::Rc;
 
 use super::conn::Conn;
 use super::pdu::{self, op, Bhs, RESERVED_TAG};
-use crate::bdev::{BdevIo, IoChannel, IoStatus, IoType, SubmitError};
+use crate::bdev::{BdevIo, IoChannel, IoStatus, IoType};
+use crate::frontend;
 use crate::scsi::{
     self, BlockOp, Next, Response, Sense, Task, STATUS_CHECK_CONDITION, STATUS_GOOD,
 };
@@ -398,11 +399,7 @@ impl Conn {
         io.status = IoStatus::Pending;
         io.set_group(&self.group);
         io.user_ctx = u64::from(slot);
-        self.outstanding += 1;
-        if let Err(SubmitError::NoMem(io)) = ch.submit(io, &self.cb) {
-            self.outstanding -= 1;
-            self.parked.push(io);
-        }
+        frontend::submit_or_park(&**ch, io, &self.cb, &mut self.outstanding, &mut self.parked);
     }
 
     /// Resubmits I/O the bdev refused for lack of resources.
@@ -433,14 +430,13 @@ impl Conn {
                 self.parked.push(io);
                 continue;
             }
-            self.outstanding += 1;
-            match ch.submit(io, &self.cb) {
-                Ok(()) => busy = true,
-                Err(SubmitError::NoMem(io)) => {
-                    self.outstanding -= 1;
-                    self.parked.push(io);
-                }
-            }
+            busy |= frontend::submit_or_park(
+                &*ch,
+                io,
+                &self.cb,
+                &mut self.outstanding,
+                &mut self.parked,
+            );
         }
         busy
     }

@@ -420,7 +420,8 @@ impl Conn {
         }
         match bhs.opcode() {
             op::NOP_OUT => self.nop_out(bhs, data),
-            op::SCSI_CMD if self.discovery => {
+            // A discovery session carries no SCSI commands or task management.
+            op::SCSI_CMD | op::TMF_REQ if self.discovery => {
                 let sns = self.sns(true);
                 pdu::reject(
                     &mut self.outbuf,
@@ -432,17 +433,6 @@ impl Conn {
                 Ok(())
             }
             op::SCSI_CMD => self.scsi_command(bhs, data),
-            op::TMF_REQ if self.discovery => {
-                let sns = self.sns(true);
-                pdu::reject(
-                    &mut self.outbuf,
-                    pdu::reject::PROTOCOL_ERROR,
-                    bhs,
-                    sns,
-                    self.digests,
-                );
-                Ok(())
-            }
             op::TMF_REQ => {
                 self.tmf(bhs);
                 Ok(())

@@ -31,7 +31,7 @@ use std::rc::Rc;
 use bdev_ioband_engine::GroupKey;
 
 use super::proto::{self, ProtoError, Request};
-use crate::bdev::{BdevIo, IoCallback, IoChannel, IoPool, IoStatus, IoType, SubmitError};
+use crate::bdev::{BdevIo, IoCallback, IoChannel, IoPool, IoStatus, IoType};
 use crate::frontend::{self, Input, Output, READ_CHUNK};
 
 /// Largest read or write, and the largest block size advertised (32 MiB, the protocol's
@@ -610,11 +610,7 @@ impl Conn {
         io.status = IoStatus::Pending;
         io.set_group(&self.group);
         io.user_ctx = u64::from(slot);
-        self.outstanding += 1;
-        if let Err(SubmitError::NoMem(io)) = ch.submit(io, &self.cb) {
-            self.outstanding -= 1;
-            self.parked.push(io);
-        }
+        frontend::submit_or_park(ch, io, &self.cb, &mut self.outstanding, &mut self.parked);
     }
 
     fn retry_parked(&mut self, ch: &dyn IoChannel) -> bool {
@@ -628,14 +624,8 @@ impl Conn {
                 self.parked.push(io);
                 continue;
             }
-            self.outstanding += 1;
-            match ch.submit(io, &self.cb) {
-                Ok(()) => busy = true,
-                Err(SubmitError::NoMem(io)) => {
-                    self.outstanding -= 1;
-                    self.parked.push(io);
-                }
-            }
+            busy |=
+                frontend::submit_or_park(ch, io, &self.cb, &mut self.outstanding, &mut self.parked);
         }
         busy
     }
