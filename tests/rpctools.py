@@ -389,3 +389,15 @@ def completed_ios(target, groups):
         for g in d['groups']:
             counts[g['group']] = counts.get(g['group'], 0) + g['completed_ios']
     return [counts.get(g, 0) for g in groups]
+
+
+def ratio_in_window(target, groups, warmup_s=2.5, window_s=4.0):
+    """(completed I/Os of each of two groups over a window after a warm-up, their ratio),
+    the counts of each reading taken together (see completed_ios)."""
+    time.sleep(warmup_s)
+    first = completed_ios(target, groups)
+    time.sleep(window_s)
+    second = completed_ios(target, groups)
+    a, b = (s - f for s, f in zip(second, first))
+    assert a > 0 and b > 0, (first, second)
+    return a, b, a / b

@@ -21,7 +21,7 @@ import pytest
 
 import iscsi_conformance
 import iscsitools
-from rpctools import completed_ios
+from rpctools import completed_ios, ratio_in_window
 
 NODE_BASE = 'iqn.2016-06.io.spdk'
 INIT_A = 'iqn.2016-06.io.test:a'
@@ -238,16 +238,10 @@ def test_two_iscsi_perf_initiators_share_3_to_1(make_target):
              for i in (INIT_A, INIT_B)]
     try:
         groups = ['initiator:%s' % i for i in (INIT_A, INIT_B)]
-        time.sleep(2.5)
-        first = completed_ios(t, groups)
-        time.sleep(4)
-        second = completed_ios(t, groups)
+        a, b, ratio = ratio_in_window(t, groups)
         outs = [p.communicate(timeout=60)[0] for p in procs]
         for p, out in zip(procs, outs):
             assert p.returncode == 0, out[-500:]
-        a, b = (s - f for s, f in zip(second, first))
-        assert a > 0 and b > 0, (first, second)
-        ratio = a / b
         print('iSCSI initiator shares: %d vs %d I/O in the common window, ratio %.3f' % (a, b, ratio))
         assert abs(ratio - 3.0) <= 0.09, ratio
     finally:
