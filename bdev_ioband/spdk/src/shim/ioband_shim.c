@@ -511,7 +511,19 @@ ioband_submit_request(struct spdk_io_channel *ch, struct spdk_bdev_io *bdev_io)
 
 	switch (bdev_io->type) {
 	case SPDK_BDEV_IO_TYPE_READ:
-		/* The buffer comes from the submitting thread's cache. */
+		/*
+		 * A read the caller gave a buffer goes on as it is when the bdev asks no
+		 * alignment: what spdk_bdev_io_get_buf would find before calling back at once
+		 * (a buffer present and aligned), without the call, the alignment scan and the
+		 * callback per read. Otherwise the buffer comes from the submitting thread's
+		 * cache (or a bounce buffer), as SPDK decides.
+		 */
+		if (spdk_likely(bdev_io->bdev->required_alignment == 0 &&
+				bdev_io->u.bdev.iovs != NULL &&
+				bdev_io->u.bdev.iovs[0].iov_base != NULL)) {
+			submit_here(ich, bdev_io);
+			return;
+		}
 		spdk_bdev_io_get_buf(bdev_io, read_get_buf_cb,
 				     bdev_io->u.bdev.num_blocks * bdev_io->bdev->blocklen);
 		return;
