@@ -595,6 +595,19 @@ init_ext_io_opts(struct spdk_bdev_io *bdev_io, struct spdk_bdev_ext_io_opts *opt
 	opts->dif_check_flags_exclude_mask = ~bdev_io->u.bdev.dif_check_flags;
 }
 
+/*
+ * Whether a READ or WRITE may go to the base as a plain vectored I/O: what the _ext call
+ * would pass is then nothing (no metadata buffer, no memory domain, and no DIF check on
+ * the base for the caller's flags to mask), which is what the plain call passes, without
+ * the options to fill and SPDK's checks of them.
+ */
+static inline bool
+plain_rw(const struct ioband_node *node, const struct spdk_bdev_io *bdev_io)
+{
+	return node->base_bdev->dif_check_flags == 0 && bdev_io->u.bdev.md_buf == NULL &&
+	       bdev_io->u.bdev.memory_domain == NULL;
+}
+
 /* One submission to the base: 0 or a negative errno (-ENOMEM: no bdev_io now). */
 static int
 base_submit_once(struct spdk_bdev_io *bdev_io)
@@ -608,12 +621,26 @@ base_submit_once(struct spdk_bdev_io *bdev_io)
 
 	switch (bdev_io->type) {
 	case SPDK_BDEV_IO_TYPE_READ:
+		if (spdk_likely(plain_rw(node, bdev_io))) {
+			rc = spdk_bdev_readv_blocks(desc, ch, bdev_io->u.bdev.iovs,
+						    bdev_io->u.bdev.iovcnt,
+						    bdev_io->u.bdev.offset_blocks,
+						    bdev_io->u.bdev.num_blocks, base_io_done, bdev_io);
+			break;
+		}
 		init_ext_io_opts(bdev_io, &opts);
 		rc = spdk_bdev_readv_blocks_ext(desc, ch, bdev_io->u.bdev.iovs, bdev_io->u.bdev.iovcnt,
 						bdev_io->u.bdev.offset_blocks,
 						bdev_io->u.bdev.num_blocks, base_io_done, bdev_io, &opts);
 		break;
 	case SPDK_BDEV_IO_TYPE_WRITE:
+		if (spdk_likely(plain_rw(node, bdev_io))) {
+			rc = spdk_bdev_writev_blocks(desc, ch, bdev_io->u.bdev.iovs,
+						     bdev_io->u.bdev.iovcnt,
+						     bdev_io->u.bdev.offset_blocks,
+						     bdev_io->u.bdev.num_blocks, base_io_done, bdev_io);
+			break;
+		}
 		init_ext_io_opts(bdev_io, &opts);
 		rc = spdk_bdev_writev_blocks_ext(desc, ch, bdev_io->u.bdev.iovs, bdev_io->u.bdev.iovcnt,
 						 bdev_io->u.bdev.offset_blocks,
