@@ -44,8 +44,7 @@ pub const DISPATCH_NOMEM: c_int = -12;
 pub struct Lane {
     pub open: u32,
     pub sectors: u32,
-    pub free: u64,
-    pub cost_used: u64,
+    pub slot_limit: u64,
     pub cost_budget: u64,
     pub read_ios: u64,
     pub read_bytes: u64,
@@ -65,8 +64,21 @@ pub struct Lane {
     pub others: u64,
 }
 
+impl Lane {
+    /// A closed lane with nothing counted: the minima and the first tick at their "none"
+    /// (`u64::MAX`), everything else zero.
+    pub fn cleared() -> Lane {
+        Lane {
+            latency_min: u64::MAX,
+            latency_min_drained: u64::MAX,
+            first_tick: u64::MAX,
+            ..Lane::default()
+        }
+    }
+}
+
 /// `IOBAND_LANE_SIZE`: the C side asserts the same.
-pub const LANE_SIZE: usize = 160;
+pub const LANE_SIZE: usize = 152;
 const _: () = assert!(std::mem::size_of::<Lane>() == LANE_SIZE);
 
 /// RPC method numbers (`IOBAND_RPC_*`).

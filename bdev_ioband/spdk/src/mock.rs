@@ -906,7 +906,10 @@ impl Harness {
         // while this reference is used.
         let l = unsafe { &mut *lp };
         let read = kind == IO_READ;
-        if l.open == 0 || l.free == 0 || l.cost_used >= l.cost_budget || (!read && kind != IO_WRITE)
+        if l.open == 0
+            || l.at_base >= l.slot_limit
+            || l.cost >= l.cost_budget
+            || (!read && kind != IO_WRITE)
         {
             return false;
         }
@@ -920,12 +923,10 @@ impl Harness {
             // The base refused it: the slow path takes it.
             return false;
         }
-        if (l.read_ios | l.write_ios | l.completed) == 0 {
+        if l.first_tick == u64::MAX {
             l.first_tick = now;
         }
         l.last_tick = now;
-        l.free -= 1;
-        l.cost_used += cost;
         l.at_base += 1;
         if read {
             l.read_ios += 1;
@@ -950,7 +951,7 @@ impl Harness {
         // SAFETY: as in `lane`.
         let l = unsafe { &mut *(lane as *mut Lane) };
         let latency = now - tick;
-        if (l.read_ios | l.write_ios | l.completed) == 0 {
+        if l.first_tick == u64::MAX {
             l.first_tick = now;
         }
         l.last_tick = now;
@@ -959,7 +960,6 @@ impl Harness {
         l.completed_bytes += bytes;
         l.latency_sum += latency;
         l.at_base -= 1;
-        l.free += 1;
         l.latency_min = l.latency_min.min(latency);
         if l.at_base + l.others < 2 {
             l.latency_min_drained = l.latency_min_drained.min(latency);

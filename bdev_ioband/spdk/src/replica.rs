@@ -498,7 +498,7 @@ fn return_ticket(
     }) {
         let l = slot.get();
         if l.open != 0 {
-            l.free += u64::from(s.lane_grow(group));
+            l.slot_limit += u64::from(s.lane_grow(group));
         }
     }
 }
@@ -830,11 +830,7 @@ pub fn lane_new(rs: *mut c_void, dev_id: u64, thread_id: u64) -> *mut ffi::Lane 
     let Ok(mut r) = cell.try_borrow_mut() else {
         return std::ptr::null_mut();
     };
-    let lane = Box::new(ffi::Lane {
-        latency_min: u64::MAX,
-        latency_min_drained: u64::MAX,
-        ..ffi::Lane::default()
-    });
+    let lane = Box::new(ffi::Lane::cleared());
     let p = NonNull::from(Box::leak(lane));
     r.lanes.push(LaneSlot {
         lane: p,
@@ -912,15 +908,17 @@ fn settle_lanes(r: &mut Replica, fx: &mut Effects, now: u64) {
             latency_sum_ticks: l.latency_sum,
             latency_min_ticks: l.latency_min,
             latency_min_drained_ticks: l.latency_min_drained,
-            first_tick: l.first_tick,
+            first_tick: if l.first_tick == u64::MAX {
+                0
+            } else {
+                l.first_tick
+            },
             last_tick: l.last_tick,
         };
         *l = ffi::Lane {
             sectors: l.sectors,
             at_base: l.at_base,
-            latency_min: u64::MAX,
-            latency_min_drained: u64::MAX,
-            ..ffi::Lane::default()
+            ..ffi::Lane::cleared()
         };
         let Some(route) = slot.route else { continue };
         if let Some(share) = engine.share_by_id_mut(route.share) {
@@ -987,8 +985,7 @@ fn open_lanes(r: &mut Replica) {
             if q.grant.slots == 0 {
                 continue;
             }
-            l.free = u64::from(q.grant.slots);
-            l.cost_used = 0;
+            l.slot_limit = l.at_base + u64::from(q.grant.slots);
             l.cost_budget = q.grant.cost_budget;
             l.others = actual.saturating_sub(l.at_base);
             l.open = 1;

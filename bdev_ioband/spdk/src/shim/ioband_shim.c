@@ -343,12 +343,6 @@ io_kind(struct spdk_bdev_io *bdev_io, uint64_t *bytes)
 
 static int base_submit_once(struct spdk_bdev_io *bdev_io);
 
-static inline bool
-lane_clean(const struct ioband_lane *l)
-{
-	return (l->read_ios | l->write_ios | l->completed) == 0;
-}
-
 /*
  * The fast lane: a READ or WRITE of a channel whose lane is open, with a slot and budget
  * left, goes straight to the base on this thread and is counted in the lane; Rust settles
@@ -365,7 +359,7 @@ lane_submit(struct ioband_channel *ich, struct spdk_bdev_io *bdev_io)
 	uint64_t bytes, cost, now, last_cost;
 	bool read = bdev_io->type == SPDK_BDEV_IO_TYPE_READ;
 
-	if (l == NULL || !l->open || l->free == 0 || l->cost_used >= l->cost_budget ||
+	if (l == NULL || !l->open || l->at_base >= l->slot_limit || l->cost >= l->cost_budget ||
 	    (!read && bdev_io->type != SPDK_BDEV_IO_TYPE_WRITE)) {
 		return false;
 	}
@@ -380,12 +374,10 @@ lane_submit(struct ioband_channel *ich, struct spdk_bdev_io *bdev_io)
 	ctx->ich = ich;
 	ctx->lane_cost = (uint32_t)cost;
 	ctx->lane_tick = now;
-	if (lane_clean(l)) {
+	if (l->first_tick == UINT64_MAX) {
 		l->first_tick = now;
 	}
 	l->last_tick = now;
-	l->free--;
-	l->cost_used += cost;
 	l->at_base++;
 	if (read) {
 		l->read_ios++;
@@ -401,8 +393,6 @@ lane_submit(struct ioband_channel *ich, struct spdk_bdev_io *bdev_io)
 		return true;
 	}
 	/* Not submitted (no bdev_io now, or refused): taken back, the slow path decides. */
-	l->free++;
-	l->cost_used -= cost;
 	l->at_base--;
 	if (read) {
 		l->read_ios--;
@@ -431,7 +421,7 @@ lane_done(struct spdk_bdev_io *orig)
 	uint64_t now = thread_now(t);
 	uint64_t latency = now - ctx->lane_tick;
 
-	if (lane_clean(l)) {
+	if (l->first_tick == UINT64_MAX) {
 		l->first_tick = now;
 	}
 	l->last_tick = now;
@@ -440,7 +430,6 @@ lane_done(struct spdk_bdev_io *orig)
 	l->completed_bytes += orig->u.bdev.num_blocks * orig->bdev->blocklen;
 	l->latency_sum += latency;
 	l->at_base--;
-	l->free++;
 	if (latency < l->latency_min) {
 		l->latency_min = latency;
 	}

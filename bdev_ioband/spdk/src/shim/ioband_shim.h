@@ -59,12 +59,14 @@ struct ioband_lane {
 	 * max(bytes / 512, 1) (weight-iosize), else 1 (weight). */
 	uint32_t open;
 	uint32_t sectors;
-	/* Slots: I/O the lane may still put at the base (less one per dispatch, plus one per
-	 * completion). An I/O may go while cost_used < cost_budget. */
-	uint64_t free;
-	uint64_t cost_used;
+	/* Slots: an I/O may go while at_base < slot_limit (Rust sets it to at_base plus the
+	 * slots granted; a completion gives its slot back by lowering at_base) and cost (all
+	 * the cost started since the open: the counts are zeroed at every settle, which comes
+	 * before every open) < cost_budget. */
+	uint64_t slot_limit;
 	uint64_t cost_budget;
-	/* Counted by the shim since the last settle (zeroed by Rust). */
+	/* Counted by the shim since the last settle (zeroed by Rust; first_tick UINT64_MAX:
+	 * no event yet). */
 	uint64_t read_ios;
 	uint64_t read_bytes;
 	uint64_t write_ios;
@@ -85,7 +87,7 @@ struct ioband_lane {
 	 * at_base + others below 2 drained the share, as far as the shim can tell. */
 	uint64_t others;
 };
-#define IOBAND_LANE_SIZE 160
+#define IOBAND_LANE_SIZE 152
 
 /* ---- implemented in Rust (src/entry.rs); every one catches panics ---------------------- */
 

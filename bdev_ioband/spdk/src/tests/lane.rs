@@ -107,7 +107,10 @@ fn a_lane_dispatches_and_completes_with_no_rust_call_and_settles_per_pass() {
 fn an_io_the_lane_cannot_take_goes_through_the_share_and_closes_the_lane() {
     // io_limit 4: the replica's part (two cores) is 2 until the first grant.
     let (h, rs, lane) = with_lane(json!({"io_limit": 4, "io_throttle": 4}));
-    let slots = h.lane(lane).free;
+    let slots = {
+        let l = h.lane(lane);
+        l.slot_limit - l.at_base
+    };
     assert!(slots >= 1);
     let mut ios: Vec<IoId> = (0..slots)
         .map(|_| h.thread_submit(rs, "io0", IO_READ, 4096, 7))
