@@ -47,7 +47,6 @@
 
 mod bdev;
 mod channel;
-mod group_cache;
 mod module;
 
 use thiserror::Error;

@@ -17,13 +17,13 @@ use bdev_ioband_engine::{Admit, DeviceRef, Engine, GroupKey, ShareId, ShareParam
 use super::channel::{self, State as ChannelState};
 
 mod span;
-use super::group_cache::GroupCache;
 use super::{DeviceShared, IobandBdev, IobandError};
 use crate::bdev::{
     BdevError, BdevIo, BdevRegistry, IoCallback, IoChannel, IoStats, IoStatus, SubmitError,
 };
 use crate::reactor::{self, EndpointId, PollerStatus};
 use crate::ticks::TICKS_PER_SEC;
+use bdev_ioband_engine::adapter::group_cache::GroupCache;
 
 /// The default group's key, for untagged I/O.
 const DEFAULT_GROUP: GroupKey = GroupKey::None;

@@ -25,10 +25,10 @@ use bdev_ioband_engine::{CoreReport, Grant, Hub, ShareLayout};
 
 use super::{module_on, send_reply, IobandModule, OwnerDevice};
 use crate::bdev::{BdevError, BdevIo, IoStatus};
-use crate::ioband::group_cache::GroupCache;
 use crate::ioband::DeviceShared;
 use crate::reactor::{self, EndpointId};
 use crate::ticks::TICKS_PER_SEC;
+use bdev_ioband_engine::adapter::group_cache::GroupCache;
 
 /// How often replicas and owner exchange, in µs.
 pub const EXCHANGE_PERIOD_US: u64 = 1_000;

@@ -6,18 +6,19 @@
 //! tag itself; other keys share [`SLOTS`] direct-mapped entries. Valid for one control epoch of the module: every
 //! mutable access to the engine (settings, attach, detach, create, delete) starts a new
 //! epoch, and the first lookup after that empties the cache, so a cached handle never
-//! outlives the configuration it was looked up in. Owned by the owner reactor, inside the
-//! module's device entry.
+//! outlives the configuration it was looked up in. Owned by the thread that owns the
+//! adapter, inside its device entry (see [`super::devices`]).
 
-use bdev_ioband_engine::{GroupId, GroupKey};
+use crate::{GroupId, GroupKey};
 
 /// Hashed entries per device.
-pub(crate) const SLOTS: usize = 64;
+pub const SLOTS: usize = 64;
 /// Tags with an entry of their own.
-pub(crate) const TAG_SLOTS: usize = 256;
+pub const TAG_SLOTS: usize = 256;
 
 #[derive(Debug)]
-pub(crate) struct GroupCache {
+/// The cache of one device; see the module doc.
+pub struct GroupCache {
     epoch: u64,
     tags: Box<[Option<GroupId>]>,
     slots: Box<[Option<(GroupKey, GroupId)>]>,
@@ -62,7 +63,7 @@ fn index(key: &GroupKey) -> usize {
 impl GroupCache {
     /// The cached handle of `key`, if it was looked up in `epoch`.
     #[inline]
-    pub(crate) fn get(&mut self, key: &GroupKey, epoch: u64) -> Option<GroupId> {
+    pub fn get(&mut self, key: &GroupKey, epoch: u64) -> Option<GroupId> {
         if self.epoch != epoch {
             self.tags.iter_mut().for_each(|s| *s = None);
             self.slots.iter_mut().for_each(|s| *s = None);
@@ -79,7 +80,7 @@ impl GroupCache {
     }
 
     /// Remembers `key`'s handle for the current epoch.
-    pub(crate) fn put(&mut self, key: &GroupKey, id: GroupId) {
+    pub fn put(&mut self, key: &GroupKey, id: GroupId) {
         if let Some(t) = tag_index(key) {
             self.tags[t] = Some(id);
             return;

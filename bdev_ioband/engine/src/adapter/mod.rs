@@ -1,0 +1,462 @@
+//! The host-neutral I/O adapter: what a host does between receiving an I/O for an ioband
+//! device and completing it, other than moving bytes, written once for both hosts (the
+//! embedded `ioband_tgt` and the SPDK module), so that they cannot drift apart.
+//!
+//! - **Classification** ([`Adapter::classify`]): a device handle and the I/O's group key
+//!   give the engine's (share, device, group), through a per-device group cache
+//!   ([`group_cache`]) valid for one control epoch ([`Adapter::config_changed`]): no
+//!   lookup by name and no SipHash per I/O.
+//! - **Tickets** ([`IoTag`]): every I/O carries its device handle ([`DevHandle`],
+//!   generation-checked) from submission, and, once the engine dispatched it, the handle
+//!   of the share that did (the engine's [`ShareId`], generation-checked too) with the
+//!   ticket. A completion returns the ticket to that share incarnation and counts the I/O
+//!   back on that device incarnation, or to nothing if either was deleted meanwhile: a
+//!   share or device deleted and re-created while I/O is in flight never receives the old
+//!   completions ([`Adapter::complete`]).
+//! - **Parking** ([`park`]): a base's ENOMEM parks the I/O in that base's queue; I/O to
+//!   other bases goes on; order is kept per base.
+//! - **Exactly once**: every I/O the host submits comes back to it once: dispatched to the
+//!   base ([`Base::submit`]), or failed ([`Base::fail`], with the reason: the device went,
+//!   the base refused it), or handed back at once (`Err` from [`Adapter::submit`]). A
+//!   failed I/O's ticket is returned first, so the share does not count it in flight.
+//!
+//! What stays the host's: how an I/O carries its tag ([`Tagged`]), how to submit to a base
+//! and how to complete to the caller ([`Base`]), when completions run (a host may complete
+//! the caller before returning the ticket: the engine's contract allows both), threads and
+//! messages. A host whose base submissions must wait until its state is released (the SPDK
+//! module: a submission may call back into it) returns [`Submit::Deferred`] and drives the
+//! parking queue itself with [`Parking`]'s primitives.
+//!
+//! Threading: an [`Adapter`] (its device table, group caches, parking queues) belongs to
+//! the thread that owns its engine (an owner or a replica); nothing here is shared. The
+//! I/O path takes no lock, sends no message and allocates nothing (queues are
+//! preallocated on the control path and reused).
+
+pub mod devices;
+pub mod group_cache;
+pub mod park;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+
+use crate::{Admit, DeviceIdx, Engine, GroupId, GroupKey, Share, ShareId, Ticket};
+
+pub use devices::{BaseIdx, DevHandle, Device, DeviceTable, Mirrored};
+pub use park::{Parking, PARK_CAPACITY};
+
+/// What an I/O carries while the adapter has it: its device, and once dispatched, the
+/// share incarnation that dispatched it and its ticket. 48 bytes (fits the SPDK module's
+/// per-I/O area).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IoTag {
+    /// The device it was submitted to.
+    pub dev: DevHandle,
+    /// Set while the engine counts it in flight.
+    pub held: Option<Held>,
+}
+
+/// The share that dispatched an I/O and its ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    /// The share incarnation (generation-checked handle).
+    pub share: ShareId,
+    /// The ticket to return there.
+    pub ticket: Ticket,
+}
+
+impl IoTag {
+    /// A tag for an I/O of `dev` that holds no ticket.
+    pub fn new(dev: DevHandle) -> IoTag {
+        IoTag { dev, held: None }
+    }
+}
+
+/// How a host's I/O handle carries its [`IoTag`].
+pub trait Tagged {
+    /// The tag last set.
+    fn tag(&self) -> IoTag;
+    /// Sets the tag.
+    fn set_tag(&mut self, tag: IoTag);
+}
+
+/// What a base answered to a submission.
+#[derive(Debug)]
+pub enum Submit<T> {
+    /// Taken: it is at the base.
+    Taken,
+    /// Out of resources (ENOMEM): not taken, park it.
+    NoMem(T),
+    /// Refused for good: fail it.
+    Refused(T),
+    /// The host submits it later itself (and parks it, if need be, with [`Parking`]).
+    Deferred,
+}
+
+/// Why [`Base::fail`] gets an I/O back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Its device was deleted (or is another incarnation now): abort it.
+    DeviceGone,
+    /// The base refused it.
+    Refused,
+}
+
+/// The host's side of the I/O path: how to submit to a base, how to fail to the caller.
+pub trait Base<T, D> {
+    /// Offers `io` to the base of the device whose host data is `dev`.
+    fn submit(&mut self, dev: &mut D, io: T) -> Submit<T>;
+    /// Completes `io` to its caller as failed (its ticket was returned already).
+    fn fail(&mut self, io: T, why: Failure);
+}
+
+/// Where an I/O goes in the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// The device.
+    pub dev: DevHandle,
+    /// Its share.
+    pub share: ShareId,
+    /// Its index there.
+    pub device: DeviceIdx,
+    /// The group the I/O counts to.
+    pub group: GroupId,
+}
+
+/// Why an I/O could not be classified or submitted (the host fails it, typically with
+/// ENODEV).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoRoute {
+    /// No live device of that handle.
+    NoDevice,
+    /// The device's share is gone.
+    NoShare,
+}
+
+/// The adapter; see the module doc. `T`: the host's I/O handle; `D`: the host's data per
+/// device.
+#[derive(Debug)]
+pub struct Adapter<T, D> {
+    /// The devices.
+    pub devices: DeviceTable<D>,
+    /// The parked I/O.
+    pub parking: Parking<T>,
+    /// I/O to fail once the engine call that produced them returns.
+    failed: VecDeque<(T, Failure)>,
+    epoch: u64,
+}
+
+impl<T, D> Default for Adapter<T, D> {
+    fn default() -> Self {
+        Adapter {
+            devices: DeviceTable::default(),
+            parking: Parking::default(),
+            failed: VecDeque::with_capacity(PARK_CAPACITY),
+            epoch: 0,
+        }
+    }
+}
+
+/// Hands one I/O the engine dispatched to its base (or its base's queue).
+#[inline]
+fn dispatch_one<T: Tagged, D, B: Base<T, D>>(
+    devices: &mut DeviceTable<D>,
+    parking: &mut Parking<T>,
+    failed: &mut VecDeque<(T, Failure)>,
+    base: &mut B,
+    share: ShareId,
+    mut io: T,
+    ticket: Ticket,
+) {
+    let mut tag = io.tag();
+    tag.held = Some(Held { share, ticket });
+    io.set_tag(tag);
+    let Some(dev) = devices.live_mut(tag.dev) else {
+        failed.push_back((io, Failure::DeviceGone));
+        return;
+    };
+    let b = dev.base();
+    if parking.must_wait(b) {
+        parking.park_back(b, io);
+        return;
+    }
+    match base.submit(&mut dev.data, io) {
+        Submit::Taken => dev.note_at_base(),
+        Submit::NoMem(io) => parking.park_back(b, io),
+        Submit::Refused(io) => failed.push_back((io, Failure::Refused)),
+        Submit::Deferred => {}
+    }
+}
+
+impl<T: Tagged, D> Adapter<T, D> {
+    /// An empty adapter.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The configuration changed (settings, attach, detach, create, delete): cached group
+    /// handles are stale from now on.
+    pub fn config_changed(&mut self) {
+        self.epoch += 1;
+    }
+
+    /// Adds a device (owner side), making room to park I/O for its base.
+    pub fn add_device(
+        &mut self,
+        share: ShareId,
+        device: DeviceIdx,
+        base: BaseIdx,
+        data: D,
+    ) -> DevHandle {
+        self.parking.add_base(base);
+        self.config_changed();
+        self.devices.insert(share, device, base, data)
+    }
+
+    /// Adds or updates a device under the owner's handle (replica side).
+    pub fn mirror_device(
+        &mut self,
+        h: DevHandle,
+        share: ShareId,
+        device: DeviceIdx,
+        base: BaseIdx,
+        data: D,
+    ) -> Mirrored {
+        self.parking.add_base(base);
+        self.config_changed();
+        self.devices.insert_at(h, share, device, base, data)
+    }
+
+    /// Where an I/O of device `dev` in group `key` goes (the device's default group when
+    /// `key` is not attached).
+    #[inline]
+    pub fn classify(
+        &mut self,
+        engine: &Engine<T>,
+        dev: DevHandle,
+        key: &GroupKey,
+    ) -> Result<Route, NoRoute> {
+        let d = self.devices.live_mut(dev).ok_or(NoRoute::NoDevice)?;
+        let (share, device) = (d.share(), d.device());
+        let group = match d.groups.get(key, self.epoch) {
+            Some(g) => g,
+            None => {
+                let s = engine.share_by_id(share).ok_or(NoRoute::NoShare)?;
+                let g = s.group_id(device, key).map_err(|_| NoRoute::NoDevice)?;
+                d.groups.put(key, g);
+                g
+            }
+        };
+        Ok(Route {
+            dev,
+            share,
+            device,
+            group,
+        })
+    }
+
+    /// Offers `io` to the engine by `route`; what the engine releases (this I/O or others)
+    /// goes to the bases through `base`. `Err`: the engine did not take it (the caller
+    /// fails it).
+    #[allow(clippy::too_many_arguments)]
+    pub fn submit<B: Base<T, D>>(
+        &mut self,
+        engine: &mut Engine<T>,
+        route: Route,
+        mut io: T,
+        op: crate::Op,
+        bytes: u64,
+        now_ticks: u64,
+        base: &mut B,
+    ) -> Result<(), (T, NoRoute)> {
+        io.set_tag(IoTag::new(route.dev));
+        let Some(share) = engine.share_by_id_mut(route.share) else {
+            return Err((io, NoRoute::NoShare));
+        };
+        let Adapter {
+            devices,
+            parking,
+            failed,
+            ..
+        } = self;
+        let admit = share.submit(
+            route.device,
+            route.group,
+            io,
+            op,
+            bytes,
+            now_ticks,
+            &mut |io, t| dispatch_one(devices, parking, failed, base, route.share, io, t),
+        );
+        self.settle(engine, now_ticks, base);
+        match admit {
+            Admit::Accepted => Ok(()),
+            Admit::NoDevice(io) => Err((io, NoRoute::NoDevice)),
+        }
+    }
+
+    /// Runs `f` on share `id` with a sink that dispatches what it releases (a poll, a
+    /// grant); `false` if there is no such share.
+    pub fn with_share<B: Base<T, D>>(
+        &mut self,
+        engine: &mut Engine<T>,
+        id: ShareId,
+        now_ticks: u64,
+        base: &mut B,
+        f: impl FnOnce(&mut Share<T>, &mut dyn FnMut(T, Ticket)),
+    ) -> bool {
+        let Some(share) = engine.share_by_id_mut(id) else {
+            return false;
+        };
+        let Adapter {
+            devices,
+            parking,
+            failed,
+            ..
+        } = self;
+        f(share, &mut |io, t| {
+            dispatch_one(devices, parking, failed, base, id, io, t)
+        });
+        self.settle(engine, now_ticks, base);
+        true
+    }
+
+    /// An I/O with tag `tag` is back from the base (or is being failed after its
+    /// dispatch): counted back on its device incarnation, its ticket returned to its
+    /// share incarnation (each only if it still exists), and what that releases
+    /// dispatched. The host completes the I/O to its caller before or after this.
+    pub fn complete<B: Base<T, D>>(
+        &mut self,
+        engine: &mut Engine<T>,
+        tag: IoTag,
+        at_base: bool,
+        now_ticks: u64,
+        base: &mut B,
+    ) {
+        if at_base {
+            if let Some(d) = self.devices.get_mut(tag.dev) {
+                d.note_back();
+            }
+        }
+        let Some(held) = tag.held else {
+            return;
+        };
+        self.return_ticket(engine, held, now_ticks, base);
+        self.settle(engine, now_ticks, base);
+    }
+
+    fn return_ticket<B: Base<T, D>>(
+        &mut self,
+        engine: &mut Engine<T>,
+        held: Held,
+        now_ticks: u64,
+        base: &mut B,
+    ) {
+        let Some(share) = engine.share_by_id_mut(held.share) else {
+            return;
+        };
+        let Adapter {
+            devices,
+            parking,
+            failed,
+            ..
+        } = self;
+        share.complete(held.ticket, now_ticks, &mut |io, t| {
+            dispatch_one(devices, parking, failed, base, held.share, io, t)
+        });
+    }
+
+    /// Fails what the last engine call could not dispatch (its device went, its base
+    /// refused it), returning their tickets first.
+    fn settle<B: Base<T, D>>(&mut self, engine: &mut Engine<T>, now_ticks: u64, base: &mut B) {
+        while let Some((mut io, why)) = self.failed.pop_front() {
+            let mut tag = io.tag();
+            if let Some(held) = tag.held.take() {
+                io.set_tag(tag);
+                self.return_ticket(engine, held, now_ticks, base);
+            }
+            base.fail(io, why);
+        }
+    }
+
+    /// Offers the parked I/O to their bases again (see [`Parking::retry`]); a parked I/O
+    /// whose device went is failed. Returns how many left the queues.
+    pub fn retry_parked<B: Base<T, D>>(
+        &mut self,
+        engine: &mut Engine<T>,
+        now_ticks: u64,
+        base: &mut B,
+    ) -> usize {
+        if self.parking.is_empty() {
+            return 0;
+        }
+        let Adapter {
+            devices,
+            parking,
+            failed,
+            ..
+        } = self;
+        let n = parking.retry(|_, io| {
+            let Some(dev) = devices.live_mut(io.tag().dev) else {
+                failed.push_back((io, Failure::DeviceGone));
+                return None;
+            };
+            match base.submit(&mut dev.data, io) {
+                Submit::Taken => {
+                    dev.note_at_base();
+                    None
+                }
+                Submit::NoMem(io) => Some(io),
+                Submit::Refused(io) => {
+                    failed.push_back((io, Failure::Refused));
+                    None
+                }
+                Submit::Deferred => None,
+            }
+        });
+        self.settle(engine, now_ticks, base);
+        n
+    }
+
+    /// Device `h` is going: flagged deleted (its I/O at the base still complete through
+    /// it), and its parked I/O failed in order, their tickets returned. The host deletes
+    /// or drains the device in the engine itself (by name) and fails what that returns.
+    pub fn remove_device<B: Base<T, D>>(
+        &mut self,
+        engine: &mut Engine<T>,
+        h: DevHandle,
+        now_ticks: u64,
+        base: &mut B,
+    ) {
+        self.devices.mark_deleted(h);
+        self.config_changed();
+        self.abort_parked(engine, now_ticks, base, |d| d == h);
+    }
+
+    /// Fails the parked I/O of the devices `gone` picks, in order, returning their tickets.
+    pub fn abort_parked<B: Base<T, D>>(
+        &mut self,
+        engine: &mut Engine<T>,
+        now_ticks: u64,
+        base: &mut B,
+        gone: impl Fn(DevHandle) -> bool,
+    ) {
+        let Adapter {
+            parking, failed, ..
+        } = self;
+        parking.take_where(
+            |io| gone(io.tag().dev),
+            |io| failed.push_back((io, Failure::DeviceGone)),
+        );
+        self.settle(engine, now_ticks, base);
+    }
+
+    /// Forgets the deleted devices that have nothing at the base and nothing parked;
+    /// returns how many.
+    pub fn reap(&mut self) -> usize {
+        let Adapter {
+            devices, parking, ..
+        } = self;
+        devices.reap(|h| parking.any(|io| io.tag().dev == h))
+    }
+}
