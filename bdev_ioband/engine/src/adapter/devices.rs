@@ -22,8 +22,9 @@
 use super::group_cache::GroupCache;
 use crate::{DeviceIdx, ShareId};
 
-/// A generation-checked handle of a device in a [`DeviceTable`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A generation-checked handle of a device in a [`DeviceTable`]. The default handle
+/// (generation 0) names no device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct DevHandle {
     index: u32,
     generation: u32,
@@ -183,6 +184,21 @@ impl<D> DeviceTable<D> {
         DevHandle {
             index,
             generation: 1,
+        }
+    }
+
+    /// The handle the next [`DeviceTable::insert`] returns (for a host whose device data
+    /// holds its own handle).
+    pub fn next_handle(&self) -> DevHandle {
+        match self.free.last() {
+            Some(&index) => DevHandle {
+                index,
+                generation: self.slots[index as usize].generation.wrapping_add(1).max(1),
+            },
+            None => DevHandle {
+                index: u32::try_from(self.slots.len()).unwrap_or(u32::MAX),
+                generation: 1,
+            },
         }
     }
 

@@ -47,8 +47,8 @@ pub use park::{Parking, PARK_CAPACITY};
 
 /// What an I/O carries while the adapter has it: its device, and once dispatched, the
 /// share incarnation that dispatched it and its ticket. 48 bytes (fits the SPDK module's
-/// per-I/O area).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// per-I/O area). The default tag names no device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct IoTag {
     /// The device it was submitted to.
     pub dev: DevHandle,
@@ -296,29 +296,27 @@ impl<T: Tagged, D> Adapter<T, D> {
     }
 
     /// Runs `f` on share `id` with a sink that dispatches what it releases (a poll, a
-    /// grant); `false` if there is no such share.
-    pub fn with_share<B: Base<T, D>>(
+    /// grant); `None` if there is no such share.
+    pub fn with_share<B: Base<T, D>, R>(
         &mut self,
         engine: &mut Engine<T>,
         id: ShareId,
         now_ticks: u64,
         base: &mut B,
-        f: impl FnOnce(&mut Share<T>, &mut dyn FnMut(T, Ticket)),
-    ) -> bool {
-        let Some(share) = engine.share_by_id_mut(id) else {
-            return false;
-        };
+        f: impl FnOnce(&mut Share<T>, &mut dyn FnMut(T, Ticket)) -> R,
+    ) -> Option<R> {
+        let share = engine.share_by_id_mut(id)?;
         let Adapter {
             devices,
             parking,
             failed,
             ..
         } = self;
-        f(share, &mut |io, t| {
+        let r = f(share, &mut |io, t| {
             dispatch_one(devices, parking, failed, base, id, io, t)
         });
         self.settle(engine, now_ticks, base);
-        true
+        Some(r)
     }
 
     /// An I/O with tag `tag` is back from the base (or is being failed after its

@@ -227,7 +227,14 @@ fn a_recreated_device_never_gets_the_old_completions() {
     assert_eq!(a.reap(), 1);
     assert!(a.devices.get(h[0]).is_none());
     // A stale tag after the slot was reused finds nothing.
+    let next = a.devices.next_handle();
     let h3 = a.add_device(r.share_id, r.device, BaseIdx(0), 0);
+    assert_eq!(next, h3);
+    assert_eq!(
+        h3.to_u64() >> 32,
+        h[0].to_u64() >> 32,
+        "the slot was reused"
+    );
     assert_eq!(DevHandle::from_u64(h3.to_u64()), h3);
     a.complete(&mut e, IoTag::new(h[0]), true, 2, &mut host);
     assert_eq!(a.devices.get(h3).unwrap().in_flight_ios(), 0);

@@ -7,7 +7,8 @@
 
 use std::rc::Rc;
 
-use bdev_ioband_engine::{GroupKey, Op, Ticket};
+use bdev_ioband_engine::adapter::IoTag;
+use bdev_ioband_engine::{GroupKey, Op};
 
 use crate::reactor::EndpointId;
 
@@ -66,10 +67,9 @@ pub(crate) struct BandCtx {
     /// For such a descriptor, its channel's index in the owner's table of local channels,
     /// if it has one (the completion then skips the endpoint table).
     pub(crate) local: Option<u32>,
-    /// Which ioband device (module-wide id).
-    pub(crate) device_id: u64,
-    /// Set while the engine counts the I/O as in flight.
-    pub(crate) ticket: Option<Ticket>,
+    /// Which ioband device, and (while the engine counts the I/O in flight) the share
+    /// incarnation that dispatched it with its ticket: the engine adapter's tag.
+    pub(crate) tag: IoTag,
 }
 
 /// One I/O.

@@ -7,6 +7,8 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use bdev_ioband_engine::adapter::{BaseIdx, DevHandle};
+
 use super::channel::IobandChannel;
 use crate::bdev::{Bdev, BdevError, BdevRef, IoChannel, IoStats};
 use crate::reactor::EndpointId;
@@ -20,7 +22,12 @@ pub(crate) struct DeviceShared {
     /// The base's block size, kept here so the I/O path makes no virtual call for it.
     pub(crate) block_size: u32,
     pub(crate) share: String,
-    pub(crate) device_id: u64,
+    /// Creation order (module-wide).
+    pub(crate) seq: u64,
+    /// Its handle in the owner's adapter, which the replicas mirror.
+    pub(crate) handle: DevHandle,
+    /// Its base's number for the adapter's parking queues.
+    pub(crate) base_idx: BaseIdx,
     pub(crate) owner_core: u32,
     pub(crate) submit_endpoint: EndpointId,
     /// Which module owns it (see [`owner_module`](super::module::owner_module)).

@@ -20,6 +20,8 @@ use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 
+use bdev_ioband_engine::adapter::IoTag;
+
 use super::module::{owner_module, submit_on_owner, IobandModule};
 use super::DeviceShared;
 use crate::bdev::forward::ChildTable;
@@ -218,8 +220,7 @@ impl IoChannel for IobandChannel {
                     reply_core: self.core,
                     reply_endpoint: Some(self.endpoint),
                     slot: self.remember(done),
-                    device_id: shared.device_id,
-                    ticket: None,
+                    tag: IoTag::new(shared.handle),
                     parent: true,
                     local: self.local,
                 };
@@ -239,8 +240,7 @@ impl IoChannel for IobandChannel {
                 reply_core: self.core,
                 reply_endpoint: Some(self.endpoint),
                 slot,
-                device_id: shared.device_id,
-                ticket: None,
+                tag: IoTag::new(shared.handle),
                 parent: false,
                 local: None,
             };

@@ -1,18 +1,22 @@
-//! A reactor's side of the ioband vbdev: the engine (the owner's, or a replica's), each
-//! device's channel to its base, the I/O parked on ENOMEM, and the poller that re-drives
-//! them and runs the exchange between replicas (see `span`).
+//! A reactor's side of the ioband vbdev: the engine (the owner's, or a replica's), the
+//! engine's I/O adapter (device table, classification, tickets, per-base ENOMEM parking:
+//! `bdev_ioband_engine::adapter`, shared with the SPDK host) with each device's channel
+//! to its base, and the poller that re-drives parked I/O and shares and runs the exchange
+//! between replicas (see `span`). What is this host's own: submitting to a base channel,
+//! replying to the submitting channel (by message, or inline for a local channel).
 //!
 //! Owned by its reactor behind an `Rc<RefCell<…>>`; its endpoints and poller are
 //! registered there. Control calls (create, delete, settings) run on the owner reactor,
 //! so they see the engine between two I/O events, never during one; replicas follow.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bdev_ioband_engine::{Admit, DeviceRef, Engine, GroupKey, ShareId, ShareParams, Ticket};
+use bdev_ioband_engine::adapter::{self, BaseIdx, DevHandle, Failure, Submit};
+use bdev_ioband_engine::{DeviceRef, Engine, GroupKey, ShareId, ShareParams};
 
 use super::channel::{self, State as ChannelState};
 
@@ -23,78 +27,56 @@ use crate::bdev::{
 };
 use crate::reactor::{self, EndpointId, PollerStatus};
 use crate::ticks::TICKS_PER_SEC;
-use bdev_ioband_engine::adapter::group_cache::GroupCache;
 
 /// The default group's key, for untagged I/O.
 const DEFAULT_GROUP: GroupKey = GroupKey::None;
-/// Room for I/O dispatched by one engine call, preallocated.
-const DISPATCH_BATCH: usize = 256;
-
-struct OwnerDevice {
-    shared: Arc<DeviceShared>,
-    dref: DeviceRef,
+/// The host's data for a device in the adapter's table: the device, and this reactor's
+/// channel to its base.
+pub(super) struct DevData {
+    pub(super) shared: Arc<DeviceShared>,
     base_ch: Rc<dyn IoChannel>,
-    in_flight: u64,
-    deleted: bool,
-    groups: GroupCache,
 }
 
-/// The owner's devices by module-wide id: a vector indexed by id (ids are handed out in
-/// order from 1), so the I/O path finds its device without hashing.
-#[derive(Default)]
-struct DeviceSlab {
-    slots: Vec<Option<OwnerDevice>>,
-    len: usize,
+impl std::fmt::Debug for DevData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevData")
+            .field("name", &self.shared.name)
+            .finish_non_exhaustive()
+    }
 }
 
-impl DeviceSlab {
-    fn index(id: u64) -> usize {
-        usize::try_from(id).unwrap_or(usize::MAX)
-    }
+/// The adapter of this host: its I/O are boxed descriptors.
+type Adapter = adapter::Adapter<Box<BdevIo>, DevData>;
 
-    fn insert(&mut self, id: u64, dev: OwnerDevice) {
-        let i = Self::index(id);
-        if self.slots.len() <= i {
-            self.slots.resize_with(i + 1, || None);
-        }
-        if self.slots[i].replace(dev).is_none() {
-            self.len += 1;
-        }
-    }
-
+impl adapter::Tagged for Box<BdevIo> {
     #[inline]
-    fn get(&self, id: &u64) -> Option<&OwnerDevice> {
-        self.slots.get(Self::index(*id)).and_then(Option::as_ref)
+    fn tag(&self) -> adapter::IoTag {
+        self.band.tag
     }
-
     #[inline]
-    fn get_mut(&mut self, id: &u64) -> Option<&mut OwnerDevice> {
-        self.slots
-            .get_mut(Self::index(*id))
-            .and_then(Option::as_mut)
+    fn set_tag(&mut self, tag: adapter::IoTag) {
+        self.band.tag = tag;
     }
+}
 
-    fn iter(&self) -> impl Iterator<Item = (u64, &OwnerDevice)> {
-        (0u64..)
-            .zip(self.slots.iter())
-            .filter_map(|(id, d)| Some((id, d.as_ref()?)))
-    }
+/// This host's bases for the adapter: submit to the reactor's base channel, fail by
+/// replying `Aborted` to the submitting channel.
+struct ToBase<'a> {
+    done: &'a IoCallback,
+}
 
-    fn values(&self) -> impl Iterator<Item = &OwnerDevice> {
-        self.slots.iter().flatten()
-    }
-
-    fn retain(&mut self, mut keep: impl FnMut(u64, &OwnerDevice) -> bool) {
-        for (id, slot) in (0u64..).zip(self.slots.iter_mut()) {
-            if slot.as_ref().is_some_and(|d| !keep(id, d)) {
-                *slot = None;
-                self.len -= 1;
-            }
+impl adapter::Base<Box<BdevIo>, DevData> for ToBase<'_> {
+    #[inline]
+    fn submit(&mut self, dev: &mut DevData, io: Box<BdevIo>) -> Submit<Box<BdevIo>> {
+        match dev.base_ch.submit(io, self.done) {
+            Ok(()) => Submit::Taken,
+            Err(SubmitError::NoMem(io)) => Submit::NoMem(io),
         }
     }
 
-    fn len(&self) -> usize {
-        self.len
+    fn fail(&mut self, mut io: Box<BdevIo>, _why: Failure) {
+        io.status = IoStatus::Aborted;
+        send_reply(io);
     }
 }
 
@@ -136,16 +118,17 @@ fn module_on(key: u64, core: u32) -> Option<Weak<RefCell<IobandModule>>> {
 /// The owner-side state; see the module doc.
 pub struct IobandModule {
     engine: Engine<Box<BdevIo>>,
-    devices: DeviceSlab,
-    next_device_id: u64,
-    scratch: VecDeque<(Box<BdevIo>, Ticket)>,
-    parked: VecDeque<Box<BdevIo>>,
+    /// Devices, classification, tickets, parking (see the module doc).
+    adapter: Adapter,
+    /// Creation order of the next device.
+    next_device_seq: u64,
+    /// Bases by name, numbered for the adapter's parking (owner; replicas take the
+    /// numbers from the devices).
+    bases: Vec<String>,
     share_ids: Vec<ShareId>,
-    /// Control epoch: bumped by every mutable access to the engine (see [`GroupCache`]).
-    epoch: u64,
     core: u32,
     submit_endpoint: EndpointId,
-    base_done: Option<IoCallback>,
+    base_done: IoCallback,
     key: u64,
     /// The channels on this reactor that hand their callers' descriptors over as they
     /// are; a base completion of theirs is completed directly (see `on_base_done`).
@@ -161,8 +144,8 @@ pub struct IobandModule {
 impl std::fmt::Debug for IobandModule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IobandModule")
-            .field("devices", &self.devices.len())
-            .field("parked", &self.parked.len())
+            .field("devices", &self.adapter.devices.len())
+            .field("parked", &self.adapter.parking.len())
             .finish_non_exhaustive()
     }
 }
@@ -204,15 +187,13 @@ impl IobandModule {
             eps.done.set(Some(done_endpoint));
             RefCell::new(IobandModule {
                 engine: Engine::new(TICKS_PER_SEC),
-                devices: DeviceSlab::default(),
-                next_device_id: 1,
-                scratch: VecDeque::with_capacity(DISPATCH_BATCH),
-                parked: VecDeque::with_capacity(DISPATCH_BATCH),
+                adapter: Adapter::new(),
+                next_device_seq: 1,
+                bases: Vec::new(),
                 share_ids: Vec::new(),
-                epoch: 0,
                 core,
                 submit_endpoint,
-                base_done: Some(done),
+                base_done: done,
                 key,
                 local_channels: Vec::new(),
                 span: span::SpanState::new(core, owner),
@@ -248,14 +229,14 @@ impl IobandModule {
     pub fn engine_mut(&mut self) -> &mut Engine<Box<BdevIo>> {
         // Whatever the caller changes, the I/O path's cached group handles are stale, and
         // the replicas must hear of it.
-        self.epoch += 1;
+        self.adapter.config_changed();
         self.span.changed();
         &mut self.engine
     }
 
     /// I/O waiting for the base to take it (ENOMEM).
     pub fn parked(&self) -> usize {
-        self.parked.len()
+        self.adapter.parking.len()
     }
 
     /// Remembers a channel of this reactor; returns its index (a slot of a channel that
@@ -303,7 +284,7 @@ impl IobandModule {
             }),
         };
         let base_ch = base.get_io_channel()?;
-        self.epoch += 1;
+        self.adapter.config_changed();
         let dref = self
             .engine
             .create_device_bound(name, share, params, bound)?;
@@ -332,7 +313,7 @@ impl IobandModule {
             return Err(BdevError::Exists(name.to_owned()).into());
         }
         bdev_ioband_engine::validate_base_name(name, base)?;
-        self.epoch += 1;
+        self.adapter.config_changed();
         self.engine
             .create_device_bound(name, share, params, bound)?;
         self.waiting.insert(name.to_owned(), base.to_owned());
@@ -362,7 +343,7 @@ impl IobandModule {
                 self.waiting.remove(&name);
                 continue;
             };
-            self.epoch += 1;
+            self.adapter.config_changed();
             if self
                 .register_device(registry, &name, &base_ref, base_ch, dref)
                 .is_ok()
@@ -388,15 +369,19 @@ impl IobandModule {
         base_ch: std::rc::Rc<dyn crate::bdev::IoChannel>,
         dref: DeviceRef,
     ) -> Result<IobandBdev, IobandError> {
-        let device_id = self.next_device_id;
-        self.next_device_id += 1;
+        let seq = self.next_device_seq;
+        self.next_device_seq += 1;
+        let handle = self.adapter.devices.next_handle();
+        let base_idx = self.base_index(base.name());
         let shared = Arc::new(DeviceShared {
             name: name.to_owned(),
             uuid: crate::bdev::make_uuid(name),
             base: base.clone(),
             block_size: base.block_size(),
             share: dref.share.clone(),
-            device_id,
+            seq,
+            handle,
+            base_idx,
             owner_core: self.core,
             submit_endpoint: self.submit_endpoint,
             module_key: self.key,
@@ -409,17 +394,13 @@ impl IobandModule {
         registry.register(Arc::new(bdev.clone()))?;
         registry.claim(base.name(), name);
         self.span.changed();
-        self.devices.insert(
-            device_id,
-            OwnerDevice {
-                shared,
-                dref,
-                base_ch,
-                in_flight: 0,
-                deleted: false,
-                groups: GroupCache::default(),
-            },
+        let h = self.adapter.add_device(
+            dref.share_id,
+            dref.device,
+            base_idx,
+            DevData { shared, base_ch },
         );
+        debug_assert_eq!(h, handle);
         self.refresh_share_ids();
         Ok(bdev)
     }
@@ -428,7 +409,7 @@ impl IobandModule {
     /// for what happens to its I/O.
     pub fn delete(&mut self, registry: &mut BdevRegistry, name: &str) -> Result<(), IobandError> {
         if self.waiting.contains_key(name) {
-            self.epoch += 1;
+            self.adapter.config_changed();
             self.span.changed();
             // Nothing can be queued on it (it has no bdev), nor parked.
             for mut io in self.engine.delete_device(name)? {
@@ -459,9 +440,10 @@ impl IobandModule {
         keep_device: bool,
     ) -> Result<(), IobandError> {
         let id = self
+            .adapter
             .devices
             .iter()
-            .find(|(_, d)| !d.deleted && d.shared.name == name)
+            .find(|(_, d)| !d.is_deleted() && d.data.shared.name == name)
             .map(|(id, _)| id)
             .ok_or_else(|| BdevError::NotFound(name.to_owned()))?;
         // A vbdev sits on it: refused before anything changes (its bdev could not be
@@ -473,18 +455,17 @@ impl IobandModule {
             }
             .into());
         }
-        self.epoch += 1;
+        self.adapter.config_changed();
         self.span.changed();
         let queued = if keep_device {
             self.engine.drain_device(name)?
         } else {
             self.engine.delete_device(name)?
         };
-        let base = match self.devices.get_mut(&id) {
+        let base = match self.adapter.devices.get(id) {
             Some(d) => {
-                d.deleted = true;
-                d.shared.removed.store(true, Ordering::Release);
-                d.shared.base.name().to_owned()
+                d.data.shared.removed.store(true, Ordering::Release);
+                d.data.shared.base.name().to_owned()
             }
             None => String::new(),
         };
@@ -492,7 +473,12 @@ impl IobandModule {
             io.status = IoStatus::Aborted;
             send_reply(io);
         }
-        self.abort_parked(|device| device == id);
+        let now = reactor::now_ticks();
+        let mut to_base = ToBase {
+            done: &self.base_done,
+        };
+        self.adapter
+            .remove_device(&mut self.engine, id, now, &mut to_base);
         registry.release(&base, name);
         // Unclaimed (checked above), so this cannot fail.
         let _ = registry.unregister(name);
@@ -506,39 +492,48 @@ impl IobandModule {
 
     /// Fails the parked I/O of the devices `matches` picks (they are being deleted),
     /// returning their tickets, and dispatches what that allows.
-    fn abort_parked(&mut self, matches: impl Fn(u64) -> bool) {
+    fn abort_parked(&mut self, matches: impl Fn(DevHandle) -> bool) {
         let now = reactor::now_ticks();
-        let parked = std::mem::take(&mut self.parked);
-        for mut io in parked {
-            if matches(io.band.device_id) {
-                self.complete_ticket(&mut io, now);
-                io.status = IoStatus::Aborted;
-                send_reply(io);
-            } else {
-                self.parked.push_back(io);
+        let mut to_base = ToBase {
+            done: &self.base_done,
+        };
+        self.adapter
+            .abort_parked(&mut self.engine, now, &mut to_base, matches);
+    }
+
+    /// The number of base `name` for the adapter's parking queues.
+    fn base_index(&mut self, name: &str) -> BaseIdx {
+        let i = match self.bases.iter().position(|b| b == name) {
+            Some(i) => i,
+            None => {
+                self.bases.push(name.to_owned());
+                self.bases.len() - 1
             }
-        }
-        self.dispatch_scratch();
+        };
+        BaseIdx(u32::try_from(i).unwrap_or(u32::MAX))
     }
 
     /// Names of the ioband bdevs sitting on `base`.
     pub fn devices_on(&self, base: &str) -> Vec<String> {
-        self.devices
-            .values()
-            .filter(|d| !d.deleted && d.shared.base.name() == base)
-            .map(|d| d.shared.name.clone())
+        self.adapter
+            .devices
+            .iter()
+            .filter(|(_, d)| !d.is_deleted() && d.data.shared.base.name() == base)
+            .map(|(_, d)| d.data.shared.name.clone())
             .collect()
     }
 
     /// Every live ioband bdev, by creation order.
     pub fn bdevs(&self) -> Vec<IobandBdev> {
-        let mut v: Vec<_> = self.devices.iter().filter(|(_, d)| !d.deleted).collect();
-        v.sort_by_key(|(id, _)| *id);
-        v.into_iter()
-            .map(|(_, d)| IobandBdev {
-                shared: d.shared.clone(),
-            })
-            .collect()
+        let mut v: Vec<_> = self
+            .adapter
+            .devices
+            .iter()
+            .filter(|(_, d)| !d.is_deleted())
+            .map(|(_, d)| d.data.shared.clone())
+            .collect();
+        v.sort_by_key(|d| d.seq);
+        v.into_iter().map(|shared| IobandBdev { shared }).collect()
     }
 
     fn refresh_share_ids(&mut self) {
@@ -546,169 +541,94 @@ impl IobandModule {
     }
 
     fn submit(&mut self, mut io: Box<BdevIo>, now: u64) {
-        let Some(dev) = self
-            .devices
-            .get_mut(&io.band.device_id)
-            .filter(|d| !d.deleted)
-        else {
-            // A replica that has not heard of the device yet: the owner schedules it.
-            let known = self.devices.get(&io.band.device_id).is_some();
-            if let Some(mut io) = self.span.forward_unknown(io, known) {
-                io.status = IoStatus::Aborted;
-                send_reply(io);
-            }
-            return;
-        };
-        let (share_id, device) = (dev.dref.share_id, dev.dref.device);
-        let bytes = io.len_bytes(dev.shared.block_size);
-        let op = io.io_type.op();
-        let Some(share) = self.engine.share_by_id_mut(share_id) else {
-            io.status = IoStatus::Aborted;
-            send_reply(io);
-            return;
-        };
+        let h = io.band.tag.dev;
         let key = io.group.as_ref().unwrap_or(&DEFAULT_GROUP);
-        let group = match dev.groups.get(key, self.epoch) {
-            Some(group) => group,
-            None => {
-                let Ok(group) = share.group_id(device, key) else {
+        let route = match self.adapter.classify(&self.engine, h, key) {
+            Ok(route) => route,
+            Err(adapter::NoRoute::NoDevice) => {
+                // A replica that has not heard of the device yet: the owner schedules it.
+                let known = self.adapter.devices.get(h).is_some();
+                if let Some(mut io) = self.span.forward_unknown(io, known) {
                     io.status = IoStatus::Aborted;
                     send_reply(io);
-                    return;
-                };
-                dev.groups.put(key, group);
-                group
+                }
+                return;
+            }
+            Err(adapter::NoRoute::NoShare) => {
+                io.status = IoStatus::Aborted;
+                send_reply(io);
+                return;
             }
         };
-        let mut sink = Sink {
-            devices: &mut self.devices,
-            parked: &mut self.parked,
-            scratch: &mut self.scratch,
-            done: self.base_done.as_ref(),
+        let block_size = self
+            .adapter
+            .devices
+            .get(h)
+            .map_or(0, |d| d.data.shared.block_size);
+        let bytes = io.len_bytes(block_size);
+        let op = io.io_type.op();
+        let mut to_base = ToBase {
+            done: &self.base_done,
         };
-        let admit = share.submit(device, group, io, op, bytes, now, &mut |io, t| {
-            sink.take(io, t);
-        });
-        if let Admit::NoDevice(mut io) = admit {
+        if let Err((mut io, _)) =
+            self.adapter
+                .submit(&mut self.engine, route, io, op, bytes, now, &mut to_base)
+        {
             io.status = IoStatus::Aborted;
             send_reply(io);
         }
-        if !self.scratch.is_empty() {
-            self.dispatch_scratch();
-        }
-    }
-
-    /// Sends what the engine released to the base, in order, including what completing a
-    /// deleted device's I/O releases on the way.
-    fn dispatch_scratch(&mut self) {
-        while let Some((mut io, ticket)) = self.scratch.pop_front() {
-            io.band.ticket = Some(ticket);
-            self.dispatch_to_base(io);
-        }
-    }
-
-    fn dispatch_to_base(&mut self, io: Box<BdevIo>) {
-        if !self.parked.is_empty() {
-            self.parked.push_back(io);
-            return;
-        }
-        if let Err(io) = self.try_base(io) {
-            self.parked.push_back(io);
-        }
-    }
-
-    /// Submits to the base; hands the I/O back on ENOMEM. A deleted device's I/O is
-    /// completed (aborted) here.
-    fn try_base(&mut self, mut io: Box<BdevIo>) -> Result<(), Box<BdevIo>> {
-        let Some(done) = self.base_done.as_ref() else {
-            return Err(io);
-        };
-        match self
-            .devices
-            .get_mut(&io.band.device_id)
-            .filter(|d| !d.deleted)
-        {
-            Some(dev) => match dev.base_ch.submit(io, done) {
-                Ok(()) => {
-                    dev.in_flight += 1;
-                    Ok(())
-                }
-                Err(SubmitError::NoMem(io)) => Err(io),
-            },
-            None => {
-                let now = reactor::now_ticks();
-                self.complete_ticket(&mut io, now);
-                io.status = IoStatus::Aborted;
-                send_reply(io);
-                Ok(())
-            }
-        }
-    }
-
-    /// Gives the engine back the ticket of a dispatched I/O (dispatching what that allows
-    /// into the scratch batch).
-    fn complete_ticket(&mut self, io: &mut BdevIo, now: u64) {
-        let Some(ticket) = io.band.ticket.take() else {
-            return;
-        };
-        let Some(dev) = self.devices.get(&io.band.device_id) else {
-            return;
-        };
-        let Some(share) = self.engine.share_by_id_mut(dev.dref.share_id) else {
-            return;
-        };
-        let scratch = &mut self.scratch;
-        share.complete(ticket, now, &mut |io, t| scratch.push_back((io, t)));
     }
 
     /// Accounts a completion from the base and dispatches what it allows; returns the
     /// descriptor for the caller to reply with once the module is no longer borrowed.
     fn base_done(&mut self, mut io: Box<BdevIo>, now: u64) -> Box<BdevIo> {
-        let Some(dev) = self.devices.get_mut(&io.band.device_id) else {
-            return io;
+        let tag = io.band.tag;
+        io.band.tag.held = None;
+        let mut to_base = ToBase {
+            done: &self.base_done,
         };
-        dev.in_flight = dev.in_flight.saturating_sub(1);
-        let share_id = dev.dref.share_id;
-        let Some(ticket) = io.band.ticket.take() else {
-            return io;
-        };
-        let Some(share) = self.engine.share_by_id_mut(share_id) else {
-            return io;
-        };
-        let mut sink = Sink {
-            devices: &mut self.devices,
-            parked: &mut self.parked,
-            scratch: &mut self.scratch,
-            done: self.base_done.as_ref(),
-        };
-        share.complete(ticket, now, &mut |io, t| sink.take(io, t));
-        if !self.scratch.is_empty() {
-            self.dispatch_scratch();
-        }
+        self.adapter
+            .complete(&mut self.engine, tag, true, now, &mut to_base);
         io
     }
 
+    /// Runs `f` on share `id` with the adapter's dispatch sink (a poll, a grant);
+    /// returns how many I/O it released.
+    pub(super) fn drive_share(
+        &mut self,
+        id: ShareId,
+        now: u64,
+        f: impl FnOnce(
+            &mut bdev_ioband_engine::Share<Box<BdevIo>>,
+            &mut dyn FnMut(Box<BdevIo>, bdev_ioband_engine::Ticket),
+        ),
+    ) -> usize {
+        let mut to_base = ToBase {
+            done: &self.base_done,
+        };
+        self.adapter
+            .with_share(&mut self.engine, id, now, &mut to_base, |share, sink| {
+                let mut n = 0;
+                f(share, &mut |io, t| {
+                    n += 1;
+                    sink(io, t);
+                });
+                n
+            })
+            .unwrap_or(0)
+    }
+
     fn poll(&mut self, now: u64) -> PollerStatus {
-        let mut busy = false;
-        while let Some(io) = self.parked.pop_front() {
-            match self.try_base(io) {
-                Ok(()) => busy = true,
-                Err(io) => {
-                    self.parked.push_front(io);
-                    break;
-                }
-            }
-        }
+        let mut to_base = ToBase {
+            done: &self.base_done,
+        };
+        let mut busy = self
+            .adapter
+            .retry_parked(&mut self.engine, now, &mut to_base)
+            > 0;
         for i in 0..self.share_ids.len() {
-            let Some(share) = self.engine.share_by_id_mut(self.share_ids[i]) else {
-                continue;
-            };
-            let scratch = &mut self.scratch;
-            share.poll(now, &mut |io, t| scratch.push_back((io, t)));
-        }
-        if !self.scratch.is_empty() {
-            busy = true;
-            self.dispatch_scratch();
+            let id = self.share_ids[i];
+            busy |= self.drive_share(id, now, |share, mut sink| share.poll(now, &mut sink)) > 0;
         }
         self.reap();
         if self.span.sync_due() {
@@ -726,44 +646,7 @@ impl IobandModule {
 
     /// Forgets deleted devices whose base I/O has drained.
     fn reap(&mut self) {
-        let parked = &self.parked;
-        self.devices.retain(|id, d| {
-            !(d.deleted && d.in_flight == 0 && parked.iter().all(|io| io.band.device_id != id))
-        });
-    }
-}
-
-/// Where the engine's dispatches go on the I/O path: straight to the base (or to the
-/// parked queue behind what waits there); a deleted device's I/O, which needs the engine
-/// again, goes to the scratch batch for [`IobandModule::dispatch_scratch`].
-struct Sink<'a> {
-    devices: &'a mut DeviceSlab,
-    parked: &'a mut VecDeque<Box<BdevIo>>,
-    scratch: &'a mut VecDeque<(Box<BdevIo>, Ticket)>,
-    done: Option<&'a IoCallback>,
-}
-
-impl Sink<'_> {
-    #[inline]
-    fn take(&mut self, mut io: Box<BdevIo>, ticket: Ticket) {
-        let dev = self
-            .devices
-            .get_mut(&io.band.device_id)
-            .filter(|d| !d.deleted);
-        match (dev, self.done) {
-            (Some(dev), Some(done)) => {
-                io.band.ticket = Some(ticket);
-                if !self.parked.is_empty() {
-                    self.parked.push_back(io);
-                    return;
-                }
-                match dev.base_ch.submit(io, done) {
-                    Ok(()) => dev.in_flight += 1,
-                    Err(SubmitError::NoMem(io)) => self.parked.push_back(io),
-                }
-            }
-            _ => self.scratch.push_back((io, ticket)),
-        }
+        self.adapter.reap();
     }
 }
 

@@ -21,14 +21,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use bdev_ioband_engine::adapter::DevHandle;
 use bdev_ioband_engine::{CoreReport, Grant, Hub, ShareLayout};
 
-use super::{module_on, send_reply, IobandModule, OwnerDevice};
+use super::{module_on, send_reply, DevData, IobandModule};
 use crate::bdev::{BdevError, BdevIo, IoStatus};
 use crate::ioband::DeviceShared;
 use crate::reactor::{self, EndpointId};
 use crate::ticks::TICKS_PER_SEC;
-use bdev_ioband_engine::adapter::group_cache::GroupCache;
 
 /// How often replicas and owner exchange, in µs.
 pub const EXCHANGE_PERIOD_US: u64 = 1_000;
@@ -182,10 +182,15 @@ impl IobandModule {
         let cores = self.span.cores as usize;
         let me = self.span.core as usize;
         let mut out: Vec<Vec<(String, Grant)>> = vec![Vec::new(); cores];
+        let mut moved = false;
         for name in names {
-            let (Ok(share), Some(hub)) =
-                (self.engine.share_mut(name), self.span.hubs.get_mut(name))
-            else {
+            let Ok(id) = self.engine.share_id(name) else {
+                continue;
+            };
+            let (Some(share), Some(hub)) = (
+                self.engine.share_by_id_mut(id),
+                self.span.hubs.get_mut(name),
+            ) else {
                 continue;
             };
             // The other reactors' counters, for the readers of the owner's share.
@@ -194,16 +199,16 @@ impl IobandModule {
             }
             let mut grants = vec![Grant::default(); cores];
             hub.grant(now, &mut grants);
-            let scratch = &mut self.scratch;
-            share.apply_grant(&grants[me], now, &mut |io, t| scratch.push_back((io, t)));
+            let mine = grants[me].clone();
+            moved |= self.drive_share(id, now, |share, mut sink| {
+                share.apply_grant(&mine, now, &mut sink);
+            }) > 0;
             for (c, g) in grants.into_iter().enumerate() {
                 if c != me {
                     out[c].push((name.clone(), g));
                 }
             }
         }
-        let moved = !self.scratch.is_empty();
-        self.dispatch_scratch();
         let key = self.key;
         for (c, grants) in out.into_iter().enumerate() {
             if c == me || grants.is_empty() {
@@ -221,13 +226,13 @@ impl IobandModule {
     fn apply_grants(&mut self, grants: Vec<(String, Grant)>) {
         let now = reactor::pass_ticks();
         for (name, grant) in grants {
-            let Ok(share) = self.engine.share_mut(&name) else {
+            let Ok(id) = self.engine.share_id(&name) else {
                 continue;
             };
-            let scratch = &mut self.scratch;
-            share.apply_grant(&grant, now, &mut |io, t| scratch.push_back((io, t)));
+            self.drive_share(id, now, |share, mut sink| {
+                share.apply_grant(&grant, now, &mut sink);
+            });
         }
-        self.dispatch_scratch();
     }
 
     /// Owner: sends every replica the shares' layouts and the live devices.
@@ -257,11 +262,12 @@ impl IobandModule {
         }
         let names: BTreeSet<&str> = layouts.iter().map(|(n, _, _)| n.as_str()).collect();
         self.span.hubs.retain(|n, _| names.contains(n.as_str()));
-        let devices: Vec<(u64, Arc<DeviceShared>)> = self
+        let devices: Vec<Arc<DeviceShared>> = self
+            .adapter
             .devices
             .iter()
-            .filter(|(_, d)| !d.deleted)
-            .map(|(id, d)| (id, d.shared.clone()))
+            .filter(|(_, d)| !d.is_deleted())
+            .map(|(_, d)| d.data.shared.clone())
             .collect();
         let key = self.key;
         for c in (0..cores).filter(|&c| c != self.span.core) {
@@ -276,24 +282,27 @@ impl IobandModule {
     fn apply_sync(
         &mut self,
         layouts: &[(String, u64, ShareLayout)],
-        devices: Vec<(u64, Arc<DeviceShared>)>,
+        devices: Vec<Arc<DeviceShared>>,
     ) {
-        self.epoch += 1;
+        self.adapter.config_changed();
         for mut io in self.engine.mirror(layouts) {
             io.status = IoStatus::Aborted;
             send_reply(io);
         }
         self.engine.span_cores(self.span.cores);
-        let live: BTreeSet<u64> = devices.iter().map(|(id, _)| *id).collect();
-        let live_names: BTreeSet<String> = devices.iter().map(|(_, d)| d.name.clone()).collect();
-        for (id, shared) in devices {
+        let live: BTreeSet<DevHandle> = devices.iter().map(|d| d.handle).collect();
+        let live_names: BTreeSet<String> = devices.iter().map(|d| d.name.clone()).collect();
+        for shared in devices {
             let Ok(dref) = self.engine.device(&shared.name) else {
                 continue;
             };
-            match self.devices.get_mut(&id) {
+            let h = shared.handle;
+            match self.adapter.devices.get(h) {
                 Some(d) => {
-                    if !d.deleted {
-                        d.dref = dref;
+                    if !d.is_deleted() {
+                        self.adapter
+                            .devices
+                            .set_route(h, dref.share_id, dref.device);
                     }
                 }
                 None => {
@@ -301,45 +310,44 @@ impl IobandModule {
                     let Ok(base_ch) = shared.base.get_io_channel() else {
                         continue;
                     };
-                    self.devices.insert(
-                        id,
-                        OwnerDevice {
-                            shared,
-                            dref,
-                            base_ch,
-                            in_flight: 0,
-                            deleted: false,
-                            groups: GroupCache::default(),
-                        },
+                    let base = shared.base_idx;
+                    self.adapter.mirror_device(
+                        h,
+                        dref.share_id,
+                        dref.device,
+                        base,
+                        DevData { shared, base_ch },
                     );
                 }
             }
         }
-        let gone: Vec<u64> = self
+        let gone: Vec<DevHandle> = self
+            .adapter
             .devices
             .iter()
-            .filter(|(id, d)| !d.deleted && !live.contains(id))
-            .map(|(id, _)| id)
+            .filter(|(h, d)| !d.is_deleted() && !live.contains(h))
+            .map(|(h, _)| h)
             .collect();
         if !gone.is_empty() {
             let mut names = Vec::new();
-            for id in &gone {
-                if let Some(d) = self.devices.get_mut(id) {
-                    d.deleted = true;
-                    names.push(d.shared.name.clone());
+            for h in &gone {
+                if self.adapter.devices.mark_deleted(*h) {
+                    if let Some(d) = self.adapter.devices.get(*h) {
+                        names.push(d.data.shared.name.clone());
+                    }
                 }
             }
             // A device whose bdev went but which stays (its base was removed: it waits
             // for it) keeps its engine queue here: what this reactor queued for it goes,
             // as it would with the device. (Unless its bdev is back already, under a new
-            // id: then the queue is the new bdev's too and stays.)
+            // handle: then the queue is the new bdev's too and stays.)
             for name in names.iter().filter(|n| !live_names.contains(*n)) {
                 for mut io in self.engine.drain_device(name).unwrap_or_default() {
                     io.status = IoStatus::Aborted;
                     send_reply(io);
                 }
             }
-            self.abort_parked(|id| gone.contains(&id));
+            self.abort_parked(|h| gone.contains(&h));
         }
         self.refresh_share_ids();
         self.reap();
