@@ -1,5 +1,10 @@
 //! The I/O path on the owner thread: classify, hand to the share's scheduler, dispatch
-//! what it releases, take completions back.
+//! what it releases, take completions back, through the engine's host-neutral adapter
+//! (`bdev_ioband_engine::adapter`, the same as the embedded host's): device handles and
+//! group caches for classification, tickets tagged with their device and share
+//! incarnations, parking per base. What stays here is SPDK's: the tag lives in the I/O's
+//! driver_ctx, submissions to the base wait until the state is released (a submission may
+//! call back into the module: [`Effects`]), and io_wait.
 //!
 //! Group identity: the bdev API carries no caller tag (no host NQN, IQN or cgroup reaches
 //! a bdev module). What a module can see is the SPDK thread an I/O was submitted on, so an
@@ -20,88 +25,104 @@
 //! batch of failed dispatches) and passed down; nothing here reads a clock.
 //!
 //! Out of bdev_ios (ENOMEM): a dispatch the base cannot take for want of a `spdk_bdev_io`
-//! is parked here, in dispatch order, and everything dispatched after it waits behind it;
-//! the head's io_wait entry brings [`io_wait_done`], which submits them again in order. An
-//! I/O is never failed for ENOMEM.
+//! is parked here in its base's queue ([`Parking`]), and everything dispatched to that
+//! base after it waits behind it (I/O to other bases goes on); the io_wait entry of one
+//! parked head at a time brings [`io_wait_done`], which submits every base's queue again
+//! in order. An I/O is never failed for ENOMEM.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::ffi::{c_int, c_void};
-use std::mem::{align_of, size_of, MaybeUninit};
+use std::mem::{align_of, size_of};
 
-use bdev_ioband_engine::{Admit, GroupKey, Op, ShareId, Ticket};
+use bdev_ioband_engine::adapter::{
+    self, BaseIdx, DevHandle, Failure, Held, IoTag, NoRoute, Parking, Submit, Tagged,
+};
+use bdev_ioband_engine::{GroupKey, Op, ShareId, Ticket};
 
 use crate::ffi;
 use crate::shim::{self, IoHandle};
 use crate::state::{with_state, Effects, State};
 
-/// What Rust keeps in an I/O's driver_ctx while it is ours.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct IoArea {
-    /// The share that released the I/O, by handle: its ticket goes back there and nowhere
-    /// else. The handle goes stale when the share is removed (the ticket is then dropped),
-    /// even if a share of the same name is created meanwhile (a drain that removed the
-    /// device's last share, a delete and a create).
-    share: MaybeUninit<ShareId>,
-    /// Whether `share` and `ticket` are written (not for resets, which bypass the share).
-    has_ticket: bool,
-    ticket: MaybeUninit<Ticket>,
-}
+// What Rust keeps in an I/O's driver_ctx while it is ours: the adapter's tag.
+const _: () = assert!(size_of::<IoTag>() <= ffi::RS_IO_AREA);
+const _: () = assert!(align_of::<IoTag>() <= 8);
 
-const _: () = assert!(size_of::<IoArea>() <= ffi::RS_IO_AREA);
-const _: () = assert!(align_of::<IoArea>() <= 8);
-
-fn write_area(io: &IoHandle, area: IoArea) {
-    let p = shim::io_area(io).cast::<IoArea>();
-    // SAFETY: the area is RS_IO_AREA bytes, 8-aligned (asserted to fit IoArea above), in
+fn write_tag(io: &IoHandle, tag: IoTag) {
+    let p = shim::io_area(io).cast::<IoTag>();
+    // SAFETY: the area is RS_IO_AREA bytes, 8-aligned (asserted to fit IoTag above), in
     // the driver_ctx of an I/O we own; nothing else writes it.
-    unsafe { p.write(area) }
+    unsafe { p.write(tag) }
 }
 
-fn read_area(io: &IoHandle) -> IoArea {
-    let p = shim::io_area(io).cast::<IoArea>();
-    // SAFETY: as in write_area; every I/O that reaches a reader was written by
-    // `submit` first (IoArea is Copy, no drop).
+fn read_tag(io: &IoHandle) -> IoTag {
+    let p = shim::io_area(io).cast::<IoTag>();
+    // SAFETY: as in write_tag; every I/O that reaches a reader was written by `stamp`
+    // first (at submission; `clear_area`), and IoTag is Copy (no drop).
     unsafe { p.read() }
 }
 
-/// Marks an I/O as holding no ticket yet (before it is offered to a share).
+impl Tagged for IoHandle {
+    #[inline]
+    fn tag(&self) -> IoTag {
+        read_tag(self)
+    }
+
+    #[inline]
+    fn set_tag(&mut self, tag: IoTag) {
+        write_tag(self, tag);
+    }
+}
+
+/// Marks an I/O as of no device and holding no ticket (before it goes to the owner).
 pub(crate) fn clear_area(io: &IoHandle) {
-    write_area(
-        io,
-        IoArea {
-            share: MaybeUninit::uninit(),
-            has_ticket: false,
-            ticket: MaybeUninit::uninit(),
-        },
-    );
+    stamp(io, DevHandle::default());
+}
+
+/// Marks an I/O as of device `dev` (the owner's handle) and holding no ticket.
+pub(crate) fn stamp(io: &IoHandle, dev: DevHandle) {
+    write_tag(io, IoTag::new(dev));
+}
+
+/// The device an I/O was stamped with.
+pub(crate) fn ticket_dev(io: &IoHandle) -> DevHandle {
+    io.tag().dev
 }
 
 /// The share and ticket a dispatched I/O carries, if any.
 pub(crate) fn ticket(io: &IoHandle) -> Option<(ShareId, Ticket)> {
-    ticket_of(&read_area(io))
+    io.tag().held.map(|h| (h.share, h.ticket))
 }
 
-fn ticket_of(area: &IoArea) -> Option<(ShareId, Ticket)> {
-    // SAFETY: has_ticket is set only together with a written share and ticket.
-    area.has_ticket
-        .then(|| unsafe { (area.share.assume_init(), area.ticket.assume_init()) })
+/// The owner's bases for the adapter: a dispatch waits in the effect list until the state
+/// is released; a failure completes through it.
+struct Deferred<'a>(&'a mut Effects);
+
+impl adapter::Base<IoHandle, ()> for Deferred<'_> {
+    #[inline]
+    fn submit(&mut self, _dev: &mut (), io: IoHandle) -> Submit<IoHandle> {
+        self.0.dispatch.push(io);
+        Submit::Deferred
+    }
+
+    fn fail(&mut self, io: IoHandle, why: Failure) {
+        let status = match why {
+            Failure::DeviceGone => ffi::STATUS_ABORTED,
+            Failure::Refused => ffi::STATUS_FAILED,
+        };
+        self.0.complete.push((io, status));
+    }
 }
 
 const ENODEV: c_int = 19;
 
-/// The sink that share `share` hands dispatchable I/O to.
+/// The sink that share `share` hands dispatchable I/O to (the replicas' engines, and the
+/// owner's grants): the tag keeps the device stamped at submission and gets the share's
+/// handle and the ticket, and the I/O waits in the effect list.
 pub(crate) fn sink(fx: &mut Effects, share: ShareId) -> impl FnMut(IoHandle, Ticket) + '_ {
-    move |io, ticket| {
-        write_area(
-            &io,
-            IoArea {
-                share: MaybeUninit::new(share),
-                has_ticket: true,
-                ticket: MaybeUninit::new(ticket),
-            },
-        );
+    move |mut io, ticket| {
+        let mut tag = io.tag();
+        tag.held = Some(Held { share, ticket });
+        io.set_tag(tag);
         fx.dispatch.push(io);
     }
 }
@@ -130,14 +151,8 @@ fn submit_locked(
     let Some(dev) = st.devs.get(&dev_id).filter(|d| !d.deleted) else {
         return -ENODEV;
     };
-    write_area(
-        &io,
-        IoArea {
-            share: MaybeUninit::uninit(),
-            has_ticket: false,
-            ticket: MaybeUninit::uninit(),
-        },
-    );
+    let h = dev.handle;
+    stamp(&io, h);
     if kind == ffi::IO_RESET {
         // A reset completes after everything before it: what the share still queues for
         // this device is aborted, the reset goes straight to the base.
@@ -148,18 +163,28 @@ fn submit_locked(
         fx.dispatch.push(io);
         return 0;
     }
-    // No allocation per I/O: the device is found by reference, the share by handle.
-    let Ok((share_id, device)) = st.engine.device_handle(&dev.name) else {
+    // No allocation and no lookup by name per I/O: the device by handle, its group from
+    // the adapter's cache.
+    let Some(key) = u32::try_from(thread_id).ok().map(GroupKey::Tag) else {
         return -ENODEV;
     };
-    let Some(share) = st.engine.share_by_id_mut(share_id) else {
-        return -ENODEV;
-    };
-    let group = u32::try_from(thread_id)
-        .ok()
-        .and_then(|t| share.group_id(device, &GroupKey::Tag(t)).ok());
-    let Some(group) = group else {
-        return -ENODEV;
+    let route = match st.adapter.classify(&st.engine, h, &key) {
+        Ok(route) => route,
+        Err(NoRoute::NoShare) => {
+            // The device's share is another incarnation now: where it lives is looked up
+            // again, once.
+            let name = &dev.name;
+            let Ok((share, device)) = st.engine.device_handle(name) else {
+                return -ENODEV;
+            };
+            st.adapter.devices.set_route(h, share, device);
+            st.adapter.config_changed();
+            match st.adapter.classify(&st.engine, h, &key) {
+                Ok(route) => route,
+                Err(_) => return -ENODEV,
+            }
+        }
+        Err(NoRoute::NoDevice) => return -ENODEV,
     };
     let op = match kind {
         ffi::IO_READ => Op::Read,
@@ -167,50 +192,54 @@ fn submit_locked(
         _ => Op::Other,
     };
     let now = shim::pass_ticks();
-    match share.submit(device, group, io, op, bytes, now, &mut sink(fx, share_id)) {
-        Admit::Accepted => 0,
+    match st
+        .adapter
+        .submit(&mut st.engine, route, io, op, bytes, now, &mut Deferred(fx))
+    {
+        Ok(()) => 0,
         // The handle goes back to the shim, which fails the I/O.
-        Admit::NoDevice(_) => -ENODEV,
+        Err(_) => -ENODEV,
     }
 }
 
-/// The base completed a dispatched I/O (of device `_dev_id`: the ticket knows its share).
+/// The base completed a dispatched I/O (of device `_dev_id`: the tag knows its device and
+/// share).
 pub fn done(_dev_id: u64, io: *mut c_void) {
     let Some(io) = IoHandle::new(io) else { return };
     AT_BASE.set(AT_BASE.get().saturating_sub(1));
     let mut fx = Effects::take();
-    let area = read_area(&io);
+    let tag = io.tag();
     // The submitter first, the ticket after (the engine's contract): a closed-loop
     // submitter on this thread sends its next I/O from the completion callback and so
     // stays active in its share, keeping its place under io_throttle.
     shim::complete(io, ffi::STATUS_BASE);
-    if let Some((share, ticket)) = ticket_of(&area) {
+    if tag.held.is_some() {
         let now = shim::pass_ticks();
-        with_state(|st| return_ticket(st, &mut fx, share, ticket, now));
+        with_state(|st| return_ticket(st, &mut fx, tag, now));
     }
     run_effects(fx);
 }
 
 /// Fails a dispatched I/O the base refused; its ticket goes back.
 fn fail_dispatched(fx: &mut Effects, io: IoHandle, now: u64) {
-    let area = read_area(&io);
+    let tag = io.tag();
     fx.complete.push((io, ffi::STATUS_FAILED));
-    if let Some((share, ticket)) = ticket_of(&area) {
-        with_state(|st| return_ticket(st, fx, share, ticket, now));
+    if tag.held.is_some() {
+        with_state(|st| return_ticket(st, fx, tag, now));
     }
 }
 
-fn return_ticket(st: &mut State, fx: &mut Effects, share: ShareId, ticket: Ticket, now: u64) {
-    // A stale handle (the share was removed) finds nothing: the ticket is dropped.
-    if let Some(s) = st.engine.share_by_id_mut(share) {
-        s.complete(ticket, now, &mut sink(fx, share));
-    }
+fn return_ticket(st: &mut State, fx: &mut Effects, tag: IoTag, now: u64) {
+    // A stale handle (the share or device was removed) finds nothing: the ticket is
+    // dropped, never given to a newer incarnation.
+    st.adapter
+        .complete(&mut st.engine, tag, false, now, &mut Deferred(fx));
 }
 
 /// Owner poller: resumes parked dispatches whose io_wait could not be armed, re-drives
 /// shares that hold queued I/O. Returns whether it did anything.
 pub fn poll() -> bool {
-    let resumed = !parked_is_empty() && !ARMED.get();
+    let resumed = unarmed_waiting();
     if resumed {
         resume_parked();
     }
@@ -221,9 +250,15 @@ pub fn poll() -> bool {
         ids.clear();
         ids.extend(st.engine.share_ids());
         for &id in &ids {
-            if let Some(share) = st.engine.share_by_id_mut(id) {
-                share.poll(now, &mut sink(&mut fx, id));
-            }
+            st.adapter.with_share(
+                &mut st.engine,
+                id,
+                now,
+                &mut Deferred(&mut fx),
+                |share, mut sink| {
+                    share.poll(now, &mut sink);
+                },
+            );
         }
         st.poll_ids = ids;
         crate::replica::owner_tick(st, &mut fx, now);
@@ -265,7 +300,7 @@ pub fn node_destruct(dev_id: u64) {
 pub fn node_freed(dev_id: u64) {
     with_state(|st| {
         if st.devs.get(&dev_id).is_some_and(|d| d.deleted) {
-            st.devs.remove(&dev_id);
+            st.remove_dev(dev_id);
         }
     });
 }
@@ -295,19 +330,23 @@ pub fn run_effects(mut fx: Effects) {
 }
 
 thread_local! {
-    /// Dispatched I/O that met ENOMEM at the base, in dispatch order (owner thread only).
-    static PARKED: RefCell<VecDeque<IoHandle>> = const { RefCell::new(VecDeque::new()) };
-    /// The head's io_wait is armed: `io_wait_done` will come. While it is, no parked I/O is
-    /// submitted (the head's wait entry sits in SPDK's queue).
-    static ARMED: Cell<bool> = const { Cell::new(false) };
+    /// Dispatched I/O that met ENOMEM at their base, per base in dispatch order (owner
+    /// thread only).
+    static PARKED: RefCell<Parking<IoHandle>> = RefCell::new(Parking::default());
+    /// The base whose head's io_wait is armed: `io_wait_done` will come. While it is, that
+    /// base's parked I/O is not submitted (the head's wait entry sits in SPDK's queue);
+    /// other bases' are.
+    static ARMED: Cell<Option<BaseIdx>> = const { Cell::new(None) };
     /// `resume_parked` is running (a callback during a submission finds it so).
     static DRAINING: Cell<bool> = const { Cell::new(false) };
-    /// An io_wait callback came while draining: drain once more.
+    /// An io_wait callback came, or an I/O was parked, while draining: drain once more.
     static AGAIN: Cell<bool> = const { Cell::new(false) };
     /// I/O the owner has at the base (dispatched, not completed).
     static AT_BASE: Cell<u64> = const { Cell::new(0) };
     /// Whether replicas run on other threads (see [`note_replicas`]).
     static REPLICAS: Cell<bool> = const { Cell::new(false) };
+    /// Scratch of `resume_parked`: the bases to retry (kept to reuse its allocation).
+    static BASES: RefCell<Vec<BaseIdx>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The owner learns whether replicas run on other threads. With replicas the owner may
@@ -322,29 +361,52 @@ fn parked_is_empty() -> bool {
     PARKED.with(|p| p.try_borrow().is_ok_and(|q| q.is_empty()))
 }
 
-fn park_back(io: IoHandle) {
-    PARKED.with(|p| p.borrow_mut().push_back(io));
+/// Whether some base with parked I/O has no io_wait armed (the poller retries those).
+fn unarmed_waiting() -> bool {
+    let armed = ARMED.get();
+    PARKED.with(|p| {
+        p.try_borrow()
+            .is_ok_and(|q| q.waiting().iter().any(|b| Some(*b) != armed))
+    })
 }
 
-fn park_front(io: IoHandle) {
-    PARKED.with(|p| p.borrow_mut().push_front(io));
+/// The base of a dispatched I/O: its device's (base 0 for a device no longer known, so
+/// that nothing is lost). Only where something is parked or the base is out of bdev_ios:
+/// it takes the state.
+fn base_of(io: &IoHandle) -> BaseIdx {
+    let dev = io.tag().dev;
+    with_state(|st| st.adapter.devices.get(dev).map(|d| d.base()))
+        .flatten()
+        .unwrap_or_default()
 }
 
-fn unpark_front() -> Option<IoHandle> {
-    PARKED.with(|p| p.borrow_mut().pop_front())
+fn must_wait(base: BaseIdx) -> bool {
+    PARKED.with(|p| p.borrow().must_wait(base))
 }
 
-/// Arms io_wait with the head of the parked queue unless it is armed already.
-fn arm_parked() {
-    if ARMED.get() {
+fn park_back(base: BaseIdx, io: IoHandle) {
+    PARKED.with(|p| p.borrow_mut().park_back(base, io));
+}
+
+fn park_front(base: BaseIdx, io: IoHandle) {
+    PARKED.with(|p| p.borrow_mut().park_front(base, io));
+}
+
+fn unpark_front(base: BaseIdx) -> Option<IoHandle> {
+    PARKED.with(|p| p.borrow_mut().pop_front(base))
+}
+
+/// Arms io_wait with the head of `base`'s queue unless an io_wait is armed already.
+fn arm_parked(base: BaseIdx) {
+    if ARMED.get().is_some() {
         return;
     }
     if REPLICAS.get() && AT_BASE.get() == 0 {
         // Nothing of ours to free a bdev_io on this thread: the poller retries.
         return;
     }
-    let armed = PARKED.with(|p| p.borrow().front().is_some_and(shim::io_wait));
-    ARMED.set(armed);
+    let armed = PARKED.with(|p| p.borrow().front(base).is_some_and(shim::io_wait));
+    ARMED.set(armed.then_some(base));
 }
 
 /// Forgets parked I/O (module init and fini: by fini every ioband bdev has been
@@ -353,10 +415,10 @@ fn arm_parked() {
 pub fn forget_parked() {
     PARKED.with(|p| {
         if let Ok(mut q) = p.try_borrow_mut() {
-            q.clear();
+            *q = Parking::default();
         }
     });
-    ARMED.set(false);
+    ARMED.set(None);
     DRAINING.set(false);
     AGAIN.set(false);
     AT_BASE.set(0);
@@ -368,12 +430,21 @@ pub fn parked_len() -> usize {
     PARKED.with(|p| p.borrow().len())
 }
 
-/// Submits a released I/O to its base, or parks it behind earlier ones (so that running
-/// out of bdev_ios never reorders what the engine released). `Err`: the base refused it.
+/// Submits a released I/O to its base, or parks it behind earlier ones of that base (so
+/// that running out of bdev_ios never reorders what the engine released to a base).
+/// `Err`: the base refused it.
 fn submit_or_park(io: IoHandle) -> Result<(), IoHandle> {
     if DRAINING.get() || !parked_is_empty() {
-        park_back(io);
-        return Ok(());
+        let base = base_of(&io);
+        if DRAINING.get() {
+            park_back(base, io);
+            AGAIN.set(true);
+            return Ok(());
+        }
+        if must_wait(base) {
+            park_back(base, io);
+            return Ok(());
+        }
     }
     match shim::dispatch(&io) {
         0 => {
@@ -381,8 +452,9 @@ fn submit_or_park(io: IoHandle) -> Result<(), IoHandle> {
             Ok(())
         }
         ffi::DISPATCH_NOMEM => {
-            park_back(io);
-            arm_parked();
+            let base = base_of(&io);
+            park_back(base, io);
+            arm_parked(base);
             Ok(())
         }
         _ => Err(io),
@@ -391,39 +463,46 @@ fn submit_or_park(io: IoHandle) -> Result<(), IoHandle> {
 
 /// The io_wait callback (or its fallback message): a bdev_io may be free.
 pub fn io_wait_done() {
-    ARMED.set(false);
+    ARMED.set(None);
     resume_parked();
 }
 
-/// Submits parked I/O again, in order, until the queue is empty or the base is out of
-/// bdev_ios again (then the new head arms io_wait).
+/// Submits parked I/O again, each base's in order, until its queue is empty or the base
+/// is out of bdev_ios again (then its new head arms io_wait, if none is armed). The base
+/// whose head's io_wait is armed waits for it.
 fn resume_parked() {
-    if ARMED.get() {
-        return;
-    }
     if DRAINING.get() {
         AGAIN.set(true);
         return;
     }
     DRAINING.set(true);
     let mut failed = Vec::new();
+    let mut bases = BASES.with(|b| std::mem::take(&mut *b.borrow_mut()));
     loop {
         AGAIN.set(false);
-        while let Some(io) = unpark_front() {
-            match shim::dispatch(&io) {
-                0 => AT_BASE.set(AT_BASE.get() + 1),
-                ffi::DISPATCH_NOMEM => {
-                    park_front(io);
-                    arm_parked();
-                    break;
+        bases.clear();
+        PARKED.with(|p| bases.extend_from_slice(p.borrow().waiting()));
+        for &base in &bases {
+            if ARMED.get() == Some(base) {
+                continue;
+            }
+            while let Some(io) = unpark_front(base) {
+                match shim::dispatch(&io) {
+                    0 => AT_BASE.set(AT_BASE.get() + 1),
+                    ffi::DISPATCH_NOMEM => {
+                        park_front(base, io);
+                        arm_parked(base);
+                        break;
+                    }
+                    _ => failed.push(io),
                 }
-                _ => failed.push(io),
             }
         }
-        if !AGAIN.get() || ARMED.get() {
+        if !AGAIN.get() {
             break;
         }
     }
+    BASES.with(|b| *b.borrow_mut() = bases);
     DRAINING.set(false);
     if failed.is_empty() {
         return;

@@ -51,13 +51,14 @@
 //! `ioband_rs_thread_lane` and `ioband_rs_thread_lane_free`, on the same thread.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use std::ptr::NonNull;
 
+use bdev_ioband_engine::adapter::{BaseIdx, DevHandle, DeviceTable, Parking};
 use bdev_ioband_engine::{
     Admit, CoreReport, DeviceIdx, Engine, Grant, GroupId, GroupKey, GroupStats, Hub, LaneCounts,
     LaneRequest, Op, Policy, ShareId, ShareLayout,
@@ -124,6 +125,19 @@ pub enum ToOwner {
     },
 }
 
+/// A live device as a sync lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncDev {
+    /// The shim's device id.
+    pub id: u64,
+    /// Its name.
+    pub name: String,
+    /// Its handle in the owner's adapter (what its I/O are tagged with).
+    pub handle: DevHandle,
+    /// Its base's number (parking per base).
+    pub base: BaseIdx,
+}
+
 /// Messages to a replica.
 #[derive(Debug)]
 pub enum ToReplica {
@@ -133,7 +147,7 @@ pub enum ToReplica {
         /// Per share: name, incarnation, layout.
         layouts: Vec<(String, u64, ShareLayout)>,
         /// Live devices.
-        devs: Vec<(u64, String)>,
+        devs: Vec<SyncDev>,
         /// Cores spanned.
         cores: u32,
     },
@@ -149,8 +163,11 @@ pub struct Replica {
     id: u64,
     thread: u64,
     engine: Engine<IoHandle>,
-    /// Devices it can schedule, by the shim's device id.
-    devs: BTreeMap<u64, (ShareId, DeviceIdx)>,
+    /// Devices it can schedule, by the shim's device id, with the owner's handle.
+    devs: BTreeMap<u64, (ShareId, DeviceIdx, DevHandle)>,
+    /// The devices by the owner's handle, with their bases (the engine adapter's table,
+    /// mirrored at every sync): where a parked I/O waits.
+    dev_table: DeviceTable<()>,
     /// Routes by (device id, submitting thread id), found once per sync: a thread
     /// submits with one or a few such pairs, so a short vector beats a map lookup and a
     /// group lookup every I/O.
@@ -158,7 +175,10 @@ pub struct Replica {
     /// The effect list the I/O path fills, kept here so that it is reused without a
     /// thread-local lookup (taken while a call runs, given back at its end).
     fx: Effects,
-    parked: VecDeque<IoHandle>,
+    /// Dispatches the base could not take, per base in order (the engine adapter's).
+    parked: Parking<IoHandle>,
+    /// Scratch of `resume`: the bases to retry (kept to reuse its allocation).
+    park_bases: Vec<BaseIdx>,
     /// I/O of the replica at the base (dispatched, not completed).
     at_base: u64,
     armed: bool,
@@ -210,12 +230,23 @@ impl LaneSlot {
 struct Route {
     dev_id: u64,
     thread_id: u64,
+    /// The owner's handle of the device (its I/O are tagged with it).
+    dev: DevHandle,
     share: ShareId,
     device: DeviceIdx,
     group: GroupId,
 }
 
 impl Replica {
+    /// The base of a dispatched I/O: its device's (base 0 for a device no longer known,
+    /// so that nothing is lost).
+    fn base_of(&self, io: &IoHandle) -> BaseIdx {
+        self.dev_table
+            .get(io::ticket_dev(io))
+            .map(|d| d.base())
+            .unwrap_or_default()
+    }
+
     /// Whether none of the replica's I/O is at the base (its own dispatches and its lanes').
     fn nothing_at_base(&self) -> bool {
         self.at_base == 0 && self.lanes.iter().all(|l| l.get().at_base == 0)
@@ -233,7 +264,7 @@ impl Replica {
         {
             return Some(*r);
         }
-        let &(share_id, device) = self.devs.get(&dev_id)?;
+        let &(share_id, device, dev) = self.devs.get(&dev_id)?;
         let share = self.engine.share_by_id_mut(share_id)?;
         let group = u32::try_from(thread_id)
             .ok()
@@ -244,6 +275,7 @@ impl Replica {
         let route = Route {
             dev_id,
             thread_id,
+            dev,
             share: share_id,
             device,
             group,
@@ -294,9 +326,11 @@ pub fn create(thread: u64) -> *mut c_void {
         thread,
         engine: Engine::new(ticks),
         devs: BTreeMap::new(),
+        dev_table: DeviceTable::default(),
         routes: Vec::new(),
         fx: Effects::default(),
-        parked: VecDeque::new(),
+        parked: Parking::default(),
+        park_bases: Vec::new(),
         at_base: 0,
         armed: false,
         draining: false,
@@ -370,9 +404,8 @@ pub fn destroy(rs: *mut c_void) {
     for io in r.engine.mirror(&[]) {
         shim::complete(io, ffi::STATUS_ABORTED);
     }
-    for io in r.parked.drain(..) {
-        shim::complete(io, ffi::STATUS_ABORTED);
-    }
+    r.parked
+        .drain_all(|io| shim::complete(io, ffi::STATUS_ABORTED));
 }
 
 /// An I/O submitted on the replica's thread at its pass tick `now`: 0 (ours now), 1 (not
@@ -413,7 +446,7 @@ pub fn submit(
             ffi::IO_WRITE => Op::Write,
             _ => Op::Other,
         };
-        io::clear_area(&io);
+        io::stamp(&io, route.dev);
         let admit = share.submit(
             route.device,
             route.group,
@@ -556,9 +589,9 @@ fn fail_dispatched(cell: &Cell, fx: &mut Effects, failed: Vec<IoHandle>) {
 /// `Ok(Some(io))`: out of bdev_ios with nothing of ours at the base, the owner must take
 /// it (see [`bounce`]); `Err`: the base refused it.
 fn submit_or_park(cell: &Cell, io: IoHandle) -> Result<Option<IoHandle>, IoHandle> {
-    let busy = cell
-        .try_borrow()
-        .map_or(true, |r| r.draining || !r.parked.is_empty());
+    let busy = cell.try_borrow().map_or(true, |r| {
+        r.draining || (!r.parked.is_empty() && r.parked.must_wait(r.base_of(&io)))
+    });
     if busy {
         park(cell, io, false);
         return Ok(None);
@@ -596,7 +629,7 @@ fn settle(cell: &Cell, io: IoHandle, rc: c_int) -> Result<Option<IoHandle>, IoHa
 /// the owner, which schedules it again.
 fn bounce(cell: &Cell, fx: &mut Effects, mut ios: Vec<IoHandle>) {
     if let Ok(mut r) = cell.try_borrow_mut() {
-        ios.extend(r.parked.drain(..));
+        r.parked.drain_all(|io| ios.push(io));
     }
     let now = shim::pass_ticks();
     for io in ios {
@@ -610,10 +643,11 @@ fn bounce(cell: &Cell, fx: &mut Effects, mut ios: Vec<IoHandle>) {
 
 fn park(cell: &Cell, io: IoHandle, front: bool) {
     if let Ok(mut r) = cell.try_borrow_mut() {
+        let base = r.base_of(&io);
         if front {
-            r.parked.push_front(io);
+            r.parked.park_front(base, io);
         } else {
-            r.parked.push_back(io);
+            r.parked.park_back(base, io);
         }
     } else {
         // Cannot happen (no borrow is held across a shim call); fail it rather than lose it.
@@ -652,33 +686,43 @@ fn resume(cell: &Cell) {
     }
     let mut failed = Vec::new();
     let mut bounced = Vec::new();
+    // The bases to retry, each from its head until it is empty or out of bdev_ios again
+    // (a base's ENOMEM does not hold back another's).
+    let mut bases = cell
+        .try_borrow_mut()
+        .map(|mut r| std::mem::take(&mut r.park_bases))
+        .unwrap_or_default();
     loop {
+        bases.clear();
         if let Ok(mut r) = cell.try_borrow_mut() {
             r.again = false;
+            bases.extend_from_slice(r.parked.waiting());
         }
-        loop {
-            let next = cell
-                .try_borrow_mut()
-                .ok()
-                .and_then(|mut r| r.parked.pop_front());
-            let Some(io) = next else { break };
-            match shim::dispatch(&io) {
-                0 => {
-                    if let Ok(mut r) = cell.try_borrow_mut() {
-                        r.at_base += 1;
+        for &base in &bases {
+            loop {
+                let next = cell
+                    .try_borrow_mut()
+                    .ok()
+                    .and_then(|mut r| r.parked.pop_front(base));
+                let Some(io) = next else { break };
+                match shim::dispatch(&io) {
+                    0 => {
+                        if let Ok(mut r) = cell.try_borrow_mut() {
+                            r.at_base += 1;
+                        }
                     }
-                }
-                ffi::DISPATCH_NOMEM => {
-                    let idle = cell.try_borrow().is_ok_and(|r| r.nothing_at_base());
-                    if idle {
-                        bounced.push(io);
-                    } else {
-                        park(cell, io, true);
-                        arm(cell);
+                    ffi::DISPATCH_NOMEM => {
+                        let idle = cell.try_borrow().is_ok_and(|r| r.nothing_at_base());
+                        if idle {
+                            bounced.push(io);
+                        } else {
+                            park(cell, io, true);
+                            arm(cell);
+                        }
+                        break;
                     }
-                    break;
+                    _ => failed.push(io),
                 }
-                _ => failed.push(io),
             }
         }
         let (again, armed) = cell
@@ -690,6 +734,7 @@ fn resume(cell: &Cell) {
     }
     if let Ok(mut r) = cell.try_borrow_mut() {
         r.draining = false;
+        r.park_bases = bases;
     }
     if failed.is_empty() && bounced.is_empty() {
         return;
@@ -792,12 +837,28 @@ fn replica_msg(cell: &Cell, msg: ToReplica) {
                 }
                 r.engine.span_cores(cores.max(1));
                 let mut map = BTreeMap::new();
-                for (dev_id, name) in devs {
-                    if let Ok((share, device)) = r.engine.device_handle(&name) {
-                        map.insert(dev_id, (share, device));
+                for d in &devs {
+                    if let Ok((share, device)) = r.engine.device_handle(&d.name) {
+                        map.insert(d.id, (share, device, d.handle));
+                        r.dev_table.insert_at(d.handle, share, device, d.base, ());
                     }
                 }
                 r.devs = map;
+                // Devices not listed went: forgotten once nothing of theirs is parked.
+                let live: BTreeSet<DevHandle> = devs.iter().map(|d| d.handle).collect();
+                let gone: Vec<DevHandle> = r
+                    .dev_table
+                    .iter()
+                    .map(|(h, _)| h)
+                    .filter(|h| !live.contains(h))
+                    .collect();
+                for h in gone {
+                    r.dev_table.mark_deleted(h);
+                }
+                let Replica {
+                    dev_table, parked, ..
+                } = &mut *r;
+                dev_table.reap(|h| parked.any(|io| io::ticket_dev(io) == h));
             }
             ToReplica::Grants(grants) => {
                 let now = shim::pass_ticks();
@@ -1005,7 +1066,7 @@ pub struct OwnerSpan {
     hubs: BTreeMap<String, Hub>,
     /// What was last sent as a sync.
     last_layouts: Vec<(String, u64, ShareLayout)>,
-    last_devs: Vec<(u64, String)>,
+    last_devs: Vec<SyncDev>,
     last_exchange_ticks: u64,
     /// Per share, per slot: the counters of replicas that left (generation, counters).
     departed: BTreeMap<String, Vec<(u32, GroupStats)>>,
@@ -1108,11 +1169,16 @@ pub fn owner_tick(st: &mut State, fx: &mut Effects, now: u64) {
             layouts.push((share.name().to_owned(), id.incarnation(), share.layout()));
         }
     }
-    let devs: Vec<(u64, String)> = st
+    let devs: Vec<SyncDev> = st
         .devs
         .iter()
         .filter(|(_, d)| !d.deleted && d.node.is_some())
-        .map(|(&id, d)| (id, d.name.clone()))
+        .map(|(&id, d)| SyncDev {
+            id,
+            name: d.name.clone(),
+            handle: d.handle,
+            base: d.base_idx,
+        })
         .collect();
     if layouts != st.span.last_layouts || devs != st.span.last_devs {
         st.span.synced.clear();

@@ -110,6 +110,8 @@ fn engine_method<P: DeserializeOwned, R: Serialize>(
 ) -> Result<Value, RpcError> {
     let p: P = decode(params)?;
     with_state(|st| {
+        // Whatever it changed, the I/O path's cached group handles are stale now.
+        st.adapter.config_changed();
         f(&mut st.engine, p)
             .map_err(RpcError::from)
             .and_then(to_value)
@@ -174,10 +176,15 @@ fn create(params: Option<&str>) -> Result<Value, RpcError> {
     }
     let share = p.share_name().to_owned();
     let id = with_state(|st| -> Result<u64, RpcError> {
-        st.engine
-            .create_device_bound(&p.name, &share, p.share_params(), p.group.as_ref())?;
+        let dref =
+            st.engine
+                .create_device_bound(&p.name, &share, p.share_params(), p.group.as_ref())?;
         let id = st.next_id;
         st.next_id += 1;
+        let base_idx = st.base_index(&p.base_bdev_name);
+        let handle = st
+            .adapter
+            .add_device(dref.share_id, dref.device, base_idx, ());
         st.devs.insert(
             id,
             Dev {
@@ -186,6 +193,8 @@ fn create(params: Option<&str>) -> Result<Value, RpcError> {
                 share: share.clone(),
                 node: None,
                 deleted: false,
+                handle,
+                base_idx,
             },
         );
         st.names.insert(p.name.clone(), id);
@@ -217,7 +226,7 @@ fn create(params: Option<&str>) -> Result<Value, RpcError> {
             // Bad input changes nothing: take the device back out of the engine.
             with_state(|st| {
                 let _ = st.engine.delete_device(&p.name);
-                st.devs.remove(&id);
+                st.remove_dev(id);
                 st.names.remove(&p.name);
             });
             let why = match rc {
@@ -271,11 +280,11 @@ fn delete_locked(
         Some(_) => {
             if let Some(dev) = st.devs.get_mut(&id) {
                 dev.deleted = true;
+                st.adapter.devices.mark_deleted(dev.handle);
+                st.adapter.config_changed();
             }
         }
-        None => {
-            st.devs.remove(&id);
-        }
+        None => st.remove_dev(id),
     }
     Ok(node)
 }

@@ -14,6 +14,7 @@ use std::ffi::c_int;
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
+use bdev_ioband_engine::adapter::{Adapter, BaseIdx, DevHandle};
 use bdev_ioband_engine::{Engine, ShareId};
 
 use crate::shim::{self, IoHandle, NodePtr};
@@ -33,6 +34,10 @@ pub struct Dev {
     /// Deleted: kept only until the node is freed, so that late completions find their
     /// share.
     pub deleted: bool,
+    /// Its handle in the I/O adapter (and the replicas' mirrors of it).
+    pub handle: DevHandle,
+    /// Its base's number, for parking per base.
+    pub base_idx: BaseIdx,
 }
 
 /// Everything the module knows.
@@ -40,6 +45,10 @@ pub struct Dev {
 pub struct State {
     /// Shares, devices and groups.
     pub engine: Engine<IoHandle>,
+    /// The I/O path's side of the devices: handles, group caches, tickets (see [`crate::io`]).
+    pub adapter: Adapter<IoHandle, ()>,
+    /// Base names, numbered for parking per base (never shrinks; a few entries).
+    pub bases: Vec<String>,
     /// Devices by id (creation order).
     pub devs: BTreeMap<u64, Dev>,
     /// Live (not deleted) devices by name.
@@ -102,6 +111,8 @@ static STATE: AtomicPtr<RefCell<State>> = AtomicPtr::new(ptr::null_mut());
 pub fn init(ticks_per_sec: u64) {
     let state = Box::new(RefCell::new(State {
         engine: Engine::new(ticks_per_sec.max(1)),
+        adapter: Adapter::new(),
+        bases: Vec::new(),
         devs: BTreeMap::new(),
         names: BTreeMap::new(),
         next_id: 1,
@@ -123,6 +134,28 @@ pub fn fini() {
     if !old.is_null() {
         // SAFETY: as in `init`: the pointer came from Box::into_raw and is taken once.
         drop(unsafe { Box::from_raw(old) });
+    }
+}
+
+impl State {
+    /// The number of base `name` for parking per base.
+    pub fn base_index(&mut self, name: &str) -> BaseIdx {
+        let i = match self.bases.iter().position(|b| b == name) {
+            Some(i) => i,
+            None => {
+                self.bases.push(name.to_owned());
+                self.bases.len() - 1
+            }
+        };
+        BaseIdx(u32::try_from(i).unwrap_or(u32::MAX))
+    }
+
+    /// Forgets device `id` (its node is gone, or it never had one).
+    pub fn remove_dev(&mut self, id: u64) {
+        if let Some(dev) = self.devs.remove(&id) {
+            self.adapter.devices.remove(dev.handle);
+            self.adapter.config_changed();
+        }
     }
 }
 
