@@ -171,6 +171,37 @@ fn enomem_parks_in_dispatch_order_until_io_wait() {
 }
 
 #[test]
+fn enomem_on_one_base_does_not_hold_back_another() {
+    let h = Harness::new();
+    h.add_base("Null0");
+    h.add_base("Null1");
+    create(&h, "io0", "Null0", json!({}));
+    create(&h, "io1", "Null1", json!({}));
+    h.mock(|m| m.dispatch_rc.push_back(NOMEM));
+    let mark = h.mark();
+    let a = h.submit("io0", IO_READ, 4096, 1);
+    // Null0 is out of bdev_ios: a parks (and arms io_wait), and io1's I/O go straight on.
+    let b = h.submit("io1", IO_READ, 4096, 1);
+    let c = h.submit("io0", IO_WRITE, 4096, 1);
+    let d = h.submit("io1", IO_WRITE, 4096, 1);
+    assert_eq!(
+        h.calls_since(mark)[..3],
+        [Call::Dispatch(a), Call::IoWait(a), Call::Dispatch(b)]
+    );
+    assert_eq!(h.at_base(), [b, d]);
+    assert_eq!(parked_len(), 2, "c waits behind a on Null0");
+    // The poller leaves an armed base alone.
+    h.poll();
+    assert_eq!(h.at_base(), [b, d]);
+    // A bdev_io is freed: Null0's go, in their order.
+    h.free_bdev_io();
+    assert_eq!(h.at_base(), [b, d, a, c]);
+    assert_eq!(parked_len(), 0);
+    h.base_done_all();
+    assert_eq!(h.all_completed_once(), [STATUS_BASE; 4]);
+}
+
+#[test]
 fn enomem_again_on_resume_rearms_io_wait() {
     let h = Harness::new();
     h.add_base("Null0");
