@@ -71,6 +71,20 @@ impl Tagged for IoHandle {
     fn set_tag(&mut self, tag: IoTag) {
         write_tag(self, tag);
     }
+
+    #[inline]
+    fn tag_dev(&self) -> DevHandle {
+        let p = shim::io_area(self).cast::<IoTag>();
+        // SAFETY: as in read_tag, one field of it.
+        unsafe { std::ptr::addr_of!((*p).dev).read() }
+    }
+
+    #[inline]
+    fn set_held(&mut self, held: Option<Held>) {
+        let p = shim::io_area(self).cast::<IoTag>();
+        // SAFETY: as in write_tag, one field of it (the tag was written at submission).
+        unsafe { std::ptr::addr_of_mut!((*p).held).write(held) }
+    }
 }
 
 /// Marks an I/O as of no device and holding no ticket (before it goes to the owner).
@@ -85,7 +99,7 @@ pub(crate) fn stamp(io: &IoHandle, dev: DevHandle) {
 
 /// The device an I/O was stamped with.
 pub(crate) fn ticket_dev(io: &IoHandle) -> DevHandle {
-    io.tag().dev
+    io.tag_dev()
 }
 
 /// The share and ticket a dispatched I/O carries, if any.
@@ -120,9 +134,7 @@ const ENODEV: c_int = 19;
 /// handle and the ticket, and the I/O waits in the effect list.
 pub(crate) fn sink(fx: &mut Effects, share: ShareId) -> impl FnMut(IoHandle, Ticket) + '_ {
     move |mut io, ticket| {
-        let mut tag = io.tag();
-        tag.held = Some(Held { share, ticket });
-        io.set_tag(tag);
+        io.set_held(Some(Held { share, ticket }));
         fx.dispatch.push(io);
     }
 }

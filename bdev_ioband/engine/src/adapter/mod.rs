@@ -78,6 +78,18 @@ pub trait Tagged {
     fn tag(&self) -> IoTag;
     /// Sets the tag.
     fn set_tag(&mut self, tag: IoTag);
+    /// The device of the tag (a host may read it alone).
+    #[inline]
+    fn tag_dev(&self) -> DevHandle {
+        self.tag().dev
+    }
+    /// Sets what the tag holds, its device unchanged (a host may write it alone).
+    #[inline]
+    fn set_held(&mut self, held: Option<Held>) {
+        let mut tag = self.tag();
+        tag.held = held;
+        self.set_tag(tag);
+    }
 }
 
 /// What a base answered to a submission.
@@ -157,38 +169,34 @@ impl<T, D> Default for Adapter<T, D> {
     }
 }
 
-/// Hands one I/O the engine dispatched to its base (or its base's queue).
-#[inline]
-fn dispatch_one<T: Tagged, D, B: Base<T, D>>(
-    devices: &mut DeviceTable<D>,
-    parking: &mut Parking<T>,
-    failed: &mut VecDeque<(T, Failure)>,
-    base: &mut B,
-    share: ShareId,
-    mut io: T,
-    ticket: Ticket,
-) {
-    let mut tag = io.tag();
-    tag.held = Some(Held { share, ticket });
-    io.set_tag(tag);
-    let Some(dev) = devices.live_mut(tag.dev) else {
-        failed.push_back((io, Failure::DeviceGone));
-        return;
-    };
-    let b = dev.base();
-    if parking.must_wait(b) {
-        parking.park_back(b, io);
-        return;
-    }
-    match base.submit(&mut dev.data, io) {
-        Submit::Taken => dev.note_at_base(),
-        Submit::NoMem(io) => parking.park_back(b, io),
-        Submit::Refused(io) => failed.push_back((io, Failure::Refused)),
-        Submit::Deferred => {}
-    }
-}
-
 impl<T: Tagged, D> Adapter<T, D> {
+    /// Hands one I/O the engine dispatched to its base (or its base's queue).
+    #[inline(always)]
+    fn dispatch_one<B: Base<T, D>>(
+        &mut self,
+        base: &mut B,
+        share: ShareId,
+        mut io: T,
+        ticket: Ticket,
+    ) {
+        io.set_held(Some(Held { share, ticket }));
+        let Some(dev) = self.devices.live_mut(io.tag_dev()) else {
+            self.failed.push_back((io, Failure::DeviceGone));
+            return;
+        };
+        let b = dev.base();
+        if self.parking.must_wait(b) {
+            self.parking.park_back(b, io);
+            return;
+        }
+        match base.submit(&mut dev.data, io) {
+            Submit::Taken => dev.note_at_base(),
+            Submit::NoMem(io) => self.parking.park_back(b, io),
+            Submit::Refused(io) => self.failed.push_back((io, Failure::Refused)),
+            Submit::Deferred => {}
+        }
+    }
+
     /// An empty adapter.
     pub fn new() -> Self {
         Self::default()
@@ -236,6 +244,18 @@ impl<T: Tagged, D> Adapter<T, D> {
         dev: DevHandle,
         key: &GroupKey,
     ) -> Result<Route, NoRoute> {
+        self.classify_with_data(engine, dev, key).map(|(r, _)| r)
+    }
+
+    /// [`Adapter::classify`], with the host's data of the device (to size the I/O without
+    /// a second lookup).
+    #[inline]
+    pub fn classify_with_data(
+        &mut self,
+        engine: &Engine<T>,
+        dev: DevHandle,
+        key: &GroupKey,
+    ) -> Result<(Route, &D), NoRoute> {
         let d = self.devices.live_mut(dev).ok_or(NoRoute::NoDevice)?;
         let (share, device) = (d.share(), d.device());
         let group = match d.groups.get(key, self.epoch) {
@@ -247,38 +267,37 @@ impl<T: Tagged, D> Adapter<T, D> {
                 g
             }
         };
-        Ok(Route {
-            dev,
-            share,
-            device,
-            group,
-        })
+        Ok((
+            Route {
+                dev,
+                share,
+                device,
+                group,
+            },
+            &d.data,
+        ))
     }
 
     /// Offers `io` to the engine by `route`; what the engine releases (this I/O or others)
-    /// goes to the bases through `base`. `Err`: the engine did not take it (the caller
+    /// goes to the bases through `base`. The host has stamped `io` with `IoTag::new(route.dev)`
+    /// (when it took it: the tag carries the device from then on). `Err`: the engine did not take it (the caller
     /// fails it).
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub fn submit<B: Base<T, D>>(
         &mut self,
         engine: &mut Engine<T>,
         route: Route,
-        mut io: T,
+        io: T,
         op: crate::Op,
         bytes: u64,
         now_ticks: u64,
         base: &mut B,
     ) -> Result<(), (T, NoRoute)> {
-        io.set_tag(IoTag::new(route.dev));
+        debug_assert_eq!(io.tag_dev(), route.dev, "the host stamps the I/O");
         let Some(share) = engine.share_by_id_mut(route.share) else {
             return Err((io, NoRoute::NoShare));
         };
-        let Adapter {
-            devices,
-            parking,
-            failed,
-            ..
-        } = self;
         let admit = share.submit(
             route.device,
             route.group,
@@ -286,7 +305,7 @@ impl<T: Tagged, D> Adapter<T, D> {
             op,
             bytes,
             now_ticks,
-            &mut |io, t| dispatch_one(devices, parking, failed, base, route.share, io, t),
+            &mut |io, t| self.dispatch_one(base, route.share, io, t),
         );
         self.settle(engine, now_ticks, base);
         match admit {
@@ -306,15 +325,7 @@ impl<T: Tagged, D> Adapter<T, D> {
         f: impl FnOnce(&mut Share<T>, &mut dyn FnMut(T, Ticket)) -> R,
     ) -> Option<R> {
         let share = engine.share_by_id_mut(id)?;
-        let Adapter {
-            devices,
-            parking,
-            failed,
-            ..
-        } = self;
-        let r = f(share, &mut |io, t| {
-            dispatch_one(devices, parking, failed, base, id, io, t)
-        });
+        let r = f(share, &mut |io, t| self.dispatch_one(base, id, io, t));
         self.settle(engine, now_ticks, base);
         Some(r)
     }
@@ -323,6 +334,7 @@ impl<T: Tagged, D> Adapter<T, D> {
     /// dispatch): counted back on its device incarnation, its ticket returned to its
     /// share incarnation (each only if it still exists), and what that releases
     /// dispatched. The host completes the I/O to its caller before or after this.
+    #[inline]
     pub fn complete<B: Base<T, D>>(
         &mut self,
         engine: &mut Engine<T>,
@@ -343,6 +355,7 @@ impl<T: Tagged, D> Adapter<T, D> {
         self.settle(engine, now_ticks, base);
     }
 
+    #[inline(always)]
     fn return_ticket<B: Base<T, D>>(
         &mut self,
         engine: &mut Engine<T>,
@@ -353,20 +366,28 @@ impl<T: Tagged, D> Adapter<T, D> {
         let Some(share) = engine.share_by_id_mut(held.share) else {
             return;
         };
-        let Adapter {
-            devices,
-            parking,
-            failed,
-            ..
-        } = self;
         share.complete(held.ticket, now_ticks, &mut |io, t| {
-            dispatch_one(devices, parking, failed, base, held.share, io, t)
+            self.dispatch_one(base, held.share, io, t)
         });
     }
 
     /// Fails what the last engine call could not dispatch (its device went, its base
     /// refused it), returning their tickets first.
+    #[inline(always)]
     fn settle<B: Base<T, D>>(&mut self, engine: &mut Engine<T>, now_ticks: u64, base: &mut B) {
+        if !self.failed.is_empty() {
+            self.settle_failed(engine, now_ticks, base);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn settle_failed<B: Base<T, D>>(
+        &mut self,
+        engine: &mut Engine<T>,
+        now_ticks: u64,
+        base: &mut B,
+    ) {
         while let Some((mut io, why)) = self.failed.pop_front() {
             let mut tag = io.tag();
             if let Some(held) = tag.held.take() {

@@ -22,13 +22,6 @@ impl Tagged for Io {
     }
 }
 
-fn io(id: u32) -> Io {
-    Io {
-        id,
-        tag: IoTag::new(DevHandle::from_u64(0)),
-    }
-}
-
 /// A host's bases: which are out of resources, what each took (in order), what failed.
 #[derive(Debug, Default)]
 struct Host {
@@ -97,8 +90,11 @@ fn submit(
     id: u32,
 ) {
     let route = a.classify(engine, dev, &GroupKey::None).unwrap();
-    a.submit(engine, route, io(id), Op::Read, 4096, 0, host)
-        .unwrap();
+    let x = Io {
+        id,
+        tag: IoTag::new(dev),
+    };
+    a.submit(engine, route, x, Op::Read, 4096, 0, host).unwrap();
 }
 
 fn complete(engine: &mut Engine<Io>, a: &mut Adapter<Io, u32>, host: &mut Host, id: u32) {

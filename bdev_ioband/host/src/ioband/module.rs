@@ -57,6 +57,14 @@ impl adapter::Tagged for Box<BdevIo> {
     fn set_tag(&mut self, tag: adapter::IoTag) {
         self.band.tag = tag;
     }
+    #[inline]
+    fn tag_dev(&self) -> DevHandle {
+        self.band.tag.dev
+    }
+    #[inline]
+    fn set_held(&mut self, held: Option<adapter::Held>) {
+        self.band.tag.held = held;
+    }
 }
 
 /// This host's bases for the adapter: submit to the reactor's base channel, fail by
@@ -543,8 +551,8 @@ impl IobandModule {
     fn submit(&mut self, mut io: Box<BdevIo>, now: u64) {
         let h = io.band.tag.dev;
         let key = io.group.as_ref().unwrap_or(&DEFAULT_GROUP);
-        let route = match self.adapter.classify(&self.engine, h, key) {
-            Ok(route) => route,
+        let (route, bytes) = match self.adapter.classify_with_data(&self.engine, h, key) {
+            Ok((route, d)) => (route, io.len_bytes(d.shared.block_size)),
             Err(adapter::NoRoute::NoDevice) => {
                 // A replica that has not heard of the device yet: the owner schedules it.
                 let known = self.adapter.devices.get(h).is_some();
@@ -560,12 +568,6 @@ impl IobandModule {
                 return;
             }
         };
-        let block_size = self
-            .adapter
-            .devices
-            .get(h)
-            .map_or(0, |d| d.data.shared.block_size);
-        let bytes = io.len_bytes(block_size);
         let op = io.io_type.op();
         let mut to_base = ToBase {
             done: &self.base_done,
