@@ -245,7 +245,7 @@ fn return_ticket(st: &mut State, fx: &mut Effects, tag: IoTag, now: u64) {
     // A stale handle (the share or device was removed) finds nothing: the ticket is
     // dropped, never given to a newer incarnation.
     st.adapter
-        .complete(&mut st.engine, tag, false, now, &mut Deferred(fx));
+        .complete(&mut st.engine, tag.dev, tag.held, false, now, &mut Deferred(fx));
 }
 
 /// Owner poller: resumes parked dispatches whose io_wait could not be armed, re-drives

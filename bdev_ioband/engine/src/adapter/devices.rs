@@ -249,29 +249,43 @@ impl<D> DeviceTable<D> {
     }
 
     /// The device of `h`, deleted or not; `None` for a handle of another incarnation.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, h: DevHandle) -> Option<&Device<D>> {
         match self.slots.get(h.index as usize) {
             Some(s) if s.generation == h.generation => s.dev.as_ref(),
-            _ => self.retired.iter().find(|(r, _)| *r == h).map(|(_, d)| d),
+            _ => self.retired_get(h),
         }
     }
 
     /// As [`DeviceTable::get`], mutable.
-    #[inline]
+    #[inline(always)]
     pub fn get_mut(&mut self, h: DevHandle) -> Option<&mut Device<D>> {
-        match self.slots.get_mut(h.index as usize) {
-            Some(s) if s.generation == h.generation => s.dev.as_mut(),
-            _ => self
-                .retired
-                .iter_mut()
-                .find(|(r, _)| *r == h)
-                .map(|(_, d)| d),
+        let i = h.index as usize;
+        if !self
+            .slots
+            .get(i)
+            .is_some_and(|s| s.generation == h.generation)
+        {
+            return self.retired_get_mut(h);
         }
+        self.slots.get_mut(i).and_then(|s| s.dev.as_mut())
+    }
+
+    #[cold]
+    fn retired_get(&self, h: DevHandle) -> Option<&Device<D>> {
+        self.retired.iter().find(|(r, _)| *r == h).map(|(_, d)| d)
+    }
+
+    #[cold]
+    fn retired_get_mut(&mut self, h: DevHandle) -> Option<&mut Device<D>> {
+        self.retired
+            .iter_mut()
+            .find(|(r, _)| *r == h)
+            .map(|(_, d)| d)
     }
 
     /// The device of `h` if it is not deleted.
-    #[inline]
+    #[inline(always)]
     pub fn live_mut(&mut self, h: DevHandle) -> Option<&mut Device<D>> {
         self.get_mut(h).filter(|d| !d.deleted)
     }

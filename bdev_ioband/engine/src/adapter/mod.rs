@@ -249,7 +249,7 @@ impl<T: Tagged, D> Adapter<T, D> {
 
     /// [`Adapter::classify`], with the host's data of the device (to size the I/O without
     /// a second lookup).
-    #[inline]
+    #[inline(always)]
     pub fn classify_with_data(
         &mut self,
         engine: &Engine<T>,
@@ -330,7 +330,7 @@ impl<T: Tagged, D> Adapter<T, D> {
         Some(r)
     }
 
-    /// An I/O with tag `tag` is back from the base (or is being failed after its
+    /// An I/O of device `dev` holding `held` (its tag's) is back from the base (or is being failed after its
     /// dispatch): counted back on its device incarnation, its ticket returned to its
     /// share incarnation (each only if it still exists), and what that releases
     /// dispatched. The host completes the I/O to its caller before or after this.
@@ -338,17 +338,18 @@ impl<T: Tagged, D> Adapter<T, D> {
     pub fn complete<B: Base<T, D>>(
         &mut self,
         engine: &mut Engine<T>,
-        tag: IoTag,
+        dev: DevHandle,
+        held: Option<Held>,
         at_base: bool,
         now_ticks: u64,
         base: &mut B,
     ) {
         if at_base {
-            if let Some(d) = self.devices.get_mut(tag.dev) {
+            if let Some(d) = self.devices.get_mut(dev) {
                 d.note_back();
             }
         }
-        let Some(held) = tag.held else {
+        let Some(held) = held else {
             return;
         };
         self.return_ticket(engine, held, now_ticks, base);

@@ -99,7 +99,7 @@ fn submit(
 
 fn complete(engine: &mut Engine<Io>, a: &mut Adapter<Io, u32>, host: &mut Host, id: u32) {
     let io = host.finish(id);
-    a.complete(engine, io.tag, true, 1, host);
+    a.complete(engine, io.tag.dev, io.tag.held, true, 1, host);
 }
 
 #[test]
@@ -232,7 +232,7 @@ fn a_recreated_device_never_gets_the_old_completions() {
         "the slot was reused"
     );
     assert_eq!(DevHandle::from_u64(h3.to_u64()), h3);
-    a.complete(&mut e, IoTag::new(h[0]), true, 2, &mut host);
+    a.complete(&mut e, h[0], None, true, 2, &mut host);
     assert_eq!(a.devices.get(h3).unwrap().in_flight_ios(), 0);
 }
 

@@ -584,13 +584,12 @@ impl IobandModule {
     /// Accounts a completion from the base and dispatches what it allows; returns the
     /// descriptor for the caller to reply with once the module is no longer borrowed.
     fn base_done(&mut self, mut io: Box<BdevIo>, now: u64) -> Box<BdevIo> {
-        let tag = io.band.tag;
-        io.band.tag.held = None;
+        let (dev, held) = (io.band.tag.dev, io.band.tag.held.take());
         let mut to_base = ToBase {
             done: &self.base_done,
         };
         self.adapter
-            .complete(&mut self.engine, tag, true, now, &mut to_base);
+            .complete(&mut self.engine, dev, held, true, now, &mut to_base);
         io
     }
 
