@@ -244,8 +244,14 @@ fn fail_dispatched(fx: &mut Effects, io: IoHandle, now: u64) {
 fn return_ticket(st: &mut State, fx: &mut Effects, tag: IoTag, now: u64) {
     // A stale handle (the share or device was removed) finds nothing: the ticket is
     // dropped, never given to a newer incarnation.
-    st.adapter
-        .complete(&mut st.engine, tag.dev, tag.held, false, now, &mut Deferred(fx));
+    st.adapter.complete(
+        &mut st.engine,
+        tag.dev,
+        tag.held,
+        false,
+        now,
+        &mut Deferred(fx),
+    );
 }
 
 /// Owner poller: resumes parked dispatches whose io_wait could not be armed, re-drives
@@ -267,8 +273,8 @@ pub fn poll() -> bool {
                 id,
                 now,
                 &mut Deferred(&mut fx),
-                |share, mut sink| {
-                    share.poll(now, &mut sink);
+                |share, sink| {
+                    share.poll(now, &mut |io, t| sink.take(io, t));
                 },
             );
         }

@@ -122,6 +122,25 @@ pub trait Base<T, D> {
     fn fail(&mut self, io: T, why: Failure);
 }
 
+/// Where a share's releases go in [`Adapter::with_share`]: to their bases (or parking),
+/// each counted.
+#[derive(Debug)]
+pub struct Sink<'a, T, D, B> {
+    adapter: &'a mut Adapter<T, D>,
+    base: &'a mut B,
+    share: ShareId,
+    released: usize,
+}
+
+impl<T: Tagged, D, B: Base<T, D>> Sink<'_, T, D, B> {
+    /// Takes one I/O the share released, with its ticket.
+    #[inline(always)]
+    pub fn take(&mut self, io: T, ticket: Ticket) {
+        self.released += 1;
+        self.adapter.dispatch_one(self.base, self.share, io, ticket);
+    }
+}
+
 /// Where an I/O goes in the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
@@ -314,20 +333,28 @@ impl<T: Tagged, D> Adapter<T, D> {
         }
     }
 
-    /// Runs `f` on share `id` with a sink that dispatches what it releases (a poll, a
-    /// grant); `None` if there is no such share.
-    pub fn with_share<B: Base<T, D>, R>(
+    /// Runs `f` on share `id` with a [`Sink`] that dispatches what it releases (a poll,
+    /// a grant: `share.poll(now, &mut |io, t| sink.take(io, t))`); how many it released,
+    /// `None` if there is no such share.
+    pub fn with_share<B: Base<T, D>>(
         &mut self,
         engine: &mut Engine<T>,
         id: ShareId,
         now_ticks: u64,
         base: &mut B,
-        f: impl FnOnce(&mut Share<T>, &mut dyn FnMut(T, Ticket)) -> R,
-    ) -> Option<R> {
+        f: impl FnOnce(&mut Share<T>, &mut Sink<'_, T, D, B>),
+    ) -> Option<usize> {
         let share = engine.share_by_id_mut(id)?;
-        let r = f(share, &mut |io, t| self.dispatch_one(base, id, io, t));
+        let mut sink = Sink {
+            adapter: self,
+            base,
+            share: id,
+            released: 0,
+        };
+        f(share, &mut sink);
+        let released = sink.released;
         self.settle(engine, now_ticks, base);
-        Some(r)
+        Some(released)
     }
 
     /// An I/O of device `dev` holding `held` (its tag's) is back from the base (or is being failed after its

@@ -67,9 +67,12 @@ impl adapter::Tagged for Box<BdevIo> {
     }
 }
 
+/// The adapter's sink for a share's releases, on this host.
+pub(super) type HostSink<'s, 'b> = adapter::Sink<'s, Box<BdevIo>, DevData, ToBase<'b>>;
+
 /// This host's bases for the adapter: submit to the reactor's base channel, fail by
 /// replying `Aborted` to the submitting channel.
-struct ToBase<'a> {
+pub(super) struct ToBase<'a> {
     done: &'a IoCallback,
 }
 
@@ -599,23 +602,13 @@ impl IobandModule {
         &mut self,
         id: ShareId,
         now: u64,
-        f: impl FnOnce(
-            &mut bdev_ioband_engine::Share<Box<BdevIo>>,
-            &mut dyn FnMut(Box<BdevIo>, bdev_ioband_engine::Ticket),
-        ),
+        f: impl FnOnce(&mut bdev_ioband_engine::Share<Box<BdevIo>>, &mut HostSink<'_, '_>),
     ) -> usize {
         let mut to_base = ToBase {
             done: &self.base_done,
         };
         self.adapter
-            .with_share(&mut self.engine, id, now, &mut to_base, |share, sink| {
-                let mut n = 0;
-                f(share, &mut |io, t| {
-                    n += 1;
-                    sink(io, t);
-                });
-                n
-            })
+            .with_share(&mut self.engine, id, now, &mut to_base, f)
             .unwrap_or(0)
     }
 
@@ -629,7 +622,9 @@ impl IobandModule {
             > 0;
         for i in 0..self.share_ids.len() {
             let id = self.share_ids[i];
-            busy |= self.drive_share(id, now, |share, mut sink| share.poll(now, &mut sink)) > 0;
+            busy |= self.drive_share(id, now, |share, sink| {
+                share.poll(now, &mut |io, t| sink.take(io, t));
+            }) > 0;
         }
         self.reap();
         if self.span.sync_due() {

@@ -200,8 +200,8 @@ impl IobandModule {
             let mut grants = vec![Grant::default(); cores];
             hub.grant(now, &mut grants);
             let mine = grants[me].clone();
-            moved |= self.drive_share(id, now, |share, mut sink| {
-                share.apply_grant(&mine, now, &mut sink);
+            moved |= self.drive_share(id, now, |share, sink| {
+                share.apply_grant(&mine, now, &mut |io, t| sink.take(io, t));
             }) > 0;
             for (c, g) in grants.into_iter().enumerate() {
                 if c != me {
@@ -229,8 +229,8 @@ impl IobandModule {
             let Ok(id) = self.engine.share_id(&name) else {
                 continue;
             };
-            self.drive_share(id, now, |share, mut sink| {
-                share.apply_grant(&grant, now, &mut sink);
+            self.drive_share(id, now, |share, sink| {
+                share.apply_grant(&grant, now, &mut |io, t| sink.take(io, t));
             });
         }
     }
