@@ -6,7 +6,9 @@
 //! on one thread, offers I/O with [`Share::submit`], receives what may go through a
 //! dispatch sink, and returns completions with [`Share::complete`]. The control plane talks
 //! to the [`Engine`] registry by name, directly or through the text language of
-//! [`config`].
+//! [`config`]. Between a host's I/O and the engine sits the host-neutral [`adapter`]
+//! (classification by device handle, tickets checked against device and share
+//! incarnations, ENOMEM parking per base), which both hosts use.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

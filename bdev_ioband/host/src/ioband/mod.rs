@@ -30,8 +30,13 @@
 //!
 //! # Lifetimes and exactly-once completion
 //!
-//! - The base returning ENOMEM (`SubmitError::NoMem`) parks the I/O on the owner, in
-//!   order, and the owner's poller retries it; nothing fails for lack of resources.
+//! - The base returning ENOMEM (`SubmitError::NoMem`) parks the I/O in that base's queue
+//!   on the reactor that dispatched it (the engine's I/O adapter, shared with the SPDK
+//!   host: I/O to another base goes on, order is kept per base), and that reactor's poller
+//!   retries it; nothing fails for lack of resources.
+//! - A completion returns its ticket to the share incarnation that dispatched it and
+//!   counts back on the device incarnation it was submitted to, or to nothing if either
+//!   was deleted meanwhile (the adapter's generation-checked handles).
 //! - Deleting an ioband bdev (directly, or because its base is removed): the I/O queued in
 //!   the engine and the parked I/O complete at once with
 //!   [`IoStatus::Aborted`](crate::bdev::IoStatus::Aborted); I/O in
