@@ -119,7 +119,9 @@ pub(super) struct DepthControl {
     floor_ticks: u64,
     floor_confirmed_ticks: u64,
     floor_probed: bool,
-    /// Bytes completed in this period, and the base's throughput over the last one.
+    /// Bytes completed in this period, and the base's throughput, smoothed over periods
+    /// (each moves it a quarter of the way: a period holds only a few completions of a slow
+    /// base, and one more or less moved the spare cap by a sixth).
     bytes: u64,
     bytes_per_sec: u64,
     /// Mean completion latency, smoothed over periods (each moves it a quarter of the way).
@@ -252,7 +254,8 @@ impl DepthControl {
         self.smoothed_latency_ticks
     }
 
-    /// Bytes per second the base completed over the last period (0 before the first).
+    /// Bytes per second the base completed, smoothed over the last periods (0 before the
+    /// first).
     pub(super) fn bytes_per_sec(&self) -> u64 {
         self.bytes_per_sec
     }
@@ -261,7 +264,12 @@ impl DepthControl {
         let elapsed_ticks = now_ticks.saturating_sub(self.period_start_ticks).max(1);
         let per_sec = u128::from(self.bytes) * u128::from(self.ticks_per_ms) * 1000
             / u128::from(elapsed_ticks);
-        self.bytes_per_sec = u64::try_from(per_sec).unwrap_or(u64::MAX);
+        let per_sec = u64::try_from(per_sec).unwrap_or(u64::MAX);
+        self.bytes_per_sec = if self.bytes_per_sec == 0 {
+            per_sec
+        } else {
+            self.bytes_per_sec - self.bytes_per_sec / 4 + per_sec / 4
+        };
         self.bytes = 0;
         let least = self.period_min_ticks;
         let mean = self.latency_sum_ticks / self.completions.max(1);
@@ -422,5 +430,13 @@ mod tests {
         c.on_completion(10, 1 << 20, 1_000, 0);
         // 2 MiB in 1 ms.
         assert_eq!(c.bytes_per_sec(), 2 * (1 << 20) * 1000);
+        // The next period delivered 1 MiB: the rate moves a quarter of the way, so that a
+        // period with a completion more or less (a few per period on a slow base) does not
+        // swing the range-bw spare cap that is sized from it.
+        c.on_completion(10, 1 << 20, 2_000, 0);
+        assert_eq!(
+            c.bytes_per_sec(),
+            (2 * (1 << 20) * 1000) * 3 / 4 + (1 << 20) * 1000 / 4
+        );
     }
 }
