@@ -181,7 +181,7 @@ fn create(params: Option<&str>) -> Result<Value, RpcError> {
                 .create_device_bound(&p.name, &share, p.share_params(), p.group.as_ref())?;
         let id = st.next_id;
         st.next_id += 1;
-        let base_idx = st.base_index(&p.base_bdev_name);
+        let base_idx = st.bases.index(&p.base_bdev_name);
         let handle = st
             .adapter
             .add_device(dref.share_id, dref.device, base_idx, ());

@@ -14,7 +14,7 @@ use std::ffi::c_int;
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
-use bdev_ioband_engine::adapter::{Adapter, BaseIdx, DevHandle};
+use bdev_ioband_engine::adapter::{Adapter, BaseIdx, BaseNames, DevHandle};
 use bdev_ioband_engine::{Engine, ShareId};
 
 use crate::shim::{self, IoHandle, NodePtr};
@@ -48,7 +48,7 @@ pub struct State {
     /// The I/O path's side of the devices: handles, group caches, tickets (see [`crate::io`]).
     pub adapter: Adapter<IoHandle, ()>,
     /// Base names, numbered for parking per base (never shrinks; a few entries).
-    pub bases: Vec<String>,
+    pub bases: BaseNames,
     /// Devices by id (creation order).
     pub devs: BTreeMap<u64, Dev>,
     /// Live (not deleted) devices by name.
@@ -112,7 +112,7 @@ pub fn init(ticks_per_sec: u64) {
     let state = Box::new(RefCell::new(State {
         engine: Engine::new(ticks_per_sec.max(1)),
         adapter: Adapter::new(),
-        bases: Vec::new(),
+        bases: BaseNames::default(),
         devs: BTreeMap::new(),
         names: BTreeMap::new(),
         next_id: 1,
@@ -138,18 +138,6 @@ pub fn fini() {
 }
 
 impl State {
-    /// The number of base `name` for parking per base.
-    pub fn base_index(&mut self, name: &str) -> BaseIdx {
-        let i = match self.bases.iter().position(|b| b == name) {
-            Some(i) => i,
-            None => {
-                self.bases.push(name.to_owned());
-                self.bases.len() - 1
-            }
-        };
-        BaseIdx(u32::try_from(i).unwrap_or(u32::MAX))
-    }
-
     /// Forgets device `id` (its node is gone, or it never had one).
     pub fn remove_dev(&mut self, id: u64) {
         if let Some(dev) = self.devs.remove(&id) {

@@ -57,6 +57,25 @@ impl BaseIdx {
     }
 }
 
+/// The host's bases by name, numbered in first-seen order for the parking queues (never
+/// shrinks: a few entries; owned by the thread that creates devices).
+#[derive(Debug, Default)]
+pub struct BaseNames(Vec<String>);
+
+impl BaseNames {
+    /// The number of base `name`, given it on first sight.
+    pub fn index(&mut self, name: &str) -> BaseIdx {
+        let i = match self.0.iter().position(|b| b == name) {
+            Some(i) => i,
+            None => {
+                self.0.push(name.to_owned());
+                self.0.len() - 1
+            }
+        };
+        BaseIdx(u32::try_from(i).unwrap_or(u32::MAX))
+    }
+}
+
 /// One device of the table.
 #[derive(Debug)]
 pub struct Device<D> {

@@ -42,7 +42,7 @@ use std::collections::VecDeque;
 
 use crate::{Admit, DeviceIdx, Engine, GroupId, GroupKey, Share, ShareId, Ticket};
 
-pub use devices::{BaseIdx, DevHandle, Device, DeviceTable, Mirrored};
+pub use devices::{BaseIdx, BaseNames, DevHandle, Device, DeviceTable, Mirrored};
 pub use park::{Parking, PARK_CAPACITY};
 
 /// What an I/O carries while the adapter has it: its device, and once dispatched, the

@@ -349,3 +349,11 @@ fn classification_follows_attach_and_detach_after_config_changed() {
 fn the_tag_fits_the_spdk_io_area() {
     assert!(std::mem::size_of::<IoTag>() <= 48);
 }
+
+#[test]
+fn bases_are_numbered_in_first_seen_order() {
+    let mut names = BaseNames::default();
+    assert_eq!(names.index("nvme0n1"), BaseIdx(0));
+    assert_eq!(names.index("nvme1n1"), BaseIdx(1));
+    assert_eq!(names.index("nvme0n1"), BaseIdx(0));
+}

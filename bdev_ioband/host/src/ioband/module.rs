@@ -15,7 +15,7 @@ use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bdev_ioband_engine::adapter::{self, BaseIdx, DevHandle, Failure, Submit};
+use bdev_ioband_engine::adapter::{self, BaseNames, DevHandle, Failure, Submit};
 use bdev_ioband_engine::{DeviceRef, Engine, GroupKey, ShareId, ShareParams};
 
 use super::channel::{self, State as ChannelState};
@@ -135,7 +135,7 @@ pub struct IobandModule {
     next_device_seq: u64,
     /// Bases by name, numbered for the adapter's parking (owner; replicas take the
     /// numbers from the devices).
-    bases: Vec<String>,
+    bases: BaseNames,
     share_ids: Vec<ShareId>,
     core: u32,
     submit_endpoint: EndpointId,
@@ -200,7 +200,7 @@ impl IobandModule {
                 engine: Engine::new(TICKS_PER_SEC),
                 adapter: Adapter::new(),
                 next_device_seq: 1,
-                bases: Vec::new(),
+                bases: BaseNames::default(),
                 share_ids: Vec::new(),
                 core,
                 submit_endpoint,
@@ -383,7 +383,7 @@ impl IobandModule {
         let seq = self.next_device_seq;
         self.next_device_seq += 1;
         let handle = self.adapter.devices.next_handle();
-        let base_idx = self.base_index(base.name());
+        let base_idx = self.bases.index(base.name());
         let shared = Arc::new(DeviceShared {
             name: name.to_owned(),
             uuid: crate::bdev::make_uuid(name),
@@ -512,37 +512,26 @@ impl IobandModule {
             .abort_parked(&mut self.engine, now, &mut to_base, matches);
     }
 
-    /// The number of base `name` for the adapter's parking queues.
-    fn base_index(&mut self, name: &str) -> BaseIdx {
-        let i = match self.bases.iter().position(|b| b == name) {
-            Some(i) => i,
-            None => {
-                self.bases.push(name.to_owned());
-                self.bases.len() - 1
-            }
-        };
-        BaseIdx(u32::try_from(i).unwrap_or(u32::MAX))
+    /// The devices not deleted, in table order.
+    pub(super) fn live_devices(&self) -> impl Iterator<Item = &Arc<DeviceShared>> {
+        self.adapter
+            .devices
+            .iter()
+            .filter(|(_, d)| !d.is_deleted())
+            .map(|(_, d)| &d.data.shared)
     }
 
     /// Names of the ioband bdevs sitting on `base`.
     pub fn devices_on(&self, base: &str) -> Vec<String> {
-        self.adapter
-            .devices
-            .iter()
-            .filter(|(_, d)| !d.is_deleted() && d.data.shared.base.name() == base)
-            .map(|(_, d)| d.data.shared.name.clone())
+        self.live_devices()
+            .filter(|d| d.base.name() == base)
+            .map(|d| d.name.clone())
             .collect()
     }
 
     /// Every live ioband bdev, by creation order.
     pub fn bdevs(&self) -> Vec<IobandBdev> {
-        let mut v: Vec<_> = self
-            .adapter
-            .devices
-            .iter()
-            .filter(|(_, d)| !d.is_deleted())
-            .map(|(_, d)| d.data.shared.clone())
-            .collect();
+        let mut v: Vec<_> = self.live_devices().cloned().collect();
         v.sort_by_key(|d| d.seq);
         v.into_iter().map(|shared| IobandBdev { shared }).collect()
     }

@@ -262,13 +262,7 @@ impl IobandModule {
         }
         let names: BTreeSet<&str> = layouts.iter().map(|(n, _, _)| n.as_str()).collect();
         self.span.hubs.retain(|n, _| names.contains(n.as_str()));
-        let devices: Vec<Arc<DeviceShared>> = self
-            .adapter
-            .devices
-            .iter()
-            .filter(|(_, d)| !d.is_deleted())
-            .map(|(_, d)| d.data.shared.clone())
-            .collect();
+        let devices: Vec<Arc<DeviceShared>> = self.live_devices().cloned().collect();
         let key = self.key;
         for c in (0..cores).filter(|&c| c != self.span.core) {
             let (layouts, devices) = (layouts.clone(), devices.clone());
