@@ -198,11 +198,7 @@ fn submit_locked(
         }
         Err(NoRoute::NoDevice) => return -ENODEV,
     };
-    let op = match kind {
-        ffi::IO_READ => Op::Read,
-        ffi::IO_WRITE => Op::Write,
-        _ => Op::Other,
-    };
+    let op = op_of(kind);
     let now = shim::pass_ticks();
     match st
         .adapter
@@ -211,6 +207,15 @@ fn submit_locked(
         Ok(()) => 0,
         // The handle goes back to the shim, which fails the I/O.
         Err(_) => -ENODEV,
+    }
+}
+
+/// The engine's op of the shim's I/O kind (`IOBAND_IO_*`).
+pub(crate) fn op_of(kind: c_int) -> Op {
+    match kind {
+        ffi::IO_READ => Op::Read,
+        ffi::IO_WRITE => Op::Write,
+        _ => Op::Other,
     }
 }
 

@@ -61,7 +61,7 @@ use std::ptr::NonNull;
 use bdev_ioband_engine::adapter::{BaseIdx, DevHandle, DeviceTable, Parking};
 use bdev_ioband_engine::{
     Admit, CoreReport, DeviceIdx, Engine, Grant, GroupId, GroupKey, GroupStats, Hub, LaneCounts,
-    LaneRequest, Op, Policy, ShareId, ShareLayout,
+    LaneRequest, Policy, ShareId, ShareLayout,
 };
 
 use crate::ffi;
@@ -441,11 +441,7 @@ pub fn submit(
             r.fx = fx;
             return 1;
         };
-        let op = match kind {
-            ffi::IO_READ => Op::Read,
-            ffi::IO_WRITE => Op::Write,
-            _ => Op::Other,
-        };
+        let op = io::op_of(kind);
         io::stamp(&io, route.dev);
         let admit = share.submit(
             route.device,
