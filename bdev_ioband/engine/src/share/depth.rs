@@ -261,23 +261,25 @@ impl DepthControl {
     }
 
     fn end_period(&mut self, now_ticks: u64) {
+        /// A per-period average: the first sample as it is (0: none yet), then each moves
+        /// it a quarter of the way.
+        fn smooth(old: u64, sample: u64) -> u64 {
+            if old == 0 {
+                sample
+            } else {
+                old - old / 4 + sample / 4
+            }
+        }
+
         let elapsed_ticks = now_ticks.saturating_sub(self.period_start_ticks).max(1);
         let per_sec = u128::from(self.bytes) * u128::from(self.ticks_per_ms) * 1000
             / u128::from(elapsed_ticks);
         let per_sec = u64::try_from(per_sec).unwrap_or(u64::MAX);
-        self.bytes_per_sec = if self.bytes_per_sec == 0 {
-            per_sec
-        } else {
-            self.bytes_per_sec - self.bytes_per_sec / 4 + per_sec / 4
-        };
+        self.bytes_per_sec = smooth(self.bytes_per_sec, per_sec);
         self.bytes = 0;
         let least = self.period_min_ticks;
         let mean = self.latency_sum_ticks / self.completions.max(1);
-        self.smoothed_latency_ticks = if self.smoothed_latency_ticks == 0 {
-            mean
-        } else {
-            self.smoothed_latency_ticks - self.smoothed_latency_ticks / 4 + mean / 4
-        };
+        self.smoothed_latency_ticks = smooth(self.smoothed_latency_ticks, mean);
         if self.probing {
             // The queue drained at the least depth: what this period saw is the floor. A
             // share that never drained (slow requests holding both probe slots) keeps the
