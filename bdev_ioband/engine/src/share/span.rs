@@ -37,12 +37,15 @@
 //!   two slots are split the same way.
 //! - **The throttle** (MQFQ's): while contended, a group whose virtual time is past the
 //!   grant's ceiling waits for the next grant. The ceiling is the least virtual time of
-//!   the groups that queue, more than one I/O deep, for more than their part on a core
-//!   with a slot, plus twice what that reference advances while a report and its grant
-//!   travel (measured by the hub), so the reference itself never waits. Without it, the
+//!   the groups that queue, more than one I/O deep, on a core with a slot, plus twice what
+//!   that reference advances while a report and its grant travel (measured by the hub on
+//!   one group, the previous round's reference: the least of a set that changes jumps by
+//!   the gaps between its members), so the reference itself never waits. Without it, the
 //!   parts of the window alone leave errors of a few percent: a slot held for a period
 //!   yields a little more than its share to a core that holds it seldom (its last I/O
-//!   completes after the period).
+//!   completes after the period); under weight-iosize they leave far more (a slot of
+//!   128 KiB I/O beside slots of 4 KiB ones), so a group queues as a reference even when
+//!   its part covers its demand.
 //! - **Rates are split.** Under range-bw each core runs its part of a group's min and max,
 //!   in proportion to the group's demand there (a core without any keeps 1/64 of an even
 //!   part, so an I/O that arrives between two grants is not stuck behind an enormous tag;
@@ -167,7 +170,7 @@ pub struct Grant {
     /// The least virtual time of the groups active anywhere.
     pub vclock: u128,
     /// While contended, a group whose virtual time is past this waits (MQFQ's throttle):
-    /// the least virtual time of the groups that queue for more than their part, plus
+    /// the least virtual time of the groups that queue more than one I/O deep, plus
     /// twice what the share's virtual time advances while a report and its grant travel.
     pub vt_ceiling: u128,
     /// range-bw: the core's part of the share's spare cap, in cost in flight.
@@ -206,6 +209,15 @@ struct SlotSum {
     alloc: u64,
 }
 
+/// The throttle's reference group as of one round (see [`Hub::vt_ceilings`]).
+#[derive(Debug, Clone, Copy)]
+struct LastReference {
+    slot: usize,
+    generation: u32,
+    vtime: u128,
+    at_ticks: u64,
+}
+
 /// The hub of a share that spans cores (see the module doc). Owned by the control core.
 #[derive(Debug, Clone)]
 pub struct Hub {
@@ -219,9 +231,10 @@ pub struct Hub {
     window_carry: Vec<i64>,
     limit_carry: Vec<i64>,
     wholes: Vec<u32>,
-    /// The throttle's reference (least virtual time of the groups queueing for more than
-    /// their part) at the last round, and when that was.
-    last_vmin: Option<(u128, u64)>,
+    /// The throttle's reference at the last round (the group with the least virtual time
+    /// of those that queue: its slot, generation and virtual time)
+    /// and when that was.
+    last_vmin: Option<LastReference>,
     /// How fast that reference advances, in virtual time per 2^16 ticks (smoothed).
     vrate: u128,
     /// The last round, and the smoothed age of the reports it used, in ticks.
@@ -495,14 +508,15 @@ impl Hub {
     }
 
     /// The throttle's ceilings for this round (u128::MAX: none). Its reference is the least
-    /// virtual time of the groups that queue and are due less than their demand (a group
-    /// capped at its demand, a closed loop at queue depth 1, cannot use more and must not
-    /// hold the others back); its slack is twice the reference's advance over a round
+    /// virtual time of the groups that queue, more than one I/O deep (a closed loop at queue
+    /// depth 1 lags by its own gaps and must not hold the others back); its slack is twice the reference's advance over a round
     /// plus the reports' and grants' travel, so the group at the reference never waits
     /// for it.
     fn vt_ceilings(&mut self, contended: bool, now_ticks: u64, grants: &mut [Grant]) {
-        // The reference groups: queued, more than one I/O deep, due less than their demand,
-        // on a core that has a slot this round. Only those can move: one whose cores have
+        // The reference groups: queued, more than one I/O deep, on a core that has a slot
+        // this round. A group due all its demand in slots is one too while it queues: under
+        // weight-iosize a slot is not a share (a core holding one 128 KiB slot beside 4 KiB
+        // ones takes far more than its weight), so only virtual time can order them. Only those can move: one whose cores have
         // none (a small part, whole one round in several) does not hold the others back
         // meanwhile.
         let mut reference = vec![false; self.sums.len()];
@@ -517,12 +531,10 @@ impl Hub {
                 .zip(&self.sums)
                 .zip(&mut reference)
             {
-                let uncapped = sum.alloc < sum.demand.saturating_mul(SLOT_ONE);
                 // A group with one I/O at a time (a closed loop at queue depth 1) lags
                 // by its own gaps, not for want of service: it is no reference.
                 let deep = sum.demand >= 2;
-                if g.queued > 0 && deep && sum.present && g.generation == sum.generation && uncapped
-                {
+                if g.queued > 0 && deep && sum.present && g.generation == sum.generation {
                     *r = true;
                 }
             }
@@ -531,24 +543,39 @@ impl Hub {
             .sums
             .iter()
             .zip(&reference)
-            .filter(|(_, &r)| r)
-            .map(|(s, _)| s.vtime)
+            .enumerate()
+            .filter(|(_, (_, &r))| r)
+            .map(|(slot, (s, _))| (s.vtime, slot))
             .min();
         let interval = now_ticks.saturating_sub(self.last_round_ticks);
         self.last_round_ticks = now_ticks;
-        let (Some(vmin), true) = (vmin, contended) else {
+        let (Some((vmin, vmin_slot)), true) = (vmin, contended) else {
             self.last_vmin = None;
             for g in grants.iter_mut() {
                 g.vt_ceiling = u128::MAX;
             }
             return;
         };
-        if let Some((last, at)) = self.last_vmin {
-            let dt = u128::from(now_ticks.saturating_sub(at).max(1));
-            let rate = vmin.saturating_sub(last) * 65_536 / dt;
-            self.vrate = self.vrate - self.vrate / 4 + rate / 4;
+        // The reference's pace is measured on one group: the one that was the reference
+        // last round, wherever the reference is now. (The least virtual time of a set that
+        // changes from round to round jumps by the gap between its members each time a
+        // group leaves or joins it; a pace taken from those jumps grows with the gap and
+        // so does the slack: the throttle then never binds.)
+        if let Some(last) = self.last_vmin {
+            if let Some(s) = self.sums.get(last.slot) {
+                if s.present && s.generation == last.generation {
+                    let dt = u128::from(now_ticks.saturating_sub(last.at_ticks).max(1));
+                    let rate = s.vtime.saturating_sub(last.vtime) * 65_536 / dt;
+                    self.vrate = self.vrate - self.vrate / 4 + rate / 4;
+                }
+            }
         }
-        self.last_vmin = Some((vmin, now_ticks));
+        self.last_vmin = Some(LastReference {
+            slot: vmin_slot,
+            generation: self.sums[vmin_slot].generation,
+            vtime: vmin,
+            at_ticks: now_ticks,
+        });
         let travel = u128::from(interval + 2 * self.report_age_ticks);
         let slack = (2 * self.vrate * travel / 65_536).max(VT_SCALE / 16);
         // A core is held back only by groups it does not serve: its own groups (a group
@@ -919,6 +946,48 @@ mod tests {
             .enumerate()
             .all(|(c, g)| c == 2 || g.limit == 2));
         assert!(!grants[2].contended);
+    }
+
+    #[test]
+    fn the_throttle_slack_follows_one_groups_pace_when_the_reference_changes() {
+        // Group 0 (weight 100, core 0) runs ahead at 2 units of virtual time per round;
+        // group 1 (weight 400, core 1) advances 1 per round and is a reference only every
+        // other round (its demand alternates between above and at its part of the window).
+        // The least virtual time of the references then jumps by the growing gap between
+        // the two each round; the slack must stay at the pace of one group (the bug: it grew
+        // with the gap, so the ceiling never held group 0).
+        let params = ShareParams {
+            io_throttle: 12,
+            ..ShareParams::default()
+        };
+        let mut hub = Hub::new(2, params, 1_000_000).unwrap();
+        let mut grants = vec![Grant::default(); 2];
+        let mut worst_slack = 0u128;
+        for round in 0..200u64 {
+            let now = round * 1_000;
+            let mut a = report(&[(100, 0, 8, true), (400, 0, 0, false)]);
+            a.groups[0].vtime = u128::from(round) * 2 * VT_SCALE;
+            a.now_ticks = now;
+            let demand_b = if round % 2 == 0 { 16 } else { 8 };
+            let mut b = report(&[(100, 0, 0, false), (400, 0, demand_b, true)]);
+            let vt_b = u128::from(round) * VT_SCALE;
+            b.groups[1].vtime = vt_b;
+            b.now_ticks = now;
+            hub.receive(0, &mut a, now);
+            hub.receive(1, &mut b, now);
+            hub.grant(now, &mut grants);
+            if round % 2 == 0 && round >= 20 {
+                // Core 0 is held at group 1's virtual time plus the slack.
+                assert!(grants[0].vt_ceiling >= vt_b, "round {round}");
+                worst_slack = worst_slack.max(grants[0].vt_ceiling - vt_b);
+            }
+        }
+        // Twice the fastest reference's advance over a round (2 per round), and a margin.
+        assert!(
+            worst_slack <= 5 * VT_SCALE,
+            "slack {} units",
+            worst_slack / VT_SCALE
+        );
     }
 
     #[test]
