@@ -513,12 +513,23 @@ impl Hub {
     /// plus the reports' and grants' travel, so the group at the reference never waits
     /// for it.
     fn vt_ceilings(&mut self, contended: bool, now_ticks: u64, grants: &mut [Grant]) {
-        // The reference groups: queued, more than one I/O deep, on a core that has a slot
-        // this round. A group due all its demand in slots is one too while it queues: under
-        // weight-iosize a slot is not a share (a core holding one 128 KiB slot beside 4 KiB
-        // ones takes far more than its weight), so only virtual time can order them. Only those can move: one whose cores have
+        // The reference groups: queued, more than one I/O deep, due less than their demand,
+        // on a core that has a slot this round. Only those can move: one whose cores have
         // none (a small part, whole one round in several) does not hold the others back
-        // meanwhile.
+        // meanwhile. Where a slot is a share (under `weight`, or every group's I/O costs
+        // the same) a group due all its demand in slots gets its share without the
+        // throttle, and must not hold the others back while it waits for a slot briefly
+        // (a deep tenant at its own queue depth beside deeper ones: the device would
+        // idle). Under weight-iosize with mixed sizes a slot is not a share (a core that
+        // holds one slot of 128 KiB I/O beside slots of 4 KiB ones takes far more than
+        // its weight), so every group that queues is a reference.
+        let costs = self
+            .sums
+            .iter()
+            .filter(|s| s.present && s.demand > 0)
+            .map(|s| s.last_cost);
+        let (least, most) = costs.fold((u64::MAX, 0), |(lo, hi), c| (lo.min(c), hi.max(c)));
+        let slots_are_shares = self.params.policy == crate::Policy::Weight || least >= most;
         let mut reference = vec![false; self.sums.len()];
         for (core, grant) in self.cores.iter().zip(grants.iter()) {
             if grant.window == 0 {
@@ -534,7 +545,13 @@ impl Hub {
                 // A group with one I/O at a time (a closed loop at queue depth 1) lags
                 // by its own gaps, not for want of service: it is no reference.
                 let deep = sum.demand >= 2;
-                if g.queued > 0 && deep && sum.present && g.generation == sum.generation {
+                let uncapped = sum.alloc < sum.demand.saturating_mul(SLOT_ONE);
+                if g.queued > 0
+                    && deep
+                    && (uncapped || !slots_are_shares)
+                    && sum.present
+                    && g.generation == sum.generation
+                {
                     *r = true;
                 }
             }
@@ -988,6 +1005,33 @@ mod tests {
             "slack {} units",
             worst_slack / VT_SCALE
         );
+    }
+
+    #[test]
+    fn a_group_due_its_demand_holds_others_only_where_a_slot_is_not_a_share() {
+        // Group 0 (weight 100) queues on core 0, group 1 (weight 400) on core 1; a window
+        // of 12 covers group 1's demand of 8. Group 1 is a reference for core 0 only when
+        // the groups' I/O costs differ under weight-iosize (128 KiB beside 4 KiB).
+        let ceiling = |policy, cost_0: u64, cost_1: u64| {
+            let params = ShareParams {
+                policy,
+                io_throttle: 12,
+                ..ShareParams::default()
+            };
+            let mut hub = Hub::new(2, params, 1_000_000).unwrap();
+            let mut a = report(&[(100, 0, 8, true), (400, 0, 0, false)]);
+            a.groups[0].last_cost = cost_0;
+            let mut b = report(&[(100, 0, 0, false), (400, 0, 8, true)]);
+            b.groups[1].last_cost = cost_1;
+            hub.receive(0, &mut a, 0);
+            hub.receive(1, &mut b, 0);
+            let mut grants = vec![Grant::default(); 2];
+            hub.grant(0, &mut grants);
+            grants[0].vt_ceiling
+        };
+        assert_eq!(ceiling(crate::Policy::Weight, 1, 1), u128::MAX);
+        assert_eq!(ceiling(crate::Policy::WeightIosize, 8, 8), u128::MAX);
+        assert!(ceiling(crate::Policy::WeightIosize, 256, 8) < u128::MAX);
     }
 
     #[test]
