@@ -37,15 +37,17 @@
 //!   two slots are split the same way.
 //! - **The throttle** (MQFQ's): while contended, a group whose virtual time is past the
 //!   grant's ceiling waits for the next grant. The ceiling is the least virtual time of
-//!   the groups that queue, more than one I/O deep, on a core with a slot, plus twice what
-//!   that reference advances while a report and its grant travel (measured by the hub on
-//!   one group, the previous round's reference: the least of a set that changes jumps by
-//!   the gaps between its members), so the reference itself never waits. Without it, the
-//!   parts of the window alone leave errors of a few percent: a slot held for a period
-//!   yields a little more than its share to a core that holds it seldom (its last I/O
-//!   completes after the period); under weight-iosize they leave far more (a slot of
-//!   128 KiB I/O beside slots of 4 KiB ones), so a group queues as a reference even when
-//!   its part covers its demand.
+//!   the groups that queue, more than one I/O deep, on a core with a slot and, where a
+//!   slot is a share (every policy but weight-iosize, or all groups' I/O of one size),
+//!   due less than their demand; plus twice what that reference advances while a report
+//!   and its grant travel (measured by the hub on one group, the previous round's
+//!   reference: the least of a set that changes jumps by the gaps between its members),
+//!   so the reference itself never waits. A core is held back only by groups it does not
+//!   serve. Without the throttle, the parts of the window alone leave errors of a few
+//!   percent: a slot held for a period yields a little more than its share to a core that
+//!   holds it seldom (its last I/O completes after the period); under weight-iosize with
+//!   mixed sizes they leave far more (a slot of 128 KiB I/O beside slots of 4 KiB ones),
+//!   so there a group that queues is a reference even when its part covers its demand.
 //! - **Rates are split.** Under range-bw each core runs its part of a group's min and max,
 //!   in proportion to the group's demand there (a core without any keeps 1/64 of an even
 //!   part, so an I/O that arrives between two grants is not stuck behind an enormous tag;
@@ -170,8 +172,9 @@ pub struct Grant {
     /// The least virtual time of the groups active anywhere.
     pub vclock: u128,
     /// While contended, a group whose virtual time is past this waits (MQFQ's throttle):
-    /// the least virtual time of the groups that queue more than one I/O deep, plus
-    /// twice what the share's virtual time advances while a report and its grant travel.
+    /// the least virtual time of the reference groups this core does not serve (see the
+    /// module doc), plus twice what the reference advances while a report and its grant
+    /// travel.
     pub vt_ceiling: u128,
     /// range-bw: the core's part of the share's spare cap, in cost in flight.
     pub spare_cap_cost: u64,
@@ -231,10 +234,9 @@ pub struct Hub {
     window_carry: Vec<i64>,
     limit_carry: Vec<i64>,
     wholes: Vec<u32>,
-    /// The throttle's reference at the last round (the group with the least virtual time
-    /// of those that queue: its slot, generation and virtual time)
-    /// and when that was.
-    last_vmin: Option<LastReference>,
+    /// The throttle's reference at the last round (the reference group with the least
+    /// virtual time: its slot, generation and virtual time) and when that was.
+    last_reference: Option<LastReference>,
     /// How fast that reference advances, in virtual time per 2^16 ticks (smoothed).
     vrate: u128,
     /// The last round, and the smoothed age of the reports it used, in ticks.
@@ -265,7 +267,7 @@ impl Hub {
             window_carry: vec![0; cores],
             limit_carry: vec![0; cores],
             wholes: vec![0; cores],
-            last_vmin: None,
+            last_reference: None,
             vrate: 0,
             last_round_ticks: 0,
             report_age_ticks: 0,
@@ -508,28 +510,30 @@ impl Hub {
     }
 
     /// The throttle's ceilings for this round (u128::MAX: none). Its reference is the least
-    /// virtual time of the groups that queue, more than one I/O deep (a closed loop at queue
-    /// depth 1 lags by its own gaps and must not hold the others back); its slack is twice the reference's advance over a round
-    /// plus the reports' and grants' travel, so the group at the reference never waits
-    /// for it.
+    /// virtual time of the groups that queue, more than one I/O deep (a closed loop at
+    /// queue depth 1 lags by its own gaps and must not hold the others back), on a core
+    /// with a slot, and where a slot is a share due less than their demand; its slack is
+    /// twice the reference's advance over a round plus the reports' and grants' travel, so
+    /// the group at the reference never waits for it.
     fn vt_ceilings(&mut self, contended: bool, now_ticks: u64, grants: &mut [Grant]) {
-        // The reference groups: queued, more than one I/O deep, due less than their demand,
-        // on a core that has a slot this round. Only those can move: one whose cores have
+        // The reference groups: queued, more than one I/O deep, on a core that has a slot
+        // this round, and (where a slot is a share) due less than their demand. Only those can move: one whose cores have
         // none (a small part, whole one round in several) does not hold the others back
-        // meanwhile. Where a slot is a share (under `weight`, or every group's I/O costs
-        // the same) a group due all its demand in slots gets its share without the
-        // throttle, and must not hold the others back while it waits for a slot briefly
-        // (a deep tenant at its own queue depth beside deeper ones: the device would
-        // idle). Under weight-iosize with mixed sizes a slot is not a share (a core that
-        // holds one slot of 128 KiB I/O beside slots of 4 KiB ones takes far more than
-        // its weight), so every group that queues is a reference.
+        // meanwhile. Where a slot is a share (every policy but weight-iosize, or all the
+        // groups' I/O of one size) a group due all its demand in slots gets its share
+        // without the throttle, and must not hold the others back while it waits for a
+        // slot briefly (a deep tenant at its own queue depth beside deeper ones: the
+        // device would idle). Under weight-iosize with mixed sizes a slot is not a share
+        // (a core that holds one slot of 128 KiB I/O beside slots of 4 KiB ones takes far
+        // more than its weight), so every group that queues is a reference. A group that
+        // has dispatched nothing yet (cost 0) says nothing about sizes.
         let costs = self
             .sums
             .iter()
-            .filter(|s| s.present && s.demand > 0)
+            .filter(|s| s.present && s.demand > 0 && s.last_cost > 0)
             .map(|s| s.last_cost);
         let (least, most) = costs.fold((u64::MAX, 0), |(lo, hi), c| (lo.min(c), hi.max(c)));
-        let slots_are_shares = self.params.policy == crate::Policy::Weight || least >= most;
+        let slots_are_shares = self.params.policy != crate::Policy::WeightIosize || least >= most;
         let mut reference = vec![false; self.sums.len()];
         for (core, grant) in self.cores.iter().zip(grants.iter()) {
             if grant.window == 0 {
@@ -567,7 +571,7 @@ impl Hub {
         let interval = now_ticks.saturating_sub(self.last_round_ticks);
         self.last_round_ticks = now_ticks;
         let (Some((vmin, vmin_slot)), true) = (vmin, contended) else {
-            self.last_vmin = None;
+            self.last_reference = None;
             for g in grants.iter_mut() {
                 g.vt_ceiling = u128::MAX;
             }
@@ -578,7 +582,7 @@ impl Hub {
         // changes from round to round jumps by the gap between its members each time a
         // group leaves or joins it; a pace taken from those jumps grows with the gap and
         // so does the slack: the throttle then never binds.)
-        if let Some(last) = self.last_vmin {
+        if let Some(last) = self.last_reference {
             if let Some(s) = self.sums.get(last.slot) {
                 if s.present && s.generation == last.generation {
                     let dt = u128::from(now_ticks.saturating_sub(last.at_ticks).max(1));
@@ -587,7 +591,7 @@ impl Hub {
                 }
             }
         }
-        self.last_vmin = Some(LastReference {
+        self.last_reference = Some(LastReference {
             slot: vmin_slot,
             generation: self.sums[vmin_slot].generation,
             vtime: vmin,
@@ -1011,7 +1015,8 @@ mod tests {
     fn a_group_due_its_demand_holds_others_only_where_a_slot_is_not_a_share() {
         // Group 0 (weight 100) queues on core 0, group 1 (weight 400) on core 1; a window
         // of 12 covers group 1's demand of 8. Group 1 is a reference for core 0 only when
-        // the groups' I/O costs differ under weight-iosize (128 KiB beside 4 KiB).
+        // the groups' I/O costs differ under weight-iosize (128 KiB beside 4 KiB), not
+        // under the other policies, nor before group 0's first dispatch.
         let ceiling = |policy, cost_0: u64, cost_1: u64| {
             let params = ShareParams {
                 policy,
@@ -1029,8 +1034,11 @@ mod tests {
             hub.grant(0, &mut grants);
             grants[0].vt_ceiling
         };
-        assert_eq!(ceiling(crate::Policy::Weight, 1, 1), u128::MAX);
+        assert_eq!(ceiling(crate::Policy::Weight, 256, 8), u128::MAX);
+        assert_eq!(ceiling(crate::Policy::RangeBw, 256, 8), u128::MAX);
         assert_eq!(ceiling(crate::Policy::WeightIosize, 8, 8), u128::MAX);
+        // A group that has dispatched nothing yet says nothing about sizes.
+        assert_eq!(ceiling(crate::Policy::WeightIosize, 0, 8), u128::MAX);
         assert!(ceiling(crate::Policy::WeightIosize, 256, 8) < u128::MAX);
     }
 
