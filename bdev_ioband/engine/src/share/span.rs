@@ -19,7 +19,10 @@
 //!   raised to the least virtual time of the groups active anywhere, so a group that wakes
 //!   re-enters against the whole share, not against one core.
 //! - **Contention is global.** A core whose groups are alone locally is windowed all the
-//!   same when two or more groups are active anywhere.
+//!   same when two or more groups are active anywhere. A core reports a group active while
+//!   it has I/O queued, an event within the grace, or two or more I/Os in flight (a deep
+//!   group whose I/O waits at the base behind another core's is still contending, however
+//!   long that wait; one slow I/O alone leaves after the grace, as on one core).
 //! - **The window is global, and split.** The hub runs the auto window (the latency-floor
 //!   AIMD of [`super::depth`]) on all cores' completions, and splits the window among
 //!   groups by weight, each capped at its demand (queued + in flight, one for a group
@@ -116,7 +119,8 @@ pub struct GroupReport {
     pub cost: u64,
     /// I/Os queued and in flight here, plus one if it is expected back (active, neither).
     pub demand: u32,
-    /// Whether it is active here (queued, or an event within the grace).
+    /// Whether it is active here (queued, two or more I/Os in flight, or an event within
+    /// the grace).
     pub active: bool,
     /// I/Os queued here.
     pub queued: u32,
@@ -784,8 +788,14 @@ impl<T> Share<T> {
                 continue;
             };
             let idle = g.queue.is_empty() && g.in_flight == 0;
-            let active =
-                !g.queue.is_empty() || now.saturating_sub(g.last_event_ticks) < self.grace_ticks;
+            // Two or more I/Os in flight keep a group active without an event: a deep group
+            // whose I/O waits at the base behind another core's must stay in contention, or
+            // that core runs alone and floods the base (1 MiB I/O beside 4 KiB, one core
+            // each: a tenant got 4% of its due in a window). One slow I/O alone still leaves
+            // after the grace.
+            let active = !g.queue.is_empty()
+                || g.in_flight >= 2
+                || now.saturating_sub(g.last_event_ticks) < self.grace_ticks;
             r.present = true;
             r.weight = g.params.weight;
             r.cost = g.span_cost;
