@@ -521,9 +521,9 @@ impl Hub {
     /// the group at the reference never waits for it.
     fn vt_ceilings(&mut self, contended: bool, now_ticks: u64, grants: &mut [Grant]) {
         // The reference groups: queued, more than one I/O deep, on a core that has a slot
-        // this round, and (where a slot is a share) due less than their demand. Only those can move: one whose cores have
-        // none (a small part, whole one round in several) does not hold the others back
-        // meanwhile. Where a slot is a share (every policy but weight-iosize, or all the
+        // this round, and (where a slot is a share) due less than their demand. Only those
+        // can move: one whose cores have none (a small part, whole one round in several)
+        // does not hold the others back meanwhile. Where a slot is a share (every policy but weight-iosize, or all the
         // groups' I/O of one size) a group due all its demand in slots gets its share
         // without the throttle, and must not hold the others back while it waits for a
         // slot briefly (a deep tenant at its own queue depth beside deeper ones: the
@@ -919,6 +919,16 @@ mod tests {
         }
     }
 
+    /// One round: core `c` reports `reports[c]` at `now_ticks`, the hub grants every core.
+    fn exchange(hub: &mut Hub, reports: Vec<CoreReport>, now_ticks: u64) -> Vec<Grant> {
+        let mut grants = vec![Grant::default(); reports.len()];
+        for (c, mut r) in reports.into_iter().enumerate() {
+            hub.receive(c, &mut r, now_ticks);
+        }
+        hub.grant(now_ticks, &mut grants);
+        grants
+    }
+
     #[test]
     fn the_window_goes_by_weight_capped_at_demand_and_remote_cost_excludes_ones_own() {
         let params = ShareParams {
@@ -928,18 +938,14 @@ mod tests {
         let mut hub = Hub::new(2, params, 1_000_000).unwrap();
         // Core 0: group 0 (weight 100, deep) and group 1 (weight 300, one I/O);
         // core 1: group 0 again and group 2 (weight 100, deep).
-        hub.receive(
-            0,
-            &mut report(&[(100, 40, 8, true), (300, 5, 1, true), (100, 0, 0, false)]),
-            0,
-        );
-        hub.receive(
-            1,
-            &mut report(&[(100, 60, 8, true), (300, 0, 0, false), (100, 7, 20, true)]),
+        let grants = exchange(
+            &mut hub,
+            vec![
+                report(&[(100, 40, 8, true), (300, 5, 1, true), (100, 0, 0, false)]),
+                report(&[(100, 60, 8, true), (300, 0, 0, false), (100, 7, 20, true)]),
+            ],
             0,
         );
-        let mut grants = vec![Grant::default(); 2];
-        hub.grant(0, &mut grants);
         // Group 1 is capped at its one slot; groups 0 and 2 split the other 11 evenly,
         // group 0's half by its demand on each core (8 and 8).
         let window: u32 = grants.iter().map(|g| g.window).sum();
@@ -963,12 +969,9 @@ mod tests {
             ..ShareParams::default()
         };
         let mut hub = Hub::new(4, params, 1_000_000).unwrap();
-        hub.receive(2, &mut report(&[(100, 0, 80, true)]), 0);
-        for c in [0, 1, 3] {
-            hub.receive(c, &mut report(&[(100, 0, 0, false)]), 0);
-        }
-        let mut grants = vec![Grant::default(); 4];
-        hub.grant(0, &mut grants);
+        let idle = || report(&[(100, 0, 0, false)]);
+        let busy = report(&[(100, 0, 80, true)]);
+        let grants = exchange(&mut hub, vec![idle(), idle(), busy, idle()], 0);
         // All of it for core 2 (its demand is above it); 2 each for the idle ones (an
         // eighth of an even part), for a burst until the next grant.
         assert_eq!(grants[2].limit, 64);
@@ -992,7 +995,6 @@ mod tests {
             ..ShareParams::default()
         };
         let mut hub = Hub::new(2, params, 1_000_000).unwrap();
-        let mut grants = vec![Grant::default(); 2];
         let mut worst_slack = 0u128;
         for round in 0..200u64 {
             let now = round * 1_000;
@@ -1004,9 +1006,7 @@ mod tests {
             let vt_b = u128::from(round) * VT_SCALE;
             b.groups[1].vtime = vt_b;
             b.now_ticks = now;
-            hub.receive(0, &mut a, now);
-            hub.receive(1, &mut b, now);
-            hub.grant(now, &mut grants);
+            let grants = exchange(&mut hub, vec![a, b], now);
             if round % 2 == 0 && round >= 20 {
                 // Core 0 is held at group 1's virtual time plus the slack.
                 assert!(grants[0].vt_ceiling >= vt_b, "round {round}");
@@ -1038,11 +1038,7 @@ mod tests {
             a.groups[0].last_cost = cost_0;
             let mut b = report(&[(100, 0, 0, false), (400, 0, 8, true)]);
             b.groups[1].last_cost = cost_1;
-            hub.receive(0, &mut a, 0);
-            hub.receive(1, &mut b, 0);
-            let mut grants = vec![Grant::default(); 2];
-            hub.grant(0, &mut grants);
-            grants[0].vt_ceiling
+            exchange(&mut hub, vec![a, b], 0)[0].vt_ceiling
         };
         assert_eq!(ceiling(crate::Policy::Weight, 256, 8), u128::MAX);
         assert_eq!(ceiling(crate::Policy::RangeBw, 256, 8), u128::MAX);
@@ -1055,13 +1051,10 @@ mod tests {
     #[test]
     fn a_slot_another_core_has_not_recreated_yet_is_not_mixed_up() {
         let mut hub = Hub::new(2, ShareParams::default(), 1_000_000).unwrap();
-        let mut a = report(&[(100, 50, 4, true)]);
+        let a = report(&[(100, 50, 4, true)]);
         let mut b = report(&[(100, 900, 4, true)]);
         b.groups[0].generation = 1; // detached and re-attached on core 1 only, so far
-        hub.receive(0, &mut a, 0);
-        hub.receive(1, &mut b, 0);
-        let mut grants = vec![Grant::default(); 2];
-        hub.grant(0, &mut grants);
+        let grants = exchange(&mut hub, vec![a, b], 0);
         assert_eq!(grants[0].groups[0].remote_cost, 0);
         assert_eq!(grants[1].groups[0].generation, 0);
     }
