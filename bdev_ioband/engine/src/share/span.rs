@@ -520,17 +520,17 @@ impl Hub {
     /// twice the reference's advance over a round plus the reports' and grants' travel, so
     /// the group at the reference never waits for it.
     fn vt_ceilings(&mut self, contended: bool, now_ticks: u64, grants: &mut [Grant]) {
-        // The reference groups: queued, more than one I/O deep, on a core that has a slot
-        // this round, and (where a slot is a share) due less than their demand. Only those
-        // can move: one whose cores have none (a small part, whole one round in several)
-        // does not hold the others back meanwhile. Where a slot is a share (every policy but weight-iosize, or all the
-        // groups' I/O of one size) a group due all its demand in slots gets its share
-        // without the throttle, and must not hold the others back while it waits for a
-        // slot briefly (a deep tenant at its own queue depth beside deeper ones: the
-        // device would idle). Under weight-iosize with mixed sizes a slot is not a share
-        // (a core that holds one slot of 128 KiB I/O beside slots of 4 KiB ones takes far
-        // more than its weight), so every group that queues is a reference. A group that
-        // has dispatched nothing yet (cost 0) says nothing about sizes.
+        // The reference groups: queued, more than one I/O deep, on a core that has a slot this
+        // round, and (where a slot is a share) due less than their demand. Only those can move: one
+        // whose cores have none (a small part, whole one round in several) does not hold the others
+        // back meanwhile. Where a slot is a share (every policy but weight-iosize, or all the
+        // groups' I/O of one size) a group due all its demand in slots gets its share without the
+        // throttle, and must not hold the others back while it waits for a slot briefly (a deep
+        // tenant at its own queue depth beside deeper ones: the device would idle). Under
+        // weight-iosize with mixed sizes a slot is not a share (a core that holds one slot of 128
+        // KiB I/O beside slots of 4 KiB ones takes far more than its weight), so every group that
+        // queues is a reference. A group that has dispatched nothing yet (cost 0) says nothing
+        // about sizes.
         let costs = self
             .sums
             .iter()
