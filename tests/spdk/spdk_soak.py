@@ -26,7 +26,6 @@ import os
 import random
 import shutil
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -35,7 +34,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from rpctools import RawClient, short_tmpdir  # noqa: E402
-from spdktools import CRATE, SpdkTarget, spdk_binary  # noqa: E402
+from spdktools import CRATE, SpdkTarget, perform_tests_in_background, spdk_binary  # noqa: E402
 
 DEVICES = ('IB0', 'IB1')
 # Over a malloc base (it keeps data): a bdevperf `reset` job, which writes, reads back and
@@ -171,14 +170,7 @@ def soak(spdk_root, lib, seconds, seed, period_s=0.03, cores='0x3'):
     errors = []
     try:
         t.start(json_config=path, extra=extra)
-        done = {}
-
-        def perform():
-            with RawClient(t.sock, timeout=seconds + 120) as c:
-                done['resp'] = c.request('perform_tests', {})
-
-        runner = threading.Thread(target=perform)
-        runner.start()
+        runner, done = perform_tests_in_background(t, seconds + 120)
         with RawClient(t.sock, timeout=60) as c:
             while runner.is_alive():
                 time.sleep(rng.uniform(0.5, 1.5) * period_s)

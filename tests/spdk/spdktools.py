@@ -5,6 +5,7 @@ SPDK app) with libbdev_ioband_spdk.so preloaded."""
 import json
 import os
 import subprocess
+import threading
 from pathlib import Path
 
 from rpctools import REPO, RawClient, Target
@@ -95,6 +96,20 @@ def call(t, method, params=None, timeout=30):
     sends parameters SPDK 25.09 does not know (nvmf_*, bdev_nvme_*)."""
     with RawClient(t.sock, timeout=timeout) as c:
         return c.call(method, params)
+
+
+def perform_tests_in_background(t, timeout):
+    """Starts a `-z` bdevperf's perform_tests on a connection of its own; returns the thread
+    and a dict whose 'resp' is bdevperf's response once the thread has ended."""
+    out = {}
+
+    def perform():
+        with RawClient(t.sock, timeout=timeout) as c:
+            out['resp'] = c.request('perform_tests', {})
+
+    runner = threading.Thread(target=perform)
+    runner.start()
+    return runner, out
 
 
 def free_tcp_port():

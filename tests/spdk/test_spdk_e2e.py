@@ -10,14 +10,13 @@ Skipped, with one line saying why, when SPDK_DIR is not set.
 import json
 import re
 import shutil
-import threading
 
 import pytest
 
 import test_e2e_tgt as e2e
 from rpctools import RawClient, describe, poll, short_tmpdir
 
-from spdktools import SpdkTarget, save_config, spdk_binary
+from spdktools import SpdkTarget, perform_tests_in_background, save_config, spdk_binary
 
 NQN = e2e.NQN
 # The embedded tests' model device, as an SPDK malloc bdev of the same size and block size.
@@ -423,14 +422,7 @@ def test_nvme_tcp_loopback(spdk_root, ioband_lib):
                        for g in d['groups'])
 
         before = dispatched()
-        run = {}
-
-        def perform():
-            with RawClient(b.sock, timeout=60) as c:
-                run['resp'] = c.request('perform_tests', {})
-
-        runner = threading.Thread(target=perform)
-        runner.start()
+        runner, run = perform_tests_in_background(b, 60)
         poll(lambda: dispatched() > before + 10000, 30, 'I/O flowing before the detach')
         raw_call(b, 'bdev_nvme_detach_controller', {'name': 'Nvme0'})
         runner.join(60)

@@ -25,13 +25,12 @@ Skipped, with one line saying why, when SPDK_DIR is not set or the machine has o
 import json
 import os
 import shutil
-import threading
 import time
 
 import pytest
 
 from rpctools import RawClient, short_tmpdir
-from spdktools import SpdkTarget, spdk_binary
+from spdktools import SpdkTarget, perform_tests_in_background, spdk_binary
 
 MBPS = 200
 TENANTS = [  # (ioband bdev, bound group, weight, I/O bytes, queue depth, core)
@@ -98,14 +97,7 @@ def run_once(spdk_root, lib, policy):
         with RawClient(t.sock, timeout=60) as c:
             for dev, _, weight, _, _, _ in TENANTS:
                 c.call('bdev_ioband_set_settings', {'name': dev, 'value': weight})
-        done = {}
-
-        def perform():
-            with RawClient(t.sock, timeout=SECONDS + 60) as c:
-                done['resp'] = c.request('perform_tests', {})
-
-        runner = threading.Thread(target=perform)
-        runner.start()
+        runner, done = perform_tests_in_background(t, SECONDS + 60)
         snaps = []
         with RawClient(t.sock, timeout=60) as c:
             time.sleep(WARMUP)
