@@ -218,6 +218,25 @@ impl Ticket {
     }
 }
 
+/// Where a share hands each I/O it releases, with its ticket: the sink of
+/// [`crate::Share::submit`], [`crate::Share::complete`] and [`crate::Share::poll`].
+///
+/// Any `FnMut(T, Ticket)` closure is one. A host's dispatcher may implement it on a type
+/// of its own with an `#[inline(always)]` method, so that the release is compiled into
+/// the share's dispatch and the ticket goes from registers into the I/O's context without
+/// a round trip through the stack (a closure call is the compiler's choice to inline).
+pub trait Release<T> {
+    /// Takes one released I/O and its ticket.
+    fn release(&mut self, io: T, ticket: Ticket);
+}
+
+impl<T, F: FnMut(T, Ticket)> Release<T> for F {
+    #[inline(always)]
+    fn release(&mut self, io: T, ticket: Ticket) {
+        self(io, ticket);
+    }
+}
+
 /// Counters of one group. Counted at submit (ios/bytes), dispatch and completion.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupStats {

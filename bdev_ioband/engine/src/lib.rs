@@ -25,7 +25,7 @@ pub mod sim;
 
 pub use engine::{validate_base_name, validate_name, DeviceRef, Engine, ShareId, MAX_NAME_LEN};
 pub use error::EngineError;
-pub use group::{GroupId, GroupKey, GroupStats, GroupType, Op, Ticket, MAX_INITIATOR_LEN};
+pub use group::{GroupId, GroupKey, GroupStats, GroupType, Op, Release, Ticket, MAX_INITIATOR_LEN};
 pub use params::{
     GroupParams, GroupValue, Policy, ShareParams, DEFAULT_IO_THROTTLE, DEFAULT_NR_REQUESTS,
     DEFAULT_TOKENPOOL, DEFAULT_WEIGHT, IDLE_GRACE_MAX_US, RANGE_BW_MAX_KIB_PER_SEC, SECTOR_BYTES,

@@ -279,7 +279,7 @@ pub fn poll() -> bool {
                 now,
                 &mut Deferred(&mut fx),
                 |share, sink| {
-                    share.poll(now, &mut |io, t| sink.take(io, t));
+                    share.poll(now, sink);
                 },
             );
         }

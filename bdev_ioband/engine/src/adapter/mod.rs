@@ -40,7 +40,7 @@ mod tests;
 
 use std::collections::VecDeque;
 
-use crate::{Admit, DeviceIdx, Engine, GroupId, GroupKey, Share, ShareId, Ticket};
+use crate::{Admit, DeviceIdx, Engine, GroupId, GroupKey, Release, Share, ShareId, Ticket};
 
 pub use devices::{BaseIdx, BaseNames, DevHandle, Device, DeviceTable, Mirrored};
 pub use park::{Parking, PARK_CAPACITY};
@@ -138,6 +138,15 @@ impl<T: Tagged, D, B: Base<T, D>> Sink<'_, T, D, B> {
     pub fn take(&mut self, io: T, ticket: Ticket) {
         self.released += 1;
         self.adapter.dispatch_one(self.base, self.share, io, ticket);
+    }
+}
+
+/// A share hands its releases to the sink itself (`share.poll(now, sink)`): compiled
+/// into the share's dispatch, so the ticket goes from registers into the I/O's tag.
+impl<T: Tagged, D, B: Base<T, D>> Release<T> for Sink<'_, T, D, B> {
+    #[inline(always)]
+    fn release(&mut self, io: T, ticket: Ticket) {
+        self.take(io, ticket);
     }
 }
 
@@ -324,7 +333,12 @@ impl<T: Tagged, D> Adapter<T, D> {
             op,
             bytes,
             now_ticks,
-            &mut |io, t| self.dispatch_one(base, route.share, io, t),
+            &mut Sink {
+                adapter: self,
+                base,
+                share: route.share,
+                released: 0,
+            },
         );
         self.settle(engine, now_ticks, base);
         match admit {
@@ -334,7 +348,7 @@ impl<T: Tagged, D> Adapter<T, D> {
     }
 
     /// Runs `f` on share `id` with a [`Sink`] that dispatches what it releases (a poll,
-    /// a grant: `share.poll(now, &mut |io, t| sink.take(io, t))`); how many it released,
+    /// a grant: `share.poll(now, sink)`); how many it released,
     /// `None` if there is no such share.
     pub fn with_share<B: Base<T, D>>(
         &mut self,
@@ -394,9 +408,16 @@ impl<T: Tagged, D> Adapter<T, D> {
         let Some(share) = engine.share_by_id_mut(held.share) else {
             return;
         };
-        share.complete(held.ticket, now_ticks, &mut |io, t| {
-            self.dispatch_one(base, held.share, io, t)
-        });
+        share.complete(
+            held.ticket,
+            now_ticks,
+            &mut Sink {
+                adapter: self,
+                base,
+                share: held.share,
+                released: 0,
+            },
+        );
     }
 
     /// Fails what the last engine call could not dispatch (its device went, its base

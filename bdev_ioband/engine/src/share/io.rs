@@ -5,9 +5,9 @@
 //! update), never a scan over groups.
 
 use super::{
-    rate_subticks, Admit, DeviceIdx, Pending, Share, SUBTICK_SHIFT, VT_SCALE, VT_SCALE_U64,
+    rate_subticks, Admit, DeviceIdx, Pending, Share, VtStep, SUBTICK_SHIFT, VT_SCALE, VT_SCALE_U64,
 };
-use crate::group::{GroupId, Op, Ticket};
+use crate::group::{GroupId, Op, Release, Ticket};
 
 /// Which phase let an I/O go: range-bw charges the reservation only for its own phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +23,7 @@ impl<T> Share<T> {
     /// A stale `group` (detached since it was looked up) falls back to the device's
     /// default group.
     #[allow(clippy::too_many_arguments)]
-    pub fn submit<F: FnMut(T, Ticket)>(
+    pub fn submit<F: Release<T> + ?Sized>(
         &mut self,
         dev: DeviceIdx,
         group: GroupId,
@@ -90,7 +90,7 @@ impl<T> Share<T> {
             && !self.above_ceiling(vtime);
         if direct {
             let ticket = self.charge(slot, op, bytes, now_sub, Phase::Weight);
-            sink(io, ticket);
+            sink.release(io, ticket);
             return Admit::Accepted;
         }
         let Some(g) = self.slots[slot as usize].group.as_mut() else {
@@ -115,7 +115,12 @@ impl<T> Share<T> {
     /// matter: the group stays active for `idle_grace` after this completion, so a
     /// closed-loop submitter whose next I/O comes later (after its callback, or a network
     /// round trip away) keeps its place.
-    pub fn complete<F: FnMut(T, Ticket)>(&mut self, ticket: Ticket, now_ticks: u64, sink: &mut F) {
+    pub fn complete<F: Release<T> + ?Sized>(
+        &mut self,
+        ticket: Ticket,
+        now_ticks: u64,
+        sink: &mut F,
+    ) {
         self.in_flight = self.in_flight.saturating_sub(1);
         self.cost_in_flight = self.cost_in_flight.saturating_sub(u64::from(ticket.cost));
         let now_sub = self.now_subticks(now_ticks);
@@ -166,7 +171,7 @@ impl<T> Share<T> {
     /// Dispatches whatever has become eligible by `now_ticks` (a max that has refilled, a
     /// reservation that has come due, the window that opened as an idle group expired).
     /// Hosts call this from their poller.
-    pub fn poll<F: FnMut(T, Ticket)>(&mut self, now_ticks: u64, sink: &mut F) {
+    pub fn poll<F: Release<T> + ?Sized>(&mut self, now_ticks: u64, sink: &mut F) {
         let now_sub = self.now_subticks(now_ticks);
         self.run(ticks_of(now_sub), now_sub, self.next_seq, sink);
     }
@@ -242,7 +247,7 @@ impl<T> Share<T> {
         }
     }
 
-    pub(super) fn run<F: FnMut(T, Ticket)>(
+    pub(super) fn run<F: Release<T> + ?Sized>(
         &mut self,
         now_ticks: u64,
         now_sub: u128,
@@ -449,7 +454,7 @@ impl<T> Share<T> {
         self.spare_cap_cost = u64::try_from(cap).unwrap_or(u64::MAX);
     }
 
-    fn dispatch_one<F: FnMut(T, Ticket)>(
+    fn dispatch_one<F: Release<T> + ?Sized>(
         &mut self,
         slot: u32,
         now_ticks: u64,
@@ -469,7 +474,7 @@ impl<T> Share<T> {
         }
         let ticket = self.charge(slot, p.op, p.bytes, now_sub, phase);
         self.reposition(slot, now_sub);
-        sink(p.io, ticket);
+        sink.release(p.io, ticket);
     }
 
     /// Accounts one I/O of `slot` as dispatched: virtual time, range tags, in-flight
@@ -497,24 +502,10 @@ impl<T> Share<T> {
             return ticket;
         };
 
-        // Weighted order: advance virtual time by cost / weight, carrying the remainder
-        // (u64 arithmetic unless an absurd cost would overflow it).
+        // Weighted order: advance virtual time by cost / weight.
         let weight = u64::from(g.params.weight.max(1));
         let start_vt = g.vtime;
-        match cost
-            .checked_mul(VT_SCALE_U64)
-            .and_then(|c| c.checked_add(g.vtime_rem))
-        {
-            Some(scaled) => {
-                g.vtime += u128::from(scaled / weight);
-                g.vtime_rem = scaled % weight;
-            }
-            None => {
-                let scaled = u128::from(cost) * VT_SCALE + u128::from(g.vtime_rem);
-                g.vtime += scaled / u128::from(weight);
-                g.vtime_rem = 0;
-            }
-        }
+        advance_vt(&mut g.vtime, &mut g.vtime_rem, &mut g.vt_step, cost, weight);
         self.vclock = self.vclock.max(start_vt);
 
         // Range tags, in subticks: bytes at the configured KiB/s. Only the reservation
@@ -550,6 +541,51 @@ impl<T> Share<T> {
         s.dispatched_cost += cost;
         s.in_flight = u64::from(g.in_flight);
         ticket
+    }
+}
+
+/// Advances a virtual time by `cost × VT_SCALE / weight`, carrying the remainder `rem`
+/// (< `weight`) from one charge to the next (u64 arithmetic unless an absurd cost would
+/// overflow it). `step` keeps the last (cost, weight)'s quotient and remainder: the same
+/// step again (a run of one I/O size) costs no division.
+#[inline(always)]
+pub(super) fn advance_vt(
+    vtime: &mut u128,
+    rem: &mut u64,
+    step: &mut VtStep,
+    cost: u64,
+    weight: u64,
+) {
+    if step.cost == cost && step.weight == weight {
+        // cost × VT_SCALE = quot × weight + step.rem, and both remainders are below
+        // weight: the quotient of the sum is quot or quot + 1.
+        let sum = *rem + step.rem;
+        let carry = sum >= weight;
+        *vtime += u128::from(step.quot + u64::from(carry));
+        *rem = if carry { sum - weight } else { sum };
+        return;
+    }
+    match cost
+        .checked_mul(VT_SCALE_U64)
+        .and_then(|c| c.checked_add(*rem))
+    {
+        Some(scaled) => {
+            *vtime += u128::from(scaled / weight);
+            *rem = scaled % weight;
+            // (cost × VT_SCALE fits: the sum with the remainder did.)
+            let whole = cost * VT_SCALE_U64;
+            *step = VtStep {
+                cost,
+                weight,
+                quot: whole / weight,
+                rem: whole % weight,
+            };
+        }
+        None => {
+            let scaled = u128::from(cost) * VT_SCALE + u128::from(*rem);
+            *vtime += scaled / u128::from(weight);
+            *rem = 0;
+        }
     }
 }
 

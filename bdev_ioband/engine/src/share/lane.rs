@@ -352,7 +352,7 @@ impl<T> Share<T> {
     /// after its last settle) are applied the same way. Then dispatches whatever waits and
     /// has room now. Never fails: counts of a group that is gone are dropped, and the
     /// share's in-flight count and cost are corrected whatever happened to the group.
-    pub fn lane_settle<F: FnMut(T, crate::Ticket)>(
+    pub fn lane_settle<F: crate::Release<T> + ?Sized>(
         &mut self,
         dev: DeviceIdx,
         group: GroupId,

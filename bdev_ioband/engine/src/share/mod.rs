@@ -132,6 +132,9 @@ struct Group<T> {
     queue: VecDeque<Pending<T>>,
     vtime: u128,
     vtime_rem: u64,
+    /// The last charge's step of virtual time, kept so that a run of I/O of one cost
+    /// advances virtual time without a division.
+    vt_step: VtStep,
     reserve_tag: u128,
     limit_tag: u128,
     in_flight: u32,
@@ -152,6 +155,16 @@ struct Group<T> {
     /// between two I/Os), so the window keeps a slot free for it.
     expected: bool,
     stats: GroupStats,
+}
+
+/// `cost × VT_SCALE / weight` as quotient and remainder, for one (cost, weight); the
+/// default matches no charge (weight 0 is never charged: weights count from 1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct VtStep {
+    cost: u64,
+    weight: u64,
+    quot: u64,
+    rem: u64,
 }
 
 #[derive(Debug)]
@@ -870,6 +883,7 @@ impl<T> Share<T> {
             queue: VecDeque::new(),
             vtime: self.vclock,
             vtime_rem: 0,
+            vt_step: VtStep::default(),
             reserve_tag: self.last_now_subticks,
             limit_tag: 0,
             in_flight: 0,

@@ -821,7 +821,7 @@ impl<T> Share<T> {
     }
 
     /// Applies the hub's grant, then dispatches whatever it lets go.
-    pub fn apply_grant<F: FnMut(T, crate::Ticket)>(
+    pub fn apply_grant<F: crate::Release<T> + ?Sized>(
         &mut self,
         grant: &Grant,
         now_ticks: u64,

@@ -501,3 +501,57 @@ fn bad_values_are_refused_and_change_nothing() {
     assert_eq!(s.weight_total(), 2 * u64::from(DEFAULT_WEIGHT));
     assert_eq!(GroupKey::Tag(1).group_type(), GroupType::Tag);
 }
+
+mod vt_step {
+    use super::super::io::advance_vt;
+    use super::super::VtStep;
+    use crate::share::{VT_SCALE, VT_SCALE_U64};
+    use proptest::prelude::*;
+
+    /// What `advance_vt` must equal: the division of the scaled cost plus the carried
+    /// remainder, every time.
+    fn by_division(vtime: &mut u128, rem: &mut u64, cost: u64, weight: u64) {
+        let scaled = u128::from(cost) * VT_SCALE + u128::from(*rem);
+        match u64::try_from(scaled) {
+            Ok(scaled) => {
+                *vtime += u128::from(scaled / weight);
+                *rem = scaled % weight;
+            }
+            Err(_) => {
+                *vtime += scaled / u128::from(weight);
+                *rem = 0;
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        /// Runs of one cost and weight (the step path), changes of either (the dividing
+        /// path), and costs near the overflow: the same virtual time and remainder as
+        /// dividing every time.
+        #[test]
+        fn the_cached_step_divides_exactly(
+            charges in prop::collection::vec(
+                (
+                    prop_oneof![
+                        Just(1u64), Just(8), Just(256), 1u64..=4096,
+                        Just(u64::MAX / VT_SCALE_U64), Just(u64::from(u32::MAX)),
+                    ],
+                    prop_oneof![Just(1u64), Just(3), Just(100), Just(1000), 1u64..=65535],
+                    1usize..6,
+                ),
+                1..40,
+            )
+        ) {
+            let (mut vt, mut rem, mut step) = (0u128, 0u64, VtStep::default());
+            let (mut want_vt, mut want_rem) = (0u128, 0u64);
+            for (cost, weight, times) in charges {
+                for _ in 0..times {
+                    advance_vt(&mut vt, &mut rem, &mut step, cost, weight);
+                    by_division(&mut want_vt, &mut want_rem, cost, weight);
+                    prop_assert_eq!((vt, rem), (want_vt, want_rem));
+                }
+            }
+        }
+    }
+}

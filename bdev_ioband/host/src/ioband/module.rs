@@ -612,7 +612,7 @@ impl IobandModule {
         for i in 0..self.share_ids.len() {
             let id = self.share_ids[i];
             busy |= self.drive_share(id, now, |share, sink| {
-                share.poll(now, &mut |io, t| sink.take(io, t));
+                share.poll(now, sink);
             }) > 0;
         }
         self.reap();

@@ -201,7 +201,7 @@ impl IobandModule {
             hub.grant(now, &mut grants);
             let mine = grants[me].clone();
             moved |= self.drive_share(id, now, |share, sink| {
-                share.apply_grant(&mine, now, &mut |io, t| sink.take(io, t));
+                share.apply_grant(&mine, now, sink);
             }) > 0;
             for (c, g) in grants.into_iter().enumerate() {
                 if c != me {
@@ -230,7 +230,7 @@ impl IobandModule {
                 continue;
             };
             self.drive_share(id, now, |share, sink| {
-                share.apply_grant(&grant, now, &mut |io, t| sink.take(io, t));
+                share.apply_grant(&grant, now, sink);
             });
         }
     }
