@@ -225,6 +225,17 @@ impl<T: Tagged, D> Adapter<T, D> {
         }
     }
 
+    /// A sink that dispatches what share `share` releases to the bases through `base`.
+    #[inline(always)]
+    fn sink<'a, B: Base<T, D>>(&'a mut self, base: &'a mut B, share: ShareId) -> Sink<'a, T, D, B> {
+        Sink {
+            adapter: self,
+            base,
+            share,
+            released: 0,
+        }
+    }
+
     /// An empty adapter.
     pub fn new() -> Self {
         Self::default()
@@ -333,12 +344,7 @@ impl<T: Tagged, D> Adapter<T, D> {
             op,
             bytes,
             now_ticks,
-            &mut Sink {
-                adapter: self,
-                base,
-                share: route.share,
-                released: 0,
-            },
+            &mut self.sink(base, route.share),
         );
         self.settle(engine, now_ticks, base);
         match admit {
@@ -359,12 +365,7 @@ impl<T: Tagged, D> Adapter<T, D> {
         f: impl FnOnce(&mut Share<T>, &mut Sink<'_, T, D, B>),
     ) -> Option<usize> {
         let share = engine.share_by_id_mut(id)?;
-        let mut sink = Sink {
-            adapter: self,
-            base,
-            share: id,
-            released: 0,
-        };
+        let mut sink = self.sink(base, id);
         f(share, &mut sink);
         let released = sink.released;
         self.settle(engine, now_ticks, base);
@@ -408,16 +409,7 @@ impl<T: Tagged, D> Adapter<T, D> {
         let Some(share) = engine.share_by_id_mut(held.share) else {
             return;
         };
-        share.complete(
-            held.ticket,
-            now_ticks,
-            &mut Sink {
-                adapter: self,
-                base,
-                share: held.share,
-                released: 0,
-            },
-        );
+        share.complete(held.ticket, now_ticks, &mut self.sink(base, held.share));
     }
 
     /// Fails what the last engine call could not dispatch (its device went, its base
