@@ -948,6 +948,23 @@ mod tests {
         }
     }
 
+    /// A hub of two cores whose window is 12, under `policy`.
+    fn two_cores(policy: crate::Policy) -> Hub {
+        let params = ShareParams {
+            policy,
+            io_throttle: 12,
+            ..ShareParams::default()
+        };
+        Hub::new(2, params, 1_000_000).unwrap()
+    }
+
+    /// `r` as made at `now_ticks`, with the group in `slot` at virtual time `vtime`.
+    fn at(mut r: CoreReport, slot: usize, vtime: u128, now_ticks: u64) -> CoreReport {
+        r.groups[slot].vtime = vtime;
+        r.now_ticks = now_ticks;
+        r
+    }
+
     /// One round: core `c` reports `reports[c]` at `now_ticks`, the hub grants every core.
     fn exchange(hub: &mut Hub, reports: Vec<CoreReport>, now_ticks: u64) -> Vec<Grant> {
         let mut grants = vec![Grant::default(); reports.len()];
@@ -960,11 +977,7 @@ mod tests {
 
     #[test]
     fn the_window_goes_by_weight_capped_at_demand_and_remote_cost_excludes_ones_own() {
-        let params = ShareParams {
-            io_throttle: 12,
-            ..ShareParams::default()
-        };
-        let mut hub = Hub::new(2, params, 1_000_000).unwrap();
+        let mut hub = two_cores(crate::Policy::Weight);
         // Core 0: group 0 (weight 100, deep) and group 1 (weight 300, one I/O);
         // core 1: group 0 again and group 2 (weight 100, deep).
         let grants = exchange(
@@ -1019,22 +1032,20 @@ mod tests {
         // The least virtual time of the references then jumps by the growing gap between
         // the two each round; the slack must stay at the pace of one group (the bug: it grew
         // with the gap, so the ceiling never held group 0).
-        let params = ShareParams {
-            io_throttle: 12,
-            ..ShareParams::default()
-        };
-        let mut hub = Hub::new(2, params, 1_000_000).unwrap();
+        let mut hub = two_cores(crate::Policy::Weight);
         let mut worst_slack = 0u128;
         for round in 0..200u64 {
             let now = round * 1_000;
-            let mut a = report(&[(100, 0, 8, true), (400, 0, 0, false)]);
-            a.groups[0].vtime = u128::from(round) * 2 * VT_SCALE;
-            a.now_ticks = now;
+            let a = report(&[(100, 0, 8, true), (400, 0, 0, false)]);
+            let a = at(a, 0, u128::from(round) * 2 * VT_SCALE, now);
             let demand_b = if round % 2 == 0 { 16 } else { 8 };
-            let mut b = report(&[(100, 0, 0, false), (400, 0, demand_b, true)]);
             let vt_b = u128::from(round) * VT_SCALE;
-            b.groups[1].vtime = vt_b;
-            b.now_ticks = now;
+            let b = at(
+                report(&[(100, 0, 0, false), (400, 0, demand_b, true)]),
+                1,
+                vt_b,
+                now,
+            );
             let grants = exchange(&mut hub, vec![a, b], now);
             if round % 2 == 0 && round >= 20 {
                 // Core 0 is held at group 1's virtual time plus the slack.
@@ -1057,23 +1068,25 @@ mod tests {
         // lets it. Both are references, each core held by the other's group plus the
         // slack, so the slack must learn the pace from moves the throttle itself limits.
         // (A pace smoothed upwards from nothing took 40 rounds and more here.)
-        let params = ShareParams {
-            io_throttle: 12,
-            ..ShareParams::default()
-        };
-        let mut hub = Hub::new(2, params, 1_000_000).unwrap();
+        let mut hub = two_cores(crate::Policy::Weight);
         let pace = 1000 * VT_SCALE;
         let mut vt = [0u128; 2];
         let mut free_from = None;
         let mut worst_slack = 0u128;
         for round in 0..60u64 {
             let now = round * 1_000;
-            let mut a = report(&[(100, 0, 16, true), (100, 0, 0, false)]);
-            a.groups[0].vtime = vt[0];
-            a.now_ticks = now;
-            let mut b = report(&[(100, 0, 0, false), (100, 0, 16, true)]);
-            b.groups[1].vtime = vt[1];
-            b.now_ticks = now;
+            let a = at(
+                report(&[(100, 0, 16, true), (100, 0, 0, false)]),
+                0,
+                vt[0],
+                now,
+            );
+            let b = at(
+                report(&[(100, 0, 0, false), (100, 0, 16, true)]),
+                1,
+                vt[1],
+                now,
+            );
             let grants = exchange(&mut hub, vec![a, b], now);
             let mut held = false;
             for (core, g) in grants.iter().enumerate() {
@@ -1105,12 +1118,7 @@ mod tests {
         // the groups' I/O costs differ under weight-iosize (128 KiB beside 4 KiB), not
         // under the other policies, nor before group 0's first dispatch.
         let ceiling = |policy, cost_0: u64, cost_1: u64| {
-            let params = ShareParams {
-                policy,
-                io_throttle: 12,
-                ..ShareParams::default()
-            };
-            let mut hub = Hub::new(2, params, 1_000_000).unwrap();
+            let mut hub = two_cores(policy);
             let mut a = report(&[(100, 0, 8, true), (400, 0, 0, false)]);
             a.groups[0].last_cost = cost_0;
             let mut b = report(&[(100, 0, 0, false), (400, 0, 8, true)]);
