@@ -53,10 +53,16 @@ impl<T> Share<T> {
             return Admit::NoDevice(io);
         };
         let idle_queue = g.queue.is_empty();
-        if idle_queue && g.in_flight == 0 {
-            // Waking up (see `wake`): its credit is bounded.
+        if idle_queue {
+            // Arriving at an empty queue (start-time fair queuing's newly backlogged
+            // flow): its credit is bounded, with I/O in flight or not (see `wake`). A group
+            // that kept I/O in flight while the window never bound (so it never queued)
+            // would otherwise bring back every bit of virtual time it did not use, however
+            // long ago, and starve the others when contention begins.
             g.vtime = g.vtime.max(self.vclock.saturating_sub(self.credit_vt));
-            g.reserve_tag = g.reserve_tag.max(now_sub);
+            if g.in_flight == 0 {
+                g.reserve_tag = g.reserve_tag.max(now_sub);
+            }
         }
         g.last_event_ticks = now_ticks;
         let was_expected = std::mem::replace(&mut g.expected, false);

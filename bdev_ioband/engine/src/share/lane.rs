@@ -19,10 +19,9 @@
 //! - nothing queued in the share (the ready, reservation and limit heaps are empty), the
 //!   group's queue empty, and no lane open already (the host settles every lane before it
 //!   opens them again, in one call for all of a share's lanes);
-//! - the group's wake is certain: a group with I/O in flight whose virtual time is behind
-//!   the share's credit floor (`vclock − credit`) would jump forward at an unknown point
-//!   (when its in-flight count next touches 0), so it gets no lane; an idle one jumps at
-//!   its first dispatch, which the settle applies first.
+//! - a group behind the share's credit floor (`vclock − credit`), idle or with I/O in
+//!   flight, jumps to it at its first dispatch (it arrives at an empty queue), which the
+//!   settle applies first.
 //!
 //! Slots: at most `dispatch_limit − in_flight` for all the lanes together, split evenly
 //! among them; while the window can apply (two or more lanes, another group active or
@@ -189,9 +188,10 @@ pub(super) struct OpenLane {
     group: GroupId,
     /// Slots counted in the share's in-flight count until the settle.
     reserved: u32,
-    /// The group had nothing queued or in flight at open: its first dispatch wakes it.
+    /// The group had nothing queued or in flight at open: its first dispatch also starts
+    /// its reservation clock again.
     idle: bool,
-    /// The credit floor at open (`vclock − credit`), what that wake lifts it to.
+    /// The credit floor at open (`vclock − credit`), what its first dispatch lifts it to.
     floor: u128,
 }
 
@@ -225,10 +225,7 @@ impl<T> Share<T> {
                 continue;
             }
             let idle = g.in_flight == 0;
-            if !idle && g.vtime < floor {
-                continue;
-            }
-            let start = if idle { g.vtime.max(floor) } else { g.vtime };
+            let start = g.vtime.max(floor);
             eligible.push((i, r.group.slot, idle, start));
         }
         if !eligible.is_empty() {
@@ -439,14 +436,15 @@ impl<T> Share<T> {
             return;
         }
         let slot = group.slot;
-        let credit_floor = open.filter(|l| l.idle).map(|l| l.floor);
         let Some(g) = self.slots[slot as usize].group.as_mut() else {
             return;
         };
         if dispatched > 0 {
-            if let Some(floor) = credit_floor {
-                g.vtime = g.vtime.max(floor);
-                g.reserve_tag = g.reserve_tag.max(u128::from(c.first_tick) << SUBTICK_SHIFT);
+            if let Some(l) = open {
+                g.vtime = g.vtime.max(l.floor);
+                if l.idle {
+                    g.reserve_tag = g.reserve_tag.max(u128::from(c.first_tick) << SUBTICK_SHIFT);
+                }
             }
             let weight = u64::from(g.params.weight.max(1));
             // Every charge but the last: the virtual time the last one started at.

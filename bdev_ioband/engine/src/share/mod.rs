@@ -29,9 +29,12 @@
 //!   idling as a reserved slot), up to half the window, so its next I/O does not wait for
 //!   a completion. `io_throttle` 0 (the default) adapts the window to the base: about half
 //!   above its bandwidth-delay product, judged from latency (see [`depth`]), so the base
-//!   stays busy. An idle group that wakes up re-enters at most `carryover` epochs
-//!   (`token` tokens of the share's work) behind the leader, which caps its banked credit
-//!   at `carryover × initial` tokens, as dm-ioband's epoch credit does.
+//!   stays busy. A group whose queue is empty when it submits (idle, or with I/O in
+//!   flight that never had to queue) re-enters at most `carryover` epochs (`token` tokens
+//!   of the share's work) behind the leader, which caps its banked credit at
+//!   `carryover × initial` tokens, as dm-ioband's epoch credit does: a tenant that used
+//!   less than its weight while the window never bound is not owed the rest when
+//!   contention begins.
 //! - **range-bw** (mClock's three tags): per group, a reservation tag that runs at `min`
 //!   and a limit tag that runs at `max`, in ticks. A group whose reservation tag is due is
 //!   served first (the reservation phase) and only those dispatches advance its

@@ -555,3 +555,69 @@ mod vt_step {
         }
     }
 }
+
+/// Two busy groups served at the same rate while the window never binds (each keeps three
+/// I/Os in flight, never queued): the lighter one uses twice its weight's part, which is
+/// nobody's loss. When the load rises and the window binds, the weights apply at once:
+/// neither brings back the virtual time it did not use (the heavier one would otherwise
+/// be owed all of it, and the lighter one would starve until it was paid: 2.5 s here).
+#[test]
+fn unused_share_of_a_busy_group_is_not_owed_when_contention_begins() {
+    use std::collections::VecDeque;
+    let params = ShareParams {
+        io_throttle: 8,
+        io_limit: 64,
+        ..ShareParams::default()
+    };
+    let (mut s, d) = share(params, 1_000_000);
+    let ids = [
+        s.attach(d, GroupKey::Tag(1), weight(100)).unwrap(),
+        s.attach(d, GroupKey::Tag(2), weight(200)).unwrap(),
+    ];
+    let which = |t: &Ticket| usize::from(t.group == ids[1]);
+    let mut flight: VecDeque<Ticket> = VecDeque::new();
+    let mut queued = [0u32; 2];
+    let mut done = [0u64; 2];
+    let mut next = 0;
+    let contention_at = 1_000_000;
+    let mut at_contention = [0u64; 2];
+    let mut now = 0;
+    // Every 10 µs each group is topped up to its depth and the base completes the oldest
+    // I/Os: 2 while uncontended (6 in flight, under the window of 8), 4 afterwards.
+    while now < contention_at + 100_000 {
+        let (depth, served) = if now < contention_at { (3, 2) } else { (32, 4) };
+        if now == contention_at {
+            at_contention = done;
+        }
+        for g in 0..2 {
+            let in_flight = u32::try_from(flight.iter().filter(|t| which(t) == g).count()).unwrap();
+            for _ in in_flight + queued[g]..depth {
+                next += 1;
+                queued[g] += 1;
+                for (_, t) in submit(&mut s, d, ids[g], next, 4096, now) {
+                    queued[which(&t)] -= 1;
+                    flight.push_back(t);
+                }
+            }
+        }
+        for _ in 0..served {
+            let Some(t) = flight.pop_front() else { break };
+            done[which(&t)] += 1;
+            for (_, t) in complete(&mut s, t, now) {
+                queued[which(&t)] -= 1;
+                flight.push_back(t);
+            }
+        }
+        now += 10;
+    }
+    // Uncontended, the same rate each.
+    assert!(
+        at_contention[0].abs_diff(at_contention[1]) <= 4,
+        "{at_contention:?}"
+    );
+    // The first 100 ms of contention: 1 : 2, give or take the bounded credit.
+    let a = done[0] - at_contention[0];
+    let b = done[1] - at_contention[1];
+    let part = a as f64 / (a + b) as f64;
+    assert!((part - 1.0 / 3.0).abs() < 0.02, "A {a}, B {b}: {part:.3}");
+}

@@ -114,22 +114,41 @@ fn a_second_open_while_a_lane_is_open_is_refused() {
 }
 
 #[test]
-fn a_busy_group_behind_the_credit_floor_gets_no_lane() {
-    let (mut s, d, g) = share(params(Policy::Weight, 64, 4));
-    // In flight, and the virtual clock far ahead of it (a grant raised it).
-    assert_eq!(submit(&mut s, d, g, 1, 0).len(), 1);
-    grant(&mut s, 8, 64, false, u128::MAX);
-    let far = Grant {
-        window: 8,
-        window_total: 8,
-        limit: 64,
-        vclock: 1 << 60,
-        vt_ceiling: u128::MAX,
-        spare_cap_cost: u64::MAX,
-        ..Grant::default()
+fn a_busy_group_behind_the_credit_floor_is_lifted_at_its_first_lane_dispatch() {
+    // In flight, and the virtual clock far ahead of it (a grant raised it): its next
+    // submit lifts it to the credit floor, through a lane as through a per-I/O call.
+    let behind = || {
+        let (mut s, d, g) = share(params(Policy::Weight, 64, 4));
+        assert_eq!(submit(&mut s, d, g, 1, 0).len(), 1);
+        grant(&mut s, 8, 64, false, u128::MAX);
+        let far = Grant {
+            window: 8,
+            window_total: 8,
+            limit: 64,
+            vclock: 1 << 60,
+            vt_ceiling: u128::MAX,
+            spare_cap_cost: u64::MAX,
+            ..Grant::default()
+        };
+        s.apply_grant(&far, 0, &mut nop);
+        (s, d, g)
     };
-    s.apply_grant(&far, 0, &mut nop);
-    assert_eq!(s.lane_open(d, g).slots, 0);
+    let (mut per_io, d, g) = behind();
+    assert_eq!(submit(&mut per_io, d, g, 2, 10).len(), 1);
+    let (mut laned, d, g) = behind();
+    assert!(laned.lane_open(d, g).slots > 0);
+    let counts = LaneCounts {
+        read_ios: 1,
+        read_bytes: 4096,
+        cost: 1,
+        last_cost: 1,
+        first_tick: 10,
+        last_tick: 10,
+        ..LaneCounts::default()
+    };
+    laned.lane_settle(d, g, &counts, 10, &mut nop);
+    assert!(per_io.slots[g.slot as usize].group.as_ref().unwrap().vtime > 1 << 59);
+    assert_eq!(snapshot(&per_io), snapshot(&laned));
 }
 
 #[test]
