@@ -17,7 +17,15 @@
 //!   weight). A group served on two cores is charged on both, so start-time fair queuing
 //!   on each core orders groups by their service everywhere. The share's virtual clock is
 //!   raised to the least virtual time of the groups active anywhere, so a group that wakes
-//!   re-enters against the whole share, not against one core.
+//!   re-enters against the whole share, not against one core. While no group queues
+//!   anywhere (the window does not bind: no reference, no throttle), busy groups run at
+//!   their own pace and their virtual times drift apart by their weights; the clock is
+//!   then raised to the greatest of them less the throttle's last slack, so that a group
+//!   that submits to an empty queue is lifted to within its credit (and that slack) of the
+//!   leader, as on one core. Without it, the group that had used less than its weight
+//!   was owed the whole difference when contention began, and the throttle held the
+//!   others back until it was paid (a weight-1 tenant starved for as long as the
+//!   uncontended run had lasted).
 //! - **Contention is global.** A core whose groups are alone locally is windowed all the
 //!   same when two or more groups are active anywhere. A core reports a group active while
 //!   it has I/O queued, an event within the grace, or two or more I/Os in flight (a deep
@@ -176,7 +184,9 @@ pub struct Grant {
     pub limit: u32,
     /// Whether two or more groups are active anywhere.
     pub contended: bool,
-    /// The least virtual time of the groups active anywhere.
+    /// The virtual clock the core's share is raised to: the least virtual time of the
+    /// groups active anywhere; while none of them queues (no reference: nothing holds a
+    /// group back), the greatest one less the throttle's last slack (see the module doc).
     pub vclock: u128,
     /// While contended, a group whose virtual time is past this waits (MQFQ's throttle):
     /// the least virtual time of the reference groups this core does not serve (see the
@@ -248,6 +258,9 @@ pub struct Hub {
     last_reference: Option<LastReference>,
     /// How fast that reference advances, in virtual time per 2^16 ticks (smoothed).
     vrate: u128,
+    /// The throttle's slack at the last round that had a reference: how far apart the
+    /// groups' virtual times may be for the exchange's lag alone.
+    last_slack: u128,
     /// Whether a reference has moved less than three quarters of its slack since the
     /// share became contended (see `vt_ceilings`).
     pace_found: bool,
@@ -281,6 +294,7 @@ impl Hub {
             wholes: vec![0; cores],
             last_reference: None,
             vrate: 0,
+            last_slack: VT_SCALE / 16,
             pace_found: false,
             last_round_ticks: 0,
             report_age_ticks: 0,
@@ -395,13 +409,14 @@ impl Hub {
         if contended {
             self.water_fill(window * SLOT_ONE);
         }
-        let vclock = self
+        let (vmin, vmax) = self
             .sums
             .iter()
             .filter(|s| s.active)
-            .map(|s| s.vtime)
-            .min()
-            .unwrap_or(0);
+            .fold((u128::MAX, 0), |(lo, hi), s| {
+                (lo.min(s.vtime), hi.max(s.vtime))
+            });
+        let vmin = if vmin == u128::MAX { 0 } else { vmin };
         let busy_cores = self
             .cores
             .iter()
@@ -452,7 +467,6 @@ impl Hub {
                 spare_cap.saturating_sub(cost_in_flight_total - core.report.cost_in_flight);
             core.window_part = part;
             grant.contended = contended;
-            grant.vclock = vclock;
             grant.window_total = u32::try_from(window).unwrap_or(u32::MAX);
         }
         let parts: Vec<u64> = self.cores.iter().map(|c| c.window_part).collect();
@@ -479,7 +493,15 @@ impl Hub {
         for (g, &w) in grants.iter_mut().zip(&self.wholes) {
             g.limit = w;
         }
-        self.vt_ceilings(contended, now_ticks, grants);
+        let referenced = self.vt_ceilings(contended, now_ticks, grants);
+        let vclock = if referenced {
+            vmin
+        } else {
+            vmax.saturating_sub(self.last_slack).max(vmin)
+        };
+        for g in grants.iter_mut().take(n) {
+            g.vclock = vclock;
+        }
     }
 
     /// Splits `limit` (io_limit, or the probe's depth) among the cores: water-filled over
@@ -528,7 +550,8 @@ impl Hub {
     /// with a slot, and where a slot is a share due less than their demand; its slack is
     /// twice the reference's advance over a round plus the reports' and grants' travel, so
     /// the group at the reference never waits for it.
-    fn vt_ceilings(&mut self, contended: bool, now_ticks: u64, grants: &mut [Grant]) {
+    /// Returns whether there was a reference.
+    fn vt_ceilings(&mut self, contended: bool, now_ticks: u64, grants: &mut [Grant]) -> bool {
         // The reference groups: queued, more than one I/O deep, on a core that has a slot this
         // round, and (where a slot is a share) due less than their demand. Only those can move: one
         // whose cores have none (a small part, whole one round in several) does not hold the others
@@ -589,7 +612,7 @@ impl Hub {
             for g in grants.iter_mut() {
                 g.vt_ceiling = u128::MAX;
             }
-            return;
+            return false;
         };
         // The reference's pace is measured on one group: the one that was the reference
         // last round, wherever the reference is now. (The least virtual time of a set that
@@ -625,6 +648,7 @@ impl Hub {
         }
         let travel = u128::from(interval + 2 * self.report_age_ticks);
         let slack = (2 * self.vrate * travel / 65_536).max(VT_SCALE / 16);
+        self.last_slack = slack;
         self.last_reference = Some(LastReference {
             slot: vmin_slot,
             generation: self.sums[vmin_slot].generation,
@@ -652,6 +676,7 @@ impl Hub {
                 .min();
             g.vt_ceiling = others.map_or(u128::MAX, |v| v.saturating_add(slack));
         }
+        true
     }
 
     /// range-bw: the share's spare cap (see the share module's doc), from the groups'
@@ -1142,5 +1167,43 @@ mod tests {
         let grants = exchange(&mut hub, vec![a, b], 0);
         assert_eq!(grants[0].groups[0].remote_cost, 0);
         assert_eq!(grants[1].groups[0].generation, 0);
+    }
+
+    #[test]
+    fn the_clock_follows_the_leader_only_while_nothing_queues() {
+        // Group 0 on core 0 far ahead of group 1 on core 1, both busy.
+        let mut hub = two_cores(crate::Policy::Weight);
+        let busy = |core: usize, queued: u32| {
+            let mut r = if core == 0 {
+                report(&[(100, 0, 20, true), (200, 0, 0, false)])
+            } else {
+                report(&[(100, 0, 0, false), (200, 0, 20, true)])
+            };
+            r.groups[core].queued = queued;
+            r
+        };
+        let ahead = VT_SCALE * 1000;
+        let behind = VT_SCALE * 10;
+        // Nothing queued anywhere: no throttle, so the clock is the leader less the slack
+        // (the lagging group is lifted to within its credit of it when it next submits).
+        let grants = exchange(
+            &mut hub,
+            vec![at(busy(0, 0), 0, ahead, 0), at(busy(1, 0), 1, behind, 0)],
+            0,
+        );
+        assert_eq!(grants[1].vt_ceiling, u128::MAX);
+        assert_eq!(grants[1].vclock, ahead - VT_SCALE / 16);
+        assert_eq!(grants[0].vclock, grants[1].vclock);
+        // Queued: the throttle holds the leader, and the clock is the least again.
+        let grants = exchange(
+            &mut hub,
+            vec![
+                at(busy(0, 4), 0, ahead, 1000),
+                at(busy(1, 4), 1, behind, 1000),
+            ],
+            1000,
+        );
+        assert_ne!(grants[0].vt_ceiling, u128::MAX);
+        assert_eq!(grants[1].vclock, behind);
     }
 }
