@@ -59,7 +59,10 @@ impl<T> Share<T> {
             // that kept I/O in flight while the window never bound (so it never queued)
             // would otherwise bring back every bit of virtual time it did not use, however
             // long ago, and starve the others when contention begins.
-            g.vtime = g.vtime.max(self.vclock.saturating_sub(self.credit_vt));
+            let floor = self.vclock.saturating_sub(self.credit_vt);
+            if g.vtime < floor {
+                g.vtime = floor;
+            }
             if g.in_flight == 0 {
                 g.reserve_tag = g.reserve_tag.max(now_sub);
             }
