@@ -8,7 +8,7 @@ use bdev_ioband_host::perf::bench::{run_all, BenchOptions, SCENARIO_NAMES};
 use clap::Parser;
 
 /// Runs bdev_ioband's standard benchmark scenarios (overhead, fairness, weight_iosize,
-/// range_bw, scaling, closed_loop, victim, churn, slow_io) and writes the report.
+/// range_bw, scaling, closed_loop, victim, churn, slow_io, onset) and writes the report.
 #[derive(Debug, Parser)]
 #[command(
     name = "ioband_bench",
@@ -20,7 +20,7 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Run only these scenarios (comma-separated: overhead, fairness, weight_iosize,
-    /// range_bw, scaling, closed_loop, victim, churn, slow_io).
+    /// range_bw, scaling, closed_loop, victim, churn, slow_io, onset).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     only: Vec<String>,
     /// Directory for report.json, report.md and the SVG plots.

@@ -18,6 +18,7 @@
 //! 7. victim ([`victim`]): a QD-1 tenant's p99 latency beside a QD-128 one;
 //! 8. churn ([`churn`]): range-bw groups that arrive, leave and change settings mid-run;
 //! 9. slow_io ([`slow_io`]): three tenants beside one that keeps a slow FLUSH outstanding.
+//! 10. onset ([`onset`]): contention that begins after a long uncontended run.
 //!
 //! Every scenario runs with the default share knobs unless it says otherwise. Figures are
 //! reported, never asserted; [`summary`] sets the pass/fail flags of the targets.
@@ -27,6 +28,7 @@
 mod churn;
 mod closed_loop;
 mod fairness;
+mod onset;
 mod slow_io;
 mod summary;
 mod victim;
@@ -70,6 +72,7 @@ struct Durations {
     victim_s: f64,
     churn: churn::Times,
     slow_io_s: f64,
+    onset: onset::Times,
 }
 
 impl BenchOptions {
@@ -85,6 +88,7 @@ impl BenchOptions {
                 victim_s: 3.0,
                 churn: churn::Times::QUICK,
                 slow_io_s: 3.0,
+                onset: onset::Times::QUICK,
             }
         } else {
             Durations {
@@ -97,6 +101,7 @@ impl BenchOptions {
                 victim_s: 8.0,
                 churn: churn::Times::FULL,
                 slow_io_s: 8.0,
+                onset: onset::Times::FULL,
             }
         }
     }
@@ -273,7 +278,7 @@ pub fn rewindow(t: &ShareTable, factor: usize, runtime_s: f64) -> ShareTable {
 type Scenario = fn(&BenchOptions, &Durations, &mut Out) -> Result<(), String>;
 
 /// The scenarios in the order they run, by the names `--only` takes.
-pub const SCENARIO_NAMES: [&str; 9] = [
+pub const SCENARIO_NAMES: [&str; 10] = [
     "overhead",
     "fairness",
     "weight_iosize",
@@ -283,9 +288,10 @@ pub const SCENARIO_NAMES: [&str; 9] = [
     "victim",
     "churn",
     "slow_io",
+    "onset",
 ];
 
-const SCENARIOS: [(&str, Scenario); 9] = [
+const SCENARIOS: [(&str, Scenario); 10] = [
     (SCENARIO_NAMES[0], overhead),
     (SCENARIO_NAMES[1], fairness::fairness),
     (SCENARIO_NAMES[2], iosize),
@@ -295,6 +301,7 @@ const SCENARIOS: [(&str, Scenario); 9] = [
     (SCENARIO_NAMES[6], victim::victim),
     (SCENARIO_NAMES[7], churn::churn),
     (SCENARIO_NAMES[8], slow_io::slow_io),
+    (SCENARIO_NAMES[9], onset::onset),
 ];
 
 struct Out {

@@ -133,6 +133,18 @@ const TARGETS: &[Target] = &[
         bound: Bound::AtLeast,
         limit: 0.95,
     },
+    Target {
+        flag: "onset_share_error_le_2pct",
+        key: "onset.max_share_error",
+        bound: Bound::AtMost,
+        limit: 0.02,
+    },
+    Target {
+        flag: "onset_two_reactors_share_error_le_2pct",
+        key: "onset.two_reactors_max_share_error",
+        bound: Bound::AtMost,
+        limit: 0.02,
+    },
 ];
 
 /// The number at a dotted key (`closed_loop.low_depth_slowdown`).
