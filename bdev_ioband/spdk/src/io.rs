@@ -166,13 +166,14 @@ fn submit_locked(
     let h = dev.handle;
     stamp(&io, h);
     if kind == ffi::IO_RESET {
-        // A reset completes after everything before it: what the share still queues for
-        // this device is aborted, the reset goes straight to the base.
+        // A reset completes after everything before it: what the shares still queue for
+        // this device, here and on every replica, is aborted; then the reset goes to the
+        // base (see `replica::start_reset`).
         let name = dev.name.clone();
         for queued in drain_device(st, &name) {
             fx.complete.push((queued, ffi::STATUS_ABORTED));
         }
-        fx.dispatch.push(io);
+        crate::replica::start_reset(st, fx, io, &name);
         return 0;
     }
     // No allocation and no lookup by name per I/O: the device by handle, its group from

@@ -8,7 +8,9 @@
 //!   as a `Box<RefCell<Replica>>`, created when the thread gets its first ioband channel.
 //!   It says hello to the owner, which answers with the shares' layouts and the live
 //!   devices ([`ToReplica::Sync`], again after every change) and, every millisecond, with
-//!   grants. Until it has heard of a device, and for resets, the I/O goes to the owner.
+//!   grants. Until it has heard of a device, and for resets, the I/O goes to the owner; a
+//!   reset waits there until every replica has aborted what its share queues for the
+//!   device ([`ToReplica::Drain`], [`start_reset`]).
 //! - **Messages** are boxed [`Envelope`]s sent with the shim's `send_msg`. A message to a
 //!   replica finds it in [`REGISTRY`] by id (a mutex, taken once per message, never per
 //!   I/O); a replica is freed only on its own thread, where its messages also run, so a
@@ -123,6 +125,13 @@ pub enum ToOwner {
         /// Per share name.
         reports: Vec<(String, CoreReport)>,
     },
+    /// A replica has aborted what its shares queued for the device of reset `reset`.
+    Drained {
+        /// Its id.
+        id: u64,
+        /// The reset.
+        reset: u64,
+    },
 }
 
 /// A live device as a sync lists it.
@@ -155,6 +164,14 @@ pub enum ToReplica {
     Grants(Vec<(String, Grant)>),
     /// The owner knows the replica left: nothing more will come.
     ByeAck,
+    /// A reset of device `device` waits: abort what the replica's share queues for it, and
+    /// say so (`ToOwner::Drained`).
+    Drain {
+        /// The device's name.
+        device: String,
+        /// The reset.
+        reset: u64,
+    },
 }
 
 /// A thread's replica.
@@ -192,6 +209,9 @@ pub struct Replica {
     exchange_ticks: u64,
     /// The lanes of the thread's channels (see the module doc).
     lanes: Vec<LaneSlot>,
+    /// Resets whose `Drained` answer found no message buffer: sent again each pass (the
+    /// owner holds the reset until it arrives).
+    unanswered_resets: Vec<u64>,
     /// Scratch for opening lanes (kept to reuse their allocations).
     lane_reqs: Vec<LaneRequest>,
     lane_idx: Vec<usize>,
@@ -342,6 +362,7 @@ pub fn create(thread: u64) -> *mut c_void {
         exchange_ticks: (ticks / 1_000_000 * EXCHANGE_PERIOD_US).max(1),
         lanes: Vec::new(),
         lane_reqs: Vec::new(),
+        unanswered_resets: Vec::new(),
         lane_idx: Vec::new(),
         poll_ids: Vec::new(),
     }));
@@ -747,6 +768,7 @@ fn resume(cell: &Cell) {
 pub fn poll(rs: *mut c_void) -> bool {
     let Some(cell) = cell(rs) else { return false };
     settle_lanes_now(cell);
+    answer_resets(cell);
     let resumed = cell
         .try_borrow()
         .is_ok_and(|r| !r.parked.is_empty() && !r.armed);
@@ -789,6 +811,19 @@ pub fn poll(rs: *mut c_void) -> bool {
     busy
 }
 
+/// Sends again the reset answers that found no message buffer.
+fn answer_resets(cell: &Cell) {
+    let Ok(mut r) = cell.try_borrow_mut() else {
+        return;
+    };
+    if r.unanswered_resets.is_empty() {
+        return;
+    }
+    let id = r.id;
+    r.unanswered_resets
+        .retain(|&reset| !to_owner(ToOwner::Drained { id, reset }));
+}
+
 /// A message arrived (on its target thread).
 pub fn on_msg(arg: *mut c_void) {
     if arg.is_null() {
@@ -798,7 +833,9 @@ pub fn on_msg(arg: *mut c_void) {
     let env = unsafe { Box::from_raw(arg.cast::<Envelope>()) };
     match *env {
         Envelope::ToOwner(msg) => {
-            with_state(|st| owner_msg(st, msg));
+            let mut fx = Effects::take();
+            with_state(|st| owner_msg(st, &mut fx, msg));
+            io::run_effects(fx);
         }
         Envelope::ToReplica { id, msg } => {
             let p = REGISTRY.lock().ok().and_then(|r| r.get(&id).copied());
@@ -814,6 +851,7 @@ fn replica_msg(cell: &Cell, msg: ToReplica) {
     // A grant or a sync changes what the lanes were granted under: settle and close them.
     settle_lanes_now(cell);
     let mut fx = take_fx(cell);
+    let mut drained = None;
     {
         let Ok(mut r) = cell.try_borrow_mut() else {
             return;
@@ -867,9 +905,25 @@ fn replica_msg(cell: &Cell, msg: ToReplica) {
                     }
                 }
             }
+            ToReplica::Drain { device, reset } => {
+                // What is at the base (or parked for it) was dispatched before the reset
+                // and completes normally; what waits in the share is aborted, in order.
+                for io in r.engine.drain_device(&device).unwrap_or_default() {
+                    fx.complete.push((io, ffi::STATUS_ABORTED));
+                }
+                drained = Some((r.id, reset));
+            }
         }
     }
     run_effects(cell, fx, None);
+    // Answered once the aborted I/O have completed: the reset goes to the base after them.
+    if let Some((id, reset)) = drained {
+        if !to_owner(ToOwner::Drained { id, reset }) {
+            if let Ok(mut r) = cell.try_borrow_mut() {
+                r.unanswered_resets.push(reset);
+            }
+        }
+    }
     // Open again under what the message changed, not a pass later.
     if let Ok(mut r) = cell.try_borrow_mut() {
         open_lanes(&mut r);
@@ -1066,9 +1120,63 @@ pub struct OwnerSpan {
     last_exchange_ticks: u64,
     /// Per share, per slot: the counters of replicas that left (generation, counters).
     departed: BTreeMap<String, Vec<(u32, GroupStats)>>,
+    /// Resets waiting for replicas to drain their queues for the device (see
+    /// [`start_reset`]), and the next reset's number.
+    resets: Vec<PendingReset>,
+    next_reset: u64,
 }
 
-fn owner_msg(st: &mut State, msg: ToOwner) {
+/// A reset the owner holds until the replicas it asked have drained the device.
+#[derive(Debug)]
+struct PendingReset {
+    id: u64,
+    io: IoHandle,
+    /// Replicas that have not answered yet.
+    waiting: BTreeSet<u64>,
+}
+
+/// A reset of device `device` on the owner, its own queue already aborted: every replica is
+/// asked to abort what its share queues for the device (SPDK's own QoS aborts its queues on
+/// every channel at a reset), and the reset goes to the base once all have answered, or at
+/// once when there is none to ask. A replica that leaves meanwhile counts as answered (it
+/// has no channel, so nothing queued); one the message cannot reach is not waited for.
+pub fn start_reset(st: &mut State, fx: &mut Effects, io: IoHandle, device: &str) {
+    let span = &mut st.span;
+    let id = span.next_reset;
+    span.next_reset += 1;
+    let mut waiting = BTreeSet::new();
+    for (&rid, &(thread, _)) in &span.replicas {
+        let msg = ToReplica::Drain {
+            device: device.to_owned(),
+            reset: id,
+        };
+        if send(thread, Envelope::ToReplica { id: rid, msg }) {
+            waiting.insert(rid);
+        }
+    }
+    if waiting.is_empty() {
+        fx.dispatch.push(io);
+    } else {
+        span.resets.push(PendingReset { id, io, waiting });
+    }
+}
+
+/// Replica `replica` has answered reset `reset` (`None`: every reset, it left): the resets
+/// nobody else holds go to their bases.
+fn reset_answered(span: &mut OwnerSpan, fx: &mut Effects, replica: u64, reset: Option<u64>) {
+    for p in &mut span.resets {
+        if reset.map_or(true, |r| r == p.id) {
+            p.waiting.remove(&replica);
+        }
+    }
+    let (ready, held): (Vec<PendingReset>, Vec<PendingReset>) = std::mem::take(&mut span.resets)
+        .into_iter()
+        .partition(|p| p.waiting.is_empty());
+    span.resets = held;
+    fx.dispatch.extend(ready.into_iter().map(|p| p.io));
+}
+
+fn owner_msg(st: &mut State, fx: &mut Effects, msg: ToOwner) {
     let now = shim::pass_ticks();
     let span = &mut st.span;
     match msg {
@@ -1106,6 +1214,7 @@ fn owner_msg(st: &mut State, msg: ToOwner) {
                     kept.1.accumulate(&counters);
                 }
             }
+            reset_answered(span, fx, id, None);
             if let Some((thread, core)) = span.replicas.remove(&id) {
                 io::note_replicas(!span.replicas.is_empty());
                 span.synced.remove(&id);
@@ -1121,6 +1230,7 @@ fn owner_msg(st: &mut State, msg: ToOwner) {
                 );
             }
         }
+        ToOwner::Drained { id, reset } => reset_answered(span, fx, id, Some(reset)),
         ToOwner::Report { id, reports } => {
             let Some(&(_, core)) = span.replicas.get(&id) else {
                 return;

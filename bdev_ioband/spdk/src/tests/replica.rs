@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::{create, group_stat};
-use crate::ffi::{IO_READ, IO_RESET, STATUS_BASE};
+use crate::ffi::{IO_READ, IO_RESET, STATUS_ABORTED, STATUS_BASE};
 use crate::mock::{Call, Harness, TICKS_PER_SEC};
 
 /// One exchange period of the replicas, in ticks.
@@ -61,10 +61,79 @@ fn resets_go_to_the_owner() {
     let node = h.node_of("io0").expect("node");
     let r = h.thread_submit(rs, "io0", IO_RESET, 0, 7);
     assert_eq!(h.node_state(node), (true, 1, false));
+    // The owner asks the replica to drain the device first; the reset goes once it has.
+    assert!(!h.at_base().contains(&r));
+    h.run_msgs();
+    assert!(h.at_base().contains(&r));
     h.base_done(r);
     assert_eq!(h.all_completed_once(), [STATUS_BASE]);
     h.thread_leave(rs);
     h.run_msgs();
+    h.thread_destroy(rs);
+}
+
+#[test]
+fn a_reset_aborts_what_a_replica_queues_for_the_device_before_it_goes_to_the_base() {
+    let h = Harness::new();
+    h.add_base("Null0");
+    // io_limit 2: the replica's part until the first grant is 1, so I/O queue there.
+    create(
+        &h,
+        "io0",
+        "Null0",
+        json!({"share": "s", "io_limit": 2, "io_throttle": 2}),
+    );
+    let rs = h.thread_create(7);
+    h.run_msgs();
+    h.set_ticks(PERIOD);
+    h.poll();
+    h.run_msgs();
+    let a = h.thread_submit(rs, "io0", IO_READ, 4096, 7);
+    let queued: Vec<_> = (0..3)
+        .map(|_| h.thread_submit(rs, "io0", IO_READ, 4096, 7))
+        .collect();
+    assert!(h.at_base().contains(&a));
+    for q in &queued {
+        assert!(!h.at_base().contains(q), "queued in the replica's share");
+    }
+    let r = h.thread_submit(rs, "io0", IO_RESET, 0, 7);
+    let mark = h.mark();
+    h.run_msgs(); // drain to the replica, its answer to the owner
+    let calls = h.calls_since(mark);
+    let reset_at = calls
+        .iter()
+        .position(|c| *c == Call::Dispatch(r))
+        .expect("the reset went to the base");
+    for q in &queued {
+        let aborted = calls
+            .iter()
+            .position(|c| *c == Call::Complete(*q, STATUS_ABORTED))
+            .expect("aborted");
+        assert!(aborted < reset_at, "{calls:?}");
+    }
+    // What was at the base completes normally, after the reset as before it.
+    h.base_done(a);
+    h.base_done(r);
+    assert_eq!(h.completions(a), [STATUS_BASE]);
+    assert_eq!(h.completions(r), [STATUS_BASE]);
+    assert_eq!(h.all_completed_once().len(), 5);
+    h.thread_leave(rs);
+    h.run_msgs();
+    h.thread_destroy(rs);
+}
+
+#[test]
+fn a_replica_that_leaves_releases_the_reset_it_was_asked_to_drain_for() {
+    let (h, rs) = with_replica();
+    // The replica says bye before the owner's drain reaches it.
+    h.thread_leave(rs);
+    let r = h.submit("io0", IO_RESET, 0, 1);
+    assert!(!h.at_base().contains(&r));
+    h.run_msgs(); // bye reaches the owner: nothing left to wait for
+    assert!(h.at_base().contains(&r));
+    h.base_done(r);
+    assert_eq!(h.all_completed_once(), [STATUS_BASE]);
+    assert!(h.thread_left(rs));
     h.thread_destroy(rs);
 }
 
