@@ -53,12 +53,16 @@ impl<T> Share<T> {
             return Admit::NoDevice(io);
         };
         let idle_queue = g.queue.is_empty();
-        if idle_queue {
+        if idle_queue && (g.in_flight == 0 || !ranged) {
             // Arriving at an empty queue (start-time fair queuing's newly backlogged
-            // flow): its credit is bounded, with I/O in flight or not (see `wake`). A group
-            // that kept I/O in flight while the window never bound (so it never queued)
-            // would otherwise bring back every bit of virtual time it did not use, however
-            // long ago, and starve the others when contention begins.
+            // flow): its credit is bounded (see `wake`), under the weight policies with I/O
+            // in flight or not. A group that kept I/O in flight while the window never bound
+            // (so it never queued) would otherwise bring back every bit of virtual time it
+            // did not use, however long ago, and starve the others when contention begins.
+            // Not under range-bw with I/O in flight: there reservations advance virtual
+            // time and the clock with them, and on a share that spans cores the lift put
+            // the min-0 groups of one core past the hub's ceiling (the churn scenario on two
+            // reactors: three of them got nothing and the device was 40% idle).
             let floor = self.vclock.saturating_sub(self.credit_vt);
             if g.vtime < floor {
                 g.vtime = floor;

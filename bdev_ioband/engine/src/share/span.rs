@@ -17,15 +17,15 @@
 //!   weight). A group served on two cores is charged on both, so start-time fair queuing
 //!   on each core orders groups by their service everywhere. The share's virtual clock is
 //!   raised to the least virtual time of the groups active anywhere, so a group that wakes
-//!   re-enters against the whole share, not against one core. While no group queues
-//!   anywhere (the window does not bind: no reference, no throttle), busy groups run at
-//!   their own pace and their virtual times drift apart by their weights; the clock is
-//!   then raised to the greatest of them less the throttle's last slack, so that a group
-//!   that submits to an empty queue is lifted to within its credit (and that slack) of the
-//!   leader, as on one core. Without it, the group that had used less than its weight
-//!   was owed the whole difference when contention began, and the throttle held the
-//!   others back until it was paid (a weight-1 tenant starved for as long as the
-//!   uncontended run had lasted).
+//!   re-enters against the whole share, not against one core. Under the weight
+//!   policies, while no group queues anywhere (the window does not bind: no reference, no
+//!   throttle), busy groups run at their own pace and their virtual times drift apart by
+//!   their weights; the clock is then raised to the greatest of them less the throttle's
+//!   last slack, so that a group that submits to an empty queue is lifted to within its
+//!   credit (and that slack) of the leader, as on one core. Without it, the group that had
+//!   used less than its weight was owed the whole difference when contention began, and
+//!   the throttle held the others back until it was paid (a weight-1 tenant starved for
+//!   as long as the uncontended run had lasted).
 //! - **Contention is global.** A core whose groups are alone locally is windowed all the
 //!   same when two or more groups are active anywhere. A core reports a group active while
 //!   it has I/O queued, an event within the grace, or two or more I/Os in flight (a deep
@@ -145,6 +145,11 @@ pub struct GroupReport {
     pub stats: crate::GroupStats,
     /// Its virtual time here.
     pub vtime: u128,
+    /// Whether its max holds it here (range-bw, a group with a max and no min: its limit
+    /// tag is ahead of now): it lags in virtual time by its own cap, not for want of
+    /// service, so it is no reference of the throttle. (A group with a min stays one: the
+    /// throttle must not hold its reservations back.)
+    pub capped: bool,
 }
 
 /// What one core tells the hub each period.
@@ -185,8 +190,9 @@ pub struct Grant {
     /// Whether two or more groups are active anywhere.
     pub contended: bool,
     /// The virtual clock the core's share is raised to: the least virtual time of the
-    /// groups active anywhere; while none of them queues (no reference: nothing holds a
-    /// group back), the greatest one less the throttle's last slack (see the module doc).
+    /// groups active anywhere; under the weight policies, while none of them queues (no
+    /// reference: nothing holds a group back), the greatest one less the throttle's last
+    /// slack (see the module doc).
     pub vclock: u128,
     /// While contended, a group whose virtual time is past this waits (MQFQ's throttle):
     /// the least virtual time of the reference groups this core does not serve (see the
@@ -494,7 +500,8 @@ impl Hub {
             g.limit = w;
         }
         let referenced = self.vt_ceilings(contended, now_ticks, grants);
-        let vclock = if referenced {
+        // (Weight policies only, as the lift on one core: see `Share::submit`.)
+        let vclock = if referenced || !self.params.policy.is_weight() {
             vmin
         } else {
             vmax.saturating_sub(self.last_slack).max(vmin)
@@ -546,8 +553,9 @@ impl Hub {
 
     /// The throttle's ceilings for this round (u128::MAX: none). Its reference is the least
     /// virtual time of the groups that queue, more than one I/O deep (a closed loop at
-    /// queue depth 1 lags by its own gaps and must not hold the others back), on a core
-    /// with a slot, and where a slot is a share due less than their demand; its slack is
+    /// queue depth 1 lags by its own gaps and must not hold the others back), not held by
+    /// their own max, on a core with a slot, and where a slot is a share due less than
+    /// their demand; its slack is
     /// twice the reference's advance over a round plus the reports' and grants' travel, so
     /// the group at the reference never waits for it.
     /// Returns whether there was a reference.
@@ -583,11 +591,15 @@ impl Hub {
                 .zip(&mut reference)
             {
                 // A group with one I/O at a time (a closed loop at queue depth 1) lags
-                // by its own gaps, not for want of service: it is no reference.
+                // by its own gaps, not for want of service: it is no reference; nor is one
+                // its own max holds (range-bw), which lags by its cap: as a reference it
+                // held every min-0 group on the other cores to its rate (5 MiB/s each
+                // beside a max of 5, the device a third idle).
                 let deep = sum.demand >= 2;
                 let uncapped = sum.alloc < sum.demand.saturating_mul(SLOT_ONE);
                 if g.queued > 0
                     && deep
+                    && !g.capped
                     && (uncapped || !slots_are_shares)
                     && sum.present
                     && g.generation == sum.generation
@@ -836,6 +848,8 @@ impl<T> Share<T> {
         out.now_ticks = now;
         out.groups.clear();
         out.groups.resize(self.slots.len(), GroupReport::default());
+        let ranged = self.ranged();
+        let now_sub = self.last_now_subticks;
         for (r, entry) in out.groups.iter_mut().zip(&self.slots) {
             r.generation = entry.generation;
             let Some(g) = entry.group.as_ref() else {
@@ -868,6 +882,10 @@ impl<T> Share<T> {
                 .saturating_add(g.in_flight)
                 .saturating_add(u32::from(active && idle));
             r.vtime = g.vtime;
+            r.capped = ranged
+                && g.params.max_kib_per_sec > 0
+                && g.params.min_kib_per_sec == 0
+                && g.limit_tag > now_sub;
         }
         out.batch = std::mem::take(&mut self.batch);
         out.in_flight = self.in_flight;
