@@ -30,11 +30,11 @@ use bdev_ioband_engine::GroupKey;
 use serde_json::{json, Value};
 
 use super::super::events::ControlEvent;
-use super::super::report::ShareTable;
+use super::super::report::{RunReport, ShareTable};
 use super::super::svg::{line_chart, Series};
 use super::{
-    config, go_with_events, ioband, job, model_qd, set_device, BenchOptions, Durations, Out,
-    FINE_WINDOW_S,
+    config, go_with_events, ioband, job, machine_cpus, model_qd, set_device, BenchOptions,
+    Durations, Out, FINE_WINDOW_S,
 };
 
 /// The schedule's times, seconds after the run's start.
@@ -299,6 +299,14 @@ fn evaluate(groups: &[Group], changes: &[f64], kib: &[Vec<f64>]) -> Eval {
     e
 }
 
+/// The device's KiB/s per second: the groups' sum.
+fn totals_of(kib: &[Vec<f64>]) -> Vec<f64> {
+    let seconds = kib.iter().map(Vec::len).max().unwrap_or(0);
+    (0..seconds)
+        .map(|w| kib.iter().map(|k| k.get(w).copied().unwrap_or(0.0)).sum())
+        .collect()
+}
+
 /// KiB/s of `tag` in each whole second from the start, from a table of 100 ms windows.
 fn per_second(t: &ShareTable, tag: u32, seconds: usize) -> Vec<f64> {
     let per = super::super::sat_usize((1.0 / FINE_WINDOW_S).round()).max(1);
@@ -326,15 +334,19 @@ fn fmt_setting(s: &Setting) -> String {
     )
 }
 
-/// Runs the scenario.
-pub(super) fn churn(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Result<(), String> {
-    let t = d.churn;
-    let groups = groups(&t);
+/// One run with the groups' jobs spread over `reactors` reactors (round robin by tag);
+/// the report, each group's KiB/s per second, and the evaluation.
+fn run_once(
+    opts: &BenchOptions,
+    t: &Times,
+    groups: &[Group],
+    reactors: u32,
+) -> Result<(RunReport, Vec<Vec<f64>>, Eval), String> {
     let mut entries = vec![
         model_qd("Model0", 0, DEVICE_MIB_PER_SEC, 20, 128),
         ioband("band0", "Model0", "range-bw"),
     ];
-    for g in &groups {
+    for g in groups {
         let s = g.setting_at(0.0);
         entries.push(super::setting(
             "band0",
@@ -351,7 +363,7 @@ pub(super) fn churn(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Result
                 g.queue_depth,
                 IO_SIZE,
                 Some(GroupKey::Tag(g.tag)),
-                0,
+                g.tag % reactors,
             );
             j.start_delay_s = g.start_s;
             j.runtime_s = Some(g.end_s - g.start_s);
@@ -360,13 +372,13 @@ pub(super) fn churn(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Result
         .collect();
     let r = go_with_events(
         opts,
-        "churn",
-        vec![0],
+        &format!("churn {reactors} reactor(s)"),
+        (0..reactors).collect(),
         &config(entries),
         jobs,
         t.end_s,
         FINE_WINDOW_S,
-        events(&t),
+        events(t),
     )?;
     let table = r.shares.first().ok_or("churn: no share table")?;
     let seconds = super::super::sat_usize(t.end_s.floor());
@@ -374,11 +386,24 @@ pub(super) fn churn(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Result
         .iter()
         .map(|g| per_second(table, g.tag, seconds))
         .collect();
+    let e = evaluate(groups, &changes(t), &kib);
+    Ok((r, kib, e))
+}
+
+/// Runs the scenario.
+pub(super) fn churn(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Result<(), String> {
+    let t = d.churn;
+    let groups = groups(&t);
+    let (r, kib, e) = run_once(opts, &t, &groups, 1)?;
+    let two = if machine_cpus() >= 2 {
+        let (_, kib2, e2) = run_once(opts, &t, &groups, 2)?;
+        Some((e2, totals_of(&kib2), kib2))
+    } else {
+        None
+    };
+    let table = r.shares.first().ok_or("churn: no share table")?;
     let changes = changes(&t);
-    let e = evaluate(&groups, &changes, &kib);
-    let totals: Vec<f64> = (0..seconds)
-        .map(|w| kib.iter().map(|k| k.get(w).copied().unwrap_or(0.0)).sum())
-        .collect();
+    let totals = totals_of(&kib);
 
     let mut md = format!(
         "## 8. Churn: range-bw groups arriving, leaving and changing (model: {DEVICE_MIB_PER_SEC} MiB/s, \
@@ -459,6 +484,30 @@ pub(super) fn churn(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Result
             m["achieved_kib_per_sec"].as_f64().unwrap_or(0.0),
         );
     }
+    match &two {
+        Some((e2, totals2, _)) => {
+            let _ = writeln!(
+                md,
+                "\nThe same with the groups' jobs spread over two reactors (by tag, round robin; \
+                 the share spans both): `churn.two_reactors_range_min_met_ratio` = **{}** over {} \
+                 windows, `churn.two_reactors_range_max_exceeded_ratio` = **{}** over {}; {} misses. \
+                 Device total per second: {} KiB/s.",
+                pct(e2.min_met_ratio),
+                e2.counted_min,
+                pct(e2.max_exceeded_ratio),
+                e2.counted_max,
+                e2.misses.len(),
+                totals2
+                    .iter()
+                    .map(|v| format!("{v:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        None => {
+            let _ = writeln!(md, "\nTwo reactors: not measured (one CPU).");
+        }
+    }
     let _ = writeln!(md, "\n![churn](churn.svg)\n");
     out.svgs
         .push(("churn.svg".into(), plot(table, &groups, &t)));
@@ -477,6 +526,14 @@ pub(super) fn churn(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Result
             "events_ran": r.events,
             "range_min_met_ratio": e.min_met_ratio,
             "range_max_exceeded_ratio": e.max_exceeded_ratio,
+            "two_reactors_range_min_met_ratio": two.as_ref().and_then(|(e, _, _)| e.min_met_ratio),
+            "two_reactors_range_max_exceeded_ratio": two.as_ref().and_then(|(e, _, _)| e.max_exceeded_ratio),
+            "two_reactors_misses": two.as_ref().map(|(e, _, _)| e.misses.clone()),
+            "two_reactors_total_kib_per_sec_1s": two.as_ref().map(|(_, t, _)| t.clone()),
+            "two_reactors_kib_per_sec_1s": two.as_ref().map(|(_, _, k)| {
+                groups.iter().zip(k).map(|(g, k)| json!({"group": format!("tag:{}", g.tag), "kib_per_sec_1s": k}))
+                    .collect::<Vec<_>>()
+            }),
             "windows_counted_min": e.counted_min,
             "windows_counted_max": e.counted_max,
             "misses": e.misses,

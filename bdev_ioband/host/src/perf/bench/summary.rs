@@ -92,6 +92,18 @@ const TARGETS: &[Target] = &[
         limit: 0.01,
     },
     Target {
+        flag: "churn_two_reactors_min_met_ge_0_98",
+        key: "churn.two_reactors_range_min_met_ratio",
+        bound: Bound::AtLeast,
+        limit: 0.98,
+    },
+    Target {
+        flag: "churn_two_reactors_max_exceeded_le_1pct",
+        key: "churn.two_reactors_range_max_exceeded_ratio",
+        bound: Bound::AtMost,
+        limit: 0.01,
+    },
+    Target {
         flag: "scaling_ioband_vs_passthru_1_reactor_ge_0_90",
         key: "scaling.ioband_vs_passthru_1_reactor",
         bound: Bound::AtLeast,
