@@ -13,9 +13,14 @@ const PERIOD: u64 = TICKS_PER_SEC / 1000;
 
 /// A device `io0` over `Null0` and a replica on thread 7 that has had its sync.
 fn with_replica() -> (Harness, *mut std::ffi::c_void) {
+    with_replica_of(json!({"share": "s"}))
+}
+
+/// [`with_replica`], the device created with `params`.
+fn with_replica_of(params: serde_json::Value) -> (Harness, *mut std::ffi::c_void) {
     let h = Harness::new();
     h.add_base("Null0");
-    create(&h, "io0", "Null0", json!({"share": "s"}));
+    create(&h, "io0", "Null0", params);
     let rs = h.thread_create(7);
     assert!(!rs.is_null());
     h.run_msgs(); // the hello reaches the owner
@@ -74,20 +79,8 @@ fn resets_go_to_the_owner() {
 
 #[test]
 fn a_reset_aborts_what_a_replica_queues_for_the_device_before_it_goes_to_the_base() {
-    let h = Harness::new();
-    h.add_base("Null0");
     // io_limit 2: the replica's part until the first grant is 1, so I/O queue there.
-    create(
-        &h,
-        "io0",
-        "Null0",
-        json!({"share": "s", "io_limit": 2, "io_throttle": 2}),
-    );
-    let rs = h.thread_create(7);
-    h.run_msgs();
-    h.set_ticks(PERIOD);
-    h.poll();
-    h.run_msgs();
+    let (h, rs) = with_replica_of(json!({"share": "s", "io_limit": 2, "io_throttle": 2}));
     let a = h.thread_submit(rs, "io0", IO_READ, 4096, 7);
     let queued: Vec<_> = (0..3)
         .map(|_| h.thread_submit(rs, "io0", IO_READ, 4096, 7))
