@@ -560,7 +560,8 @@ mod vt_step {
 /// I/Os in flight, never queued): the lighter one uses twice its weight's part, which is
 /// nobody's loss. When the load rises and the window binds, the weights apply at once:
 /// neither brings back the virtual time it did not use (the heavier one would otherwise
-/// be owed all of it, and the lighter one would starve until it was paid: 2.5 s here).
+/// be owed all of it, and the lighter one would starve until it was paid: a quarter of a
+/// second here, by the virtual times).
 #[test]
 fn unused_share_of_a_busy_group_is_not_owed_when_contention_begins() {
     use std::collections::VecDeque;
