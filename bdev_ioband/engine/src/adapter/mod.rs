@@ -132,21 +132,14 @@ pub struct Sink<'a, T, D, B> {
     released: usize,
 }
 
-impl<T: Tagged, D, B: Base<T, D>> Sink<'_, T, D, B> {
-    /// Takes one I/O the share released, with its ticket.
-    #[inline(always)]
-    pub fn take(&mut self, io: T, ticket: Ticket) {
-        self.released += 1;
-        self.adapter.dispatch_one(self.base, self.share, io, ticket);
-    }
-}
-
 /// A share hands its releases to the sink itself (`share.poll(now, sink)`): compiled
 /// into the share's dispatch, so the ticket goes from registers into the I/O's tag.
 impl<T: Tagged, D, B: Base<T, D>> Release<T> for Sink<'_, T, D, B> {
+    /// Takes one I/O the share released, with its ticket.
     #[inline(always)]
     fn release(&mut self, io: T, ticket: Ticket) {
-        self.take(io, ticket);
+        self.released += 1;
+        self.adapter.dispatch_one(self.base, self.share, io, ticket);
     }
 }
 

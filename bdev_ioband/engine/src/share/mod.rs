@@ -34,7 +34,7 @@
 //!   of the share's work) behind the leader, which caps its banked credit at
 //!   `carryover × initial` tokens, as dm-ioband's epoch credit does: a tenant that used
 //!   less than its weight while the window never bound is not owed the rest when
-//!   contention begins.
+//!   contention begins. (Under range-bw only an idle group is lifted: see `Share::submit`.)
 //! - **range-bw** (mClock's three tags): per group, a reservation tag that runs at `min`
 //!   and a limit tag that runs at `max`, in ticks. A group whose reservation tag is due is
 //!   served first (the reservation phase) and only those dispatches advance its

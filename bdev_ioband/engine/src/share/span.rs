@@ -242,8 +242,6 @@ struct LastReference {
     generation: u32,
     vtime: u128,
     at_ticks: u64,
-    /// The slack granted in that round.
-    slack: u128,
 }
 
 /// The hub of a share that spans cores (see the module doc). Owned by the control core.
@@ -264,8 +262,9 @@ pub struct Hub {
     last_reference: Option<LastReference>,
     /// How fast that reference advances, in virtual time per 2^16 ticks (smoothed).
     vrate: u128,
-    /// The throttle's slack at the last round that had a reference: how far apart the
-    /// groups' virtual times may be for the exchange's lag alone.
+    /// The throttle's slack at the last round that had a reference (the one
+    /// `last_reference` names, while it names one): how far apart the groups' virtual
+    /// times may be for the exchange's lag alone.
     last_slack: u128,
     /// Whether a reference has moved less than three quarters of its slack since the
     /// share became contended (see `vt_ceilings`).
@@ -555,9 +554,8 @@ impl Hub {
     /// virtual time of the groups that queue, more than one I/O deep (a closed loop at
     /// queue depth 1 lags by its own gaps and must not hold the others back), not held by
     /// their own max, on a core with a slot, and where a slot is a share due less than
-    /// their demand; its slack is
-    /// twice the reference's advance over a round plus the reports' and grants' travel, so
-    /// the group at the reference never waits for it.
+    /// their demand; its slack is twice the reference's advance over a round plus the
+    /// reports' and grants' travel, so the group at the reference never waits for it.
     /// Returns whether there was a reference.
     fn vt_ceilings(&mut self, contended: bool, now_ticks: u64, grants: &mut [Grant]) -> bool {
         // The reference groups: queued, more than one I/O deep, on a core that has a slot this
@@ -648,7 +646,7 @@ impl Hub {
                     let dt = u128::from(now_ticks.saturating_sub(last.at_ticks).max(1));
                     let advance = s.vtime.saturating_sub(last.vtime);
                     let rate = advance * 65_536 / dt;
-                    let held = advance * 4 >= last.slack * 3;
+                    let held = advance * 4 >= self.last_slack * 3;
                     self.vrate = if held && !self.pace_found {
                         self.vrate.max(rate * 2)
                     } else {
@@ -666,7 +664,6 @@ impl Hub {
             generation: self.sums[vmin_slot].generation,
             vtime: vmin,
             at_ticks: now_ticks,
-            slack,
         });
         // A core is held back only by groups it does not serve: its own groups (a group
         // it shares with other cores too) are ordered by virtual time there already, and a
