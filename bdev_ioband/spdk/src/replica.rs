@@ -209,8 +209,8 @@ pub struct Replica {
     exchange_ticks: u64,
     /// The lanes of the thread's channels (see the module doc).
     lanes: Vec<LaneSlot>,
-    /// Resets whose `Drained` answer found no message buffer: sent again each pass (the
-    /// owner holds the reset until it arrives).
+    /// Resets drained here whose `Drained` answer has not been sent: one that found no
+    /// message buffer is sent again each pass (the owner holds the reset until it arrives).
     unanswered_resets: Vec<u64>,
     /// Scratch for opening lanes (kept to reuse their allocations).
     lane_reqs: Vec<LaneRequest>,
@@ -811,7 +811,8 @@ pub fn poll(rs: *mut c_void) -> bool {
     busy
 }
 
-/// Sends again the reset answers that found no message buffer.
+/// Sends the answers of the resets drained here (again, for those that found no message
+/// buffer before).
 fn answer_resets(cell: &Cell) {
     let Ok(mut r) = cell.try_borrow_mut() else {
         return;
@@ -851,7 +852,6 @@ fn replica_msg(cell: &Cell, msg: ToReplica) {
     // A grant or a sync changes what the lanes were granted under: settle and close them.
     settle_lanes_now(cell);
     let mut fx = take_fx(cell);
-    let mut drained = None;
     {
         let Ok(mut r) = cell.try_borrow_mut() else {
             return;
@@ -911,19 +911,13 @@ fn replica_msg(cell: &Cell, msg: ToReplica) {
                 for io in r.engine.drain_device(&device).unwrap_or_default() {
                     fx.complete.push((io, ffi::STATUS_ABORTED));
                 }
-                drained = Some((r.id, reset));
+                r.unanswered_resets.push(reset);
             }
         }
     }
     run_effects(cell, fx, None);
     // Answered once the aborted I/O have completed: the reset goes to the base after them.
-    if let Some((id, reset)) = drained {
-        if !to_owner(ToOwner::Drained { id, reset }) {
-            if let Ok(mut r) = cell.try_borrow_mut() {
-                r.unanswered_resets.push(reset);
-            }
-        }
-    }
+    answer_resets(cell);
     // Open again under what the message changed, not a pass later.
     if let Ok(mut r) = cell.try_borrow_mut() {
         open_lanes(&mut r);
