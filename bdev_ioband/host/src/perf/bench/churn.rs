@@ -307,6 +307,14 @@ fn totals_of(kib: &[Vec<f64>]) -> Vec<f64> {
         .collect()
 }
 
+/// KiB/s figures for the report: whole numbers, comma-separated.
+fn fmt_kib(v: &[f64]) -> String {
+    v.iter()
+        .map(|v| format!("{v:.0}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// KiB/s of `tag` in each whole second from the start, from a table of 100 ms windows.
 fn per_second(t: &ShareTable, tag: u32, seconds: usize) -> Vec<f64> {
     let per = super::super::sat_usize((1.0 / FINE_WINDOW_S).round()).max(1);
@@ -397,7 +405,7 @@ pub(super) fn churn(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Result
     let (r, kib, e) = run_once(opts, &t, &groups, 1)?;
     let two = if machine_cpus() >= 2 {
         let (_, kib2, e2) = run_once(opts, &t, &groups, 2)?;
-        Some((e2, totals_of(&kib2), kib2))
+        Some((e2, kib2))
     } else {
         None
     };
@@ -462,11 +470,7 @@ pub(super) fn churn(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Result
         pct(e.max_exceeded_ratio),
         e.counted_max,
         e.misses.len(),
-        totals
-            .iter()
-            .map(|v| format!("{v:.0}"))
-            .collect::<Vec<_>>()
-            .join(", "),
+        fmt_kib(&totals),
         DEVICE_MIB_PER_SEC * 1024
     );
     for m in e.misses.iter().take(20) {
@@ -485,7 +489,7 @@ pub(super) fn churn(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Result
         );
     }
     match &two {
-        Some((e2, totals2, _)) => {
+        Some((e2, kib2)) => {
             let _ = writeln!(
                 md,
                 "\nThe same with the groups' jobs spread over two reactors (by tag, round robin; \
@@ -497,11 +501,7 @@ pub(super) fn churn(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Result
                 pct(e2.max_exceeded_ratio),
                 e2.counted_max,
                 e2.misses.len(),
-                totals2
-                    .iter()
-                    .map(|v| format!("{v:.0}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                fmt_kib(&totals_of(kib2))
             );
         }
         None => {
@@ -526,11 +526,11 @@ pub(super) fn churn(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Result
             "events_ran": r.events,
             "range_min_met_ratio": e.min_met_ratio,
             "range_max_exceeded_ratio": e.max_exceeded_ratio,
-            "two_reactors_range_min_met_ratio": two.as_ref().and_then(|(e, _, _)| e.min_met_ratio),
-            "two_reactors_range_max_exceeded_ratio": two.as_ref().and_then(|(e, _, _)| e.max_exceeded_ratio),
-            "two_reactors_misses": two.as_ref().map(|(e, _, _)| e.misses.clone()),
-            "two_reactors_total_kib_per_sec_1s": two.as_ref().map(|(_, t, _)| t.clone()),
-            "two_reactors_kib_per_sec_1s": two.as_ref().map(|(_, _, k)| {
+            "two_reactors_range_min_met_ratio": two.as_ref().and_then(|(e, _)| e.min_met_ratio),
+            "two_reactors_range_max_exceeded_ratio": two.as_ref().and_then(|(e, _)| e.max_exceeded_ratio),
+            "two_reactors_misses": two.as_ref().map(|(e, _)| e.misses.clone()),
+            "two_reactors_total_kib_per_sec_1s": two.as_ref().map(|(_, k)| totals_of(k)),
+            "two_reactors_kib_per_sec_1s": two.as_ref().map(|(_, k)| {
                 groups.iter().zip(k).map(|(g, k)| json!({"group": format!("tag:{}", g.tag), "kib_per_sec_1s": k}))
                     .collect::<Vec<_>>()
             }),
