@@ -72,6 +72,10 @@ impl<T> Share<T> {
             }
         }
         g.last_event_ticks = now_ticks;
+        g.kept_ios = u32::try_from(g.queue.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(g.in_flight)
+            .saturating_add(1);
         let was_expected = std::mem::replace(&mut g.expected, false);
         match op {
             Op::Read => {
@@ -461,7 +465,7 @@ impl<T> Share<T> {
                 * u128::from(g.rate_frac)
                 / u128::from(super::span::FRAC_ONE))
             .max(1);
-            let owed = owed.max(u128::from(g.last_cost));
+            let owed = owed.max(u128::from(g.kept_cost()));
             cap = cap.min((owed * delivered).div_ceil(min_bytes_per_sec));
         }
         self.spare_cap_cost = u64::try_from(cap).unwrap_or(u64::MAX);

@@ -47,7 +47,10 @@
 //!   so min-0 groups are slowed, not starved. range-bw has no window; spare bandwidth is
 //!   handed out only below `max(io_throttle as set, min over the active groups with a min
 //!   of ⌈d·X/(1.125·min)⌉)` of cost in flight (`d`: the group's queued and in-flight cost,
-//!   `X`: the bytes per second the base delivered over the last period): past that depth
+//!   at least the depth it keeps, its queued and in-flight I/Os just after its last
+//!   submission, at its last I/O's cost, so a group that stops submitting does not shut
+//!   the cap while its last I/Os drain; `X`: the bytes per second the base delivered over
+//!   the last period): past that depth
 //!   a group's part of the in-flight work is below its min's part of the device (Little's
 //!   law), and its I/O would wait too long at the base for its min, however early it was
 //!   dispatched. A group ahead of its limit tag waits in a
@@ -144,6 +147,10 @@ struct Group<T> {
     /// Cost of its I/O in flight, and of its last dispatched I/O.
     cost_in_flight: u64,
     last_cost: u64,
+    /// I/Os it had queued and in flight just after its last submission: the depth it
+    /// keeps, which sizes range-bw's spare cap (a group that stops submitting keeps
+    /// that size while its last I/Os drain: see `Share::refresh_spare_cap`).
+    kept_ios: u32,
     /// Tick of its last submission or completion: activity is judged from it.
     last_event_ticks: u64,
     /// Cost this core has dispatched for the group, ever (reported to the hub when the
@@ -158,6 +165,15 @@ struct Group<T> {
     /// between two I/Os), so the window keeps a slot free for it.
     expected: bool,
     stats: GroupStats,
+}
+
+impl<T> Group<T> {
+    /// What range-bw's spare cap sizes the group by, at least: the depth it keeps (see
+    /// `kept_ios`) at the cost of its last I/O.
+    fn kept_cost(&self) -> u64 {
+        self.last_cost
+            .saturating_mul(u64::from(self.kept_ios.max(1)))
+    }
 }
 
 /// `cost × VT_SCALE / weight` as quotient and remainder, for one (cost, weight); the
@@ -892,6 +908,7 @@ impl<T> Share<T> {
             in_flight: 0,
             cost_in_flight: 0,
             last_cost: 0,
+            kept_ios: 0,
             last_event_ticks: u64::try_from(self.last_now_subticks >> SUBTICK_SHIFT)
                 .unwrap_or(u64::MAX),
             span_cost: 0,

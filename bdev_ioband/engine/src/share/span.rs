@@ -870,7 +870,14 @@ impl<T> Share<T> {
                 .queue
                 .front()
                 .map_or(0, |p| self.params.policy.cost(p.bytes));
-            r.owed_cost = g.cost_in_flight + queued_cost * g.queue.len() as u64;
+            let owed_cost = g.cost_in_flight + queued_cost * g.queue.len() as u64;
+            // Sized by the depth it keeps while it has work or is active (see
+            // `Share::refresh_spare_cap`); nothing once idle.
+            r.owed_cost = if owed_cost > 0 || active {
+                owed_cost.max(g.kept_cost())
+            } else {
+                0
+            };
             r.last_cost = g.last_cost;
             r.min_kib_per_sec = g.params.min_kib_per_sec;
             r.stats = g.stats;
