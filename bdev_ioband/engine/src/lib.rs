@@ -33,6 +33,6 @@ pub use params::{
 };
 pub use share::{
     Admit, Batch, CoreReport, DeviceIdx, Grant, GroupGrant, GroupReport, Hub, LaneCounts,
-    LaneGrant, LaneRequest, Share, ShareLayout, SlotLayout, FLOOR_TTL_MS, LANE_SLOTS_MAX,
-    QUEUE_DELAY_MIN_US, RESERVE_LAG_MAX_MS,
+    LaneGrant, LaneRequest, Share, ShareLayout, SlotLayout, BASE_DEPTH_TTL_MS, FLOOR_TTL_MS,
+    LANE_SLOTS_MAX, QUEUE_DELAY_MIN_US, RESERVE_LAG_MAX_MS,
 };

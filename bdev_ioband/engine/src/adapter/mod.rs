@@ -92,6 +92,31 @@ pub trait Tagged {
     }
 }
 
+/// How many of the I/O parked in `parking` hold a ticket of share `share`: what a core's
+/// span report says is parked ([`crate::CoreReport::parked`]).
+pub fn parked_of_share<T: Tagged>(parking: &Parking<T>, share: ShareId) -> u32 {
+    let n = parking.count(|io| io.tag().held.is_some_and(|h| h.share == share));
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// This core's span report for every share of `engine` ([`Engine::span_reports`]), each
+/// with the share's I/O parked in `parking` ([`crate::CoreReport::parked`]).
+pub fn span_reports<T: Tagged>(
+    engine: &mut Engine<T>,
+    parking: &Parking<T>,
+    now_ticks: u64,
+) -> Vec<(String, crate::CoreReport)> {
+    let mut reports = engine.span_reports(now_ticks);
+    if !parking.is_empty() {
+        for (name, report) in &mut reports {
+            if let Ok(id) = engine.share_id(name) {
+                report.parked = parked_of_share(parking, id);
+            }
+        }
+    }
+    reports
+}
+
 /// What a base answered to a submission.
 #[derive(Debug)]
 pub enum Submit<T> {
@@ -232,6 +257,15 @@ impl<T: Tagged, D> Adapter<T, D> {
     /// An empty adapter.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// This core's span report for every share (see [`span_reports`]).
+    pub fn span_reports(
+        &self,
+        engine: &mut Engine<T>,
+        now_ticks: u64,
+    ) -> Vec<(String, crate::CoreReport)> {
+        span_reports(engine, &self.parking, now_ticks)
     }
 
     /// The configuration changed (settings, attach, detach, create, delete): cached group

@@ -181,6 +181,17 @@ impl<T> Parking<T> {
                 .any(|b| self.queues[b.index()].iter().any(&mut pred))
     }
 
+    /// How many parked I/O satisfy `pred`.
+    pub fn count(&self, mut pred: impl FnMut(&T) -> bool) -> usize {
+        if self.len == 0 {
+            return 0;
+        }
+        self.waiting
+            .iter()
+            .map(|b| self.queues[b.index()].iter().filter(|io| pred(io)).count())
+            .sum()
+    }
+
     /// Takes out everything, base by base in waiting order.
     pub fn drain_all(&mut self, mut out: impl FnMut(T)) {
         for base in std::mem::take(&mut self.waiting) {

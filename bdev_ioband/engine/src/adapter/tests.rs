@@ -126,6 +126,39 @@ fn enomem_on_one_base_does_not_hold_back_another() {
 }
 
 #[test]
+fn span_reports_say_how_much_of_each_share_is_parked() {
+    let (mut e, mut a, h) = setup(&[("a", 0)]);
+    let r = e.create_device("b", "t", None).unwrap();
+    let hb = a.add_device(r.share_id, r.device, BaseIdx(0), 0);
+    let mut host = Host {
+        nomem: vec![0],
+        ..Host::default()
+    };
+    submit(&mut e, &mut a, &mut host, h[0], 1);
+    submit(&mut e, &mut a, &mut host, hb, 2);
+    submit(&mut e, &mut a, &mut host, h[0], 3);
+    let parked = |a: &Adapter<Io, u32>, e: &mut Engine<Io>| -> Vec<(String, u32, u32)> {
+        let mut v: Vec<_> = a
+            .span_reports(e, 1)
+            .into_iter()
+            .map(|(n, r)| (n, r.parked, r.in_flight))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        parked(&a, &mut e),
+        vec![("s".to_owned(), 2, 2), ("t".to_owned(), 1, 1)]
+    );
+    host.nomem.clear();
+    a.retry_parked(&mut e, 1, &mut host);
+    assert_eq!(
+        parked(&a, &mut e),
+        vec![("s".to_owned(), 0, 2), ("t".to_owned(), 0, 1)]
+    );
+}
+
+#[test]
 fn order_is_kept_per_base_when_a_retry_blocks_again() {
     let (mut e, mut a, h) = setup(&[("a", 0), ("b", 1)]);
     let mut host = Host {

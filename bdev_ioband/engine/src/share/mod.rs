@@ -91,7 +91,7 @@ mod span;
 pub use depth::{Batch, FLOOR_TTL_MS, QUEUE_DELAY_MIN_US};
 pub use lane::{LaneCounts, LaneGrant, LaneRequest, LANE_SLOTS_MAX};
 pub use mirror::{ShareLayout, SlotLayout};
-pub use span::{CoreReport, Grant, GroupGrant, GroupReport, Hub};
+pub use span::{CoreReport, Grant, GroupGrant, GroupReport, Hub, BASE_DEPTH_TTL_MS};
 
 /// Fixed-point scale of virtual time: one token at weight 1 advances it by this much.
 const VT_SCALE: u128 = 1 << 20;

@@ -46,6 +46,19 @@
 //!   over them (a core with none keeps an eighth of an even part for a burst until the
 //!   next grant, so the cores together may hold up to 1/8 above `io_limit`); the probe's
 //!   two slots are split the same way.
+//! - **The base's depth binds across cores.** A base that refuses an I/O (ENOMEM: its
+//!   queue is full) has it parked by the host on the submitting core and offered again as
+//!   places free. On one core parked I/O goes to the base in the order it was dispatched;
+//!   on several, the cores' retries race for each place that frees, and parked I/O reaches
+//!   the base in no order the scheduler set (the bench's churn on two reactors, io_limit
+//!   192 over a base of depth 128: completions of a group paced at 80 I/Os per 100 ms
+//!   swung from 65 to 93 per 100 ms, and a max of 5 MiB/s passed by an I/O a second).
+//!   So while two or more cores are busy, a round in which a core reports parked I/O
+//!   teaches the hub the base's depth (what all cores then hold at the base; the greatest
+//!   such), and the cores' parts of `io_limit` add up to no more than that: what goes past
+//!   the base's depth waits in the cores' queues, in order. The depth is forgotten when
+//!   fewer than two cores are busy, or [`BASE_DEPTH_TTL_MS`] after parked I/O last
+//!   confirmed it (the cores may go past it once more, and learn it again).
 //! - **The throttle** (MQFQ's): while contended, a group whose virtual time is past the
 //!   grant's ceiling waits for the next grant. The ceiling is the least virtual time of
 //!   the groups that queue, more than one I/O deep, on a core with a slot and, where a
@@ -165,6 +178,10 @@ pub struct CoreReport {
     pub in_flight: u32,
     /// Their cost.
     pub cost_in_flight: u64,
+    /// Of those, how many the host holds because their base refused them (ENOMEM) and
+    /// it will offer them again: set by the host from its adapter
+    /// ([`crate::adapter::parked_of_share`]); 0 when the host does not tell.
+    pub parked: u32,
 }
 
 /// One group, as the hub grants it to a core.
@@ -272,7 +289,19 @@ pub struct Hub {
     /// The last round, and the smoothed age of the reports it used, in ticks.
     last_round_ticks: u64,
     report_age_ticks: u64,
+    /// The base's depth as learnt while two or more cores are busy: what the cores held
+    /// at the base (in flight less parked) in a round in which one of them had I/O
+    /// parked, the greatest such; and the last round that saw parked I/O (see the module
+    /// doc). Forgotten when fewer than two cores are busy or [`BASE_DEPTH_TTL_MS`] after
+    /// it was last seen.
+    base_depth: Option<(u64, u64)>,
+    ticks_per_sec: u64,
 }
+
+/// How long a learnt base depth holds without parked I/O to confirm it, in ms: then the
+/// cores may go past it again, once, to learn it anew (a base that grew, or a refusal that
+/// was not the base's depth: a pool of request descriptors run dry for a moment).
+pub const BASE_DEPTH_TTL_MS: u64 = 2_000;
 
 impl Hub {
     /// A hub for a share of `params` spread over `cores` cores.
@@ -303,6 +332,8 @@ impl Hub {
             pace_found: false,
             last_round_ticks: 0,
             report_age_ticks: 0,
+            base_depth: None,
+            ticks_per_sec,
         })
     }
 
@@ -487,7 +518,7 @@ impl Hub {
             let queued = core.report.groups.iter().any(|g| g.queued > 0);
             g.window = if queued { w.max(1) } else { w };
         }
-        self.split_limit(limit);
+        self.split_limit(limit, now_ticks);
         let parts: Vec<u64> = self.cores.iter().map(|c| c.limit_part).collect();
         apportion(
             &parts,
@@ -515,18 +546,25 @@ impl Hub {
     /// them; a core with none keeps an eighth of an even part (a burst there goes until the
     /// next grant). So a share busy on one core of many keeps all of it, and a closed loop
     /// at queue depth 1 on one core does not cost a deep tenant on another core half of it.
-    fn split_limit(&mut self, limit: u64) {
+    /// While two or more cores are busy, they keep at most the base's depth once it is
+    /// learnt (see the module doc).
+    fn split_limit(&mut self, limit: u64, now_ticks: u64) {
         let n = self.cores.len() as u64;
-        let total = limit * SLOT_ONE;
         self.order.clear();
-        for (c, core) in self.cores.iter_mut().enumerate() {
+        for (c, core) in self.cores.iter().enumerate() {
             if core.active {
                 self.order.push(u32::try_from(c).unwrap_or(u32::MAX));
-            } else {
-                core.limit_part = total / 8 / n.max(1);
             }
         }
         let busy = self.order.len() as u64;
+        let limit = match self.learn_base_depth(busy, now_ticks) {
+            Some(depth) => limit.min(depth),
+            None => limit,
+        };
+        let total = limit * SLOT_ONE;
+        for core in self.cores.iter_mut().filter(|c| !c.active) {
+            core.limit_part = total / 8 / n.max(1);
+        }
         if busy == 0 {
             for core in &mut self.cores {
                 core.limit_part = total / n.max(1);
@@ -547,6 +585,34 @@ impl Hub {
         let extra = left / busy;
         for &c in &self.order {
             cores[c as usize].limit_part += extra;
+        }
+    }
+
+    /// The base's depth while `busy` (two or more) cores are busy: learnt in a round in
+    /// which a core has parked I/O (what all cores then hold at the base), kept as the
+    /// greatest such, forgotten as the module doc says.
+    fn learn_base_depth(&mut self, busy: u64, now_ticks: u64) -> Option<u64> {
+        if busy < 2 {
+            self.base_depth = None;
+            return None;
+        }
+        let parked: u64 = self.cores.iter().map(|c| u64::from(c.report.parked)).sum();
+        if parked > 0 {
+            let held: u64 = self
+                .cores
+                .iter()
+                .map(|c| u64::from(c.report.in_flight.saturating_sub(c.report.parked)))
+                .sum();
+            let known = self.base_depth.map_or(0, |(d, _)| d);
+            self.base_depth = Some((known.max(held).max(1), now_ticks));
+        }
+        let ttl_ticks = self.ticks_per_sec.saturating_mul(BASE_DEPTH_TTL_MS) / 1000;
+        match self.base_depth {
+            Some((_, seen)) if now_ticks.saturating_sub(seen) > ttl_ticks => {
+                self.base_depth = None;
+                None
+            }
+            d => d.map(|(depth, _)| depth),
         }
     }
 
@@ -1069,6 +1135,45 @@ mod tests {
             .enumerate()
             .all(|(c, g)| c == 2 || g.limit == 2));
         assert!(!grants[2].contended);
+    }
+
+    #[test]
+    fn parked_io_on_two_busy_cores_teaches_the_base_depth_until_it_expires() {
+        // io_limit 192 (3/2 of 128). Both cores busy and deep; core 0 has 30 of its 96 in
+        // flight parked: the base holds 66 + 96 = 162.
+        let mut hub = Hub::new(2, ShareParams::default(), 1_000_000).unwrap();
+        let busy = |in_flight, parked| CoreReport {
+            in_flight,
+            parked,
+            ..report(&[(100, 0, 200, true)])
+        };
+        let total = |g: &[Grant]| g.iter().map(|g| g.limit).sum::<u32>();
+        assert_eq!(
+            total(&exchange(&mut hub, vec![busy(96, 0), busy(96, 0)], 0)),
+            192
+        );
+        let g = exchange(&mut hub, vec![busy(96, 30), busy(96, 0)], 1_000);
+        assert_eq!(total(&g), 162);
+        // Kept without parked I/O; the greatest seen wins.
+        assert_eq!(
+            total(&exchange(&mut hub, vec![busy(81, 0), busy(81, 0)], 2_000)),
+            162
+        );
+        let g = exchange(&mut hub, vec![busy(81, 0), busy(81, 2)], 3_000);
+        assert_eq!(total(&g), 162);
+        let g = exchange(&mut hub, vec![busy(90, 0), busy(90, 10)], 4_000);
+        assert_eq!(total(&g), 170);
+        // Forgotten BASE_DEPTH_TTL_MS after parked I/O was last seen.
+        let ttl = BASE_DEPTH_TTL_MS * 1_000;
+        let g = exchange(&mut hub, vec![busy(85, 0), busy(85, 0)], 4_000 + ttl);
+        assert_eq!(total(&g), 170);
+        let g = exchange(&mut hub, vec![busy(85, 0), busy(85, 0)], 5_000 + ttl);
+        assert_eq!(total(&g), 192);
+        // And at once when only one core is busy (parked I/O there keeps its order).
+        exchange(&mut hub, vec![busy(96, 30), busy(96, 0)], 6_000 + ttl);
+        let idle = report(&[(100, 0, 0, false)]);
+        let g = exchange(&mut hub, vec![busy(96, 30), idle], 7_000 + ttl);
+        assert_eq!(g[0].limit, 192);
     }
 
     #[test]

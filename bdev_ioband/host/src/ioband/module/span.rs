@@ -148,7 +148,7 @@ impl IobandModule {
         match self.span.owner {
             None => {
                 let core = self.span.core as usize;
-                for (name, mut report) in self.engine.span_reports(now) {
+                for (name, mut report) in self.adapter.span_reports(&mut self.engine, now) {
                     if let Some(hub) = self.span.hubs.get_mut(&name) {
                         hub.receive(core, &mut report, now);
                     }
@@ -157,7 +157,7 @@ impl IobandModule {
                 self.grant_all(now, &names)
             }
             Some((owner_core, _)) => {
-                let reports = self.engine.span_reports(now);
+                let reports = self.adapter.span_reports(&mut self.engine, now);
                 let (key, core) = (self.key, self.span.core);
                 let _ = reactor::send_msg(owner_core, move || {
                     with_module(key, owner_core, move |m| m.on_reports(core, reports));
