@@ -57,8 +57,11 @@
 //!   teaches the hub the base's depth (what all cores then hold at the base; the greatest
 //!   such), and the cores' parts of `io_limit` add up to no more than that: what goes past
 //!   the base's depth waits in the cores' queues, in order. The depth is forgotten when
-//!   fewer than two cores are busy, or [`BASE_DEPTH_TTL_MS`] after parked I/O last
-//!   confirmed it (the cores may go past it once more, and learn it again).
+//!   fewer than two cores are busy. Learnt below the depth the base declares
+//!   (`nr_requests`), it is raised by an eighth, up to that, each [`BASE_DEPTH_TTL_MS`]
+//!   without parked I/O (a refusal that was not the base's depth: its pool of request
+//!   descriptors dry for a moment); at or above it, it stands (going past it again to
+//!   check would park I/O in a race once more).
 //! - **The throttle** (MQFQ's): while contended, a group whose virtual time is past the
 //!   grant's ceiling waits for the next grant. The ceiling is the least virtual time of
 //!   the groups that queue, more than one I/O deep, on a core with a slot and, where a
@@ -291,16 +294,16 @@ pub struct Hub {
     report_age_ticks: u64,
     /// The base's depth as learnt while two or more cores are busy: what the cores held
     /// at the base (in flight less parked) in a round in which one of them had I/O
-    /// parked, the greatest such; and the last round that saw parked I/O (see the module
-    /// doc). Forgotten when fewer than two cores are busy or [`BASE_DEPTH_TTL_MS`] after
-    /// it was last seen.
+    /// parked, the greatest such; and when it last changed or was confirmed (see the
+    /// module doc).
     base_depth: Option<(u64, u64)>,
     ticks_per_sec: u64,
 }
 
-/// How long a learnt base depth holds without parked I/O to confirm it, in ms: then the
-/// cores may go past it again, once, to learn it anew (a base that grew, or a refusal that
-/// was not the base's depth: a pool of request descriptors run dry for a moment).
+/// How long a learnt base depth below the depth the base declares (`nr_requests`) holds
+/// without parked I/O to confirm it, in ms: then it is raised by an eighth, up to the
+/// declared depth (a refusal that was not the base's depth: a pool of request descriptors
+/// run dry for a moment).
 pub const BASE_DEPTH_TTL_MS: u64 = 2_000;
 
 impl Hub {
@@ -590,7 +593,7 @@ impl Hub {
 
     /// The base's depth while `busy` (two or more) cores are busy: learnt in a round in
     /// which a core has parked I/O (what all cores then hold at the base), kept as the
-    /// greatest such, forgotten as the module doc says.
+    /// greatest such, raised and forgotten as the module doc says.
     fn learn_base_depth(&mut self, busy: u64, now_ticks: u64) -> Option<u64> {
         if busy < 2 {
             self.base_depth = None;
@@ -607,13 +610,16 @@ impl Hub {
             self.base_depth = Some((known.max(held).max(1), now_ticks));
         }
         let ttl_ticks = self.ticks_per_sec.saturating_mul(BASE_DEPTH_TTL_MS) / 1000;
-        match self.base_depth {
-            Some((_, seen)) if now_ticks.saturating_sub(seen) > ttl_ticks => {
-                self.base_depth = None;
-                None
+        let declared = u64::from(self.params.nr_requests.max(1));
+        if let Some((depth, seen)) = self.base_depth {
+            if depth < declared && now_ticks.saturating_sub(seen) > ttl_ticks {
+                // Below the depth the base declares and nothing parked for a while (a
+                // refusal that was not the base's depth): an eighth more, to try.
+                let raised = (depth + (depth / 8).max(1)).min(declared);
+                self.base_depth = Some((raised, now_ticks));
             }
-            d => d.map(|(depth, _)| depth),
         }
+        self.base_depth.map(|(depth, _)| depth)
     }
 
     /// The throttle's ceilings for this round (u128::MAX: none). Its reference is the least
@@ -1163,17 +1169,26 @@ mod tests {
         assert_eq!(total(&g), 162);
         let g = exchange(&mut hub, vec![busy(90, 0), busy(90, 10)], 4_000);
         assert_eq!(total(&g), 170);
-        // Forgotten BASE_DEPTH_TTL_MS after parked I/O was last seen.
+        // At or above the declared depth (nr_requests 128) it stands.
         let ttl = BASE_DEPTH_TTL_MS * 1_000;
-        let g = exchange(&mut hub, vec![busy(85, 0), busy(85, 0)], 4_000 + ttl);
+        let g = exchange(&mut hub, vec![busy(85, 0), busy(85, 0)], 5_000 + 3 * ttl);
         assert_eq!(total(&g), 170);
-        let g = exchange(&mut hub, vec![busy(85, 0), busy(85, 0)], 5_000 + ttl);
-        assert_eq!(total(&g), 192);
-        // And at once when only one core is busy (parked I/O there keeps its order).
-        exchange(&mut hub, vec![busy(96, 30), busy(96, 0)], 6_000 + ttl);
-        let idle = report(&[(100, 0, 0, false)]);
-        let g = exchange(&mut hub, vec![busy(96, 30), idle], 7_000 + ttl);
+        // Forgotten at once when only one core is busy (parked I/O there keeps its order).
+        let idle = || report(&[(100, 0, 0, false)]);
+        let g = exchange(&mut hub, vec![busy(96, 30), idle()], 6_000 + 3 * ttl);
         assert_eq!(g[0].limit, 192);
+        // Learnt below the declared depth (a refusal at 80): raised by an eighth each
+        // BASE_DEPTH_TTL_MS without parked I/O, up to 128.
+        let mut now = 10 * ttl;
+        let g = exchange(&mut hub, vec![busy(60, 20), busy(40, 0)], now);
+        assert_eq!(total(&g), 80);
+        let mut seen = vec![80];
+        for _ in 0..5 {
+            now += ttl + 1_000;
+            let g = exchange(&mut hub, vec![busy(60, 0), busy(40, 0)], now);
+            seen.push(total(&g));
+        }
+        assert_eq!(seen, vec![80, 90, 101, 113, 127, 128]);
     }
 
     #[test]
