@@ -319,6 +319,16 @@ proptest! {
 
 /// The range-bw device of the deterministic cases: 200 MiB/s, 64 KiB reads.
 fn range_case(tenants: Vec<Tenant>, actions: Vec<(u64, Action)>, secs: u64) -> SimReport {
+    range_case_in_windows(tenants, actions, secs, SEC)
+}
+
+/// [`range_case`] reported in windows of `window_ticks`.
+fn range_case_in_windows(
+    tenants: Vec<Tenant>,
+    actions: Vec<(u64, Action)>,
+    secs: u64,
+    window_ticks: u64,
+) -> SimReport {
     let params = ShareParams {
         policy: Policy::RangeBw,
         ..ShareParams::default()
@@ -330,6 +340,7 @@ fn range_case(tenants: Vec<Tenant>, actions: Vec<(u64, Action)>, secs: u64) -> S
     };
     let mut cfg = config(params, dev, tenants, secs);
     cfg.actions = actions;
+    cfg.window_ticks = window_ticks;
     run_on_cores(&cfg).unwrap()
 }
 
@@ -499,18 +510,7 @@ fn a_leaving_min_group_does_not_hold_the_spare() {
         ),
     ];
     tenants.extend((4..10).map(|i| tenant(i, range(0, 0), 65_536, deep(16))));
-    let params = ShareParams {
-        policy: Policy::RangeBw,
-        ..ShareParams::default()
-    };
-    let dev = ModelDevice {
-        iops: 1_000_000,
-        bytes_per_sec: 200 << 20,
-        latency_ticks: 20,
-    };
-    let mut cfg = config(params, dev, tenants, 4);
-    cfg.window_ticks = SEC / 10;
-    let r = run_on_cores(&cfg).unwrap();
+    let r = range_case_in_windows(tenants, Vec::new(), 4, SEC / 10);
     // 5 MiB/s of 64 KiB I/O is 8 per 100 ms; one may fall across a window's edge.
     for w in 10..r.windows.len() {
         let capped = r.windows[w][2].ios;
