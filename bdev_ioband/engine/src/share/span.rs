@@ -58,10 +58,11 @@
 //!   such), and the cores' parts of `io_limit` add up to no more than that: what goes past
 //!   the base's depth waits in the cores' queues, in order. The depth is forgotten when
 //!   fewer than two cores are busy. Learnt below the depth the base declares
-//!   (`nr_requests`), it is raised by an eighth, up to that, each [`BASE_DEPTH_TTL_MS`]
-//!   without parked I/O (a refusal that was not the base's depth: its pool of request
-//!   descriptors dry for a moment); at or above it, it stands (going past it again to
-//!   check would park I/O in a race once more).
+//!   (`nr_requests`), the declared depth is tried after [`BASE_DEPTH_TTL_MS`] without
+//!   parked I/O (a refusal that was not the base's depth, its pool of request descriptors
+//!   dry for a moment, must not cap the share for long; a base that is shallower than it
+//!   declares parks the difference once per try and says its depth again); at or above
+//!   it, it stands (going past it again to check would park I/O in a race once more).
 //! - **The throttle** (MQFQ's): while contended, a group whose virtual time is past the
 //!   grant's ceiling waits for the next grant. The ceiling is the least virtual time of
 //!   the groups that queue, more than one I/O deep, on a core with a slot and, where a
@@ -255,6 +256,19 @@ struct SlotSum {
     alloc: u64,
 }
 
+/// The base's depth as the hub learnt it (see [`Hub::learn_base_depth`]).
+#[derive(Debug, Clone, Copy)]
+struct BaseDepth {
+    /// What the cores held at the base (in flight less parked) in a round in which one of
+    /// them had I/O parked, the greatest such since the last try; or the depth tried.
+    depth: u64,
+    /// When it was last seen (parked I/O) or tried.
+    seen_ticks: u64,
+    /// Whether `depth` is a try (the declared depth, after a learnt depth below it held
+    /// for [`BASE_DEPTH_TTL_MS`] without parked I/O).
+    trying: bool,
+}
+
 /// The throttle's reference group as of one round (see [`Hub::vt_ceilings`]).
 #[derive(Debug, Clone, Copy)]
 struct LastReference {
@@ -292,18 +306,15 @@ pub struct Hub {
     /// The last round, and the smoothed age of the reports it used, in ticks.
     last_round_ticks: u64,
     report_age_ticks: u64,
-    /// The base's depth as learnt while two or more cores are busy: what the cores held
-    /// at the base (in flight less parked) in a round in which one of them had I/O
-    /// parked, the greatest such; and when it last changed or was confirmed (see the
-    /// module doc).
-    base_depth: Option<(u64, u64)>,
+    /// The base's depth as learnt while two or more cores are busy (see the module doc).
+    base_depth: Option<BaseDepth>,
     ticks_per_sec: u64,
 }
 
 /// How long a learnt base depth below the depth the base declares (`nr_requests`) holds
-/// without parked I/O to confirm it, in ms: then it is raised by an eighth, up to the
-/// declared depth (a refusal that was not the base's depth: a pool of request descriptors
-/// run dry for a moment).
+/// without parked I/O to confirm it, in ms: then the declared depth is tried (a refusal
+/// that was not the base's depth, a pool of request descriptors run dry for a moment,
+/// must not cap the share for long).
 pub const BASE_DEPTH_TTL_MS: u64 = 2_000;
 
 impl Hub {
@@ -593,7 +604,7 @@ impl Hub {
 
     /// The base's depth while `busy` (two or more) cores are busy: learnt in a round in
     /// which a core has parked I/O (what all cores then hold at the base), kept as the
-    /// greatest such, raised and forgotten as the module doc says.
+    /// greatest such, tried again and forgotten as the module doc says.
     fn learn_base_depth(&mut self, busy: u64, now_ticks: u64) -> Option<u64> {
         if busy < 2 {
             self.base_depth = None;
@@ -606,20 +617,33 @@ impl Hub {
                 .iter()
                 .map(|c| u64::from(c.report.in_flight.saturating_sub(c.report.parked)))
                 .sum();
-            let known = self.base_depth.map_or(0, |(d, _)| d);
-            self.base_depth = Some((known.max(held).max(1), now_ticks));
+            let depth = match self.base_depth {
+                // The cores' reports are not taken at one instant: the greatest of what
+                // was seen, unless the last word was a try past it.
+                Some(d) if !d.trying => d.depth.max(held),
+                _ => held,
+            };
+            self.base_depth = Some(BaseDepth {
+                depth: depth.max(1),
+                seen_ticks: now_ticks,
+                trying: false,
+            });
         }
         let ttl_ticks = self.ticks_per_sec.saturating_mul(BASE_DEPTH_TTL_MS) / 1000;
         let declared = u64::from(self.params.nr_requests.max(1));
-        if let Some((depth, seen)) = self.base_depth {
-            if depth < declared && now_ticks.saturating_sub(seen) > ttl_ticks {
+        if let Some(d) = &mut self.base_depth {
+            if d.depth < declared && now_ticks.saturating_sub(d.seen_ticks) > ttl_ticks {
                 // Below the depth the base declares and nothing parked for a while (a
-                // refusal that was not the base's depth): an eighth more, to try.
-                let raised = (depth + (depth / 8).max(1)).min(declared);
-                self.base_depth = Some((raised, now_ticks));
+                // refusal that was not the base's depth): try the declared depth; the
+                // next parked I/O, if any, says the depth again.
+                *d = BaseDepth {
+                    depth: declared,
+                    seen_ticks: now_ticks,
+                    trying: true,
+                };
             }
         }
-        self.base_depth.map(|(depth, _)| depth)
+        self.base_depth.map(|d| d.depth)
     }
 
     /// The throttle's ceilings for this round (u128::MAX: none). Its reference is the least
@@ -1177,18 +1201,21 @@ mod tests {
         let idle = || report(&[(100, 0, 0, false)]);
         let g = exchange(&mut hub, vec![busy(96, 30), idle()], 6_000 + 3 * ttl);
         assert_eq!(g[0].limit, 192);
-        // Learnt below the declared depth (a refusal at 80): raised by an eighth each
-        // BASE_DEPTH_TTL_MS without parked I/O, up to 128.
-        let mut now = 10 * ttl;
+        // Learnt below the declared depth (a refusal at 80): the declared 128 is tried
+        // after BASE_DEPTH_TTL_MS without parked I/O.
+        let now = 10 * ttl;
         let g = exchange(&mut hub, vec![busy(60, 20), busy(40, 0)], now);
         assert_eq!(total(&g), 80);
-        let mut seen = vec![80];
-        for _ in 0..5 {
-            now += ttl + 1_000;
-            let g = exchange(&mut hub, vec![busy(60, 0), busy(40, 0)], now);
-            seen.push(total(&g));
-        }
-        assert_eq!(seen, vec![80, 90, 101, 113, 127, 128]);
+        let g = exchange(&mut hub, vec![busy(40, 0), busy(40, 0)], now + ttl);
+        assert_eq!(total(&g), 80);
+        let g = exchange(&mut hub, vec![busy(40, 0), busy(40, 0)], now + ttl + 1_000);
+        assert_eq!(total(&g), 128);
+        // A base that is really shallower parks again: its depth replaces the try (not
+        // the greatest of the two), and is tried again a while later.
+        let g = exchange(&mut hub, vec![busy(64, 10), busy(64, 8)], now + ttl + 2_000);
+        assert_eq!(total(&g), 110);
+        let g = exchange(&mut hub, vec![busy(60, 2), busy(52, 0)], now + ttl + 3_000);
+        assert_eq!(total(&g), 110);
     }
 
     #[test]
