@@ -60,7 +60,7 @@ use std::sync::Mutex;
 
 use std::ptr::NonNull;
 
-use bdev_ioband_engine::adapter::{self, BaseIdx, DevHandle, DeviceTable, Parking};
+use bdev_ioband_engine::adapter::{BaseIdx, DevHandle, DeviceTable, Parking};
 use bdev_ioband_engine::{
     Admit, CoreReport, DeviceIdx, Engine, Grant, GroupId, GroupKey, GroupStats, Hub, LaneCounts,
     LaneRequest, Policy, ShareId, ShareLayout,
@@ -390,10 +390,7 @@ pub fn leave(rs: *mut c_void) {
     };
     r.leaving = true;
     let id = r.id;
-    let reports = {
-        let Replica { engine, parked, .. } = &mut *r;
-        adapter::span_reports(engine, parked, shim::pass_ticks())
-    };
+    let reports = r.engine.span_reports(shim::pass_ticks());
     drop(r);
     if !to_owner(ToOwner::Bye { id, reports }) {
         // No message: the owner cannot be told; do not keep the thread waiting.
@@ -793,8 +790,7 @@ pub fn poll(rs: *mut c_void) -> bool {
         r.poll_ids = ids;
         if !r.leaving && now.wrapping_sub(r.last_exchange_ticks) >= r.exchange_ticks {
             r.last_exchange_ticks = now;
-            let Replica { engine, parked, .. } = &mut *r;
-            let reports = adapter::span_reports(engine, parked, now);
+            let reports = r.engine.span_reports(now);
             report = Some((r.id, r.synced, reports));
         }
     }
@@ -1245,6 +1241,12 @@ fn owner_msg(st: &mut State, fx: &mut Effects, msg: ToOwner) {
 
 /// The owner's period (from its poller): syncs the replicas after a change, feeds its own
 /// reports to the hubs, applies its grants and sends the replicas theirs.
+///
+/// Neither the owner's reports nor the replicas' say how much is parked
+/// (`CoreReport::parked` stays 0, so the hubs learn no base depth): here a dispatch
+/// refused with ENOMEM means SPDK's pool of `spdk_bdev_io` ran dry, which says nothing of
+/// the base's depth (a base whose queue is full queues or retries inside SPDK's bdev
+/// layer, and never refuses the submission).
 pub fn owner_tick(st: &mut State, fx: &mut Effects, now: u64) {
     if st.span.replicas.is_empty() && st.span.hubs.is_empty() {
         return;
@@ -1338,7 +1340,6 @@ pub fn owner_tick(st: &mut State, fx: &mut Effects, now: u64) {
         };
         let mut report = CoreReport::default();
         share.span_report(now, &mut report);
-        report.parked = adapter::parked_of_share(&st.adapter.parking, id);
         hub.receive(0, &mut report, now);
         // The replicas' counters, those that left included, for the owner's readers.
         let departed = st.span.departed.get(&name);

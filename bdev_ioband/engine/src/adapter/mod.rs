@@ -92,31 +92,6 @@ pub trait Tagged {
     }
 }
 
-/// How many of the I/O parked in `parking` hold a ticket of share `share`: what a core's
-/// span report says is parked ([`crate::CoreReport::parked`]).
-pub fn parked_of_share<T: Tagged>(parking: &Parking<T>, share: ShareId) -> u32 {
-    let n = parking.count(|io| io.tag().held.is_some_and(|h| h.share == share));
-    u32::try_from(n).unwrap_or(u32::MAX)
-}
-
-/// This core's span report for every share of `engine` ([`Engine::span_reports`]), each
-/// with the share's I/O parked in `parking` ([`crate::CoreReport::parked`]).
-pub fn span_reports<T: Tagged>(
-    engine: &mut Engine<T>,
-    parking: &Parking<T>,
-    now_ticks: u64,
-) -> Vec<(String, crate::CoreReport)> {
-    let mut reports = engine.span_reports(now_ticks);
-    if !parking.is_empty() {
-        for (name, report) in &mut reports {
-            if let Ok(id) = engine.share_id(name) {
-                report.parked = parked_of_share(parking, id);
-            }
-        }
-    }
-    reports
-}
-
 /// What a base answered to a submission.
 #[derive(Debug)]
 pub enum Submit<T> {
@@ -259,13 +234,45 @@ impl<T: Tagged, D> Adapter<T, D> {
         Self::default()
     }
 
-    /// This core's span report for every share (see [`span_reports`]).
+    /// This core's span report for every share ([`Engine::span_reports`]), each with how
+    /// many of the share's I/O are parked here ([`crate::CoreReport::parked`]) when all
+    /// of the share's devices here sit on one base whose depth is the device's, not each
+    /// channel's (`depth_is_shared` says so of a device's data): only then is a refusal
+    /// the base's depth, the same for every core. Otherwise 0.
     pub fn span_reports(
         &self,
         engine: &mut Engine<T>,
         now_ticks: u64,
+        depth_is_shared: impl Fn(&D) -> bool,
     ) -> Vec<(String, crate::CoreReport)> {
-        span_reports(engine, &self.parking, now_ticks)
+        let mut reports = engine.span_reports(now_ticks);
+        if self.parking.is_empty() {
+            return reports;
+        }
+        for (name, report) in &mut reports {
+            let Ok(id) = engine.share_id(name) else {
+                continue;
+            };
+            if self.on_one_shared_base(id, &depth_is_shared) {
+                let n = self
+                    .parking
+                    .count(|io| io.tag().held.is_some_and(|h| h.share == id));
+                report.parked = u32::try_from(n).unwrap_or(u32::MAX);
+            }
+        }
+        reports
+    }
+
+    /// Whether share `id`'s devices here all sit on one base, and `depth_is_shared` of it.
+    fn on_one_shared_base(&self, id: ShareId, depth_is_shared: &impl Fn(&D) -> bool) -> bool {
+        let mut base = None;
+        for (_, d) in self.devices.iter().filter(|(_, d)| d.share() == id) {
+            if !depth_is_shared(&d.data) || base.is_some_and(|b| b != d.base()) {
+                return false;
+            }
+            base = Some(d.base());
+        }
+        base.is_some()
     }
 
     /// The configuration changed (settings, attach, detach, create, delete): cached group

@@ -114,6 +114,13 @@ pub trait Bdev: Send + Sync + std::fmt::Debug {
     fn queue_depth(&self) -> u32 {
         128
     }
+    /// Whether `queue_depth` counts the I/Os of every channel together (one queue for the
+    /// device: when it answers ENOMEM the device is full, whichever channel asked) rather
+    /// than each channel's own. A share spread over reactors learns such a base's depth
+    /// from its refusals (see the engine's span module).
+    fn depth_is_shared(&self) -> bool {
+        false
+    }
     /// Module-specific information for `bdev_get_bdevs`.
     fn driver_specific(&self) -> serde_json::Value {
         serde_json::Value::Null

@@ -268,6 +268,9 @@ impl Bdev for ModelBdev {
     fn queue_depth(&self) -> u32 {
         self.inner.params.queue_depth
     }
+    fn depth_is_shared(&self) -> bool {
+        true
+    }
     fn get_io_channel(&self) -> Result<Rc<dyn IoChannel>, BdevError> {
         let core = reactor::current_core()?;
         let ch = Rc::new(ModelChannel {

@@ -161,6 +161,9 @@ impl Bdev for PassthruBdev {
     fn queue_depth(&self) -> u32 {
         self.inner.base.queue_depth()
     }
+    fn depth_is_shared(&self) -> bool {
+        self.inner.base.depth_is_shared()
+    }
     fn get_io_channel(&self) -> Result<Rc<dyn IoChannel>, BdevError> {
         let core = reactor::current_core()?;
         let base_ch = self.inner.base.get_io_channel()?;

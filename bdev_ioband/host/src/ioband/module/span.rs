@@ -142,13 +142,22 @@ impl IobandModule {
             .collect()
     }
 
+    /// This reactor's reports for every share, with what is parked where the base's depth
+    /// is the device's (see [`crate::bdev::Bdev::depth_is_shared`]).
+    fn span_reports(&mut self, now: u64) -> Vec<(String, CoreReport)> {
+        self.adapter
+            .span_reports(&mut self.engine, now, |d: &DevData| {
+                d.shared.base.depth_is_shared()
+            })
+    }
+
     /// The period's exchange (see the module doc). Returns whether anything moved.
     pub(super) fn exchange(&mut self, now: u64) -> bool {
         self.span.last_exchange_ticks = now;
         match self.span.owner {
             None => {
                 let core = self.span.core as usize;
-                for (name, mut report) in self.adapter.span_reports(&mut self.engine, now) {
+                for (name, mut report) in self.span_reports(now) {
                     if let Some(hub) = self.span.hubs.get_mut(&name) {
                         hub.receive(core, &mut report, now);
                     }
@@ -157,7 +166,7 @@ impl IobandModule {
                 self.grant_all(now, &names)
             }
             Some((owner_core, _)) => {
-                let reports = self.adapter.span_reports(&mut self.engine, now);
+                let reports = self.span_reports(now);
                 let (key, core) = (self.key, self.span.core);
                 let _ = reactor::send_msg(owner_core, move || {
                     with_module(key, owner_core, move |m| m.on_reports(core, reports));
