@@ -104,6 +104,58 @@ fn weights_one_to_a_hundred_hold_across_two_reactors() {
     }
 }
 
+/// The model's depth (64) is one queue for every channel, and the default io_limit is 3/2
+/// of it: what goes past parks on its reactor, and two reactors' retries race for each
+/// place that frees. While both are busy the hub learns the depth from the parked I/O and
+/// the reactors keep within it (what is left waits in their queues, in order), and the
+/// device stays saturated. Without it a third of what is in flight sat parked. (range-bw:
+/// no window keeps the in-flight count under the depth.)
+#[test]
+fn two_busy_reactors_keep_within_a_shared_base_depth() {
+    let params = ShareParams {
+        policy: Policy::RangeBw,
+        nr_requests: 64,
+        ..ShareParams::default()
+    };
+    let (mut rig, app, band) = rig_with_band(Some(params), 100_000);
+    let clients: Vec<_> = (0..2)
+        .map(|i| {
+            let tag = u32::try_from(i).expect("small") + 1;
+            let range = GroupValue::RangeBw {
+                min_kib_per_sec: 0,
+                max_kib_per_sec: 0,
+            };
+            set(&app, "band0", tag, Some(range));
+            Client::new(&rig, i, &band, Some(GroupKey::Tag(tag)))
+        })
+        .collect();
+    for (i, c) in clients.iter().enumerate() {
+        rig.on(i, || c.start(64));
+    }
+    rig.run(25_000, STEP); // 50 ms to learn
+    let from = rig.clock.now_ticks();
+    for c in &clients {
+        c.measure_from_ticks.set(from);
+    }
+    let (mut in_flight, mut parked, mut samples) = (0u64, 0u64, 0u64);
+    for _ in 0..100 {
+        rig.run(500, STEP); // 1 ms
+        let by_core = app.ioband.borrow().in_flight_by_core("s0");
+        assert_eq!(by_core.len(), 2, "the share spans both reactors");
+        in_flight += by_core.iter().map(|&(n, _)| u64::from(n)).sum::<u64>();
+        parked += by_core.iter().map(|&(_, p)| u64::from(p)).sum::<u64>();
+        samples += 1;
+    }
+    let (in_flight, parked) = (in_flight / samples, parked / samples);
+    assert!(
+        in_flight <= 64 + 4,
+        "{in_flight} in flight on average over a depth of 64"
+    );
+    assert!(parked <= 4, "{parked} parked on average");
+    let done: u64 = clients.iter().map(|c| c.measured.get()).sum();
+    assert!(done >= 9_000, "device not saturated: {done} I/Os in 100 ms");
+}
+
 #[test]
 fn reconfiguration_with_io_on_every_reactor_loses_nothing() {
     let params = ShareParams {

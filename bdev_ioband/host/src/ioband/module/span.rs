@@ -123,6 +123,18 @@ fn with_module(key: u64, core: u32, f: impl FnOnce(&mut IobandModule) + Send + '
 }
 
 impl IobandModule {
+    /// Owner: per reactor, the I/Os of `share` in flight there and, of those, parked on a
+    /// refusal of the base, as of the latest reports (empty on one reactor, or for a share
+    /// the replicas have not reported yet).
+    pub fn in_flight_by_core(&self, share: &str) -> Vec<(u32, u32)> {
+        let Some(hub) = self.span.hubs.get(share) else {
+            return Vec::new();
+        };
+        (0..hub.cores())
+            .map(|c| hub.report(c).map_or((0, 0), |r| (r.in_flight, r.parked)))
+            .collect()
+    }
+
     /// Owner: the I/Os each reactor has dispatched for `share`, as of the latest reports
     /// (empty on one reactor, or for a share the replicas have not reported yet).
     pub fn dispatched_by_core(&self, share: &str) -> Vec<u64> {
