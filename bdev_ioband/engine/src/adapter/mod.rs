@@ -238,7 +238,7 @@ impl<T: Tagged, D> Adapter<T, D> {
     /// many of the share's I/O are parked here ([`crate::CoreReport::parked`]) when all
     /// of the share's devices here sit on one base whose depth is the device's, not each
     /// channel's (`depth_is_shared` says so of a device's data): only then is a refusal
-    /// the base's depth, the same for every core. Otherwise 0.
+    /// the base's depth, the same for every core. Otherwise `None`.
     pub fn span_reports(
         &self,
         engine: &mut Engine<T>,
@@ -246,9 +246,6 @@ impl<T: Tagged, D> Adapter<T, D> {
         depth_is_shared: impl Fn(&D) -> bool,
     ) -> Vec<(String, crate::CoreReport)> {
         let mut reports = engine.span_reports(now_ticks);
-        if self.parking.is_empty() {
-            return reports;
-        }
         for (name, report) in &mut reports {
             let Ok(id) = engine.share_id(name) else {
                 continue;
@@ -257,7 +254,7 @@ impl<T: Tagged, D> Adapter<T, D> {
                 let n = self
                     .parking
                     .count(|io| io.tag().held.is_some_and(|h| h.share == id));
-                report.parked = u32::try_from(n).unwrap_or(u32::MAX);
+                report.parked = Some(u32::try_from(n).unwrap_or(u32::MAX));
             }
         }
         reports

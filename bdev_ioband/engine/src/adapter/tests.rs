@@ -137,7 +137,7 @@ fn span_reports_say_how_much_of_each_share_is_parked() {
     submit(&mut e, &mut a, &mut host, h[0], 1);
     submit(&mut e, &mut a, &mut host, hb, 2);
     submit(&mut e, &mut a, &mut host, h[0], 3);
-    let parked = |a: &Adapter<Io, u32>, e: &mut Engine<Io>| -> Vec<(String, u32, u32)> {
+    let parked = |a: &Adapter<Io, u32>, e: &mut Engine<Io>| -> Vec<(String, Option<u32>, u32)> {
         let mut v: Vec<_> = a
             .span_reports(e, 1, |_| true)
             .into_iter()
@@ -148,22 +148,22 @@ fn span_reports_say_how_much_of_each_share_is_parked() {
     };
     assert_eq!(
         parked(&a, &mut e),
-        vec![("s".to_owned(), 2, 2), ("t".to_owned(), 1, 1)]
+        vec![("s".to_owned(), Some(2), 2), ("t".to_owned(), Some(1), 1)]
     );
     // Not where a device's depth is each channel's, nor for a share on two bases.
     let none = a.span_reports(&mut e, 1, |_| false);
-    assert!(none.iter().all(|(_, r)| r.parked == 0));
+    assert!(none.iter().all(|(_, r)| r.parked.is_none()));
     let r = e.create_device("c", "t", None).unwrap();
     a.add_device(r.share_id, r.device, BaseIdx(1), 1);
     assert_eq!(
         parked(&a, &mut e),
-        vec![("s".to_owned(), 2, 2), ("t".to_owned(), 0, 1)]
+        vec![("s".to_owned(), Some(2), 2), ("t".to_owned(), None, 1)]
     );
     host.nomem.clear();
     a.retry_parked(&mut e, 1, &mut host);
     assert_eq!(
         parked(&a, &mut e),
-        vec![("s".to_owned(), 0, 2), ("t".to_owned(), 0, 1)]
+        vec![("s".to_owned(), Some(0), 2), ("t".to_owned(), None, 1)]
     );
 }
 

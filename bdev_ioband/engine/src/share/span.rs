@@ -69,7 +69,8 @@
 //!   (going past it again to check would park I/O in a race once more). Hosts report
 //!   parked I/O only where a refusal is the base's depth: one base under the share, with
 //!   one queue for all channels (the embedded host's `model` bdev; not SPDK, where ENOMEM
-//!   means its pool of `spdk_bdev_io` ran dry).
+//!   means its pool of `spdk_bdev_io` ran dry); a busy core that does not (the share now
+//!   on two bases, say) makes the hub forget the depth.
 //! - **The throttle** (MQFQ's): while contended, a group whose virtual time is past the
 //!   grant's ceiling waits for the next grant. The ceiling is the least virtual time of
 //!   the groups that queue, more than one I/O deep, on a core with a slot and, where a
@@ -191,9 +192,9 @@ pub struct CoreReport {
     pub cost_in_flight: u64,
     /// Of those, how many the host holds because their base refused them (ENOMEM) and
     /// it will offer them again: set by the host from its adapter
-    /// ([`crate::adapter::Adapter::span_reports`]), only where the refusal is the base's
-    /// depth; 0 when the host does not tell.
-    pub parked: u32,
+    /// ([`crate::adapter::Adapter::span_reports`]) where a refusal is the base's depth;
+    /// `None` where it is not, or the host does not tell (then the hub learns no depth).
+    pub parked: Option<u32>,
 }
 
 /// One group, as the hub grants it to a core.
@@ -623,13 +624,25 @@ impl Hub {
             self.base_depth = None;
             return None;
         }
+        // A busy core that cannot tell (the share now sits on several bases, or on one
+        // whose depth is each channel's): no depth to keep.
+        let told = self
+            .cores
+            .iter()
+            .filter(|c| c.active)
+            .all(|c| c.report.parked.is_some());
+        if !told {
+            self.base_depth = None;
+            return None;
+        }
         let declared = u64::from(self.params.nr_requests.max(1));
-        let parked: u64 = self.cores.iter().map(|c| u64::from(c.report.parked)).sum();
+        let parked_of = |c: &HubCore| c.report.parked.unwrap_or(0);
+        let parked: u64 = self.cores.iter().map(|c| u64::from(parked_of(c))).sum();
         if parked > 0 {
             let held: u64 = self
                 .cores
                 .iter()
-                .map(|c| u64::from(c.report.in_flight.saturating_sub(c.report.parked)))
+                .map(|c| u64::from(c.report.in_flight.saturating_sub(parked_of(c))))
                 .sum();
             let depth = match self.base_depth {
                 // The cores' reports are not taken at one instant, so `held` is off by
@@ -1194,7 +1207,7 @@ mod tests {
         let mut hub = Hub::new(2, ShareParams::default(), 1_000_000).unwrap();
         let busy = |in_flight, parked| CoreReport {
             in_flight,
-            parked,
+            parked: Some(parked),
             ..report(&[(100, 0, 200, true)])
         };
         let total = |g: &[Grant]| g.iter().map(|g| g.limit).sum::<u32>();
@@ -1237,6 +1250,17 @@ mod tests {
         assert_eq!(
             at(&mut hub, vec![busy(60, 2), busy(52, 0)], now + ttl + 3_000),
             110
+        );
+        // A busy core that cannot tell (its share is now on two bases): forgotten.
+        let mut untold = busy(64, 0);
+        untold.parked = None;
+        assert_eq!(
+            at(&mut hub, vec![busy(64, 10), untold], now + ttl + 3_500),
+            192
+        );
+        assert_eq!(
+            at(&mut hub, vec![busy(64, 10), busy(64, 0)], now + ttl + 3_600),
+            118
         );
         // Another nr_requests: learnt anew.
         let params = ShareParams {

@@ -131,7 +131,10 @@ impl IobandModule {
             return Vec::new();
         };
         (0..hub.cores())
-            .map(|c| hub.report(c).map_or((0, 0), |r| (r.in_flight, r.parked)))
+            .map(|c| {
+                hub.report(c)
+                    .map_or((0, 0), |r| (r.in_flight, r.parked.unwrap_or(0)))
+            })
             .collect()
     }
 
