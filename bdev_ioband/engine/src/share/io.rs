@@ -448,11 +448,7 @@ impl<T> Share<T> {
             let Some(g) = self.slots[slot as usize].group.as_ref() else {
                 continue;
             };
-            let queued = g
-                .queue
-                .front()
-                .map_or(0, |p| self.params.policy.cost(p.bytes));
-            let owed = u128::from(g.cost_in_flight + queued * g.queue.len() as u64);
+            let owed = u128::from(g.owed_cost(self.params.policy));
             let idle =
                 owed == 0 && now_ticks.saturating_sub(g.last_event_ticks) >= self.grace_ticks;
             if idle || g.params.min_kib_per_sec == 0 {

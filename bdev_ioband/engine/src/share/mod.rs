@@ -168,6 +168,12 @@ struct Group<T> {
 }
 
 impl<T> Group<T> {
+    /// Its queued and in-flight cost (what it queues is costed at its front I/O's size).
+    fn owed_cost(&self, policy: Policy) -> u64 {
+        let queued = self.queue.front().map_or(0, |p| policy.cost(p.bytes));
+        self.cost_in_flight + queued * self.queue.len() as u64
+    }
+
     /// What range-bw's spare cap sizes the group by, at least: the depth it keeps (see
     /// `kept_ios`) at the cost of its last I/O.
     fn kept_cost(&self) -> u64 {

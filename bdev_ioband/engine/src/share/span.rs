@@ -995,11 +995,7 @@ impl<T> Share<T> {
             r.cost = g.span_cost;
             r.active = active;
             r.queued = u32::try_from(g.queue.len()).unwrap_or(u32::MAX);
-            let queued_cost = g
-                .queue
-                .front()
-                .map_or(0, |p| self.params.policy.cost(p.bytes));
-            let owed_cost = g.cost_in_flight + queued_cost * g.queue.len() as u64;
+            let owed_cost = g.owed_cost(self.params.policy);
             // Sized by the depth it keeps while it has work or is active (see
             // `Share::refresh_spare_cap`); nothing once idle.
             r.owed_cost = if owed_cost > 0 || active {

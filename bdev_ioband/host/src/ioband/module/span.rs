@@ -123,38 +123,35 @@ fn with_module(key: u64, core: u32, f: impl FnOnce(&mut IobandModule) + Send + '
 }
 
 impl IobandModule {
-    /// Owner: per reactor, the I/Os of `share` in flight there and, of those, parked on a
-    /// refusal of the base, as of the latest reports (empty on one reactor, or for a share
-    /// the replicas have not reported yet).
-    pub fn in_flight_by_core(&self, share: &str) -> Vec<(u32, u32)> {
+    /// Owner: per reactor, `f` of its latest report for `share` (`None`: none yet); empty
+    /// on one reactor, or for a share the replicas have not reported yet.
+    fn by_core<R>(&self, share: &str, f: impl Fn(Option<&CoreReport>) -> R) -> Vec<R> {
         let Some(hub) = self.span.hubs.get(share) else {
             return Vec::new();
         };
-        (0..hub.cores())
-            .map(|c| {
-                hub.report(c)
-                    .map_or((0, 0), |r| (r.in_flight, r.parked.unwrap_or(0)))
-            })
-            .collect()
+        (0..hub.cores()).map(|c| f(hub.report(c))).collect()
+    }
+
+    /// Owner: per reactor, the I/Os of `share` in flight there and, of those, parked on a
+    /// refusal of the base, as of the latest reports (see `by_core`).
+    pub fn in_flight_by_core(&self, share: &str) -> Vec<(u32, u32)> {
+        self.by_core(share, |r| {
+            r.map_or((0, 0), |r| (r.in_flight, r.parked.unwrap_or(0)))
+        })
     }
 
     /// Owner: the I/Os each reactor has dispatched for `share`, as of the latest reports
-    /// (empty on one reactor, or for a share the replicas have not reported yet).
+    /// (see `by_core`).
     pub fn dispatched_by_core(&self, share: &str) -> Vec<u64> {
-        let Some(hub) = self.span.hubs.get(share) else {
-            return Vec::new();
-        };
-        (0..hub.cores())
-            .map(|c| {
-                hub.report(c).map_or(0, |r| {
-                    r.groups
-                        .iter()
-                        .filter(|g| g.present)
-                        .map(|g| g.stats.dispatched_ios)
-                        .sum()
-                })
+        self.by_core(share, |r| {
+            r.map_or(0, |r| {
+                r.groups
+                    .iter()
+                    .filter(|g| g.present)
+                    .map(|g| g.stats.dispatched_ios)
+                    .sum()
             })
-            .collect()
+        })
     }
 
     /// This reactor's reports for every share, with what is parked where the base's depth
