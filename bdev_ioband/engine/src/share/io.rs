@@ -537,7 +537,12 @@ impl<T> Share<T> {
                 // A group that was late for its slot (the share was full) may catch up by
                 // one I/O, no more: without that, every wait for a free slot would be lost
                 // and a max set at the min could never deliver the min.
-                let interval = rate_subticks(tag_bytes, g.params.max_kib_per_sec, ticks_per_sec);
+                let pace = super::max_pace_bytes_per_sec(
+                    g.params.min_kib_per_sec,
+                    g.params.max_kib_per_sec,
+                    bytes,
+                );
+                let interval = super::bytes_subticks(tag_bytes, pace, ticks_per_sec);
                 g.limit_tag = g.limit_tag.max(now_sub.saturating_sub(interval)) + interval;
             }
         }

@@ -54,9 +54,13 @@
 //!   a group's part of the in-flight work is below its min's part of the device (Little's
 //!   law), and its I/O would wait too long at the base for its min, however early it was
 //!   dispatched. A group ahead of its limit tag waits in a
-//!   timed heap. A group that waited for a free slot may catch up by one I/O, so in any
-//!   window of `w` seconds it moves at most `max·w` plus two I/Os (the fence post and that
-//!   catch-up); it banks no reservation and no limit credit while idle.
+//!   timed heap. The limit tag runs one I/O a second below `max` (at most an eighth below,
+//!   never below `min`: `max_pace_bytes_per_sec`), so that completion-time jitter of up to
+//!   one I/O's interval never shows as more than `max` in a second. A group that waited
+//!   for a free slot may catch up by one I/O, so in any window of `w` seconds it moves at
+//!   most `max·w` plus two I/Os at dispatch (the fence post and that catch-up), and `w`
+//!   I/Os less than that once `w` is a second or more; it banks no reservation and no limit
+//!   credit while idle.
 //! - The policy decides which setting schedules: under `weight` and `weight-iosize` a
 //!   group's min and max are kept (a policy switch back restores them) but not applied.
 //!
@@ -980,7 +984,31 @@ impl<T> Share<T> {
 
 /// Subticks that `bytes` take at `kib_per_sec`.
 fn rate_subticks(bytes: u128, kib_per_sec: u32, ticks_per_sec: u128) -> u128 {
-    ((bytes * ticks_per_sec) << SUBTICK_SHIFT) / (u128::from(kib_per_sec) * 1024)
+    bytes_subticks(bytes, u128::from(kib_per_sec) * 1024, ticks_per_sec)
+}
+
+/// Subticks that `bytes` take at `bytes_per_sec` (> 0).
+fn bytes_subticks(bytes: u128, bytes_per_sec: u128, ticks_per_sec: u128) -> u128 {
+    ((bytes * ticks_per_sec) << SUBTICK_SHIFT) / bytes_per_sec.max(1)
+}
+
+/// range-bw: the rate a group's limit tag runs at for an I/O of `io_bytes`, in bytes per
+/// second: its max less one such I/O per second, but never less than seven eighths of the
+/// max, nor than the min (a group whose max is its min is paced at exactly that).
+///
+/// Why less: the max is a ceiling on what the group *completes* in any second, and an
+/// observer counts completions. Paced at exactly the max, every second holds exactly
+/// `max` of dispatches, and completion-time jitter at the base (its queue's depth moving
+/// under the group, another core's burst, a late poll) moves one I/O across a window's
+/// edge now and then: one I/O over the max in that second (1.25% of 5 MiB/s in 64 KiB
+/// I/Os). One I/O less per second leaves a whole interval of slack, so jitter up to one
+/// I/O's interval never shows as more than the max in a second.
+fn max_pace_bytes_per_sec(min_kib_per_sec: u32, max_kib_per_sec: u32, io_bytes: u64) -> u128 {
+    let max = u128::from(max_kib_per_sec) * 1024;
+    max.saturating_sub(u128::from(io_bytes))
+        .max(max - max / 8)
+        .max(u128::from(min_kib_per_sec) * 1024)
+        .min(max)
 }
 
 /// Read access for renderers: the policy in force.

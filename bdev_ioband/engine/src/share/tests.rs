@@ -177,9 +177,9 @@ fn io_throttle_at_io_limit_is_plain_fair_queuing() {
     assert_eq!(n, 7);
 }
 
-/// A range-bw share at 1000 ticks a second with one group capped at 4 KiB/s (with 1 KiB
-/// I/O, one I/O every 250 ticks) that has submitted `n` I/Os at tick 0: the first went,
-/// the rest wait on its limit tag.
+/// A range-bw share at 1000 ticks a second with one group capped at 11 KiB/s (with 1 KiB
+/// I/O, paced at one I/O less a second: one I/O every 100 ticks) that has submitted `n`
+/// I/Os at tick 0: the first went, the rest wait on its limit tag.
 fn capped_share_with_waiting_io(n: u32) -> (Share<u32>, DeviceIdx, ShareParams) {
     let params = ShareParams {
         policy: Policy::RangeBw,
@@ -188,7 +188,7 @@ fn capped_share_with_waiting_io(n: u32) -> (Share<u32>, DeviceIdx, ShareParams) 
     let (mut s, d) = share(params, 1000);
     let range = GroupValue::RangeBw {
         min_kib_per_sec: 0,
-        max_kib_per_sec: 4,
+        max_kib_per_sec: 11,
     };
     let a = s.attach(d, GroupKey::Cgroup(7), Some(range)).unwrap();
     let mut out = Vec::new();
@@ -202,14 +202,28 @@ fn capped_share_with_waiting_io(n: u32) -> (Share<u32>, DeviceIdx, ShareParams) 
 #[test]
 fn range_bw_max_spaces_dispatches_exactly() {
     let (mut s, _, _) = capped_share_with_waiting_io(6);
-    assert_eq!(s.next_wakeup_ticks(), Some(250));
+    assert_eq!(s.next_wakeup_ticks(), Some(100));
     let mut times = vec![0];
     for now in 1..=1000 {
         let mut got = Vec::new();
         s.poll(now, &mut |io, _| got.push(io));
         times.extend(got.iter().map(|_| now));
     }
-    assert_eq!(times, [0, 250, 500, 750, 1000]);
+    assert_eq!(times, [0, 100, 200, 300, 400, 500]);
+}
+
+#[test]
+fn a_max_paces_one_io_a_second_below_it_within_bounds() {
+    use super::max_pace_bytes_per_sec as pace;
+    // One I/O a second less: 5 MiB/s of 64 KiB I/O is paced at 79 I/Os a second.
+    assert_eq!(pace(0, 5120, 65536), 79 * 65536);
+    // Never more than an eighth below (a max of 4 I/Os a second is paced at 3.5).
+    assert_eq!(pace(0, 256, 65536), 7 * 256 * 1024 / 8);
+    // Never below the min: a group whose max is its min runs at exactly that.
+    assert_eq!(pace(5120, 5120, 65536), 5120 * 1024);
+    assert_eq!(pace(5100, 5120, 65536), 5100 * 1024);
+    // An I/O larger than the max a second: still an eighth below, never zero.
+    assert_eq!(pace(0, 64, 1 << 20), 56 * 1024);
 }
 
 #[test]
@@ -244,8 +258,8 @@ fn a_policy_switch_lets_no_capped_io_escape_its_max() {
     let mut got = Vec::new();
     s.poll(1, &mut |io, _| got.push(io));
     assert!(got.is_empty(), "dispatched {got:?} before the limit tag");
-    assert_eq!(s.next_wakeup_ticks(), Some(250));
-    s.poll(250, &mut |io, _| got.push(io));
+    assert_eq!(s.next_wakeup_ticks(), Some(100));
+    s.poll(100, &mut |io, _| got.push(io));
     assert_eq!(got, [1]);
 }
 
@@ -621,4 +635,74 @@ fn unused_share_of_a_busy_group_is_not_owed_when_contention_begins() {
     let b = done[1] - at_contention[1];
     let part = a as f64 / (a + b) as f64;
     assert!((part - 1.0 / 3.0).abs() < 0.02, "A {a}, B {b}: {part:.3}");
+}
+
+/// A group held at its max, completions late by a device latency plus jitter of up to
+/// nine tenths of an I/O's interval: no window of one second, wherever it starts, counts
+/// more completions than the max, and the group still gets all but about one I/O a second.
+#[test]
+fn a_max_holds_in_every_second_under_completion_jitter() {
+    const TICKS_PER_SEC: u64 = 100_000;
+    const IO_BYTES: u64 = 64 * 1024;
+    let params = ShareParams {
+        policy: Policy::RangeBw,
+        ..Default::default()
+    };
+    let (mut s, d) = share(params, TICKS_PER_SEC);
+    let range = GroupValue::RangeBw {
+        min_kib_per_sec: 0,
+        max_kib_per_sec: 5120,
+    };
+    let a = s.attach(d, GroupKey::Tag(1), Some(range)).unwrap();
+    let max_ios_per_sec = 5120 * 1024 / IO_BYTES; // 80
+    let interval_ticks = TICKS_PER_SEC / max_ios_per_sec;
+    let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut latency = || {
+        rng = rng
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        4_000 + (rng >> 33) % (interval_ticks * 9 / 10)
+    };
+    // Closed loop at QD 32 for 10 s: (completion tick, ticket) of each I/O at the base.
+    let mut at_base: Vec<(u64, Ticket)> = Vec::new();
+    let mut done_ticks = Vec::new();
+    let mut now = 0;
+    for io in 0..32 {
+        for (_, t) in submit(&mut s, d, a, io, IO_BYTES, now) {
+            at_base.push((now + latency(), t));
+        }
+    }
+    while now < 10 * TICKS_PER_SEC {
+        let next_done = at_base.iter().map(|&(at, _)| at).min();
+        now = match (next_done, s.next_wakeup_ticks()) {
+            (Some(x), Some(y)) => x.min(y),
+            (x, y) => x.or(y).expect("the loop always has work"),
+        };
+        let mut released = Vec::new();
+        s.poll(now, &mut |io, t| released.push((io, t)));
+        while let Some(i) = at_base.iter().position(|&(at, _)| at <= now) {
+            let (_, t) = at_base.swap_remove(i);
+            done_ticks.push(now);
+            released.extend(complete(&mut s, t, now));
+            // The tenant resubmits at once.
+            let io = u32::try_from(done_ticks.len()).unwrap() + 31;
+            released.extend(submit(&mut s, d, a, io, IO_BYTES, now));
+        }
+        for (_, t) in released {
+            at_base.push((now + latency(), t));
+        }
+    }
+    done_ticks.sort_unstable();
+    // Every window of one second from 1 s to 9 s, starting every millisecond.
+    for start in (TICKS_PER_SEC..9 * TICKS_PER_SEC).step_by(100) {
+        let n = done_ticks
+            .iter()
+            .filter(|&&t| (start..start + TICKS_PER_SEC).contains(&t))
+            .count() as u64;
+        assert!(
+            n <= max_ios_per_sec,
+            "{n} I/Os completed in the second from tick {start}"
+        );
+        assert!(n + 2 >= max_ios_per_sec, "only {n} I/Os from tick {start}");
+    }
 }
