@@ -325,13 +325,33 @@ impl<T> Engine<T> {
         }
     }
 
-    /// This core's report for every share, by share name (see [`Share::span_report`]).
+    /// The owner's incarnation of share `name` as this engine knows it: on a replica the
+    /// one it mirrors, on the owner its own (see [`ShareId::incarnation`]).
+    pub fn incarnation_of(&self, name: &str) -> Option<u64> {
+        self.mirrored
+            .get(name)
+            .copied()
+            .or_else(|| self.share_id(name).ok().map(ShareId::incarnation))
+    }
+
+    /// This core's report for every share, by share name (see [`Share::span_report`]),
+    /// each stamped with [`Engine::incarnation_of`] its share.
     pub fn span_reports(&mut self, now_ticks: u64) -> Vec<(String, crate::CoreReport)> {
         let mut out = Vec::with_capacity(self.names.len());
-        for slot in &mut self.slots {
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            let own = ShareId {
+                index: u32::try_from(index).unwrap_or(u32::MAX),
+                generation: slot.generation,
+            };
             if let Some(share) = slot.share.as_mut() {
                 let mut report = crate::CoreReport::default();
                 share.span_report(now_ticks, &mut report);
+                // The owner's incarnation: its own on the owner, the mirrored one here.
+                report.incarnation = self
+                    .mirrored
+                    .get(share.name())
+                    .copied()
+                    .unwrap_or(own.incarnation());
                 out.push((share.name().to_owned(), report));
             }
         }

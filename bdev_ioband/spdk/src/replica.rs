@@ -900,6 +900,10 @@ fn replica_msg(cell: &Cell, msg: ToReplica) {
                     let Ok(id) = r.engine.share_id(&name) else {
                         continue;
                     };
+                    // Not for the incarnation mirrored here (created again, not synced).
+                    if r.engine.incarnation_of(&name) != Some(grant.incarnation) {
+                        continue;
+                    }
                     if let Some(share) = r.engine.share_by_id_mut(id) {
                         share.apply_grant(&grant, now, &mut io::sink(&mut fx, id));
                     }
@@ -1187,6 +1191,14 @@ fn owner_msg(st: &mut State, fx: &mut Effects, msg: ToOwner) {
         }
         ToOwner::Bye { id, reports } => {
             for (name, report) in reports {
+                // Only the counters of the share the hub serves (not of one deleted since).
+                let current = span
+                    .hubs
+                    .get(&name)
+                    .is_some_and(|h| h.incarnation() == report.incarnation);
+                if !current {
+                    continue;
+                }
                 let slots = span.departed.entry(name).or_default();
                 for (slot, g) in report.groups.iter().enumerate() {
                     if !g.present {
@@ -1315,15 +1327,21 @@ pub fn owner_tick(st: &mut State, fx: &mut Effects, now: u64) {
         .map(|(n, _, _)| n.clone())
         .collect();
     span.hubs.retain(|n, _| names.contains(n));
-    for (name, _, layout) in &span.last_layouts {
+    span.departed.retain(|n, _| names.contains(n));
+    for (name, incarnation, layout) in &span.last_layouts {
         match span.hubs.get_mut(name) {
-            Some(hub) => {
+            Some(hub) if hub.incarnation() == *incarnation => {
                 let _ = hub.set_params(layout.params);
                 hub.ensure_cores(cores);
             }
-            None => {
+            // New, or deleted and created again under its name: a new hub and no
+            // departed counters, so that nothing of the old share outlives it.
+            _ => {
+                span.hubs.remove(name);
+                span.departed.remove(name);
                 if let Ok(hub) = Hub::new(cores, layout.params, ticks) {
-                    span.hubs.insert(name.clone(), hub);
+                    span.hubs
+                        .insert(name.clone(), hub.with_incarnation(*incarnation));
                 }
             }
         }
@@ -1335,10 +1353,18 @@ pub fn owner_tick(st: &mut State, fx: &mut Effects, now: u64) {
             continue;
         };
         let name = share.name().to_owned();
-        let Some(hub) = st.span.hubs.get_mut(&name) else {
+        let Some(hub) = st
+            .span
+            .hubs
+            .get_mut(&name)
+            .filter(|h| h.incarnation() == id.incarnation())
+        else {
             continue;
         };
-        let mut report = CoreReport::default();
+        let mut report = CoreReport {
+            incarnation: id.incarnation(),
+            ..CoreReport::default()
+        };
         share.span_report(now, &mut report);
         hub.receive(0, &mut report, now);
         // The replicas' counters, those that left included, for the owner's readers.

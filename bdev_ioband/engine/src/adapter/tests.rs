@@ -239,6 +239,36 @@ fn a_recreated_share_never_gets_the_old_completions() {
 }
 
 #[test]
+fn span_reports_name_the_share_incarnation_on_the_owner_and_on_a_replica() {
+    let (mut e, _, _) = setup(&[("a", 0)]);
+    let incarnation = |e: &mut Engine<Io>| -> Vec<u64> {
+        e.span_reports(1)
+            .iter()
+            .map(|(_, r)| r.incarnation)
+            .collect()
+    };
+    let first = e.share_id("s").unwrap().incarnation();
+    assert_eq!(incarnation(&mut e), [first]);
+    assert_eq!(e.incarnation_of("s"), Some(first));
+    // A replica mirrors it and reports the owner's incarnation, not its own.
+    let layout = e.share_by_id(e.share_id("s").unwrap()).unwrap().layout();
+    let mut replica: Engine<Io> = Engine::new(1_000_000);
+    assert!(replica
+        .mirror(&[("s".to_owned(), first, layout.clone())])
+        .is_empty());
+    assert_eq!(incarnation(&mut replica), [first]);
+    // Deleted and created again under its name: another incarnation everywhere.
+    e.delete_device("a").unwrap();
+    e.create_device("a", "s", None).unwrap();
+    let second = e.share_id("s").unwrap().incarnation();
+    assert_ne!(second, first);
+    assert_eq!(incarnation(&mut e), [second]);
+    let _ = replica.mirror(&[("s".to_owned(), second, layout)]);
+    assert_eq!(incarnation(&mut replica), [second]);
+    assert_eq!(replica.incarnation_of("s"), Some(second));
+}
+
+#[test]
 fn a_recreated_device_never_gets_the_old_completions() {
     // Two devices keep the share alive; "a" is deleted and created again (same name,
     // same share) while its I/O is in flight.

@@ -195,6 +195,11 @@ pub struct CoreReport {
     /// ([`crate::adapter::Adapter::span_reports`]) where a refusal is the base's depth;
     /// `None` where it is not, or the host does not tell (then the hub learns no depth).
     pub parked: Option<u32>,
+    /// Which incarnation of the share it is about (the owner's
+    /// [`crate::ShareId::incarnation`]; [`crate::Engine::span_reports`] sets it): a hub
+    /// takes only its own share's (a share deleted and created again under its name is
+    /// another share, and a replica may report the old one until it hears of the new).
+    pub incarnation: u64,
 }
 
 /// One group, as the hub grants it to a core.
@@ -233,6 +238,9 @@ pub struct Grant {
     pub spare_cap_cost: u64,
     /// Per group slot.
     pub groups: Vec<GroupGrant>,
+    /// The incarnation of the share it is for (the hub's, see
+    /// [`CoreReport::incarnation`]): a core that mirrors another ignores it.
+    pub incarnation: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -319,6 +327,8 @@ pub struct Hub {
     /// The base's depth as learnt while two or more cores are busy (see the module doc).
     base_depth: Option<BaseDepth>,
     ticks_per_sec: u64,
+    /// The share incarnation it serves (see [`CoreReport::incarnation`]).
+    incarnation: u64,
 }
 
 /// How long a learnt base depth below the depth the base declares (`nr_requests`) holds
@@ -358,7 +368,23 @@ impl Hub {
             report_age_ticks: 0,
             base_depth: None,
             ticks_per_sec,
+            incarnation: 0,
         })
+    }
+
+    /// The hub serves incarnation `incarnation` of its share (0 until set): it takes only
+    /// reports about it and stamps its grants with it. A host keeps one hub per share
+    /// name and makes a new one when the name's incarnation changes, so nothing learnt
+    /// about a deleted share (its base's depth, its throttle's pace, its groups' sums)
+    /// outlives it.
+    pub fn with_incarnation(mut self, incarnation: u64) -> Hub {
+        self.incarnation = incarnation;
+        self
+    }
+
+    /// The share incarnation it serves.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
     }
 
     /// Follows a change of the share's knobs (made on every replica too).
@@ -445,8 +471,12 @@ impl Hub {
     }
 
     /// Takes `core`'s report (swapped in: `report` gets back an old buffer to refill).
-    /// Out-of-range cores are ignored.
+    /// Out-of-range cores, and reports about another incarnation of the share, are
+    /// ignored.
     pub fn receive(&mut self, core: usize, report: &mut CoreReport, now_ticks: u64) {
+        if report.incarnation != self.incarnation {
+            return;
+        }
         let Some(slot) = self.cores.get_mut(core) else {
             return;
         };
@@ -531,6 +561,7 @@ impl Hub {
                 spare_cap.saturating_sub(cost_in_flight_total - core.report.cost_in_flight);
             core.window_part = part;
             grant.contended = contended;
+            grant.incarnation = self.incarnation;
             grant.window_total = u32::try_from(window).unwrap_or(u32::MAX);
         }
         let parts: Vec<u64> = self.cores.iter().map(|c| c.window_part).collect();
@@ -1174,6 +1205,29 @@ mod tests {
         // The rates follow demand: group 0 half and half, group 2 all on core 1.
         assert_eq!(grants[0].groups[0].rate_frac, FRAC_ONE / 2);
         assert_eq!(grants[1].groups[2].rate_frac, FRAC_ONE);
+    }
+
+    #[test]
+    fn a_hub_takes_only_reports_about_its_incarnation_and_stamps_its_grants() {
+        let mut hub = two_cores(crate::Policy::Weight).with_incarnation(7);
+        let of = |incarnation, in_flight| CoreReport {
+            incarnation,
+            in_flight,
+            ..report(&[(100, 0, 8, true)])
+        };
+        // Core 1 still reports the share deleted under the same name (incarnation 3).
+        let grants = exchange(&mut hub, vec![of(7, 5), of(3, 9)], 0);
+        assert!(grants.iter().all(|g| g.incarnation == 7));
+        assert_eq!(hub.report(0).map(|r| r.in_flight), Some(5));
+        assert_eq!(
+            hub.report(1).map(|r| r.in_flight),
+            Some(0),
+            "took another's"
+        );
+        // Only core 0's group is active: the window is not contended by the stale one.
+        assert!(!grants[0].contended);
+        exchange(&mut hub, vec![of(7, 5), of(7, 9)], 1);
+        assert_eq!(hub.report(1).map(|r| r.in_flight), Some(9));
     }
 
     #[test]

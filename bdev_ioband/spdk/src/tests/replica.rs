@@ -212,3 +212,34 @@ fn a_replicas_counters_stay_counted_after_it_left() {
         "{stat}"
     );
 }
+
+#[test]
+fn a_share_created_again_under_its_name_starts_without_the_old_ones_counters() {
+    let (h, rs) = with_replica();
+    let ios: Vec<_> = (0..4)
+        .map(|_| h.thread_submit(rs, "io0", IO_READ, 4096, 7))
+        .collect();
+    for &io in &ios {
+        h.base_done(io);
+    }
+    // The replica leaves with its counters; then the share goes and comes back.
+    h.thread_leave(rs);
+    h.run_msgs();
+    assert!(h.thread_left(rs));
+    h.thread_destroy(rs);
+    h.set_ticks(2 * PERIOD);
+    h.poll();
+    assert_eq!(group_stat(&h, "io0", "none")["read_ios"], json!(4));
+    let id = h.call("bdev_ioband_delete", Some(json!({"name": "io0"})));
+    h.run_msgs();
+    assert_eq!(h.reply(id).map(|r| r.ok()), Some(json!(true)));
+    create(&h, "io0", "Null0", json!({"share": "s"}));
+    h.set_ticks(4 * PERIOD);
+    h.poll();
+    let stat = group_stat(&h, "io0", "none");
+    assert_eq!(
+        (&stat["read_ios"], &stat["completed_ios"]),
+        (&json!(0), &json!(0)),
+        "the new share counts the old one's I/O: {stat}"
+    );
+}

@@ -48,6 +48,7 @@ fn grant(s: &mut S, window: u32, limit: u32, contended: bool, vt_ceiling: u128) 
         vt_ceiling,
         spare_cap_cost: u64::MAX,
         groups: Vec::new(),
+        incarnation: 0,
     };
     s.apply_grant(&g, 0, &mut nop);
 }

@@ -15,6 +15,10 @@
 //! - **Exchange.** Every [`EXCHANGE_PERIOD_US`], each replica sends the owner its report
 //!   per share; the owner feeds them and its own to the share's hub, sets the other
 //!   reactors' counters on its share (what iostat reads), and sends each replica its grant.
+//!   A hub serves one incarnation of its share (reports and grants carry it): a share
+//!   deleted and created again under its name gets a new hub at the next sync, and a
+//!   replica's report about the old one, or a grant for another than it mirrors, is
+//!   dropped.
 //!
 //! Owned by the module's reactor, like the module.
 
@@ -214,6 +218,10 @@ impl IobandModule {
             ) else {
                 continue;
             };
+            if hub.incarnation() != id.incarnation() {
+                // The share was created again since the last sync: its hub comes with it.
+                continue;
+            }
             // The other reactors' counters, for the readers of the owner's share.
             for (slot, generation, sum) in hub.remote_stats(me) {
                 share.set_remote_stats(slot, generation, sum);
@@ -250,6 +258,11 @@ impl IobandModule {
             let Ok(id) = self.engine.share_id(&name) else {
                 continue;
             };
+            // A grant for another incarnation than the one mirrored here (the share was
+            // created again and the sync has not come yet) is not this share's.
+            if self.engine.incarnation_of(&name) != Some(grant.incarnation) {
+                continue;
+            }
             self.drive_share(id, now, |share, sink| {
                 share.apply_grant(&grant, now, sink);
             });
@@ -270,11 +283,15 @@ impl IobandModule {
             let name = share.name().to_owned();
             let params = *share.params();
             match self.span.hubs.get_mut(&name) {
-                Some(hub) => {
+                Some(hub) if hub.incarnation() == id.incarnation() => {
                     let _ = hub.set_params(params);
                 }
-                None => {
+                // New, or deleted and created again under its name: a new hub, so that
+                // nothing learnt about the old share outlives it.
+                _ => {
+                    self.span.hubs.remove(&name);
                     if let Ok(hub) = Hub::new(cores as usize, params, TICKS_PER_SEC) {
+                        let hub = hub.with_incarnation(id.incarnation());
                         self.span.hubs.insert(name.clone(), hub);
                     }
                 }
