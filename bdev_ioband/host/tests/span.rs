@@ -243,3 +243,53 @@ fn reconfiguration_with_io_on_every_reactor_loses_nothing() {
         assert_eq!(c.completed(), c.submitted());
     }
 }
+
+#[test]
+fn a_share_created_again_under_its_name_gets_a_new_hub() {
+    let (mut rig, app, band) = rig_with_band(None, 100_000);
+    {
+        let c0 = Client::new(&rig, 0, &band, Some(GroupKey::Tag(1)));
+        let c1 = Client::new(&rig, 1, &band, Some(GroupKey::Tag(2)));
+        rig.on(0, || c0.start(8));
+        rig.on(1, || c1.start(8));
+        rig.run(2_000, STEP);
+        for c in [&c0, &c1] {
+            c.closed_loop.set(false);
+        }
+        rig.run(2_000, STEP);
+        assert_eq!(
+            c0.completed() + c1.completed(),
+            c0.submitted() + c1.submitted()
+        );
+    }
+    let before = app.ioband.borrow().dispatched_by_core("s0");
+    assert!(
+        before.iter().all(|&n| n > 0),
+        "both reactors ran: {before:?}"
+    );
+    // The clients' channels are gone; the share goes with its only device and comes
+    // back under its name.
+    drop(band);
+    rig.run(10, STEP);
+    rig.on(0, || {
+        app.delete_ioband("band0").expect("delete");
+        app.create_ioband("band0", "Model0", "s0", None)
+            .expect("create again");
+    });
+    rig.run(1, STEP); // the owner's next pass: the sync
+    let after = app.ioband.borrow().dispatched_by_core("s0");
+    assert!(
+        after.iter().all(|&n| n == 0),
+        "the new share's hub shows the old one's reports: {after:?}"
+    );
+    // And the new share works across both reactors.
+    let band = app.bdev("band0").expect("registered");
+    rig.run(10, STEP);
+    let c0 = Client::new(&rig, 0, &band, Some(GroupKey::Tag(1)));
+    let c1 = Client::new(&rig, 1, &band, Some(GroupKey::Tag(2)));
+    rig.on(0, || c0.start(8));
+    rig.on(1, || c1.start(8));
+    rig.run(2_000, STEP);
+    let moved = app.ioband.borrow().dispatched_by_core("s0");
+    assert!(moved.iter().all(|&n| n > 0), "both reactors run: {moved:?}");
+}

@@ -1124,6 +1124,15 @@ pub struct OwnerSpan {
     next_reset: u64,
 }
 
+#[cfg(test)]
+impl OwnerSpan {
+    /// The replicas' core indices, and how many cores share `name`'s hub counts.
+    pub(crate) fn cores(&self, name: &str) -> (Vec<usize>, Option<usize>) {
+        let cores = self.replicas.values().map(|&(_, c)| c).collect();
+        (cores, self.hubs.get(name).map(Hub::cores))
+    }
+}
+
 /// A reset the owner holds until the replicas it asked have drained the device.
 #[derive(Debug)]
 struct PendingReset {
@@ -1179,8 +1188,15 @@ fn owner_msg(st: &mut State, fx: &mut Effects, msg: ToOwner) {
     let span = &mut st.span;
     match msg {
         ToOwner::Hello { id, thread } => {
-            let used: BTreeSet<usize> = span.replicas.values().map(|&(_, c)| c).collect();
-            let core = (1..).find(|c| !used.contains(c)).unwrap_or(1);
+            // A replica says hello again until its sync arrives: it keeps its core (a new
+            // one each time would leave the hubs a core that never reports).
+            let core = match span.replicas.get(&id) {
+                Some(&(_, core)) => core,
+                None => {
+                    let used: BTreeSet<usize> = span.replicas.values().map(|&(_, c)| c).collect();
+                    (1..).find(|c| !used.contains(c)).unwrap_or(1)
+                }
+            };
             span.replicas.insert(id, (thread, core));
             span.synced.remove(&id);
             io::note_replicas(true);
@@ -1339,9 +1355,8 @@ pub fn owner_tick(st: &mut State, fx: &mut Effects, now: u64) {
             _ => {
                 span.hubs.remove(name);
                 span.departed.remove(name);
-                if let Ok(hub) = Hub::new(cores, layout.params, ticks) {
-                    span.hubs
-                        .insert(name.clone(), hub.with_incarnation(*incarnation));
+                if let Ok(hub) = Hub::new(cores, layout.params, ticks, *incarnation) {
+                    span.hubs.insert(name.clone(), hub);
                 }
             }
         }

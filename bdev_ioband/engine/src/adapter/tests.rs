@@ -250,21 +250,49 @@ fn span_reports_name_the_share_incarnation_on_the_owner_and_on_a_replica() {
     let first = e.share_id("s").unwrap().incarnation();
     assert_eq!(incarnation(&mut e), [first]);
     assert_eq!(e.incarnation_of("s"), Some(first));
-    // A replica mirrors it and reports the owner's incarnation, not its own.
-    let layout = e.share_by_id(e.share_id("s").unwrap()).unwrap().layout();
+    // A second share, "x", in the owner's next slot.
+    e.create_device("z", "x", None).unwrap();
+    let x = e.share_id("x").unwrap().incarnation();
+    let layout =
+        |e: &Engine<Io>, name: &str| e.share_by_id(e.share_id(name).unwrap()).unwrap().layout();
+    // A replica that lists them the other way round ("x" in its first slot) reports the
+    // owner's incarnations, not its own slots'.
     let mut replica: Engine<Io> = Engine::new(1_000_000);
-    assert!(replica
-        .mirror(&[("s".to_owned(), first, layout.clone())])
-        .is_empty());
-    assert_eq!(incarnation(&mut replica), [first]);
-    // Deleted and created again under its name: another incarnation everywhere.
+    let listed = |e: &Engine<Io>, s: u64| {
+        vec![
+            ("x".to_owned(), x, layout(e, "x")),
+            ("s".to_owned(), s, layout(e, "s")),
+        ]
+    };
+    assert!(replica.mirror(&listed(&e, first)).is_empty());
+    assert_ne!(replica.share_id("s").unwrap().incarnation(), first);
+    let by_name = |e: &mut Engine<Io>| -> Vec<(String, u64)> {
+        let mut v: Vec<_> = e
+            .span_reports(1)
+            .into_iter()
+            .map(|(n, r)| (n, r.incarnation))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        by_name(&mut replica),
+        [("s".to_owned(), first), ("x".to_owned(), x)]
+    );
+    // "s" deleted and created again under its name: another incarnation everywhere.
     e.delete_device("a").unwrap();
     e.create_device("a", "s", None).unwrap();
     let second = e.share_id("s").unwrap().incarnation();
     assert_ne!(second, first);
-    assert_eq!(incarnation(&mut e), [second]);
-    let _ = replica.mirror(&[("s".to_owned(), second, layout)]);
-    assert_eq!(incarnation(&mut replica), [second]);
+    assert_eq!(
+        by_name(&mut e),
+        [("s".to_owned(), second), ("x".to_owned(), x)]
+    );
+    let _ = replica.mirror(&listed(&e, second));
+    assert_eq!(
+        by_name(&mut replica),
+        [("s".to_owned(), second), ("x".to_owned(), x)]
+    );
     assert_eq!(replica.incarnation_of("s"), Some(second));
 }
 

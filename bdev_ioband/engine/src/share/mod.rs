@@ -55,12 +55,12 @@
 //!   law), and its I/O would wait too long at the base for its min, however early it was
 //!   dispatched. A group ahead of its limit tag waits in a
 //!   timed heap. The limit tag runs one I/O a second below `max` (at most an eighth below,
-//!   never below `min`: `max_pace_bytes_per_sec`), so that completion-time jitter of up to
-//!   one I/O's interval never shows as more than `max` in a second. A group that waited
-//!   for a free slot may catch up by one I/O, so in any window of `w` seconds it moves at
-//!   most `max·w` plus two I/Os at dispatch (the fence post and that catch-up), and `w`
-//!   I/Os less than that once `w` is a second or more; it banks no reservation and no limit
-//!   credit while idle.
+//!   never below `min`: `max_pace_bytes_per_sec`), so that at a steady pace completion-time
+//!   jitter of up to one I/O's interval never shows as more than `max` in a second. A
+//!   group that waited for a free slot may catch up by one I/O (using that slack), so in
+//!   any window of `w` seconds it moves at most `max·w` plus two I/Os at dispatch (the
+//!   fence post and that catch-up; on a share that spans cores, one catch-up per core);
+//!   it banks no reservation and no limit credit while idle.
 //! - The policy decides which setting schedules: under `weight` and `weight-iosize` a
 //!   group's min and max are kept (a policy switch back restores them) but not applied.
 //!

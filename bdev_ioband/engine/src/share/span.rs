@@ -338,8 +338,18 @@ pub struct Hub {
 pub const BASE_DEPTH_TTL_MS: u64 = 2_000;
 
 impl Hub {
-    /// A hub for a share of `params` spread over `cores` cores.
-    pub fn new(cores: usize, params: ShareParams, ticks_per_sec: u64) -> Result<Hub, EngineError> {
+    /// A hub for incarnation `incarnation` of a share of `params` (the owner's
+    /// [`crate::ShareId::incarnation`]) spread over `cores` cores: it takes only reports
+    /// about that incarnation and stamps its grants with it. A host keeps one hub per
+    /// share name and makes a new one when the name's incarnation changes, so nothing
+    /// learnt about a deleted share (its base's depth, its throttle's pace, its groups'
+    /// sums) outlives it.
+    pub fn new(
+        cores: usize,
+        params: ShareParams,
+        ticks_per_sec: u64,
+        incarnation: u64,
+    ) -> Result<Hub, EngineError> {
         params.validate()?;
         if cores == 0 {
             return Err(EngineError::OutOfRange {
@@ -368,18 +378,8 @@ impl Hub {
             report_age_ticks: 0,
             base_depth: None,
             ticks_per_sec,
-            incarnation: 0,
+            incarnation,
         })
-    }
-
-    /// The hub serves incarnation `incarnation` of its share (0 until set): it takes only
-    /// reports about it and stamps its grants with it. A host keeps one hub per share
-    /// name and makes a new one when the name's incarnation changes, so nothing learnt
-    /// about a deleted share (its base's depth, its throttle's pace, its groups' sums)
-    /// outlives it.
-    pub fn with_incarnation(mut self, incarnation: u64) -> Hub {
-        self.incarnation = incarnation;
-        self
     }
 
     /// The share incarnation it serves.
@@ -1158,7 +1158,7 @@ mod tests {
             io_throttle: 12,
             ..ShareParams::default()
         };
-        Hub::new(2, params, 1_000_000).unwrap()
+        Hub::new(2, params, 1_000_000, 0).unwrap()
     }
 
     /// `r` as made at `now_ticks`, with the group in `slot` at virtual time `vtime`.
@@ -1209,7 +1209,11 @@ mod tests {
 
     #[test]
     fn a_hub_takes_only_reports_about_its_incarnation_and_stamps_its_grants() {
-        let mut hub = two_cores(crate::Policy::Weight).with_incarnation(7);
+        let params = ShareParams {
+            io_throttle: 12,
+            ..ShareParams::default()
+        };
+        let mut hub = Hub::new(2, params, 1_000_000, 7).unwrap();
         let of = |incarnation, in_flight| CoreReport {
             incarnation,
             in_flight,
@@ -1236,7 +1240,7 @@ mod tests {
             io_limit: 64,
             ..ShareParams::default()
         };
-        let mut hub = Hub::new(4, params, 1_000_000).unwrap();
+        let mut hub = Hub::new(4, params, 1_000_000, 0).unwrap();
         let idle = || report(&[(100, 0, 0, false)]);
         let busy = report(&[(100, 0, 80, true)]);
         let grants = exchange(&mut hub, vec![idle(), idle(), busy, idle()], 0);
@@ -1254,7 +1258,7 @@ mod tests {
     fn parked_io_on_two_busy_cores_teaches_the_base_depth() {
         // io_limit 192 (3/2 of nr_requests 128). Both cores busy and deep; core 0 has 30 of
         // its 96 in flight parked: the base holds 66 + 96 = 162.
-        let mut hub = Hub::new(2, ShareParams::default(), 1_000_000).unwrap();
+        let mut hub = Hub::new(2, ShareParams::default(), 1_000_000, 0).unwrap();
         let busy = |in_flight, parked| CoreReport {
             in_flight,
             parked: Some(parked),
@@ -1435,7 +1439,7 @@ mod tests {
 
     #[test]
     fn a_slot_another_core_has_not_recreated_yet_is_not_mixed_up() {
-        let mut hub = Hub::new(2, ShareParams::default(), 1_000_000).unwrap();
+        let mut hub = Hub::new(2, ShareParams::default(), 1_000_000, 0).unwrap();
         let a = report(&[(100, 50, 4, true)]);
         let mut b = report(&[(100, 900, 4, true)]);
         b.groups[0].generation = 1; // detached and re-attached on core 1 only, so far

@@ -90,7 +90,7 @@ impl Exchange {
         span: &SpanConfig,
         cores: &Cores,
     ) -> Result<Exchange, EngineError> {
-        let hub = Hub::new(cores.shares.len(), config.params, config.ticks_per_sec)?;
+        let hub = Hub::new(cores.shares.len(), config.params, config.ticks_per_sec, 0)?;
         // The bound of the share module's doc: (9/8·io_limit + cores)·c_max + R·(P + 2D).
         let io_limit = config
             .actions

@@ -243,3 +243,31 @@ fn a_share_created_again_under_its_name_starts_without_the_old_ones_counters() {
         "the new share counts the old one's I/O: {stat}"
     );
 }
+
+#[test]
+fn a_replica_that_says_hello_again_before_its_sync_keeps_its_core() {
+    let h = Harness::new();
+    h.add_base("Null0");
+    create(&h, "io0", "Null0", json!({"share": "s"}));
+    let rs = h.thread_create(7);
+    h.run_msgs(); // the hello reaches the owner
+                  // Not synced yet: the replica says hello again every period.
+    for k in 1..=3 {
+        h.set_ticks(k * PERIOD);
+        h.thread_poll(rs);
+        h.run_msgs();
+    }
+    h.set_ticks(4 * PERIOD);
+    h.poll(); // the owner's period: hubs, and the sync
+    h.run_msgs();
+    let cores = crate::state::with_state(|st| st.span.cores("s")).expect("state");
+    assert_eq!(
+        cores,
+        (vec![1], Some(2)),
+        "one replica: core 1, and the owner's 0"
+    );
+    h.thread_leave(rs);
+    h.run_msgs();
+    assert!(h.thread_left(rs));
+    h.thread_destroy(rs);
+}

@@ -290,8 +290,8 @@ impl IobandModule {
                 // nothing learnt about the old share outlives it.
                 _ => {
                     self.span.hubs.remove(&name);
-                    if let Ok(hub) = Hub::new(cores as usize, params, TICKS_PER_SEC) {
-                        let hub = hub.with_incarnation(id.incarnation());
+                    let incarnation = id.incarnation();
+                    if let Ok(hub) = Hub::new(cores as usize, params, TICKS_PER_SEC, incarnation) {
                         self.span.hubs.insert(name.clone(), hub);
                     }
                 }
