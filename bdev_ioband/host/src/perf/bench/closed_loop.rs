@@ -105,7 +105,7 @@ pub(super) fn run_pair(
 
 /// [`run_pair`] with B's jobs on reactor `b_core` (A stays on reactor 0; the run has
 /// reactors 0..=b_core).
-fn run_pair_on(
+pub(super) fn run_pair_on(
     opts: &BenchOptions,
     label: &str,
     secs: f64,

@@ -4,7 +4,9 @@
 //! 50 ms without occupying its server (`flush_latency_us` 50000); weight policy, equal
 //! weights, default knobs. Run once alone and once beside a fourth tenant (`tag:4`) that
 //! keeps exactly one FLUSH outstanding (1 job, QD 1, `rw=flush`): the three tenants' total
-//! IOPS with the slow tenant ÷ without.
+//! IOPS with the slow tenant ÷ without. With two CPUs, again with the tenants spread over
+//! two reactors (`tag:1` and `tag:3` on reactor 0, `tag:2` and the FLUSH tenant on reactor
+//! 1: the share spans both).
 //!
 //! Runs on the bench thread.
 
@@ -26,7 +28,10 @@ const OTHERS_RATIO_MIN: f64 = 0.95;
 pub(super) fn slow_io(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Result<(), String> {
     let secs = d.slow_io_s;
     let cfg = device_config(&[100, 100, 100, 100], None, FLUSH_LATENCY_US);
-    let tenants = |with_flush: bool| {
+    // The jobs; on `reactors` reactors, tenant t on reactor (t + 1) mod 2 and the FLUSH
+    // tenant on reactor 1.
+    let tenants = |with_flush: bool, reactors: u32| {
+        let core = |t: u32| if reactors > 1 { (t + 1) % 2 } else { 0 };
         let mut jobs: Vec<_> = (1..=3u32)
             .map(|t| {
                 job(
@@ -35,40 +40,61 @@ pub(super) fn slow_io(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Resu
                     8,
                     4096,
                     Some(GroupKey::Tag(t)),
-                    0,
+                    core(t),
                 )
             })
             .collect();
         if with_flush {
-            let mut f = job("flusher", "band0", 1, 4096, Some(GroupKey::Tag(4)), 0);
+            let mut f = job("flusher", "band0", 1, 4096, Some(GroupKey::Tag(4)), core(2));
             f.workload = Workload::FLUSH;
             jobs.push(f);
         }
         jobs
     };
-    let alone = go(
-        opts,
-        "slow_io three tenants",
-        vec![0],
-        &cfg,
-        tenants(false),
-        secs,
-        FINE_WINDOW_S,
-    )?;
-    let beside = go(
-        opts,
-        "slow_io beside a FLUSH tenant",
-        vec![0],
-        &cfg,
-        tenants(true),
-        secs,
-        FINE_WINDOW_S,
-    )?;
+    let pair = |reactors: u32| -> Result<_, String> {
+        let on = if reactors > 1 { ", two reactors" } else { "" };
+        let cores: Vec<u32> = (0..reactors).collect();
+        let alone = go(
+            opts,
+            &format!("slow_io three tenants{on}"),
+            cores.clone(),
+            &cfg,
+            tenants(false, reactors),
+            secs,
+            FINE_WINDOW_S,
+        )?;
+        let beside = go(
+            opts,
+            &format!("slow_io beside a FLUSH tenant{on}"),
+            cores,
+            &cfg,
+            tenants(true, reactors),
+            secs,
+            FINE_WINDOW_S,
+        )?;
+        Ok((alone, beside))
+    };
     let others = |r: &super::super::report::RunReport| -> f64 {
         (1..=3).map(|t| iops_of(r, &format!("tag:{t}"))).sum()
     };
+    let ratio_of = |alone: &super::super::report::RunReport,
+                    beside: &super::super::report::RunReport| {
+        let (without, with) = (others(alone), others(beside));
+        if without > 0.0 {
+            with / without
+        } else {
+            0.0
+        }
+    };
+    let (alone, beside) = pair(1)?;
     let (without, with) = (others(&alone), others(&beside));
-    let ratio = if without > 0.0 { with / without } else { 0.0 };
+    let ratio = ratio_of(&alone, &beside);
+    let two = if super::machine_cpus() >= 2 {
+        Some(pair(2)?)
+    } else {
+        None
+    };
+    let ratio_two = two.as_ref().map(|(a, b)| ratio_of(a, b));
     let flusher = beside.results.iter().find(|j| j.job == "flusher");
     let flush_iops = flusher.map_or(0.0, |j| j.iops);
     let flush_p50_us = flusher.map_or(0.0, |j| j.p50_latency_us);
@@ -82,10 +108,21 @@ pub(super) fn slow_io(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Resu
          | run | tag:1 IOPS | tag:2 IOPS | tag:3 IOPS | three tenants IOPS | FLUSHes/s |\n\
          |---|---:|---:|---:|---:|---:|\n"
     );
-    for (name, r, f) in [
+    let flushes = |r: &super::super::report::RunReport| {
+        r.results
+            .iter()
+            .find(|j| j.job == "flusher")
+            .map_or(0.0, |j| j.iops)
+    };
+    let mut rows = vec![
         ("alone", &alone, None),
         ("beside the FLUSH tenant", &beside, Some(flush_iops)),
-    ] {
+    ];
+    if let Some((a, b)) = two.as_ref() {
+        rows.push(("alone, two reactors", a, None));
+        rows.push(("beside the FLUSH tenant, two reactors", b, Some(flushes(b))));
+    }
+    for (name, r, f) in rows {
         let t = per_tenant(r);
         let _ = writeln!(
             md,
@@ -100,8 +137,10 @@ pub(super) fn slow_io(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Resu
     let _ = writeln!(
         md,
         "\n`slow_io.others_ratio` = **{ratio:.3}** (target ≥ {OTHERS_RATIO_MIN}); the FLUSH tenant's \
-         median latency {:.0} µs.\n",
-        flush_p50_us
+         median latency {:.0} µs. Spread over two reactors (`slow_io.two_reactors_others_ratio`, \
+         same target): {}.\n",
+        flush_p50_us,
+        ratio_two.map_or("not measured (one CPU)".into(), |v| format!("**{v:.3}**"))
     );
     out.md.push_str(&md);
     out.json.insert(
@@ -117,6 +156,10 @@ pub(super) fn slow_io(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Resu
             "flush_iops": flush_iops,
             "flush_p50_latency_us": flush_p50_us,
             "knobs": knobs.map(|(t, l)| json!({"io_throttle": t, "io_limit": l})),
+            "two_reactors_others_ratio": ratio_two,
+            "two_reactors_tenant_iops_alone": two.as_ref().map(|(a, _)| per_tenant(a)),
+            "two_reactors_tenant_iops_beside_flush": two.as_ref().map(|(_, b)| per_tenant(b)),
+            "two_reactors_flush_iops": two.as_ref().map(|(_, b)| flushes(b)),
         }),
     );
     Ok(())

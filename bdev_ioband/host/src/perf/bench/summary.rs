@@ -146,6 +146,18 @@ const TARGETS: &[Target] = &[
         limit: 0.95,
     },
     Target {
+        flag: "slow_io_two_reactors_others_ratio_ge_0_95",
+        key: "slow_io.two_reactors_others_ratio",
+        bound: Bound::AtLeast,
+        limit: 0.95,
+    },
+    Target {
+        flag: "victim_two_reactors_p99_ratio_le_2",
+        key: "victim.two_reactors_p99_ratio",
+        bound: Bound::AtMost,
+        limit: 2.0,
+    },
+    Target {
         flag: "onset_share_error_le_2pct",
         key: "onset.max_share_error",
         bound: Bound::AtMost,

@@ -2,7 +2,8 @@
 //! a deep one (B = `tag:2`, 1 job at QD 128) of equal weight, on the
 //! [`closed_loop`](super::closed_loop) device (20000 IOPS, 200 µs, QD 32), 4 KiB randread:
 //! A's p99 latency beside B ÷ A's p99 alone, with the default knobs and with `io_throttle`
-//! 5 set on the share (the tuned run).
+//! 5 set on the share (the tuned run); with two CPUs, again with B on reactor 1 (the share
+//! spans both reactors, each schedules its own tenant's I/O).
 //!
 //! Runs on the bench thread.
 
@@ -10,7 +11,9 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 
-use super::closed_loop::{run_pair, Deep, DEVICE_IOPS, DEVICE_LATENCY_US, DEVICE_QUEUE_DEPTH};
+use super::closed_loop::{
+    run_pair, run_pair_on, Deep, DEVICE_IOPS, DEVICE_LATENCY_US, DEVICE_QUEUE_DEPTH,
+};
 use super::{BenchOptions, Durations, Out};
 
 /// `io_throttle` of the tuned run.
@@ -43,6 +46,19 @@ pub(super) fn victim(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Resul
         Some(deep),
         Some(tuned_knobs.clone()),
     )?;
+    let two = if super::machine_cpus() >= 2 {
+        Some(run_pair_on(
+            opts,
+            "victim A beside B, B on reactor 1",
+            secs,
+            (100, 100),
+            Some(deep),
+            None,
+            1,
+        )?)
+    } else {
+        None
+    };
     let ratio = |p: f64| {
         if solo.a_p99_us > 0.0 {
             p / solo.a_p99_us
@@ -51,6 +67,7 @@ pub(super) fn victim(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Resul
         }
     };
     let (r, r_tuned) = (ratio(beside.a_p99_us), ratio(tuned.a_p99_us));
+    let r_two = two.as_ref().map(|p| ratio(p.a_p99_us));
     let mut md = format!(
         "## 7. Victim latency: a QD-1 tenant beside a QD-128 one (model: {DEVICE_IOPS} IOPS, \
          {DEVICE_LATENCY_US} µs, QD {DEVICE_QUEUE_DEPTH}; equal weights; 4 KiB randread)\n\n\
@@ -63,11 +80,15 @@ pub(super) fn victim(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Resul
             p.io_limit.map_or("?".into(), |v| v.to_string())
         )
     };
-    for (name, p, ratio) in [
+    let mut rows = vec![
         ("A alone", &solo, 1.0),
         ("A beside B", &beside, r),
         ("A beside B, tuned", &tuned, r_tuned),
-    ] {
+    ];
+    if let (Some(p), Some(r2)) = (two.as_ref(), r_two) {
+        rows.push(("A beside B, B on reactor 1", p, r2));
+    }
+    for (name, p, ratio) in rows {
         let _ = writeln!(
             md,
             "| {name} | {} | {:.0} | {:.0} | {:.0} | {ratio:.2} |",
@@ -80,7 +101,9 @@ pub(super) fn victim(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Resul
     let _ = writeln!(
         md,
         "\n`victim.p99_ratio` = **{r:.2}** (target ≤ {P99_RATIO_MAX}); with io_throttle \
-         {TUNED_IO_THROTTLE}: {r_tuned:.2}.\n"
+         {TUNED_IO_THROTTLE}: {r_tuned:.2}; with B on reactor 1 \
+         (`victim.two_reactors_p99_ratio`, same target): {}.\n",
+        r_two.map_or("not measured (one CPU)".into(), |v| format!("**{v:.2}**"))
     );
     out.md.push_str(&md);
     out.json.insert(
@@ -99,6 +122,10 @@ pub(super) fn victim(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Resul
             "a_iops_tuned": tuned.a_iops,
             "b_iops_tuned": tuned.b_iops,
             "tuned_knobs": tuned_knobs,
+            "two_reactors_p99_latency_us": two.as_ref().map(|p| p.a_p99_us),
+            "two_reactors_p99_ratio": r_two,
+            "two_reactors_a_iops": two.as_ref().map(|p| p.a_iops),
+            "two_reactors_b_iops": two.as_ref().map(|p| p.b_iops),
         }),
     );
     Ok(())
