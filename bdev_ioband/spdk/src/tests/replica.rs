@@ -185,8 +185,9 @@ fn a_deleted_device_is_forgotten_by_the_replica() {
     h.thread_destroy(rs);
 }
 
-#[test]
-fn a_replicas_counters_stay_counted_after_it_left() {
+/// [`with_replica`] after the replica completed four reads of `io0` and left, before any
+/// periodic report (its last counters go with the bye).
+fn four_reads_then_the_replica_left() -> Harness {
     let (h, rs) = with_replica();
     let ios: Vec<_> = (0..4)
         .map(|_| h.thread_submit(rs, "io0", IO_READ, 4096, 7))
@@ -194,11 +195,16 @@ fn a_replicas_counters_stay_counted_after_it_left() {
     for &io in &ios {
         h.base_done(io);
     }
-    // It leaves before any periodic report: its last counters go with the bye.
     h.thread_leave(rs);
     h.run_msgs();
     assert!(h.thread_left(rs));
     h.thread_destroy(rs);
+    h
+}
+
+#[test]
+fn a_replicas_counters_stay_counted_after_it_left() {
+    let h = four_reads_then_the_replica_left();
     h.set_ticks(4 * PERIOD);
     h.poll();
     let stat = group_stat(&h, "io0", "none");
@@ -215,18 +221,8 @@ fn a_replicas_counters_stay_counted_after_it_left() {
 
 #[test]
 fn a_share_created_again_under_its_name_starts_without_the_old_ones_counters() {
-    let (h, rs) = with_replica();
-    let ios: Vec<_> = (0..4)
-        .map(|_| h.thread_submit(rs, "io0", IO_READ, 4096, 7))
-        .collect();
-    for &io in &ios {
-        h.base_done(io);
-    }
     // The replica leaves with its counters; then the share goes and comes back.
-    h.thread_leave(rs);
-    h.run_msgs();
-    assert!(h.thread_left(rs));
-    h.thread_destroy(rs);
+    let h = four_reads_then_the_replica_left();
     h.set_ticks(2 * PERIOD);
     h.poll();
     assert_eq!(group_stat(&h, "io0", "none")["read_ios"], json!(4));
