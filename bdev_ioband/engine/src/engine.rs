@@ -328,34 +328,39 @@ impl<T> Engine<T> {
     /// The owner's incarnation of share `name` as this engine knows it: on a replica the
     /// one it mirrors, on the owner its own (see [`ShareId::incarnation`]).
     pub fn incarnation_of(&self, name: &str) -> Option<u64> {
+        self.names.get(name).map(|&i| self.incarnation_at(i, name))
+    }
+
+    /// [`Engine::incarnation_of`] the share `name` in slot `index`.
+    fn incarnation_at(&self, index: u32, name: &str) -> u64 {
         self.mirrored
             .get(name)
             .copied()
-            .or_else(|| self.share_id(name).ok().map(ShareId::incarnation))
+            .unwrap_or_else(|| self.id_of(index).incarnation())
     }
 
-    /// This core's report for every share, by share name (see [`Share::span_report`]),
-    /// each stamped with [`Engine::incarnation_of`] its share.
+    /// This core's report for share `id` (see [`Share::span_report`]), stamped with
+    /// [`Engine::incarnation_of`] the share; `None` for a stale handle.
+    pub fn span_report(&mut self, id: ShareId, now_ticks: u64) -> Option<crate::CoreReport> {
+        let incarnation = self.incarnation_at(id.index, self.share_by_id(id)?.name());
+        let mut report = crate::CoreReport {
+            incarnation,
+            ..crate::CoreReport::default()
+        };
+        self.share_by_id_mut(id)?
+            .span_report(now_ticks, &mut report);
+        Some(report)
+    }
+
+    /// This core's report for every share, by share name ([`Engine::span_report`]).
     pub fn span_reports(&mut self, now_ticks: u64) -> Vec<(String, crate::CoreReport)> {
-        let mut out = Vec::with_capacity(self.names.len());
-        for (index, slot) in self.slots.iter_mut().enumerate() {
-            let own = ShareId {
-                index: u32::try_from(index).unwrap_or(u32::MAX),
-                generation: slot.generation,
-            };
-            if let Some(share) = slot.share.as_mut() {
-                let mut report = crate::CoreReport::default();
-                share.span_report(now_ticks, &mut report);
-                // The owner's incarnation: its own on the owner, the mirrored one here.
-                report.incarnation = self
-                    .mirrored
-                    .get(share.name())
-                    .copied()
-                    .unwrap_or(own.incarnation());
-                out.push((share.name().to_owned(), report));
-            }
-        }
-        out
+        let ids: Vec<ShareId> = self.share_ids().collect();
+        ids.into_iter()
+            .filter_map(|id| {
+                let report = self.span_report(id, now_ticks)?;
+                Some((self.share_by_id(id)?.name().to_owned(), report))
+            })
+            .collect()
     }
 
     /// The tick rate every share of this engine counts in.

@@ -1271,7 +1271,7 @@ fn owner_msg(st: &mut State, fx: &mut Effects, msg: ToOwner) {
 /// reports to the hubs, applies its grants and sends the replicas theirs.
 ///
 /// Neither the owner's reports nor the replicas' say how much is parked
-/// (`CoreReport::parked` stays 0, so the hubs learn no base depth): here a dispatch
+/// (`CoreReport::parked` stays `None`, so the hubs learn no base depth): here a dispatch
 /// refused with ENOMEM means SPDK's pool of `spdk_bdev_io` ran dry, which says nothing of
 /// the base's depth (a base whose queue is full queues or retries inside SPDK's bdev
 /// layer, and never refuses the submission).
@@ -1364,10 +1364,9 @@ pub fn owner_tick(st: &mut State, fx: &mut Effects, now: u64) {
     // The owner's own reports, its counters from the others, its grants.
     let mut out: BTreeMap<usize, Vec<(String, Grant)>> = BTreeMap::new();
     for &id in &ids {
-        let Some(share) = st.engine.share_by_id_mut(id) else {
+        let Some(name) = st.engine.share_by_id(id).map(|s| s.name().to_owned()) else {
             continue;
         };
-        let name = share.name().to_owned();
         let Some(hub) = st
             .span
             .hubs
@@ -1376,12 +1375,13 @@ pub fn owner_tick(st: &mut State, fx: &mut Effects, now: u64) {
         else {
             continue;
         };
-        let mut report = CoreReport {
-            incarnation: id.incarnation(),
-            ..CoreReport::default()
+        let Some(mut report) = st.engine.span_report(id, now) else {
+            continue;
         };
-        share.span_report(now, &mut report);
         hub.receive(0, &mut report, now);
+        let Some(share) = st.engine.share_by_id_mut(id) else {
+            continue;
+        };
         // The replicas' counters, those that left included, for the owner's readers.
         let departed = st.span.departed.get(&name);
         for (slot, generation, mut sum) in hub.remote_stats(0) {

@@ -1153,12 +1153,17 @@ mod tests {
 
     /// A hub of two cores whose window is 12, under `policy`.
     fn two_cores(policy: crate::Policy) -> Hub {
+        two_cores_of(policy, 0)
+    }
+
+    /// [`two_cores`] for share incarnation `incarnation`.
+    fn two_cores_of(policy: crate::Policy, incarnation: u64) -> Hub {
         let params = ShareParams {
             policy,
             io_throttle: 12,
             ..ShareParams::default()
         };
-        Hub::new(2, params, 1_000_000, 0).unwrap()
+        Hub::new(2, params, 1_000_000, incarnation).unwrap()
     }
 
     /// `r` as made at `now_ticks`, with the group in `slot` at virtual time `vtime`.
@@ -1209,11 +1214,7 @@ mod tests {
 
     #[test]
     fn a_hub_takes_only_reports_about_its_incarnation_and_stamps_its_grants() {
-        let params = ShareParams {
-            io_throttle: 12,
-            ..ShareParams::default()
-        };
-        let mut hub = Hub::new(2, params, 1_000_000, 7).unwrap();
+        let mut hub = two_cores_of(crate::Policy::Weight, 7);
         let of = |incarnation, in_flight| CoreReport {
             incarnation,
             in_flight,

@@ -16,6 +16,7 @@ use bdev_ioband_engine::GroupKey;
 use serde_json::json;
 
 use super::super::opts::Workload;
+use super::super::report::{JobReport, RunReport};
 use super::closed_loop::{device_config, iops_of, DEVICE_IOPS};
 use super::{go, job, BenchOptions, Durations, Out, FINE_WINDOW_S};
 
@@ -74,46 +75,32 @@ pub(super) fn slow_io(opts: &BenchOptions, d: &Durations, out: &mut Out) -> Resu
         )?;
         Ok((alone, beside))
     };
-    let others = |r: &super::super::report::RunReport| -> f64 {
-        (1..=3).map(|t| iops_of(r, &format!("tag:{t}"))).sum()
-    };
-    let ratio_of = |alone: &super::super::report::RunReport,
-                    beside: &super::super::report::RunReport| {
-        let (without, with) = (others(alone), others(beside));
-        if without > 0.0 {
-            with / without
-        } else {
-            0.0
-        }
-    };
+    let others = |r: &RunReport| -> f64 { (1..=3).map(|t| iops_of(r, &format!("tag:{t}"))).sum() };
+    let ratio_of = |without: f64, with: f64| if without > 0.0 { with / without } else { 0.0 };
     let (alone, beside) = pair(1)?;
     let (without, with) = (others(&alone), others(&beside));
-    let ratio = ratio_of(&alone, &beside);
+    let ratio = ratio_of(without, with);
     let two = if super::machine_cpus() >= 2 {
         Some(pair(2)?)
     } else {
         None
     };
-    let ratio_two = two.as_ref().map(|(a, b)| ratio_of(a, b));
-    let flusher = beside.results.iter().find(|j| j.job == "flusher");
-    let flush_iops = flusher.map_or(0.0, |j| j.iops);
-    let flush_p50_us = flusher.map_or(0.0, |j| j.p50_latency_us);
+    let ratio_two = two.as_ref().map(|(a, b)| ratio_of(others(a), others(b)));
+    fn flusher(r: &RunReport) -> Option<&JobReport> {
+        r.results.iter().find(|j| j.job == "flusher")
+    }
+    let flushes = |r: &RunReport| flusher(r).map_or(0.0, |j| j.iops);
+    let flush_iops = flushes(&beside);
+    let flush_p50_us = flusher(&beside).map_or(0.0, |j| j.p50_latency_us);
     let knobs = beside.shares.first().map(|s| (s.io_throttle, s.io_limit));
-    let per_tenant = |r: &super::super::report::RunReport| -> Vec<f64> {
-        (1..=3).map(|t| iops_of(r, &format!("tag:{t}"))).collect()
-    };
+    let per_tenant =
+        |r: &RunReport| -> Vec<f64> { (1..=3).map(|t| iops_of(r, &format!("tag:{t}"))).collect() };
     let mut md = format!(
         "## 9. Slow I/O: three tenants beside one that keeps a 50 ms FLUSH outstanding \
          (model: {DEVICE_IOPS} IOPS, flush_latency_us {FLUSH_LATENCY_US}; weight policy, equal weights, default knobs)\n\n\
          | run | tag:1 IOPS | tag:2 IOPS | tag:3 IOPS | three tenants IOPS | FLUSHes/s |\n\
          |---|---:|---:|---:|---:|---:|\n"
     );
-    let flushes = |r: &super::super::report::RunReport| {
-        r.results
-            .iter()
-            .find(|j| j.job == "flusher")
-            .map_or(0.0, |j| j.iops)
-    };
     let mut rows = vec![
         ("alone", &alone, None),
         ("beside the FLUSH tenant", &beside, Some(flush_iops)),
